@@ -1,0 +1,2 @@
+//! mediajob-operator: runs Dolby.io Media API jobs on media stored in S3.
+pub mod crd;
