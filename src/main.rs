@@ -1,1 +1,25 @@
-fn main() {}
+use clap::{Parser, Subcommand};
+
+/// Runs Dolby.io Media API jobs on media stored in S3, driven by MediaJob resources.
+#[derive(Parser)]
+#[command(name = "mediajob-operator", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the MediaJob CustomResourceDefinition as YAML.
+    Crd,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", mediajob_operator::crd::crd_yaml());
+            std::process::ExitCode::SUCCESS
+        }
+    }
+}
