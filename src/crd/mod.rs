@@ -1,4 +1,8 @@
-//! The MediaJob custom resource (mediajob.io/v1alpha1). Placeholder until the types land.
-pub fn crd_yaml() -> String {
-    String::new()
-}
+//! The MediaJob custom resource, `mediajob.io/v1alpha1`: the contract users write against.
+mod schema;
+mod spec;
+mod status;
+
+pub use schema::crd_yaml;
+pub use spec::*;
+pub use status::*;
