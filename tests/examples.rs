@@ -33,22 +33,36 @@ fn examples_cover_every_access_mode_and_several_outputs() {
         .filter(|(_, v)| v["kind"] == "MediaJob")
         .map(|(_, v)| serde_json::from_value(v).unwrap())
         .collect();
-    let modes: Vec<_> = jobs.iter().map(|j| j.spec.access.unwrap_or_default()).collect();
+    let modes: Vec<_> = jobs
+        .iter()
+        .map(|j| j.spec.access.unwrap_or_default())
+        .collect();
     for mode in ["presign", "authBlock", "public"] {
         assert!(
-            modes.iter().any(|m| serde_json::to_value(m).unwrap() == mode),
+            modes
+                .iter()
+                .any(|m| serde_json::to_value(m).unwrap() == mode),
             "no example uses access {mode}"
         );
     }
-    assert!(jobs.iter().any(|j| j.spec.outputs.as_ref().is_some_and(|o| o.len() >= 2)));
+    assert!(
+        jobs.iter()
+            .any(|j| j.spec.outputs.as_ref().is_some_and(|o| o.len() >= 2))
+    );
 }
 
 #[test]
 fn every_example_mediajob_is_valid() {
     let crd = MediaJob::crd();
-    let schema =
-        serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref())
-            .unwrap();
+    let schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref(),
+    )
+    .unwrap();
     let mut checked = 0;
     for (path, doc) in documents() {
         if doc["kind"] != "MediaJob" {
@@ -60,24 +74,48 @@ fn every_example_mediajob_is_valid() {
             .unwrap_or_else(|e| panic!("{path}: does not match the MediaJob types: {e}"));
         let mut back = serde_json::to_value(&typed).unwrap();
         back.as_object_mut().unwrap().remove("status");
-        assert_eq!(back["spec"], doc["spec"], "{path}: a field was dropped or rewritten");
+        assert_eq!(
+            back["spec"], doc["spec"],
+            "{path}: a field was dropped or rewritten"
+        );
         if let Err(errors) = Validator::new().validate(&schema, &doc, None) {
             panic!("{path}: CEL rules refuse it: {errors:?}");
         }
         checked += 1;
     }
-    assert!(checked >= 4, "expected at least four example MediaJobs, found {checked}");
+    assert!(
+        checked >= 4,
+        "expected at least four example MediaJobs, found {checked}"
+    );
 }
 
 #[test]
 fn example_secrets_name_the_keys_the_operator_reads() {
-    let secrets: Vec<Value> =
-        documents().into_iter().map(|(_, v)| v).filter(|v| v["kind"] == "Secret").collect();
+    let secrets: Vec<Value> = documents()
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["kind"] == "Secret")
+        .collect();
     let keys: Vec<String> = secrets
         .iter()
-        .flat_map(|s| s["stringData"].as_object().unwrap().keys().cloned().collect::<Vec<_>>())
+        .flat_map(|s| {
+            s["stringData"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
         .collect();
-    for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DOLBYIO_APP_KEY", "DOLBYIO_APP_SECRET"] {
-        assert!(keys.iter().any(|k| k == key), "secret-template.yaml lacks {key}");
+    for key in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "DOLBYIO_APP_KEY",
+        "DOLBYIO_APP_SECRET",
+    ] {
+        assert!(
+            keys.iter().any(|k| k == key),
+            "secret-template.yaml lacks {key}"
+        );
     }
 }

@@ -27,6 +27,10 @@ pub struct MediaJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<i32>,
 
+    /// Remote jobs that failed and were submitted again (counted against spec.retry.limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<i32>,
+
     /// Remote jobs cancelled and resubmitted because their URLs were about to expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_refreshes: Option<i32>,
@@ -106,6 +110,9 @@ pub struct SubmissionRecord {
     pub attempt: i32,
     /// When the request was about to be sent; `GET /media/jobs` is searched from here.
     pub intent_time: Time,
+    /// When the URLs signed for this submission expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls_expire_at: Option<Time>,
     /// The remote job id, once the Media API answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,

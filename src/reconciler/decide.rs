@@ -1,0 +1,1128 @@
+//! The functional core: given a MediaJob, what the shell observed (credentials, the remote job,
+//! capacity) and the clock, decide the next status and at most one side effect.
+//!
+//! The shell performs the action and feeds its outcome back through the `after_*` functions,
+//! which are pure too. Nothing here touches Kubernetes, S3 or HTTP.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Map, Value};
+
+use super::conditions::{self, FAILED, READY, SUBMITTED, SUSPENDED};
+use super::timing::Timing;
+use crate::crd::{AccessMode, DeletionPolicy, MediaJob, MediaJobStatus, Phase, SubmissionRecord};
+use crate::secret::redact_url;
+
+/// The finalizer that lets the operator cancel the remote job before the MediaJob goes away.
+pub const FINALIZER: &str = "mediajob.io/cancel-remote-job";
+
+/// Operator-wide knobs the decisions depend on.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub timing: Timing,
+    /// Cancel-and-resubmit cycles for expiring URLs before the job is failed.
+    pub max_url_refreshes: i32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            timing: Timing::default(),
+            max_url_refreshes: 10,
+        }
+    }
+}
+
+/// The clock, and a random number in [0, 1) for jitter.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    pub now: Timestamp,
+    pub jitter: f64,
+}
+
+/// Whether the S3 and Media API credentials the job needs can be had.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CredentialsState {
+    /// Everything needed is there; `expires_at` is the expiry of temporary S3 credentials.
+    Ready { expires_at: Option<Timestamp> },
+    /// A referenced Secret does not exist (yet).
+    SecretMissing { secret: String },
+    /// A Secret exists but cannot be used; the message names the Secret and key, never a value.
+    Invalid { message: String },
+}
+
+/// How a remote job ended or where it is, in the core's own words.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RemoteState {
+    Pending,
+    Running {
+        progress: f64,
+    },
+    Succeeded {
+        result: Option<Map<String, Value>>,
+    },
+    Failed {
+        kind: FailureKind,
+        message: String,
+    },
+    Cancelled,
+    /// The Media API does not know the job (expired from its 31-day window, or another account).
+    NotFound,
+    /// A status this operator does not know; keep following the job.
+    Unknown(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    InputAccess,
+    OutputAccess,
+    Internal,
+    Other,
+}
+
+/// What the shell learned about the remote job in this pass.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RemoteObservation {
+    /// Not polled in this pass (not due yet).
+    NotPolled,
+    State(RemoteState),
+    /// The status request failed transiently.
+    Unavailable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub credentials: CredentialsState,
+    pub remote: RemoteObservation,
+    /// The cluster-wide cap on jobs in flight has a slot for this job.
+    pub admitted: bool,
+    /// A job id the shell submitted but could not record in status (kept in memory).
+    pub unrecorded_job_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmitCause {
+    First,
+    Retry,
+    UrlRefresh,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelPurpose {
+    UrlRefresh,
+    Deadline,
+    Suspend,
+    Deletion,
+    RefreshLimit,
+}
+
+/// The one side effect of this pass.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    None,
+    AddFinalizer,
+    RemoveFinalizer,
+    /// ttlSecondsAfterFinished elapsed.
+    Delete,
+    /// Record intent, sign, submit; the outcome goes through [`after_submit`].
+    Submit {
+        attempt: i32,
+        cause: SubmitCause,
+    },
+    /// A submission was recorded but its job id was not: look for the job before submitting again.
+    /// The outcome goes through [`after_find`].
+    FindSubmitted {
+        since: Timestamp,
+    },
+    /// Cancel the remote job; `status` in the decision is what to write once it is cancelled.
+    Cancel {
+        job_id: String,
+        purpose: CancelPurpose,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The status to write (the shell writes it only if it differs from the stored one).
+    pub status: MediaJobStatus,
+    pub action: Action,
+    /// When to look again; `None` waits for a change to the object or its Secrets.
+    pub requeue_after: Option<Duration>,
+}
+
+/// The next step for `job`.
+pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Settings) -> Decision {
+    let now = clock.now;
+    let old = job.status.clone().unwrap_or_default();
+    let generation = job.metadata.generation;
+    let mut status = old.clone();
+    status.observed_generation = generation;
+    let spec = &job.spec;
+    let timing = &settings.timing;
+    let current_job = active_job_id(&old);
+
+    if job.metadata.deletion_timestamp.is_some() {
+        if !has_finalizer(job) {
+            return Decision {
+                status: old,
+                action: Action::None,
+                requeue_after: None,
+            };
+        }
+        let deleting_since = job
+            .metadata
+            .deletion_timestamp
+            .as_ref()
+            .map_or(now, |t| t.0);
+        let given_up = elapsed(deleting_since, now) >= timing.cancel_on_delete_timeout;
+        let wants_cancel = spec.effective_deletion_policy() == DeletionPolicy::Cancel;
+        let job_id = current_job
+            .clone()
+            .or_else(|| observed.unrecorded_job_id.clone());
+        let action = match job_id {
+            Some(job_id) if wants_cancel && !given_up => Action::Cancel {
+                job_id,
+                purpose: CancelPurpose::Deletion,
+            },
+            _ => Action::RemoveFinalizer,
+        };
+        return Decision {
+            status: old,
+            action,
+            requeue_after: None,
+        };
+    }
+
+    if !has_finalizer(job) {
+        return Decision {
+            status: old,
+            action: Action::AddFinalizer,
+            requeue_after: None,
+        };
+    }
+
+    // A job that failed, or was refused before submission, starts over when its spec changes.
+    let spec_changed = old.observed_generation.is_some() && old.observed_generation != generation;
+    if spec_changed && old.phase == Some(Phase::Failed) {
+        status = restarted(&old, generation);
+    }
+
+    if let Some(phase) = status.phase.filter(|p| p.is_finished()) {
+        return finished(job, status, phase, now);
+    }
+
+    if current_job.is_none()
+        && status.submission.is_none()
+        && let Err(message) = validate(job)
+    {
+        set_failed(&mut status, "InvalidSpec", &message, generation, now);
+        return Decision {
+            status,
+            action: Action::None,
+            requeue_after: None,
+        };
+    }
+
+    // activeDeadlineSeconds counts from the first submission, like a Job's from its start.
+    if let (Some(start), Some(limit)) = (&status.start_time, spec.active_deadline_seconds) {
+        let deadline = start.0 + jiff::SignedDuration::from_secs(limit);
+        if now >= deadline {
+            let message = format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
+            set_failed(&mut status, "DeadlineExceeded", &message, generation, now);
+            clear_attempt(&mut status);
+            return match current_job {
+                Some(job_id) => Decision {
+                    status,
+                    action: Action::Cancel {
+                        job_id,
+                        purpose: CancelPurpose::Deadline,
+                    },
+                    requeue_after: None,
+                },
+                None => Decision {
+                    status,
+                    action: Action::None,
+                    requeue_after: None,
+                },
+            };
+        }
+    }
+
+    if spec.is_suspended() {
+        return suspended(job, status, current_job, observed, now);
+    }
+    if conditions::find(&status.conditions, SUSPENDED).is_some() {
+        conditions::remove_condition(&mut status.conditions, SUSPENDED);
+    }
+
+    if let Some(submission) = status.submission.clone() {
+        let job_id = submission.job_id.clone().or(current_job.clone());
+        return match job_id {
+            Some(job_id) => follow(job, status, &job_id, observed, clock, settings),
+            None => match &observed.unrecorded_job_id {
+                Some(job_id) => Decision {
+                    status: after_submit(
+                        job,
+                        &with_intent(&status, &submission),
+                        SubmitOutcome::Accepted {
+                            job_id: job_id.clone(),
+                        },
+                        now,
+                    ),
+                    action: Action::None,
+                    requeue_after: Some(Duration::ZERO),
+                },
+                None => Decision {
+                    status,
+                    action: Action::FindSubmitted {
+                        since: submission.intent_time.0,
+                    },
+                    requeue_after: None,
+                },
+            },
+        };
+    }
+
+    // Not submitted: wait out a backoff, then credentials, then capacity.
+    if let Some(retry_after) = &status.retry_after
+        && retry_after.0 > now
+    {
+        return Decision {
+            requeue_after: Some(until(now, retry_after.0)),
+            status,
+            action: Action::None,
+        };
+    }
+    match &observed.credentials {
+        CredentialsState::SecretMissing { secret } => {
+            let message = format!("Secret {secret:?} not found in namespace; waiting for it");
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                "SecretNotFound",
+                &message,
+                generation,
+                now,
+            );
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(timing.secret_recheck),
+            };
+        }
+        CredentialsState::Invalid { message } => {
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                "InvalidCredentials",
+                message,
+                generation,
+                now,
+            );
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(timing.secret_recheck),
+            };
+        }
+        CredentialsState::Ready {
+            expires_at: Some(expiry),
+        } if *expiry <= now => {
+            let message =
+                "the temporary S3 credentials in the Secret have expired; waiting for new ones";
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                "CredentialsExpired",
+                message,
+                generation,
+                now,
+            );
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(timing.secret_recheck),
+            };
+        }
+        CredentialsState::Ready { .. } => {}
+    }
+    if !observed.admitted {
+        let message = "waiting for a slot: the operator's limit of jobs in flight is reached";
+        set_waiting(
+            &mut status,
+            Phase::Queued,
+            "WaitingForCapacity",
+            message,
+            generation,
+            now,
+        );
+        return Decision {
+            status,
+            action: Action::None,
+            requeue_after: Some(timing.queued_recheck),
+        };
+    }
+    let attempt = status.attempts.unwrap_or(0) + 1;
+    let cause = if status.url_refreshes.unwrap_or(0) > 0
+        && last_reason(&status) == Some("RefreshingUrls")
+    {
+        SubmitCause::UrlRefresh
+    } else if status.failed_attempts.unwrap_or(0) > 0 {
+        SubmitCause::Retry
+    } else {
+        SubmitCause::First
+    };
+    Decision {
+        status,
+        action: Action::Submit { attempt, cause },
+        requeue_after: None,
+    }
+}
+
+/// A finished job: only ttlSecondsAfterFinished is left to do.
+fn finished(job: &MediaJob, status: MediaJobStatus, _phase: Phase, now: Timestamp) -> Decision {
+    let ttl = job.spec.ttl_seconds_after_finished;
+    let completed = status.completion_time.as_ref().map(|t| t.0);
+    match (ttl, completed) {
+        (Some(ttl), Some(completed)) => {
+            let expires = completed + jiff::SignedDuration::from_secs(ttl);
+            if now >= expires {
+                Decision {
+                    status,
+                    action: Action::Delete,
+                    requeue_after: None,
+                }
+            } else {
+                Decision {
+                    requeue_after: Some(until(now, expires)),
+                    status,
+                    action: Action::None,
+                }
+            }
+        }
+        _ => Decision {
+            status,
+            action: Action::None,
+            requeue_after: None,
+        },
+    }
+}
+
+fn suspended(
+    job: &MediaJob,
+    mut status: MediaJobStatus,
+    current_job: Option<String>,
+    observed: &Observed,
+    now: Timestamp,
+) -> Decision {
+    let generation = job.metadata.generation;
+    if let Some(submission) = &status.submission
+        && submission.job_id.is_none()
+        && current_job.is_none()
+        && observed.unrecorded_job_id.is_none()
+    {
+        // Find out whether a job exists before deciding there is nothing to cancel.
+        return Decision {
+            action: Action::FindSubmitted {
+                since: submission.intent_time.0,
+            },
+            status,
+            requeue_after: None,
+        };
+    }
+    let job_id = current_job.or_else(|| observed.unrecorded_job_id.clone());
+    let message = "spec.suspend is true; the job is not submitted until it is false";
+    set_waiting(
+        &mut status,
+        Phase::Queued,
+        "Suspended",
+        message,
+        generation,
+        now,
+    );
+    conditions::set_condition(
+        &mut status.conditions,
+        SUSPENDED,
+        true,
+        "Suspended",
+        message,
+        generation,
+        now,
+    );
+    clear_attempt(&mut status);
+    match job_id {
+        Some(job_id) => Decision {
+            status,
+            action: Action::Cancel {
+                job_id,
+                purpose: CancelPurpose::Suspend,
+            },
+            requeue_after: None,
+        },
+        None => Decision {
+            status,
+            action: Action::None,
+            requeue_after: None,
+        },
+    }
+}
+
+/// A submitted job: read what the Media API says and act on it.
+fn follow(
+    job: &MediaJob,
+    mut status: MediaJobStatus,
+    job_id: &str,
+    observed: &Observed,
+    clock: Clock,
+    settings: &Settings,
+) -> Decision {
+    let now = clock.now;
+    let generation = job.metadata.generation;
+    let timing = &settings.timing;
+    let submitted_at = status.submission.as_ref().map_or(now, |s| s.intent_time.0);
+    let poll = timing.poll_interval(elapsed(submitted_at, now), clock.jitter);
+    let refresh_due = status
+        .next_refresh_time
+        .as_ref()
+        .is_some_and(|t| now >= t.0);
+    let next_wakeup = |status: &MediaJobStatus| -> Duration {
+        let mut wait = poll;
+        if let Some(t) = &status.next_refresh_time {
+            wait = wait.min(until(now, t.0));
+        }
+        if let (Some(start), Some(limit)) = (&status.start_time, job.spec.active_deadline_seconds) {
+            wait = wait.min(until(now, start.0 + jiff::SignedDuration::from_secs(limit)));
+        }
+        wait
+    };
+
+    let state = match &observed.remote {
+        RemoteObservation::NotPolled => {
+            // The shell polls whenever a refresh or the deadline is due; never spin here.
+            let wait = next_wakeup(&status).max(Duration::from_millis(500));
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(wait),
+            };
+        }
+        RemoteObservation::Unavailable { retry_after, .. } => {
+            let wait = retry_after.unwrap_or(poll).max(timing.poll_min);
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(wait),
+            };
+        }
+        RemoteObservation::State(state) => state,
+    };
+
+    match state {
+        RemoteState::Pending | RemoteState::Running { .. } | RemoteState::Unknown(_) => {
+            match state {
+                RemoteState::Pending => {
+                    let message = format!("job {job_id} is queued at the Media API");
+                    set_waiting(
+                        &mut status,
+                        Phase::Submitted,
+                        "Submitted",
+                        &message,
+                        generation,
+                        now,
+                    );
+                }
+                RemoteState::Running { progress } => {
+                    let message = format!("job {job_id} is running");
+                    set_waiting(
+                        &mut status,
+                        Phase::Running,
+                        "Running",
+                        &message,
+                        generation,
+                        now,
+                    );
+                    status.progress = Some(coarse_progress(*progress));
+                }
+                RemoteState::Unknown(other) => {
+                    let message = format!(
+                        "job {job_id} reports status {other:?}, which this operator does not know; still following it"
+                    );
+                    let phase = status.phase.unwrap_or(Phase::Submitted);
+                    set_waiting(
+                        &mut status,
+                        phase,
+                        "UnknownRemoteStatus",
+                        &message,
+                        generation,
+                        now,
+                    );
+                }
+                _ => unreachable!("matched above"),
+            }
+            if refresh_due && job.spec.effective_access() == AccessMode::Presign {
+                return refresh(job, status, job_id, observed, settings, now);
+            }
+            let wait = next_wakeup(&status);
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(wait),
+            }
+        }
+        RemoteState::Succeeded { result } => {
+            status.phase = Some(Phase::Succeeded);
+            status.progress = Some(100);
+            status.completion_time = Some(Time(now));
+            status.next_refresh_time = None;
+            status.retry_after = None;
+            status.outputs = Some(job.spec.output_urls().into_iter().map(redact_url).collect())
+                .filter(|o: &Vec<String>| !o.is_empty());
+            status.result = result.clone().filter(|r| !r.is_empty());
+            let message = format!("job {job_id} succeeded");
+            conditions::set_condition(
+                &mut status.conditions,
+                READY,
+                true,
+                "Succeeded",
+                &message,
+                generation,
+                now,
+            );
+            conditions::remove_condition(&mut status.conditions, FAILED);
+            let wait = job
+                .spec
+                .ttl_seconds_after_finished
+                .map(|s| Duration::from_secs(s.max(0) as u64));
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: wait,
+            }
+        }
+        RemoteState::Cancelled if refresh_due => {
+            // We cancelled it for a URL refresh and lost the status write: carry on with the refresh.
+            refreshed(&mut status, job_id, generation, now);
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(Duration::ZERO),
+            }
+        }
+        RemoteState::Cancelled => {
+            status.phase = Some(Phase::Cancelled);
+            status.completion_time = Some(Time(now));
+            status.next_refresh_time = None;
+            let message = format!("job {job_id} was cancelled outside this operator");
+            conditions::set_condition(
+                &mut status.conditions,
+                READY,
+                false,
+                "CancelledRemotely",
+                &message,
+                generation,
+                now,
+            );
+            let wait = job
+                .spec
+                .ttl_seconds_after_finished
+                .map(|s| Duration::from_secs(s.max(0) as u64));
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: wait,
+            }
+        }
+        RemoteState::Failed { kind, message } => {
+            let urls_stale = status.urls_expire_at.as_ref().is_some_and(|t| {
+                let refresh_before = job.spec.url_refresh_before().unwrap_or_default();
+                now + jiff::SignedDuration::try_from(refresh_before).unwrap_or_default() >= t.0
+            });
+            let access_failure =
+                matches!(kind, FailureKind::InputAccess | FailureKind::OutputAccess);
+            if access_failure
+                && urls_stale
+                && job.spec.effective_access() == AccessMode::Presign
+                && status.url_refreshes.unwrap_or(0) < settings.max_url_refreshes
+            {
+                refreshed(&mut status, job_id, generation, now);
+                return Decision {
+                    status,
+                    action: Action::None,
+                    requeue_after: Some(Duration::ZERO),
+                };
+            }
+            let text = format!("job {job_id} failed: {message}");
+            failed_attempt(job, status, &text, clock, settings)
+        }
+        RemoteState::NotFound => {
+            let text = format!("the Media API does not know job {job_id}");
+            failed_attempt(job, status, &text, clock, settings)
+        }
+    }
+}
+
+/// URLs are about to expire under a job that is still queued or running.
+fn refresh(
+    job: &MediaJob,
+    mut status: MediaJobStatus,
+    job_id: &str,
+    observed: &Observed,
+    settings: &Settings,
+    now: Timestamp,
+) -> Decision {
+    let generation = job.metadata.generation;
+    // Fresh signatures only help if the credentials outlive the URLs we have.
+    let current_expiry = status.urls_expire_at.as_ref().map(|t| t.0);
+    let credentials_help = match (&observed.credentials, current_expiry) {
+        (
+            CredentialsState::Ready {
+                expires_at: Some(creds),
+            },
+            Some(urls),
+        ) => *creds > urls,
+        (CredentialsState::Ready { .. }, _) => true,
+        _ => false,
+    };
+    if !credentials_help {
+        let message = "URLs expire soon and the Secret's credentials cannot sign longer ones; update the Secret";
+        let phase = status.phase.unwrap_or(Phase::Running);
+        set_waiting(
+            &mut status,
+            phase,
+            "CredentialsExpiring",
+            message,
+            generation,
+            now,
+        );
+        status.next_refresh_time = None;
+        let wait = current_expiry
+            .map(|e| until(now, e))
+            .unwrap_or(settings.timing.poll_max);
+        return Decision {
+            status,
+            action: Action::None,
+            requeue_after: Some(wait.min(settings.timing.poll_max)),
+        };
+    }
+    if status.url_refreshes.unwrap_or(0) >= settings.max_url_refreshes {
+        let message = format!(
+            "the job outlived {} URL refreshes (spec.urls.ttl may be too short for it)",
+            settings.max_url_refreshes
+        );
+        set_failed(
+            &mut status,
+            "UrlRefreshLimitReached",
+            &message,
+            generation,
+            now,
+        );
+        clear_attempt(&mut status);
+        return Decision {
+            status,
+            action: Action::Cancel {
+                job_id: job_id.to_string(),
+                purpose: CancelPurpose::RefreshLimit,
+            },
+            requeue_after: None,
+        };
+    }
+    refreshed(&mut status, job_id, generation, now);
+    Decision {
+        status,
+        action: Action::Cancel {
+            job_id: job_id.to_string(),
+            purpose: CancelPurpose::UrlRefresh,
+        },
+        requeue_after: Some(Duration::ZERO),
+    }
+}
+
+/// Status after the current attempt was dropped to be resubmitted with fresh URLs.
+fn refreshed(status: &mut MediaJobStatus, job_id: &str, generation: Option<i64>, now: Timestamp) {
+    status.url_refreshes = Some(status.url_refreshes.unwrap_or(0) + 1);
+    clear_attempt(status);
+    let message =
+        format!("job {job_id} is being resubmitted with freshly signed URLs before they expire");
+    set_waiting(
+        status,
+        Phase::Pending,
+        "RefreshingUrls",
+        &message,
+        generation,
+        now,
+    );
+}
+
+/// A remote job failed: retry within the budget, or fail the MediaJob.
+fn failed_attempt(
+    job: &MediaJob,
+    mut status: MediaJobStatus,
+    message: &str,
+    clock: Clock,
+    settings: &Settings,
+) -> Decision {
+    let now = clock.now;
+    let generation = job.metadata.generation;
+    let failures = status.failed_attempts.unwrap_or(0) + 1;
+    status.failed_attempts = Some(failures);
+    clear_attempt(&mut status);
+    if failures <= job.spec.retry_limit() {
+        let wait = settings.timing.backoff((failures - 1) as u32, clock.jitter);
+        status.retry_after = Some(Time(
+            now + jiff::SignedDuration::try_from(wait).unwrap_or_default(),
+        ));
+        let text = format!(
+            "{message}; retrying ({failures} of {} retries)",
+            job.spec.retry_limit()
+        );
+        set_waiting(
+            &mut status,
+            Phase::Pending,
+            "RetryingAfterFailure",
+            &text,
+            generation,
+            now,
+        );
+        Decision {
+            status,
+            action: Action::None,
+            requeue_after: Some(wait),
+        }
+    } else {
+        set_failed(&mut status, "RemoteJobFailed", message, generation, now);
+        Decision {
+            status,
+            action: Action::None,
+            requeue_after: None,
+        }
+    }
+}
+
+/// What came of a submission.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SubmitOutcome {
+    Accepted {
+        job_id: String,
+    },
+    /// The request was refused as invalid: terminal until the spec changes.
+    Rejected {
+        message: String,
+    },
+    /// The Media API refused the app credentials.
+    CredentialsRefused {
+        message: String,
+    },
+    /// Not sent, or refused before processing (429, connect error): safe to send again later.
+    NotSubmitted {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Sent, but whether a job was created is unknown (timeout, 5xx): look before resubmitting.
+    Unknown {
+        message: String,
+    },
+    /// Signing or reading credentials failed before anything was sent.
+    CredentialsUnusable {
+        message: String,
+    },
+}
+
+/// The status recorded before a submission is sent (the intent).
+pub fn intent_status(
+    status: &MediaJobStatus,
+    attempt: i32,
+    urls_expire_at: Option<Timestamp>,
+    now: Timestamp,
+) -> MediaJobStatus {
+    let mut status = status.clone();
+    status.submission = Some(SubmissionRecord {
+        attempt,
+        intent_time: Time(now),
+        urls_expire_at: urls_expire_at.map(Time),
+        job_id: None,
+    });
+    status.retry_after = None;
+    status
+}
+
+fn with_intent(status: &MediaJobStatus, submission: &SubmissionRecord) -> MediaJobStatus {
+    let mut status = status.clone();
+    status.submission = Some(submission.clone());
+    status
+}
+
+/// The status after a submission's outcome is known. `status` carries the intent record.
+pub fn after_submit(
+    job: &MediaJob,
+    status: &MediaJobStatus,
+    outcome: SubmitOutcome,
+    now: Timestamp,
+) -> MediaJobStatus {
+    let generation = job.metadata.generation;
+    let mut status = status.clone();
+    status.observed_generation = generation;
+    match outcome {
+        SubmitOutcome::Accepted { job_id } => {
+            let submission = status.submission.get_or_insert_with(|| SubmissionRecord {
+                attempt: status.attempts.unwrap_or(0) + 1,
+                intent_time: Time(now),
+                urls_expire_at: None,
+                job_id: None,
+            });
+            submission.job_id = Some(job_id.clone());
+            let attempt = submission.attempt;
+            let urls_expire_at = submission.urls_expire_at.clone();
+            status.attempts = Some(attempt.max(status.attempts.unwrap_or(0)));
+            status.job_id = Some(job_id.clone());
+            status.start_time.get_or_insert(Time(now));
+            status.progress = Some(0);
+            status.retry_after = None;
+            status.urls_expire_at = urls_expire_at.clone();
+            status.next_refresh_time = match (job.spec.effective_access(), urls_expire_at) {
+                (AccessMode::Presign, Some(expiry)) => {
+                    let before = job.spec.url_refresh_before().unwrap_or_default();
+                    Some(Time(
+                        expiry.0 - jiff::SignedDuration::try_from(before).unwrap_or_default(),
+                    ))
+                }
+                _ => None,
+            };
+            let message = format!("submitted as job {job_id}");
+            set_waiting(
+                &mut status,
+                Phase::Submitted,
+                "Submitted",
+                &message,
+                generation,
+                now,
+            );
+            conditions::set_condition(
+                &mut status.conditions,
+                SUBMITTED,
+                true,
+                "Submitted",
+                &message,
+                generation,
+                now,
+            );
+        }
+        SubmitOutcome::Rejected { message } => {
+            status.submission = None;
+            let text = format!("the Media API rejected the request: {message}");
+            set_failed(&mut status, "RequestRejected", &text, generation, now);
+        }
+        SubmitOutcome::CredentialsRefused { message } => {
+            status.submission = None;
+            let text = format!("the Media API refused the app credentials: {message}");
+            status.retry_after = Some(Time(now + jiff::SignedDuration::from_secs(300)));
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                "MediaApiCredentialsRefused",
+                &text,
+                generation,
+                now,
+            );
+        }
+        SubmitOutcome::NotSubmitted {
+            message,
+            retry_after,
+        } => {
+            status.submission = None;
+            let wait = retry_after.unwrap_or(Duration::from_secs(5));
+            status.retry_after = Some(Time(
+                now + jiff::SignedDuration::try_from(wait).unwrap_or_default(),
+            ));
+            let text = format!("submission will be retried: {message}");
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                "SubmitRetrying",
+                &text,
+                generation,
+                now,
+            );
+        }
+        SubmitOutcome::Unknown { message } => {
+            // Keep the intent: the next pass looks for the job before submitting again.
+            let text = format!(
+                "submission outcome unknown, checking the Media API before resubmitting: {message}"
+            );
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                "SubmissionUnconfirmed",
+                &text,
+                generation,
+                now,
+            );
+        }
+        SubmitOutcome::CredentialsUnusable { message } => {
+            status.submission = None;
+            status.retry_after = Some(Time(now + jiff::SignedDuration::from_secs(60)));
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                "InvalidCredentials",
+                &message,
+                generation,
+                now,
+            );
+        }
+    }
+    status
+}
+
+/// The status after looking for a submission whose job id was lost.
+pub fn after_find(
+    job: &MediaJob,
+    status: &MediaJobStatus,
+    found: Option<String>,
+    now: Timestamp,
+) -> MediaJobStatus {
+    match found {
+        Some(job_id) => after_submit(job, status, SubmitOutcome::Accepted { job_id }, now),
+        None => {
+            // Nothing was created: drop the intent so the job is submitted again.
+            let mut status = status.clone();
+            status.submission = None;
+            status
+        }
+    }
+}
+
+/// The job id of the current attempt, if one is recorded.
+pub fn active_job_id(status: &MediaJobStatus) -> Option<String> {
+    status.submission.as_ref().and_then(|s| s.job_id.clone())
+}
+
+pub fn has_finalizer(job: &MediaJob) -> bool {
+    job.metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER)
+}
+
+/// Checks the spec beyond what the CRD's schema and CEL rules can say.
+pub fn validate(job: &MediaJob) -> Result<(), String> {
+    let spec = &job.spec;
+    let ttl = spec.url_ttl()?;
+    let before = spec.url_refresh_before()?;
+    if before >= ttl {
+        return Err("spec.urls.refreshBefore must be shorter than spec.urls.ttl".into());
+    }
+    if spec.operation.has_output() && spec.output_urls().is_empty() {
+        return Err(format!("operation {} needs an output", spec.operation));
+    }
+    Ok(())
+}
+
+/// Progress in steps of ten, below 100 until the job has succeeded, so a long job writes
+/// status about ten times rather than on every poll.
+pub fn coarse_progress(progress: f64) -> i32 {
+    let p = if progress.is_finite() {
+        progress.clamp(0.0, 99.0)
+    } else {
+        0.0
+    };
+    ((p as i32) / 10) * 10
+}
+
+fn restarted(old: &MediaJobStatus, generation: Option<i64>) -> MediaJobStatus {
+    MediaJobStatus {
+        attempts: old.attempts,
+        url_refreshes: old.url_refreshes,
+        conditions: old
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != FAILED)
+            .cloned()
+            .collect(),
+        observed_generation: generation,
+        ..Default::default()
+    }
+}
+
+/// Forgets the current remote job (it is finished, cancelled, or being replaced).
+fn clear_attempt(status: &mut MediaJobStatus) {
+    status.submission = None;
+    status.job_id = None;
+    status.progress = None;
+    status.next_refresh_time = None;
+    status.urls_expire_at = None;
+    if conditions::find(&status.conditions, SUBMITTED).is_some() {
+        conditions::remove_condition(&mut status.conditions, SUBMITTED);
+    }
+}
+
+fn set_waiting(
+    status: &mut MediaJobStatus,
+    phase: Phase,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    status.phase = Some(phase);
+    conditions::set_condition(
+        &mut status.conditions,
+        READY,
+        false,
+        reason,
+        message,
+        generation,
+        now,
+    );
+}
+
+fn set_failed(
+    status: &mut MediaJobStatus,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    status.phase = Some(Phase::Failed);
+    status.completion_time = Some(Time(now));
+    status.retry_after = None;
+    conditions::set_condition(
+        &mut status.conditions,
+        READY,
+        false,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    conditions::set_condition(
+        &mut status.conditions,
+        FAILED,
+        true,
+        reason,
+        message,
+        generation,
+        now,
+    );
+}
+
+fn last_reason(status: &MediaJobStatus) -> Option<&str> {
+    conditions::find(&status.conditions, READY).map(|c| c.reason.as_str())
+}
+
+fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(since)).unwrap_or_default()
+}
+
+fn until(now: Timestamp, then: Timestamp) -> Duration {
+    Duration::try_from(then.duration_since(now)).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,845 @@
+//! The decision core, case by case, in the order of the lifecycle in the design brief.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::json;
+
+use super::*;
+use crate::crd::{MediaJob, MediaJobSpec, Phase};
+
+const T0: i64 = 1_800_000_000;
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(T0 + seconds).unwrap()
+}
+
+fn clock(seconds: i64) -> Clock {
+    Clock {
+        now: at(seconds),
+        jitter: 0.5,
+    }
+}
+
+fn job_with(spec: serde_json::Value) -> MediaJob {
+    let spec: MediaJobSpec = serde_json::from_value(spec).unwrap();
+    let mut job = MediaJob::new("ep42", spec);
+    job.metadata.namespace = Some("podcasts".into());
+    job.metadata.generation = Some(1);
+    job.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    job
+}
+
+fn enhance() -> MediaJob {
+    job_with(json!({
+        "operation": "enhance",
+        "input": {"url": "s3://raw/ep42.wav"},
+        "output": {"url": "s3://out/ep42.wav"},
+        "credentials": {"secretRef": {"name": "studio-s3"}},
+    }))
+}
+
+fn ready() -> Observed {
+    Observed {
+        credentials: CredentialsState::Ready { expires_at: None },
+        remote: RemoteObservation::NotPolled,
+        admitted: true,
+        unrecorded_job_id: None,
+    }
+}
+
+fn remote(state: RemoteState) -> Observed {
+    Observed {
+        remote: RemoteObservation::State(state),
+        ..ready()
+    }
+}
+
+fn settings() -> Settings {
+    Settings::default()
+}
+
+fn reason(status: &MediaJobStatus) -> &str {
+    conditions::find(&status.conditions, READY)
+        .map(|c| c.reason.as_str())
+        .unwrap_or("")
+}
+
+/// A job submitted at T0 (URLs valid 6h) as job "j1".
+fn submitted(job: &MediaJob) -> MediaJob {
+    let intent = intent_status(&MediaJobStatus::default(), 1, Some(at(6 * 3600)), at(0));
+    let status = after_submit(
+        job,
+        &intent,
+        SubmitOutcome::Accepted {
+            job_id: "j1".into(),
+        },
+        at(1),
+    );
+    let mut job = job.clone();
+    job.status = Some(status);
+    job
+}
+
+fn with_status(job: &MediaJob, status: MediaJobStatus) -> MediaJob {
+    let mut job = job.clone();
+    job.status = Some(status);
+    job
+}
+
+// --- finalizer and deletion ---
+
+#[test]
+fn a_new_job_first_gets_the_finalizer() {
+    let mut job = enhance();
+    job.metadata.finalizers = None;
+    let d = decide(&job, &ready(), clock(0), &settings());
+    assert_eq!(d.action, Action::AddFinalizer);
+}
+
+#[test]
+fn deleting_a_running_job_cancels_it_remotely() {
+    let mut job = submitted(&enhance());
+    job.metadata.deletion_timestamp = Some(Time(at(100)));
+    let d = decide(&job, &ready(), clock(100), &settings());
+    assert_eq!(
+        d.action,
+        Action::Cancel {
+            job_id: "j1".into(),
+            purpose: CancelPurpose::Deletion
+        }
+    );
+}
+
+#[test]
+fn deleting_with_orphan_policy_leaves_the_remote_job() {
+    let mut job = submitted(&enhance());
+    job.spec.deletion_policy = Some(DeletionPolicy::Orphan);
+    job.metadata.deletion_timestamp = Some(Time(at(100)));
+    assert_eq!(
+        decide(&job, &ready(), clock(100), &settings()).action,
+        Action::RemoveFinalizer
+    );
+}
+
+#[test]
+fn deletion_never_waits_forever_for_an_unreachable_api() {
+    let mut job = submitted(&enhance());
+    job.metadata.deletion_timestamp = Some(Time(at(100)));
+    let late = clock(100 + 301);
+    assert_eq!(
+        decide(&job, &ready(), late, &settings()).action,
+        Action::RemoveFinalizer
+    );
+}
+
+#[test]
+fn deleting_a_finished_job_just_releases_it() {
+    let mut job = enhance();
+    job.metadata.deletion_timestamp = Some(Time(at(0)));
+    assert_eq!(
+        decide(&job, &ready(), clock(0), &settings()).action,
+        Action::RemoveFinalizer
+    );
+    job.metadata.finalizers = None;
+    assert_eq!(
+        decide(&job, &ready(), clock(0), &settings()).action,
+        Action::None
+    );
+}
+
+// --- before submission ---
+
+#[test]
+fn a_valid_job_with_credentials_and_capacity_is_submitted() {
+    let d = decide(&enhance(), &ready(), clock(0), &settings());
+    assert_eq!(
+        d.action,
+        Action::Submit {
+            attempt: 1,
+            cause: SubmitCause::First
+        }
+    );
+}
+
+#[test]
+fn a_missing_secret_waits_in_pending() {
+    let observed = Observed {
+        credentials: CredentialsState::SecretMissing {
+            secret: "studio-s3".into(),
+        },
+        ..ready()
+    };
+    let d = decide(&enhance(), &observed, clock(0), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+    assert_eq!(reason(&d.status), "SecretNotFound");
+    assert!(
+        conditions::find(&d.status.conditions, READY)
+            .unwrap()
+            .message
+            .contains("studio-s3")
+    );
+    assert_eq!(d.requeue_after, Some(settings().timing.secret_recheck));
+}
+
+#[test]
+fn an_unusable_secret_waits_with_its_reason() {
+    let observed = Observed {
+        credentials: CredentialsState::Invalid {
+            message: "key AWS_SECRET_ACCESS_KEY is empty".into(),
+        },
+        ..ready()
+    };
+    let d = decide(&enhance(), &observed, clock(0), &settings());
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Pending), "InvalidCredentials")
+    );
+}
+
+#[test]
+fn expired_temporary_credentials_are_not_used() {
+    let observed = Observed {
+        credentials: CredentialsState::Ready {
+            expires_at: Some(at(-1)),
+        },
+        ..ready()
+    };
+    let d = decide(&enhance(), &observed, clock(0), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(reason(&d.status), "CredentialsExpired");
+}
+
+#[test]
+fn over_the_cap_the_job_is_queued() {
+    let observed = Observed {
+        admitted: false,
+        ..ready()
+    };
+    let d = decide(&enhance(), &observed, clock(0), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Queued), "WaitingForCapacity")
+    );
+    assert_eq!(d.requeue_after, Some(settings().timing.queued_recheck));
+}
+
+#[test]
+fn an_invalid_spec_fails_until_it_is_fixed() {
+    let mut job = enhance();
+    job.spec.urls = Some(crate::crd::UrlPolicy {
+        ttl: Some("1h".into()),
+        refresh_before: Some("2h".into()),
+    });
+    let d = decide(&job, &ready(), clock(0), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Failed), "InvalidSpec")
+    );
+
+    // The user fixes the spec: a new generation starts over.
+    let mut fixed = with_status(&job, d.status);
+    fixed.spec.urls = None;
+    fixed.metadata.generation = Some(2);
+    let d = decide(&fixed, &ready(), clock(10), &settings());
+    assert_eq!(
+        d.action,
+        Action::Submit {
+            attempt: 1,
+            cause: SubmitCause::First
+        }
+    );
+    assert!(conditions::find(&d.status.conditions, FAILED).is_none());
+}
+
+// --- suspend ---
+
+#[test]
+fn a_suspended_job_is_not_submitted() {
+    let mut job = enhance();
+    job.spec.suspend = Some(true);
+    let d = decide(&job, &ready(), clock(0), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Queued), "Suspended")
+    );
+    assert_eq!(
+        conditions::find(&d.status.conditions, SUSPENDED)
+            .unwrap()
+            .status,
+        "True"
+    );
+}
+
+#[test]
+fn suspending_a_running_job_cancels_it_and_resuming_submits_again() {
+    let mut job = submitted(&enhance());
+    job.spec.suspend = Some(true);
+    let d = decide(&job, &ready(), clock(50), &settings());
+    assert_eq!(
+        d.action,
+        Action::Cancel {
+            job_id: "j1".into(),
+            purpose: CancelPurpose::Suspend
+        }
+    );
+    assert_eq!(d.status.job_id, None);
+    assert_eq!(d.status.phase, Some(Phase::Queued));
+
+    let mut resumed = with_status(&job, d.status);
+    resumed.spec.suspend = Some(false);
+    let d = decide(&resumed, &ready(), clock(60), &settings());
+    assert_eq!(
+        d.action,
+        Action::Submit {
+            attempt: 2,
+            cause: SubmitCause::First
+        }
+    );
+    assert!(conditions::find(&d.status.conditions, SUSPENDED).is_none());
+}
+
+// --- submission and exactly-once ---
+
+#[test]
+fn an_accepted_submission_records_job_and_url_expiry() {
+    let job = submitted(&enhance());
+    let s = job.status.as_ref().unwrap();
+    assert_eq!(s.phase, Some(Phase::Submitted));
+    assert_eq!(s.job_id.as_deref(), Some("j1"));
+    assert_eq!(s.attempts, Some(1));
+    assert_eq!(s.urls_expire_at, Some(Time(at(6 * 3600))));
+    assert_eq!(s.next_refresh_time, Some(Time(at(6 * 3600 - 1800))));
+    assert_eq!(s.start_time, Some(Time(at(1))));
+    assert_eq!(
+        conditions::find(&s.conditions, SUBMITTED).unwrap().status,
+        "True"
+    );
+}
+
+#[test]
+fn a_rejected_request_fails_the_job() {
+    let job = enhance();
+    let intent = intent_status(&MediaJobStatus::default(), 1, None, at(0));
+    let outcome = SubmitOutcome::Rejected {
+        message: "input: must be a URL".into(),
+    };
+    let s = after_submit(&job, &intent, outcome, at(1));
+    assert_eq!(
+        (s.phase, reason(&s)),
+        (Some(Phase::Failed), "RequestRejected")
+    );
+    assert!(s.submission.is_none());
+}
+
+#[test]
+fn an_unconfirmed_submission_is_looked_for_before_resubmitting() {
+    let job = enhance();
+    let intent = intent_status(&MediaJobStatus::default(), 1, Some(at(3600)), at(0));
+    let s = after_submit(
+        &job,
+        &intent,
+        SubmitOutcome::Unknown {
+            message: "timeout".into(),
+        },
+        at(1),
+    );
+    assert_eq!(reason(&s), "SubmissionUnconfirmed");
+    let job = with_status(&job, s);
+    let d = decide(&job, &ready(), clock(5), &settings());
+    assert_eq!(d.action, Action::FindSubmitted { since: at(0) });
+
+    // Found: adopted, no second submission.
+    let adopted = after_find(&job, job.status.as_ref().unwrap(), Some("j7".into()), at(6));
+    assert_eq!(adopted.job_id.as_deref(), Some("j7"));
+    assert_eq!(adopted.attempts, Some(1));
+
+    // Not found: the same attempt is submitted.
+    let dropped = after_find(&job, job.status.as_ref().unwrap(), None, at(6));
+    let d = decide(&with_status(&job, dropped), &ready(), clock(7), &settings());
+    assert_eq!(
+        d.action,
+        Action::Submit {
+            attempt: 1,
+            cause: SubmitCause::First
+        }
+    );
+}
+
+#[test]
+fn a_job_id_kept_in_memory_is_recorded_without_a_lookup() {
+    let job = enhance();
+    let intent = intent_status(&MediaJobStatus::default(), 1, Some(at(3600)), at(0));
+    let job = with_status(&job, intent);
+    let observed = Observed {
+        unrecorded_job_id: Some("j1".into()),
+        ..ready()
+    };
+    let d = decide(&job, &observed, clock(2), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.job_id.as_deref(), Some("j1"));
+}
+
+#[test]
+fn transient_submit_errors_back_off_and_survive_a_restart() {
+    let job = enhance();
+    let intent = intent_status(&MediaJobStatus::default(), 1, None, at(0));
+    let outcome = SubmitOutcome::NotSubmitted {
+        message: "429".into(),
+        retry_after: Some(Duration::from_secs(30)),
+    };
+    let s = after_submit(&job, &intent, outcome, at(0));
+    assert_eq!(s.retry_after, Some(Time(at(30))));
+    let job = with_status(&job, s);
+    let d = decide(&job, &ready(), clock(10), &settings());
+    assert_eq!(
+        (d.action, d.requeue_after),
+        (Action::None, Some(Duration::from_secs(20)))
+    );
+    let d = decide(&job, &ready(), clock(30), &settings());
+    assert_eq!(
+        d.action,
+        Action::Submit {
+            attempt: 1,
+            cause: SubmitCause::First
+        }
+    );
+}
+
+#[test]
+fn refused_app_credentials_wait_for_a_fix() {
+    let job = enhance();
+    let intent = intent_status(&MediaJobStatus::default(), 1, None, at(0));
+    let outcome = SubmitOutcome::CredentialsRefused {
+        message: "401".into(),
+    };
+    let s = after_submit(&job, &intent, outcome, at(0));
+    assert_eq!(
+        (s.phase, reason(&s)),
+        (Some(Phase::Pending), "MediaApiCredentialsRefused")
+    );
+    assert!(s.retry_after.is_some());
+}
+
+// --- following the job ---
+
+#[test]
+fn progress_is_coarsened() {
+    assert_eq!(coarse_progress(0.0), 0);
+    assert_eq!(coarse_progress(47.5), 40);
+    assert_eq!(coarse_progress(99.9), 90);
+    assert_eq!(coarse_progress(100.0), 90);
+    assert_eq!(coarse_progress(f64::NAN), 0);
+    assert_eq!(coarse_progress(-3.0), 0);
+}
+
+#[test]
+fn a_running_job_shows_progress_and_is_polled_adaptively() {
+    let job = submitted(&enhance());
+    let d = decide(
+        &job,
+        &remote(RemoteState::Running { progress: 47.5 }),
+        clock(200),
+        &settings(),
+    );
+    assert_eq!(d.action, Action::None);
+    assert_eq!(
+        (d.status.phase, d.status.progress),
+        (Some(Phase::Running), Some(40))
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(20)));
+}
+
+#[test]
+fn an_unchanged_job_writes_an_identical_status() {
+    let job = submitted(&enhance());
+    let first = decide(
+        &job,
+        &remote(RemoteState::Running { progress: 41.0 }),
+        clock(100),
+        &settings(),
+    );
+    let job = with_status(&job, first.status.clone());
+    let second = decide(
+        &job,
+        &remote(RemoteState::Running { progress: 48.0 }),
+        clock(200),
+        &settings(),
+    );
+    assert_eq!(first.status, second.status);
+}
+
+#[test]
+fn a_queued_remote_job_stays_submitted() {
+    let job = submitted(&enhance());
+    let d = decide(&job, &remote(RemoteState::Pending), clock(10), &settings());
+    assert_eq!(d.status.phase, Some(Phase::Submitted));
+}
+
+#[test]
+fn polls_are_not_made_when_not_due_and_never_spin() {
+    let job = submitted(&enhance());
+    let d = decide(&job, &ready(), clock(10), &settings());
+    assert_eq!(d.status, *job.status.as_ref().unwrap());
+    assert!(d.requeue_after.unwrap() >= Duration::from_millis(500));
+}
+
+#[test]
+fn success_records_outputs_without_query_strings_and_inline_results() {
+    let mut job = submitted(&enhance());
+    job.spec.output = Some(crate::crd::OutputLocation {
+        url: "https://out.s3.amazonaws.com/a.wav?X-Amz-Signature=secret".into(),
+        parameters: None,
+    });
+    let result = json!({"audio": {"loudness": {"measured": -14.9}}})
+        .as_object()
+        .cloned();
+    let d = decide(
+        &job,
+        &remote(RemoteState::Succeeded { result }),
+        clock(300),
+        &settings(),
+    );
+    let s = &d.status;
+    assert_eq!((s.phase, s.progress), (Some(Phase::Succeeded), Some(100)));
+    assert_eq!(s.completion_time, Some(Time(at(300))));
+    assert_eq!(
+        s.outputs,
+        Some(vec![
+            "https://out.s3.amazonaws.com/a.wav?[redacted]".to_string()
+        ])
+    );
+    assert!(s.result.is_some());
+    assert_eq!(
+        conditions::find(&s.conditions, READY).unwrap().status,
+        "True"
+    );
+    assert!(!serde_json::to_string(s).unwrap().contains("secret"));
+}
+
+#[test]
+fn a_failed_job_is_retried_within_the_budget_with_backoff() {
+    let job = submitted(&enhance());
+    let failed = RemoteState::Failed {
+        kind: FailureKind::Other,
+        message: "codec error".into(),
+    };
+    let d = decide(&job, &remote(failed.clone()), clock(100), &settings());
+    assert_eq!(d.status.failed_attempts, Some(1));
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Pending), "RetryingAfterFailure")
+    );
+    assert_eq!(d.status.job_id, None);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(5)));
+    let job = with_status(&job, d.status);
+    let d = decide(&job, &ready(), clock(106), &settings());
+    assert_eq!(
+        d.action,
+        Action::Submit {
+            attempt: 2,
+            cause: SubmitCause::Retry
+        }
+    );
+}
+
+#[test]
+fn a_job_fails_when_the_retry_budget_is_spent() {
+    let mut job = submitted(&enhance());
+    job.spec.retry = Some(crate::crd::RetryPolicy { limit: 0 });
+    let failed = RemoteState::Failed {
+        kind: FailureKind::Other,
+        message: "codec error".into(),
+    };
+    let d = decide(&job, &remote(failed), clock(100), &settings());
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Failed), "RemoteJobFailed")
+    );
+    assert!(
+        conditions::find(&d.status.conditions, READY)
+            .unwrap()
+            .message
+            .contains("codec error")
+    );
+}
+
+#[test]
+fn an_unknown_job_counts_as_a_failure() {
+    let job = submitted(&enhance());
+    let d = decide(
+        &job,
+        &remote(RemoteState::NotFound),
+        clock(100),
+        &settings(),
+    );
+    assert_eq!(d.status.failed_attempts, Some(1));
+}
+
+#[test]
+fn an_unknown_remote_status_is_followed_not_failed() {
+    let job = submitted(&enhance());
+    let d = decide(
+        &job,
+        &remote(RemoteState::Unknown("Paused".into())),
+        clock(100),
+        &settings(),
+    );
+    assert_eq!(reason(&d.status), "UnknownRemoteStatus");
+    assert_eq!(d.status.job_id.as_deref(), Some("j1"));
+}
+
+#[test]
+fn an_unavailable_api_leaves_status_alone_and_honours_retry_after() {
+    let job = submitted(&enhance());
+    let observed = Observed {
+        remote: RemoteObservation::Unavailable {
+            message: "503".into(),
+            retry_after: Some(Duration::from_secs(9)),
+        },
+        ..ready()
+    };
+    let d = decide(&job, &observed, clock(100), &settings());
+    assert_eq!(d.status, *job.status.as_ref().unwrap());
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(9)));
+}
+
+#[test]
+fn a_job_cancelled_elsewhere_ends_cancelled() {
+    let job = submitted(&enhance());
+    let d = decide(
+        &job,
+        &remote(RemoteState::Cancelled),
+        clock(100),
+        &settings(),
+    );
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Cancelled), "CancelledRemotely")
+    );
+}
+
+// --- URL expiry ---
+
+#[test]
+fn polling_wakes_up_for_the_refresh() {
+    let job = submitted(&enhance());
+    let near = 6 * 3600 - 1800 - 3;
+    let d = decide(
+        &job,
+        &remote(RemoteState::Running { progress: 10.0 }),
+        clock(near),
+        &settings(),
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(3)));
+}
+
+#[test]
+fn urls_near_expiry_are_refreshed_by_cancel_and_resubmit() {
+    let job = submitted(&enhance());
+    let due = 6 * 3600 - 1800;
+    let d = decide(
+        &job,
+        &remote(RemoteState::Running { progress: 50.0 }),
+        clock(due),
+        &settings(),
+    );
+    assert_eq!(
+        d.action,
+        Action::Cancel {
+            job_id: "j1".into(),
+            purpose: CancelPurpose::UrlRefresh
+        }
+    );
+    assert_eq!(d.status.url_refreshes, Some(1));
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Pending), "RefreshingUrls")
+    );
+    let job = with_status(&job, d.status);
+    let d = decide(&job, &ready(), clock(due + 1), &settings());
+    assert_eq!(
+        d.action,
+        Action::Submit {
+            attempt: 2,
+            cause: SubmitCause::UrlRefresh
+        }
+    );
+}
+
+#[test]
+fn auth_block_jobs_are_never_refreshed() {
+    let mut job = enhance();
+    job.spec.access = Some(AccessMode::AuthBlock);
+    let job = submitted(&job);
+    assert_eq!(job.status.as_ref().unwrap().next_refresh_time, None);
+}
+
+#[test]
+fn refreshes_are_bounded() {
+    let job = submitted(&enhance());
+    let mut status = job.status.clone().unwrap();
+    status.url_refreshes = Some(settings().max_url_refreshes);
+    let job = with_status(&job, status);
+    let d = decide(
+        &job,
+        &remote(RemoteState::Running { progress: 50.0 }),
+        clock(6 * 3600),
+        &settings(),
+    );
+    assert_eq!(
+        d.action,
+        Action::Cancel {
+            job_id: "j1".into(),
+            purpose: CancelPurpose::RefreshLimit
+        }
+    );
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Failed), "UrlRefreshLimitReached")
+    );
+}
+
+#[test]
+fn no_refresh_when_the_credentials_cannot_sign_longer() {
+    let job = submitted(&enhance());
+    let observed = Observed {
+        credentials: CredentialsState::Ready {
+            expires_at: Some(at(6 * 3600 - 60)),
+        },
+        ..remote(RemoteState::Running { progress: 50.0 })
+    };
+    let d = decide(&job, &observed, clock(6 * 3600 - 1800), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(reason(&d.status), "CredentialsExpiring");
+}
+
+#[test]
+fn a_failure_from_expired_urls_is_resubmitted_as_a_refresh() {
+    let job = submitted(&enhance());
+    let failed = RemoteState::Failed {
+        kind: FailureKind::OutputAccess,
+        message: "403 on PUT".into(),
+    };
+    let d = decide(&job, &remote(failed), clock(6 * 3600 + 5), &settings());
+    assert_eq!(d.status.url_refreshes, Some(1));
+    assert_eq!(d.status.failed_attempts, None);
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.requeue_after, Some(Duration::ZERO));
+}
+
+#[test]
+fn an_access_failure_with_fresh_urls_is_an_ordinary_failure() {
+    let job = submitted(&enhance());
+    let failed = RemoteState::Failed {
+        kind: FailureKind::InputAccess,
+        message: "404".into(),
+    };
+    let d = decide(&job, &remote(failed), clock(60), &settings());
+    assert_eq!(d.status.url_refreshes, None);
+    assert_eq!(d.status.failed_attempts, Some(1));
+}
+
+#[test]
+fn a_refresh_cancel_whose_status_write_was_lost_still_resubmits() {
+    let job = submitted(&enhance());
+    let d = decide(
+        &job,
+        &remote(RemoteState::Cancelled),
+        clock(6 * 3600 - 1700),
+        &settings(),
+    );
+    assert_eq!(d.status.url_refreshes, Some(1));
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+}
+
+// --- deadline and ttl ---
+
+#[test]
+fn the_deadline_cancels_and_fails_the_job() {
+    let mut job = enhance();
+    job.spec.active_deadline_seconds = Some(600);
+    let job = submitted(&job);
+    let d = decide(
+        &job,
+        &remote(RemoteState::Running { progress: 10.0 }),
+        clock(601),
+        &settings(),
+    );
+    assert_eq!(
+        d.action,
+        Action::Cancel {
+            job_id: "j1".into(),
+            purpose: CancelPurpose::Deadline
+        }
+    );
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Failed), "DeadlineExceeded")
+    );
+    // Before the deadline the poll wakes up in time for it.
+    let d = decide(
+        &job,
+        &remote(RemoteState::Running { progress: 10.0 }),
+        clock(599),
+        &settings(),
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(2)));
+}
+
+#[test]
+fn finished_jobs_are_deleted_after_their_ttl() {
+    let mut job = submitted(&enhance());
+    job.spec.ttl_seconds_after_finished = Some(60);
+    let done = decide(
+        &job,
+        &remote(RemoteState::Succeeded { result: None }),
+        clock(100),
+        &settings(),
+    );
+    assert_eq!(done.requeue_after, Some(Duration::from_secs(60)));
+    let job = with_status(&job, done.status);
+    let d = decide(&job, &ready(), clock(130), &settings());
+    assert_eq!(
+        (d.action, d.requeue_after),
+        (Action::None, Some(Duration::from_secs(30)))
+    );
+    assert_eq!(
+        decide(&job, &ready(), clock(160), &settings()).action,
+        Action::Delete
+    );
+}
+
+#[test]
+fn finished_jobs_without_ttl_are_left_alone() {
+    let job = submitted(&enhance());
+    let done = decide(
+        &job,
+        &remote(RemoteState::Succeeded { result: None }),
+        clock(100),
+        &settings(),
+    );
+    let job = with_status(&job, done.status.clone());
+    let d = decide(&job, &ready(), clock(10_000), &settings());
+    assert_eq!((d.action, d.requeue_after), (Action::None, None));
+    assert_eq!(d.status, done.status);
+}
+
+#[test]
+fn time_never_goes_negative() {
+    // A clock behind the recorded times (skew) must not panic or produce huge waits.
+    let job = submitted(&enhance());
+    let d = decide(
+        &job,
+        &remote(RemoteState::Running { progress: 1.0 }),
+        clock(-100),
+        &settings(),
+    );
+    assert!(d.requeue_after.unwrap() <= Duration::from_secs(60));
+    let _ = SignedDuration::ZERO;
+}
