@@ -78,6 +78,32 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Free text (a remote error message, a condition message) with every URL in it redacted, for
+/// text that comes from elsewhere and may echo a pre-signed URL back at us.
+pub fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match word.find("://") {
+            Some(at)
+                if word[..at]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-\"'(<[".contains(c)) =>
+            {
+                let start = word[..at]
+                    .rfind(|c: char| !c.is_ascii_alphanumeric())
+                    .map_or(0, |i| i + 1);
+                out.push_str(&word[..start]);
+                out.push_str(&redact_url(&word[start..]));
+            }
+            _ => out.push_str(word),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +114,19 @@ mod tests {
         assert_eq!(format!("{secret:?}"), "[redacted]");
         assert_eq!(format!("{secret}"), "[redacted]");
         assert_eq!(secret.expose(), "wJalrXUtnFEMI/K7MDENG");
+    }
+
+    #[test]
+    fn urls_inside_text_are_redacted() {
+        assert_eq!(
+            redact_urls_in("Failed to GET https://b.s3.amazonaws.com/k?X-Amz-Signature=abc: 403"),
+            "Failed to GET https://b.s3.amazonaws.com/k?[redacted] 403"
+        );
+        assert_eq!(
+            redact_urls_in("(\"http://h/p?sig=1\") done"),
+            "(\"http://h/p?[redacted] done"
+        );
+        assert_eq!(redact_urls_in("no url here"), "no url here");
     }
 
     #[test]

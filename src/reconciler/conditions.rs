@@ -4,6 +4,8 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::secret::redact_urls_in;
+
 pub const READY: &str = "Ready";
 pub const SUBMITTED: &str = "Submitted";
 pub const FAILED: &str = "Failed";
@@ -20,6 +22,8 @@ pub fn set_condition(
     now: Timestamp,
 ) {
     let status = if status { "True" } else { "False" }.to_string();
+    // Defence in depth: messages may quote remote errors, which may quote our URLs.
+    let message = &redact_urls_in(message);
     let existing = conditions.iter_mut().find(|c| c.type_ == type_);
     match existing {
         Some(c) => {
