@@ -109,6 +109,9 @@ mod tests {
         readiness.ready();
         assert_eq!(get("/readyz").await.0, 200);
         let metrics = get("/metrics").await.1;
-        assert!(metrics.contains("mediajob_operator_jobs_in_flight"), "{metrics}");
+        assert!(
+            metrics.contains("mediajob_operator_jobs_in_flight"),
+            "{metrics}"
+        );
     }
 }

@@ -3,4 +3,5 @@ pub mod admission;
 pub mod conditions;
 pub mod decide;
 pub mod events;
+pub mod kube_writes;
 pub mod timing;

@@ -1,0 +1,123 @@
+//! The operator's settings: flags of `mediajob-operator run`, each also readable from the
+//! environment so the Helm chart and kustomize base can set them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::crd::parse_duration;
+
+#[derive(Args, Clone, Debug)]
+pub struct OperatorArgs {
+    /// Watch only these namespaces (comma-separated); all namespaces when empty.
+    #[arg(long, env = "MEDIAJOB_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+
+    /// The namespace the operator runs in (its Media API Secret and leader Lease live here).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "mediajob-system")]
+    pub namespace: String,
+
+    /// Secret in the operator's namespace holding DOLBYIO_APP_KEY and DOLBYIO_APP_SECRET.
+    #[arg(
+        long,
+        env = "MEDIAJOB_MEDIA_API_SECRET",
+        default_value = "mediajob-operator-dolbyio"
+    )]
+    pub media_api_secret: String,
+
+    /// Base URL of the Media API token endpoint.
+    #[arg(
+        long,
+        env = "MEDIAJOB_AUTH_URL",
+        default_value = "https://api.dolby.io"
+    )]
+    pub auth_url: String,
+
+    /// Base URL of the Media API job endpoints.
+    #[arg(
+        long,
+        env = "MEDIAJOB_MEDIA_URL",
+        default_value = "https://api.dolby.com"
+    )]
+    pub media_url: String,
+
+    /// Requests per second to the Media API, shared by all jobs.
+    #[arg(long, env = "MEDIAJOB_MEDIA_API_RPS", default_value_t = 20.0)]
+    pub media_api_rps: f64,
+
+    /// Remote jobs in flight at once, cluster-wide; more wait in phase Queued.
+    #[arg(long, env = "MEDIAJOB_MAX_JOBS_IN_FLIGHT", default_value_t = 100)]
+    pub max_jobs_in_flight: usize,
+
+    /// Reconciles running at once.
+    #[arg(long, env = "MEDIAJOB_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+
+    /// Shortest status poll interval (young jobs).
+    #[arg(long, env = "MEDIAJOB_POLL_MIN", default_value = "2s", value_parser = duration_arg)]
+    pub poll_min: Duration,
+
+    /// Longest status poll interval (old jobs).
+    #[arg(long, env = "MEDIAJOB_POLL_MAX", default_value = "60s", value_parser = duration_arg)]
+    pub poll_max: Duration,
+
+    /// Cancel-and-resubmit cycles for expiring URLs before a job fails.
+    #[arg(long, env = "MEDIAJOB_MAX_URL_REFRESHES", default_value_t = 10)]
+    pub max_url_refreshes: i32,
+
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "MEDIAJOB_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+
+    /// Hold a Lease so that only one replica reconciles (the others serve health and wait).
+    #[arg(long, env = "MEDIAJOB_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the leader Lease in the operator's namespace.
+    #[arg(long, env = "MEDIAJOB_LEASE_NAME", default_value = "mediajob-operator")]
+    pub lease_name: String,
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: OperatorArgs,
+    }
+
+    #[test]
+    fn defaults_are_usable() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.args.max_jobs_in_flight, 100);
+        assert_eq!(cli.args.poll_min, Duration::from_secs(2));
+        assert!(cli.args.leader_election);
+        assert!(cli.args.watch_namespaces.is_empty());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--watch-namespaces",
+            "a,b",
+            "--poll-min",
+            "500ms",
+            "--leader-election",
+            "false",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.watch_namespaces, vec!["a", "b"]);
+        assert_eq!(cli.args.poll_min, Duration::from_millis(500));
+        assert!(!cli.args.leader_election);
+        assert!(Cli::try_parse_from(["x", "--poll-max", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! Every write the operator makes to Kubernetes, in one place: status by server-side apply under
+//! one field manager, the finalizer by merge patch guarded by resourceVersion, deletion after
+//! ttlSecondsAfterFinished, and Events. The operator never writes `spec`.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::decide::FINALIZER;
+use super::events::EventNote;
+use crate::crd::{MediaJob, MediaJobStatus};
+
+/// The field manager that owns `.status` (and nothing else).
+pub const FIELD_MANAGER: &str = "mediajob-operator";
+
+/// Applies the whole status. Fields we no longer set are removed, because this manager owns them.
+pub async fn apply_status(
+    api: &Api<MediaJob>,
+    job: &MediaJob,
+    status: &MediaJobStatus,
+) -> kube::Result<MediaJob> {
+    let patch = json!({
+        "apiVersion": MediaJob::api_version(&()),
+        "kind": MediaJob::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&job.name_any(), &params, &Patch::Apply(&patch))
+        .await
+}
+
+/// Adds our finalizer, keeping any others; refused with 409 if the object changed meanwhile.
+pub async fn add_finalizer(api: &Api<MediaJob>, job: &MediaJob) -> kube::Result<MediaJob> {
+    let mut finalizers = job.finalizers().to_vec();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        finalizers.push(FINALIZER.to_string());
+    }
+    patch_finalizers(api, job, finalizers).await
+}
+
+pub async fn remove_finalizer(api: &Api<MediaJob>, job: &MediaJob) -> kube::Result<MediaJob> {
+    let finalizers: Vec<String> = job
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    patch_finalizers(api, job, finalizers).await
+}
+
+async fn patch_finalizers(
+    api: &Api<MediaJob>,
+    job: &MediaJob,
+    finalizers: Vec<String>,
+) -> kube::Result<MediaJob> {
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": job.resource_version(),
+            "finalizers": finalizers,
+        }
+    });
+    api.patch(
+        &job.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+}
+
+/// Deletes a finished job whose ttlSecondsAfterFinished has passed (only if it is still the
+/// object we decided on).
+pub async fn delete_finished(api: &Api<MediaJob>, job: &MediaJob) -> kube::Result<()> {
+    let mut params = DeleteParams::background();
+    params.preconditions = Some(kube::api::Preconditions {
+        uid: job.uid(),
+        resource_version: None,
+    });
+    match api.delete(&job.name_any(), &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Publishes one Event about `job`. Failures are logged, not returned: an Event is never worth
+/// failing a reconcile for.
+pub async fn publish_event(recorder: &Recorder, job: &MediaJob, note: &EventNote, action: &str) {
+    let reference: ObjectReference = job.object_ref(&());
+    let event = Event {
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: note.reason.clone(),
+        note: Some(truncate(&note.note, 1000)),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, &reference).await {
+        tracing::warn!(job = %job.name_any(), %error, "could not publish an Event");
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(super::truncate("héllo", 2), "h…");
+        assert_eq!(super::truncate("abc", 3), "abc");
+    }
+}
