@@ -2,6 +2,7 @@
 pub mod admin;
 pub mod config;
 pub mod crd;
+pub mod logging;
 pub mod metrics;
 pub mod operation;
 pub mod reconciler;
