@@ -56,6 +56,11 @@ impl Admission {
         self.forget_waiting(key);
     }
 
+    /// The job no longer holds a slot, but keeps its place in line if it has one.
+    pub fn leave_flight(&mut self, key: &JobKey) {
+        self.in_flight.remove(key);
+    }
+
     /// Asks for a slot for `key`; queues it if there is none for it now.
     pub fn try_admit(&mut self, key: &JobKey, now: Instant) -> bool {
         if self.in_flight.contains(key) {

@@ -4,4 +4,5 @@ pub mod conditions;
 pub mod decide;
 pub mod events;
 pub mod kube_writes;
+pub mod memory;
 pub mod timing;

@@ -1,0 +1,125 @@
+//! What the operator remembers between passes without writing it anywhere: when each job is next
+//! due for a status poll (so a pass triggered by a watch event makes no Media API call), a job id
+//! whose status write failed, and consecutive reconcile failures for backoff. Lost on restart by
+//! design: status holds everything that must survive.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Default, Debug)]
+struct Entry {
+    next_poll: Option<Instant>,
+    unrecorded_job_id: Option<String>,
+    failures: u32,
+}
+
+#[derive(Default, Debug)]
+pub struct Memory {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Memory {
+    /// True when the job has never been polled by this process or its poll time has come.
+    pub fn poll_due(&self, uid: &str, now: Instant) -> bool {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .get(uid)
+            .and_then(|e| e.next_poll)
+            .is_none_or(|t| now >= t)
+    }
+
+    pub fn set_next_poll(&self, uid: &str, at: Instant) {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry(uid.to_string())
+            .or_default()
+            .next_poll = Some(at);
+    }
+
+    pub fn unrecorded(&self, uid: &str) -> Option<String> {
+        self.entries
+            .lock()
+            .unwrap()
+            .get(uid)
+            .and_then(|e| e.unrecorded_job_id.clone())
+    }
+
+    pub fn set_unrecorded(&self, uid: &str, job_id: &str) {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry(uid.to_string())
+            .or_default()
+            .unrecorded_job_id = Some(job_id.to_string());
+    }
+
+    pub fn clear_unrecorded(&self, uid: &str) {
+        if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
+            e.unrecorded_job_id = None;
+        }
+    }
+
+    /// Counts a failed pass; returns how many in a row.
+    pub fn note_failure(&self, uid: &str) -> u32 {
+        let mut entries = self.entries.lock().unwrap();
+        let entry = entries.entry(uid.to_string()).or_default();
+        entry.failures += 1;
+        entry.failures
+    }
+
+    pub fn clear_failures(&self, uid: &str) {
+        if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
+            e.failures = 0;
+        }
+    }
+
+    pub fn forget(&self, uid: &str) {
+        self.entries.lock().unwrap().remove(uid);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn polls_are_due_until_scheduled_and_then_at_their_time() {
+        let m = Memory::default();
+        let t = Instant::now();
+        assert!(m.poll_due("a", t));
+        m.set_next_poll("a", t + Duration::from_secs(5));
+        assert!(!m.poll_due("a", t));
+        assert!(m.poll_due("a", t + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn failures_count_up_and_reset() {
+        let m = Memory::default();
+        assert_eq!(m.note_failure("a"), 1);
+        assert_eq!(m.note_failure("a"), 2);
+        m.clear_failures("a");
+        assert_eq!(m.note_failure("a"), 1);
+        m.forget("a");
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn an_unrecorded_job_id_is_kept_until_cleared() {
+        let m = Memory::default();
+        m.set_unrecorded("a", "j1");
+        assert_eq!(m.unrecorded("a").as_deref(), Some("j1"));
+        m.clear_unrecorded("a");
+        assert_eq!(m.unrecorded("a"), None);
+    }
+}
