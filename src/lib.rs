@@ -2,6 +2,7 @@
 pub mod admin;
 pub mod config;
 pub mod crd;
+pub mod embedded_s3;
 pub mod logging;
 pub mod metrics;
 pub mod operation;
