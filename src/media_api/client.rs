@@ -106,25 +106,37 @@ impl MediaApiClient {
             Safety::Idempotent => &self.inner.retry,
             Safety::CreatesJob => &no_retry,
         };
-        with_retries(policy, async || {
-            let bearer = self.inner.tokens.bearer().await?;
-            match self
-                .send(&what, &method, path, query, body, safety, &bearer)
-                .await
-            {
-                // The token may have been revoked or expired early: refresh once and repeat once.
-                // Safe even for a submit, since a 401 means the request was not accepted.
-                Err(e) if e.http_status() == Some(401) => {
-                    tracing::debug!("Media API answered 401; refreshing the token once");
-                    self.inner.tokens.invalidate(bearer.generation).await;
-                    let bearer = self.inner.tokens.bearer().await?;
-                    self.send(&what, &method, path, query, body, safety, &bearer)
-                        .await
-                }
-                other => other,
-            }
+        with_retries(policy, || {
+            self.attempt(&what, &method, path, query, body, safety)
         })
         .await
+    }
+
+    /// One try; on a 401 the token is refreshed and the request repeated once. That is safe even
+    /// for a submit: a 401 means the request was not accepted.
+    async fn attempt(
+        &self,
+        what: &str,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        safety: Safety,
+    ) -> Result<String, MediaApiError> {
+        let bearer = self.inner.tokens.bearer().await?;
+        match self
+            .send(what, method, path, query, body, safety, &bearer)
+            .await
+        {
+            Err(e) if e.http_status() == Some(401) => {
+                tracing::debug!("Media API answered 401; refreshing the token once");
+                self.inner.tokens.invalidate(bearer.generation).await;
+                let bearer = self.inner.tokens.bearer().await?;
+                self.send(what, method, path, query, body, safety, &bearer)
+                    .await
+            }
+            other => other,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -162,13 +174,9 @@ impl MediaApiClient {
         }
         let class = classify(status.as_u16(), retry_after, safety);
         let reason = status.canonical_reason().unwrap_or("");
-        Err(MediaApiError::from_response(
-            class,
-            what,
-            status.as_u16(),
-            reason,
-            &text,
-        ))
+        let error = MediaApiError::from_response(class, what, status.as_u16(), reason, &text);
+        // A server may echo the credential it rejected.
+        Err(error.without(&[bearer.token.expose()]))
     }
 }
 

@@ -69,11 +69,23 @@ impl Problem {
         any.then_some(problem)
     }
 
+    /// The same problem with anything URL-shaped redacted (servers may echo a location).
+    fn scrubbed(self) -> Problem {
+        let clean = |field: Option<String>| field.map(|s| scrub(&s));
+        Problem {
+            problem_type: clean(self.problem_type),
+            title: clean(self.title),
+            detail: clean(self.detail),
+            instance: clean(self.instance),
+            ..self
+        }
+    }
+
     fn summary(&self) -> String {
         [&self.problem_type, &self.title, &self.detail]
             .into_iter()
             .flatten()
-            .map(|s| scrub(s))
+            .map(String::as_str)
             .collect::<Vec<_>>()
             .join(": ")
     }
@@ -109,9 +121,32 @@ impl MediaApiError {
         self.http_status
     }
 
-    /// The problem body, when the server sent one (text fields are not scrubbed here).
+    /// The problem body, when the server sent one (URL-shaped text redacted).
     pub fn problem(&self) -> Option<&Problem> {
         self.problem.as_deref()
+    }
+
+    /// Replaces each of `secrets` wherever the server may have echoed it back to us.
+    pub(crate) fn without(mut self, secrets: &[&str]) -> Self {
+        let clean = |text: &mut String| {
+            for secret in secrets.iter().filter(|s| !s.is_empty()) {
+                *text = text.replace(secret, "[redacted]");
+            }
+        };
+        clean(&mut self.message);
+        if let Some(problem) = self.problem.as_deref_mut() {
+            for field in [
+                &mut problem.problem_type,
+                &mut problem.title,
+                &mut problem.detail,
+                &mut problem.instance,
+            ] {
+                if let Some(text) = field.as_mut() {
+                    clean(text);
+                }
+            }
+        }
+        self
     }
 
     pub(crate) fn with_class(mut self, class: ErrorClass) -> Self {
@@ -127,7 +162,7 @@ impl MediaApiError {
         reason: &str,
         body: &str,
     ) -> Self {
-        let problem = Problem::parse(body).map(Box::new);
+        let problem = Problem::parse(body).map(|p| Box::new(p.scrubbed()));
         let tail = match &problem {
             Some(p) => p.summary(),
             None => snippet(body),
@@ -183,7 +218,7 @@ pub(crate) fn scrub(text: &str) -> String {
     text.split(' ')
         .map(|word| {
             if word.contains("://") {
-                let trimmed = word.trim_matches(|c: char| "\"'()<>[],".contains(c));
+                let trimmed = word.trim_matches(|c: char| "\"'()<>,".contains(c));
                 word.replace(trimmed, &redact_url(trimmed))
             } else {
                 word.to_owned()
@@ -246,6 +281,22 @@ mod tests {
             "<html>bad gateway https://x/y?sig=secret</html>",
         );
         assert!(!e.to_string().contains("sig=secret"), "{e}");
+    }
+
+    #[test]
+    fn scrubbing_twice_changes_nothing() {
+        let once = scrub("see (https://h/p?sig=1), ok");
+        assert_eq!(once, "see (https://h/p?[redacted]), ok");
+        assert_eq!(scrub(&once), once);
+    }
+
+    #[test]
+    fn echoed_secrets_are_removed() {
+        let body = r#"{"title": "bad", "detail": "secret s3cr3t was wrong"}"#;
+        let e =
+            MediaApiError::from_response(ErrorClass::CredentialsRefused, "POST /t", 401, "", body)
+                .without(&["s3cr3t", ""]);
+        assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e:?}");
     }
 
     #[test]

@@ -131,10 +131,9 @@ pub fn media_path(operation: Operation) -> String {
 /// Reads a 2xx body. An unreadable one is classed transient (a proxy page, a partial answer).
 fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, MediaApiError> {
     serde_json::from_str(text).map_err(|e| {
-        // serde_json's message names what it expected and where, not the content.
-        MediaApiError::new(
-            ErrorClass::Transient,
-            format!("{what}: unreadable response: {e}"),
-        )
+        // Category and position only: serde's message may quote the body.
+        let (kind, line, column) = (e.classify(), e.line(), e.column());
+        let msg = format!("{what}: unreadable response ({kind:?} at line {line} column {column})");
+        MediaApiError::new(ErrorClass::Transient, msg)
     })
 }

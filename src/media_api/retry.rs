@@ -10,10 +10,12 @@ use super::error::{ErrorClass, MediaApiError};
 /// Runs `call` until it succeeds, fails for good, or the policy is spent. Only retryable classes
 /// (rate limited, transient) are repeated; a `Retry-After` beyond the policy's bound ends the loop
 /// so the caller can requeue instead.
-pub async fn with_retries<T>(
-    policy: &RetryPolicy,
-    mut call: impl AsyncFnMut() -> Result<T, MediaApiError>,
-) -> Result<T, MediaApiError> {
+/// (A plain `FnMut() -> Future` rather than an async closure keeps the returned future `Send`.)
+pub async fn with_retries<T, F, Fut>(policy: &RetryPolicy, mut call: F) -> Result<T, MediaApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, MediaApiError>>,
+{
     let mut attempt = 1;
     loop {
         let error = match call().await {

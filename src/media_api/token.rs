@@ -134,54 +134,9 @@ impl TokenCache {
 
     /// `POST /v1/auth/token`, retried like any safe call (a second token does no harm).
     async fn fetch(&self) -> Result<(SecretString, Duration), MediaApiError> {
-        let what = "POST /v1/auth/token";
-        let response: TokenResponse = with_retries(&self.retry, async || {
-            self.limiter.acquire().await;
-            let sent = self
-                .http
-                .post(&self.url)
-                .basic_auth(&self.app_key, Some(self.app_secret.expose()))
-                .header(reqwest::header::ACCEPT, "application/json")
-                .header(reqwest::header::CACHE_CONTROL, "no-cache")
-                .form(&[
-                    ("grant_type", "client_credentials".to_owned()),
-                    ("expires_in", self.lifetime.as_secs().max(1).to_string()),
-                ])
-                .send()
-                .await;
-            let response =
-                sent.map_err(|e| MediaApiError::from_transport(ErrorClass::Transient, what, e))?;
-            let status = response.status();
-            let retry_after = retry_after(response.headers());
-            let body = response
-                .text()
-                .await
-                .map_err(|e| MediaApiError::from_transport(ErrorClass::Transient, what, e))?;
-            if !status.is_success() {
-                let class = match status.as_u16() {
-                    400..=403 => ErrorClass::CredentialsRefused,
-                    429 => ErrorClass::RateLimited { retry_after },
-                    408 | 500.. => ErrorClass::Transient,
-                    _ => ErrorClass::InvalidRequest,
-                };
-                let reason = status.canonical_reason().unwrap_or("");
-                return Err(MediaApiError::from_response(
-                    class,
-                    what,
-                    status.as_u16(),
-                    reason,
-                    &body,
-                ));
-            }
-            serde_json::from_str::<TokenResponse>(&body).map_err(|e| {
-                // serde's message names the field, never the value: safe to show.
-                MediaApiError::new(
-                    ErrorClass::Transient,
-                    format!("{what}: unreadable token response: {e}"),
-                )
-            })
-        })
-        .await?;
+        let response = with_retries(&self.retry, || self.fetch_once())
+            .await
+            .map_err(|e| e.without(&[self.app_secret.expose(), &self.basic_credentials()]))?;
         let lifetime = response
             .expires_in
             .filter(|s| s.is_finite() && *s >= 0.0)
@@ -192,6 +147,63 @@ impl TokenCache {
             tracing::warn!(token_type = %kind, "token endpoint returned an unexpected token_type");
         }
         Ok((SecretString::new(response.access_token), lifetime))
+    }
+
+    /// The base64 Basic credentials, only to keep them out of echoed error text.
+    fn basic_credentials(&self) -> String {
+        use base64::Engine;
+        let pair = format!("{}:{}", self.app_key, self.app_secret.expose());
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    }
+
+    async fn fetch_once(&self) -> Result<TokenResponse, MediaApiError> {
+        let what = "POST /v1/auth/token";
+        self.limiter.acquire().await;
+        let sent = self
+            .http
+            .post(&self.url)
+            .basic_auth(&self.app_key, Some(self.app_secret.expose()))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CACHE_CONTROL, "no-cache")
+            .form(&[
+                ("grant_type", "client_credentials".to_owned()),
+                ("expires_in", self.lifetime.as_secs().max(1).to_string()),
+            ])
+            .send()
+            .await;
+        let response =
+            sent.map_err(|e| MediaApiError::from_transport(ErrorClass::Transient, what, e))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response
+            .text()
+            .await
+            .map_err(|e| MediaApiError::from_transport(ErrorClass::Transient, what, e))?;
+        if !status.is_success() {
+            let class = match status.as_u16() {
+                400..=403 => ErrorClass::CredentialsRefused,
+                429 => ErrorClass::RateLimited { retry_after },
+                408 | 500.. => ErrorClass::Transient,
+                _ => ErrorClass::InvalidRequest,
+            };
+            let reason = status.canonical_reason().unwrap_or("");
+            return Err(MediaApiError::from_response(
+                class,
+                what,
+                status.as_u16(),
+                reason,
+                &body,
+            ));
+        }
+        // serde's messages may quote values (the token!): report only where it broke.
+        serde_json::from_str::<TokenResponse>(&body).map_err(|e| {
+            let msg = format!(
+                "{what}: unreadable token response ({:?} at column {})",
+                e.classify(),
+                e.column()
+            );
+            MediaApiError::new(ErrorClass::Transient, msg)
+        })
     }
 }
 
