@@ -906,3 +906,167 @@ async fn no_secret_reaches_any_error_text() {
     assert_eq!(errors[4].class(), ErrorClass::OutcomeUnknown);
     assert_eq!(errors[5].class(), ErrorClass::Transient);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The `api` CLI, as a process against the fixture
+
+/// Runs `mediajob-operator api …` with credentials from the environment; (exit ok, stdout, stderr).
+async fn cli(h: &Harness, args: &[&str]) -> (bool, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mediajob-operator"));
+    command
+        .arg("api")
+        .args(args)
+        .env("DOLBYIO_APP_KEY", APP_KEY)
+        .env("DOLBYIO_APP_SECRET", APP_SECRET)
+        .env("MEDIAJOB_AUTH_URL", &h.base)
+        .env("MEDIAJOB_MEDIA_URL", &h.base);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+#[tokio::test]
+async fn cli_token_prints_the_expiry_never_the_token() {
+    let h = start().await;
+    let (ok, out, err) = cli(&h, &["token"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("credentials accepted; token valid for 1800 s, until "),
+        "{out}"
+    );
+    assert!(!out.contains(TOKEN_MARK) && !err.contains(TOKEN_MARK));
+
+    h.fx.script(
+        "POST /v1/auth/token",
+        [reply(
+            401,
+            json!({"title": "Unauthorized", "detail": "Bad credentials"}),
+        )],
+    );
+    let (ok, out, err) = cli(&h, &["token"]).await;
+    assert!(!ok);
+    assert!(out.is_empty());
+    assert_eq!(
+        err,
+        "error: POST /v1/auth/token: HTTP 401 Unauthorized: Unauthorized: Bad credentials \
+         (CredentialsRefused)\n"
+    );
+}
+
+#[tokio::test]
+async fn cli_list_pages_filters_and_prints_a_table_or_json() {
+    let h = start().await;
+    let page1 = json!({"next_token": "n2", "jobs": [
+        {"job_id": "j-1", "path": "/media/enhance", "status": "Success", "progress": 100,
+         "duration": 10.5, "time_submitted": "2026-11-01T10:00:00Z", "time_completed": "2026-11-01T10:01:00Z"}]});
+    let page2 = json!({"jobs": [{"job_id": "j-2", "path": "/media/diagnose", "status": "Running", "progress": 7}]});
+    h.fx.script(
+        "GET /media/jobs",
+        [reply(200, page1.clone()), reply(200, page2.clone())],
+    );
+    let (ok, out, err) = cli(
+        &h,
+        &[
+            "list",
+            "--status",
+            "Success",
+            "--after",
+            "2026-11-01T00:00:00Z",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("JOB ID  PATH"), "{out}");
+    assert!(
+        lines[1].starts_with("j-1     /media/enhance   Success  100%"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("j-2     /media/diagnose  Running  7%"),
+        "{out}"
+    );
+    let gets = h.fx.requests("GET", "/media/jobs");
+    assert_eq!(gets[0].query("status"), Some("Success"));
+    assert_eq!(
+        gets[0].query("submitted_after"),
+        Some("2026-11-01T00:00:00Z")
+    );
+    assert_eq!(gets[1].query("next_token"), Some("n2"));
+
+    h.fx.script("GET /media/jobs", [reply(200, page1), reply(200, page2)]);
+    let (ok, out, _) = cli(&h, &["list", "--output", "json"]).await;
+    assert!(ok);
+    let parsed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(parsed[1]["job_id"], "j-2");
+    assert_eq!(parsed[0]["duration"], 10.5);
+}
+
+#[tokio::test]
+async fn cli_show_and_cancel() {
+    let h = start().await;
+    h.fx.script(
+        "GET /media/analyze/speech",
+        [reply(
+            200,
+            json!({"path": "/media/analyze/speech", "status": "Failed", "progress": 100,
+            "error": {"type": "/problems/input-file-access", "title": "Input file access problem.",
+                      "detail": "cannot GET https://b/in.wav?X-Amz-Signature=INSIG"}}),
+        )],
+    );
+    let (ok, out, err) = cli(&h, &["show", "--operation", "analyze/speech", "j-9"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("status:      Failed\n"), "{out}");
+    assert!(
+        out.contains("error:       /problems/input-file-access: Input file access problem."),
+        "{out}"
+    );
+    assert!(!out.contains("INSIG"), "{out}");
+    h.fx.script(
+        "GET /media/analyze/speech",
+        [reply(
+            200,
+            json!({"status": "Failed", "error": {"details": "https://b/i?X-Amz-Signature=INSIG"}}),
+        )],
+    );
+    let (ok, out, _) = cli(
+        &h,
+        &[
+            "show",
+            "--operation",
+            "analyze/speech",
+            "j-9",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert!(ok);
+    assert!(!out.contains("INSIG"), "{out}");
+    assert!(out.contains("https://b/i?[redacted]"), "{out}");
+    assert_eq!(
+        h.fx.requests("GET", "/media/analyze/speech")[0].query("job_id"),
+        Some("j-9")
+    );
+
+    h.fx.script("POST /media/jobs/cancel", [reply(200, json!({}))]);
+    let (ok, out, _) = cli(&h, &["cancel", "j-9"]).await;
+    assert!(ok);
+    assert_eq!(out, "cancellation requested for job j-9\n");
+
+    h.fx.script(
+        "POST /media/jobs/cancel",
+        [reply(404, json!({"title": "Not Found"}))],
+    );
+    let (ok, _, err) = cli(&h, &["cancel", "nope"]).await;
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("(NotFound)"), "{err}");
+
+    let (ok, _, err) = cli(&h, &["show", "--operation", "separate", "x"]).await;
+    assert!(!ok);
+    assert!(err.contains("unknown operation"), "{err}");
+}

@@ -128,7 +128,8 @@ impl JobStatus {
     }
 }
 
-/// A job-level failure: `{type, title, detail}` (some SDKs say `details`).
+/// A job-level failure: `{type, title, detail}` (some SDKs say `details`); URL-shaped text in it
+/// is redacted when read.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct JobError {
     #[serde(rename = "type")]
@@ -152,23 +153,23 @@ impl<'de> Deserialize<'de> for JobError {
             details: Option<Value>,
         }
         let raw = Raw::deserialize(deserializer)?;
+        // Scrubbed on arrival: this text ends up in resource status and Events, and a service may
+        // quote the pre-signed URL it failed to read.
+        let clean = |v: Option<Value>| v.and_then(text).map(|t| super::error::scrub(&t));
         Ok(JobError {
-            error_type: raw.error_type.and_then(text),
-            title: raw.title.and_then(text),
-            detail: raw
-                .detail
-                .and_then(text)
-                .or_else(|| raw.details.and_then(text)),
+            error_type: clean(raw.error_type),
+            title: clean(raw.title),
+            detail: clean(raw.detail).or_else(|| clean(raw.details)),
         })
     }
 }
 
 impl fmt::Display for JobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = [&self.error_type, &self.title, &self.detail]
+        let parts: Vec<&str> = [&self.error_type, &self.title, &self.detail]
             .into_iter()
             .flatten()
-            .map(|s| super::error::scrub(s))
+            .map(String::as_str)
             .collect();
         if parts.is_empty() {
             f.write_str("no details")
@@ -289,6 +290,9 @@ mod tests {
             serde_json::from_str(r#"{"detail": "one", "details": "two", "extra": 1}"#).unwrap();
         assert_eq!(e.detail.as_deref(), Some("one"));
         assert_eq!(e.to_string(), "one");
+        let e: JobError =
+            serde_json::from_str(r#"{"detail": "no GET https://b/k?X-Amz-Signature=s"}"#).unwrap();
+        assert_eq!(e.detail.as_deref(), Some("no GET https://b/k?[redacted]"));
     }
 
     #[test]
