@@ -414,6 +414,29 @@ async fn a_429_with_retry_after_is_waited_out() {
 }
 
 #[tokio::test]
+async fn a_503_with_retry_after_is_waited_out_too() {
+    let h = start().await;
+    h.fx.script(
+        "GET /media/jobs",
+        [
+            reply(503, json!({})).header("retry-after", "1"),
+            reply(200, json!({"jobs": []})),
+        ],
+    );
+    assert!(
+        h.client()
+            .list_jobs(&JobFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let gets = h.fx.requests("GET", "/media/jobs");
+    assert_eq!(gets.len(), 2);
+    let gap = gets[1].at - gets[0].at;
+    assert!(gap >= Duration::from_millis(950), "waited only {gap:?}");
+}
+
+#[tokio::test]
 async fn a_long_retry_after_goes_back_to_the_caller() {
     let h = start().await;
     h.fx.script(

@@ -176,7 +176,9 @@ impl MediaApiClient {
         let reason = status.canonical_reason().unwrap_or("");
         let error = MediaApiError::from_response(class, what, status.as_u16(), reason, &text);
         // A server may echo the credential it rejected.
-        Err(error.without(&[bearer.token.expose()]))
+        Err(error
+            .with_retry_after(retry_after)
+            .without(&[bearer.token.expose()]))
     }
 }
 

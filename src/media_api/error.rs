@@ -98,6 +98,8 @@ pub struct MediaApiError {
     http_status: Option<u16>,
     /// Boxed to keep `Result<_, MediaApiError>` small.
     problem: Option<Box<Problem>>,
+    /// The server's `Retry-After`, on any answer (429 or 503 alike).
+    retry_after: Option<Duration>,
     message: String,
 }
 
@@ -108,6 +110,7 @@ impl MediaApiError {
             class,
             http_status: None,
             problem: None,
+            retry_after: None,
             message: message.into(),
         }
     }
@@ -149,6 +152,19 @@ impl MediaApiError {
         self
     }
 
+    /// How long the server asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.class {
+            ErrorClass::RateLimited { retry_after } => retry_after.or(self.retry_after),
+            _ => self.retry_after,
+        }
+    }
+
+    pub(crate) fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
     pub(crate) fn with_class(mut self, class: ErrorClass) -> Self {
         self.class = class;
         self
@@ -176,6 +192,7 @@ impl MediaApiError {
             class,
             http_status: Some(status),
             problem,
+            retry_after: None,
             message,
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::config::RetryPolicy;
-use super::error::{ErrorClass, MediaApiError};
+use super::error::MediaApiError;
 
 /// Runs `call` until it succeeds, fails for good, or the policy is spent. Only retryable classes
 /// (rate limited, transient) are repeated; a `Retry-After` beyond the policy's bound ends the loop
@@ -25,7 +25,7 @@ where
         if !error.class().is_retryable() || attempt >= policy.max_attempts {
             return Err(error);
         }
-        let wait = match delay(policy, attempt, error.class()) {
+        let wait = match delay(policy, attempt, error.retry_after()) {
             Some(wait) => wait,
             None => return Err(error),
         };
@@ -36,11 +36,12 @@ where
 }
 
 /// The wait before attempt `attempt + 1`; `None` when the server asks for longer than we hold on.
-pub fn delay(policy: &RetryPolicy, attempt: u32, class: ErrorClass) -> Option<Duration> {
-    if let ErrorClass::RateLimited {
-        retry_after: Some(after),
-    } = class
-    {
+pub fn delay(
+    policy: &RetryPolicy,
+    attempt: u32,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    if let Some(after) = retry_after {
         return (after <= policy.max_retry_after).then_some(after);
     }
     let exp = policy
@@ -79,31 +80,27 @@ mod tests {
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {
         for _ in 0..50 {
-            let d1 = delay(&policy(), 1, ErrorClass::Transient).unwrap();
+            let d1 = delay(&policy(), 1, None).unwrap();
             assert!(
                 d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100),
                 "{d1:?}"
             );
-            let d2 = delay(&policy(), 2, ErrorClass::Transient).unwrap();
+            let d2 = delay(&policy(), 2, None).unwrap();
             assert!(
                 d2 >= Duration::from_millis(100) && d2 <= Duration::from_millis(200),
                 "{d2:?}"
             );
-            let d9 = delay(&policy(), 9, ErrorClass::Transient).unwrap();
+            let d9 = delay(&policy(), 9, None).unwrap();
             assert!(d9 <= Duration::from_millis(300), "{d9:?}");
         }
     }
 
     #[test]
     fn retry_after_is_used_when_reasonable() {
-        let limited = |s| ErrorClass::RateLimited {
-            retry_after: Some(Duration::from_secs(s)),
-        };
-        assert_eq!(
-            delay(&policy(), 1, limited(2)),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(delay(&policy(), 1, limited(60)), None);
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(delay(&policy(), 1, secs(2)), secs(2));
+        assert_eq!(delay(&policy(), 3, secs(0)), secs(0));
+        assert_eq!(delay(&policy(), 1, secs(60)), None);
     }
 
     #[test]

@@ -187,13 +187,8 @@ impl TokenCache {
                 _ => ErrorClass::InvalidRequest,
             };
             let reason = status.canonical_reason().unwrap_or("");
-            return Err(MediaApiError::from_response(
-                class,
-                what,
-                status.as_u16(),
-                reason,
-                &body,
-            ));
+            let error = MediaApiError::from_response(class, what, status.as_u16(), reason, &body);
+            return Err(error.with_retry_after(retry_after));
         }
         // serde's messages may quote values (the token!): report only where it broke.
         serde_json::from_str::<TokenResponse>(&body).map_err(|e| {
