@@ -129,10 +129,12 @@ impl MediaApiError {
         self.problem.as_deref()
     }
 
-    /// Replaces each of `secrets` wherever the server may have echoed it back to us.
+    /// Replaces each of `secrets` wherever the server may have echoed it back to us. Very short
+    /// values are skipped: replacing every `s` would garble the message and protect nothing (real
+    /// app secrets and tokens are far longer).
     pub(crate) fn without(mut self, secrets: &[&str]) -> Self {
         let clean = |text: &mut String| {
-            for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            for secret in secrets.iter().filter(|s| s.len() >= MIN_REDACTED_LEN) {
                 *text = text.replace(secret, "[redacted]");
             }
         };
@@ -230,6 +232,9 @@ impl fmt::Display for MediaApiError {
 
 impl std::error::Error for MediaApiError {}
 
+/// Shorter values are not searched for in error text (see `without`).
+const MIN_REDACTED_LEN: usize = 8;
+
 /// Server text may echo a location it could not read; redact anything URL-shaped in it.
 pub(crate) fn scrub(text: &str) -> String {
     text.split(' ')
@@ -309,11 +314,13 @@ mod tests {
 
     #[test]
     fn echoed_secrets_are_removed() {
-        let body = r#"{"title": "bad", "detail": "secret s3cr3t was wrong"}"#;
+        let body = r#"{"title": "bad", "detail": "secret s3cr3t-long was wrong"}"#;
         let e =
             MediaApiError::from_response(ErrorClass::CredentialsRefused, "POST /t", 401, "", body)
-                .without(&["s3cr3t", ""]);
-        assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e:?}");
+                .without(&["s3cr3t-long", "", "s"]);
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("s3cr3t-long"), "{text}");
+        assert!(text.contains("secret [redacted] was wrong"), "{text}");
     }
 
     #[test]
