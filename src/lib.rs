@@ -4,6 +4,7 @@ pub mod config;
 pub mod crd;
 pub mod embedded_s3;
 pub mod logging;
+pub mod media_api;
 pub mod metrics;
 pub mod operation;
 pub mod reconciler;

@@ -12,6 +12,8 @@ struct Cli {
 enum Command {
     /// Print the MediaJob CustomResourceDefinition as YAML.
     Crd,
+    /// Talk to the Media API directly: check credentials, list, show or cancel jobs.
+    Api(Box<mediajob_operator::media_api::cli::ApiArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -21,5 +23,6 @@ fn main() -> std::process::ExitCode {
             print!("{}", mediajob_operator::crd::crd_yaml());
             std::process::ExitCode::SUCCESS
         }
+        Command::Api(args) => mediajob_operator::media_api::cli::run(*args),
     }
 }
