@@ -59,7 +59,8 @@ pub struct JobRequest {
     pub outputs: Vec<OutputLocation>,
     /// Operation options merged into the top level of the body (`content`, `audio`, `loudness`…).
     pub parameters: Map<String, Value>,
-    /// Fields added to every `inputs[]` entry of transcode/mastering (e.g. preview's `segment`).
+    /// Fields added to every `inputs[]` entry of transcode/mastering (e.g. preview's `segment`),
+    /// or to the single input's object form (`{url, region}` for enhance and analyze).
     pub input_parameters: Map<String, Value>,
     pub on_complete: Option<Callback>,
 }
@@ -127,12 +128,23 @@ pub fn build_body(request: &JobRequest) -> Result<Value, MediaApiError> {
                 request.inputs.len()
             )));
         };
-        if !request.input_parameters.is_empty() {
-            return Err(invalid(
-                "input parameters apply to transcode and mastering only".into(),
-            ));
-        }
-        body.insert("input".into(), location_json(input));
+        // Input fields such as enhance/analyze `region` turn the input into its object form.
+        let input_json = if request.input_parameters.is_empty() {
+            location_json(input)
+        } else {
+            let mut entry = request.input_parameters.clone();
+            if entry.contains_key("url") || entry.contains_key("auth") {
+                return Err(invalid("input parameters may not set url or auth".into()));
+            }
+            match location_json(input) {
+                Value::Object(fields) => entry.extend(fields),
+                url => {
+                    entry.insert("url".into(), url);
+                }
+            }
+            Value::Object(entry)
+        };
+        body.insert("input".into(), input_json);
         let wanted = usize::from(op.has_output());
         if request.outputs.len() != wanted {
             return Err(invalid(format!(
@@ -304,6 +316,35 @@ mod tests {
         };
         let body = build_body(&master).unwrap();
         assert_eq!(body["outputs"][0]["destination"], "s3://b/m.wav");
+    }
+
+    #[test]
+    fn a_single_input_with_fields_takes_its_object_form() {
+        let mut req = JobRequest::new(
+            Operation::Enhance,
+            vec![url("s3://b/i.wav")],
+            vec![out("s3://b/o.wav")],
+        );
+        req.input_parameters = params(json!({"region": {"start": 5, "end": 30}}));
+        let body = build_body(&req).unwrap();
+        assert_eq!(
+            body["input"],
+            json!({"url": "s3://b/i.wav", "region": {"start": 5, "end": 30}})
+        );
+        let auth = AwsAuth {
+            key: "AK".into(),
+            secret: SecretString::new("SK"),
+            token: None,
+        };
+        req.inputs = vec![Location::WithAuth {
+            url: "s3://b/i.wav".into(),
+            auth,
+        }];
+        let body = build_body(&req).unwrap();
+        assert_eq!(body["input"]["auth"]["key"], "AK");
+        assert_eq!(body["input"]["region"]["end"], 30);
+        req.input_parameters = params(json!({"url": "s3://evil/x"}));
+        assert!(build_body(&req).is_err());
     }
 
     #[test]
