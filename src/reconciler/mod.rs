@@ -5,4 +5,5 @@ pub mod decide;
 pub mod events;
 pub mod kube_writes;
 pub mod memory;
+pub mod remote;
 pub mod timing;
