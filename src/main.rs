@@ -12,6 +12,8 @@ struct Cli {
 enum Command {
     /// Print the MediaJob CustomResourceDefinition as YAML.
     Crd,
+    /// Run a local Media API emulator (token and job endpoints on one port).
+    Emulator(Box<mediajob_operator::emulator::cli::EmulatorArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -21,5 +23,6 @@ fn main() -> std::process::ExitCode {
             print!("{}", mediajob_operator::crd::crd_yaml());
             std::process::ExitCode::SUCCESS
         }
+        Command::Emulator(args) => mediajob_operator::emulator::cli::main(*args),
     }
 }
