@@ -46,6 +46,7 @@ pub struct EmulatorArgs {
     /// S3 endpoint for s3:// locations, e.g. http://127.0.0.1:9000 (default: AWS).
     #[arg(long)]
     pub s3_endpoint: Option<String>,
+    /// Region the job's s3:// credentials sign for.
     #[arg(long, default_value = "us-east-1")]
     pub s3_region: String,
     /// Address buckets as bucket.host instead of host/bucket.
@@ -72,6 +73,7 @@ pub struct EmulatorArgs {
     /// Fraction of GETs answered with --server-error-status.
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     pub get_error_fraction: f64,
+    /// HTTP status of injected server errors (500-599).
     #[arg(long, default_value_t = 503)]
     pub server_error_status: u16,
     /// Never send on_complete callbacks or webhook calls.
@@ -89,6 +91,7 @@ pub struct EmulatorArgs {
     /// Fail analyze jobs on media shorter than 2 s (duration estimated from size at 128 kbit/s).
     #[arg(long)]
     pub enforce_min_analyze_duration: bool,
+    /// Log lines as plain text or JSON (level filter from RUST_LOG, default info).
     #[arg(long, value_enum, default_value = "plain")]
     pub log_format: LogFormat,
 }
