@@ -534,6 +534,9 @@ async fn invalid_requests_get_problem_json() {
     problem(not_a_job, StatusCode::NOT_FOUND).await;
     let no_id = env.get("/media/enhance").await;
     problem(no_id, StatusCode::BAD_REQUEST).await;
+    // The .NET SDK's POST /media/jobs is refused, as a method the path does not take.
+    let wrong_method = env.post("/media/jobs", json!({})).await;
+    problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
     assert_eq!(env.emu.job_count(), 0, "no invalid request created a job");
 }
 

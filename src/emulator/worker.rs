@@ -206,7 +206,9 @@ fn conclude(state: &AppState, id: Uuid, outcome: Outcome) {
         if job.phase.status().is_terminal() {
             return None;
         }
-        tracing::info!(job_id = %id, path = job.op.name(), status = outcome.status.as_str(), "job finished");
+        let error = outcome.error.as_ref().map_or("", |e| e.kind.as_str());
+        let status = outcome.status.as_str();
+        tracing::info!(job_id = %id, operation = job.op.name(), status, error, "job finished");
         job.phase = Phase::Done(outcome);
         job.completed = Some(Timestamp::now());
         job.inputs.clear();
