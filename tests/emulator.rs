@@ -975,3 +975,89 @@ async fn thousands_of_concurrent_jobs_all_finish() {
     }
     assert_eq!(finished, ids.len());
 }
+
+#[tokio::test]
+async fn dlb_temporary_storage_round_trip() {
+    let env = env().await;
+    let up = env
+        .post("/media/input", json!({"url": "dlb://in/a.wav"}))
+        .await;
+    let upload = up.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let put = env
+        .http
+        .put(&upload)
+        .body(INPUT.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let wrong_way = env.http.get(&upload).send().await.unwrap();
+    assert_eq!(
+        wrong_way.status(),
+        StatusCode::FORBIDDEN,
+        "an upload URL does not download"
+    );
+
+    let body = json!({"input": "dlb://in/a.wav", "output": "dlb://out/a.wav"});
+    let id = env.submit("/media/enhance", body).await;
+    assert_eq!(env.finish("/media/enhance", &id).await["status"], "Success");
+
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = no_redirects
+        .get(env.url("/media/output?url=dlb://out/a.wav"))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::FOUND);
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    let downloaded = env
+        .http
+        .get(&location)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&downloaded[..], INPUT);
+
+    let down = env
+        .post("/media/output", json!({"url": "dlb://out/a.wav"}))
+        .await;
+    let download = down.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let downloaded = env
+        .http
+        .get(&download)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&downloaded[..], INPUT);
+    let forged = env.http.get(env.url("/_dlb/forged")).send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    problem(
+        env.get("/media/output?url=dlb://nope").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    let body = json!({"input": "dlb://missing.wav", "output": "dlb://out/b.wav"});
+    let id = env.submit("/media/enhance", body).await;
+    let status = env.finish("/media/enhance", &id).await;
+    assert_eq!(
+        status["error"]["type"], "/problems/input-file-access",
+        "{status}"
+    );
+}

@@ -2,6 +2,7 @@
 //! A pre-signed or public URL is used as is; `s3://` and `{url, auth: {key, secret}}` locations
 //! are signed here with the job's own credentials; a plain `s3://` is read anonymously.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -10,6 +11,7 @@ use axum::body::Bytes;
 use serde_json::Value;
 
 use super::config::S3Settings;
+use super::storage::TempStorage;
 use crate::secret::{SecretString, redact_url};
 
 /// AWS credentials from a location's `auth` block.
@@ -35,6 +37,8 @@ pub enum Location {
         key: String,
         auth: Option<AwsAuth>,
     },
+    /// `dlb://key`: the emulator's own temporary storage.
+    Dlb { key: String },
 }
 
 impl Location {
@@ -43,6 +47,7 @@ impl Location {
         match self {
             Location::Http { url, .. } => redact_url(url.expose()),
             Location::S3 { bucket, key, .. } => format!("s3://{bucket}/{key}"),
+            Location::Dlb { key } => format!("dlb://{key}"),
         }
     }
 }
@@ -107,10 +112,13 @@ pub fn parse_location(value: &Value, field: &str) -> Result<Location, String> {
             auth: aws,
         });
     }
-    if url.starts_with("dlb://") {
-        return Err(format!(
-            "{field}: dlb:// temporary storage is not supported by this emulator"
-        ));
+    if let Some(rest) = url.strip_prefix("dlb://") {
+        if rest.is_empty() {
+            return Err(format!("{field}: a dlb:// URL needs an object key"));
+        }
+        return Ok(Location::Dlb {
+            key: rest.to_owned(),
+        });
     }
     match url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
@@ -146,16 +154,25 @@ enum Method {
 pub struct MediaIo {
     http: reqwest::Client,
     s3: S3Settings,
+    storage: Arc<TempStorage>,
 }
 
 impl MediaIo {
-    pub fn new(s3: S3Settings, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        s3: S3Settings,
+        timeout: Duration,
+        storage: Arc<TempStorage>,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(MediaIo { http, s3 })
+        Ok(MediaIo { http, s3, storage })
     }
 
     /// GETs an input; the error is the job error's detail.
     pub async fn get(&self, location: &Location) -> Result<Bytes, String> {
+        if let Location::Dlb { key } = location {
+            let missing = || format!("Failed to access file: dlb://{key} does not exist");
+            return self.storage.get(key).ok_or_else(missing);
+        }
         let prepared = self.prepare(location, Method::Get).await?;
         let response = self
             .send(self.http.get(prepared.url.expose()), prepared)
@@ -169,6 +186,10 @@ impl MediaIo {
 
     /// PUTs an output; the error is the job error's detail.
     pub async fn put(&self, location: &Location, body: Bytes) -> Result<(), String> {
+        if let Location::Dlb { key } = location {
+            self.storage.put(key, body);
+            return Ok(());
+        }
         let prepared = self.prepare(location, Method::Put).await?;
         let request = self.http.put(prepared.url.expose()).body(body);
         let response = self.send(request, prepared).await;
@@ -232,6 +253,7 @@ impl MediaIo {
                 )
                 .await
             }
+            Location::Dlb { .. } => Err("dlb:// is not reached over HTTP".to_owned()),
             Location::S3 {
                 bucket,
                 key,
@@ -398,7 +420,11 @@ mod tests {
         assert!(err(json!("ftp://h/k")).contains("http(s):// or s3://"));
         assert!(err(json!("s3://bucket-only")).contains("bucket and a key"));
         assert!(err(json!({"url": "s3://b/k", "auth": {"key": "AK"}})).contains("auth must be"));
-        assert!(err(json!("dlb://out/x")).contains("dlb://"));
+        assert!(err(json!("dlb://")).contains("object key"));
+        assert!(matches!(
+            parse_location(&json!("dlb://out/x"), "o"),
+            Ok(Location::Dlb { .. })
+        ));
         // A rejected URL is shown without its query string.
         assert!(!err(json!("ftp://h/k?sig=SECRET")).contains("SECRET"));
     }

@@ -14,6 +14,7 @@ mod jobs;
 mod problem;
 mod results;
 mod server;
+mod storage;
 mod validate;
 mod worker;
 

@@ -21,6 +21,7 @@ use super::faults;
 use super::io::MediaIo;
 use super::jobs::{JobStore, Status, progress};
 use super::problem::Problem;
+use super::storage::{self, TempStorage};
 use super::worker::{Scheduler, spawn_dispatcher};
 use crate::operation::Operation;
 use crate::secret::redact_url;
@@ -36,6 +37,9 @@ pub struct AppState {
     pub callback_client: reqwest::Client,
     pub io_permits: Semaphore,
     pub scheduler: Scheduler,
+    pub storage: Arc<TempStorage>,
+    /// Where this server is reached, for the `dlb://` upload and download URLs it hands out.
+    pub base_url: String,
 }
 
 impl AppState {
@@ -70,7 +74,18 @@ pub struct Emulator;
 
 impl Emulator {
     pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, StartError> {
-        let media = MediaIo::new(config.s3.clone(), config.io_timeout)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let storage = Arc::new(TempStorage::default());
+        let media = MediaIo::new(config.s3.clone(), config.io_timeout, storage.clone())?;
         let callback_client = reqwest::Client::builder()
             .timeout(config.io_timeout)
             .build()?;
@@ -84,18 +99,10 @@ impl Emulator {
             media,
             callback_client,
             scheduler,
+            storage,
+            base_url: format!("http://{addr}"),
             config,
         });
-        let listener = tokio::net::TcpListener::bind(state.config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: state.config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: state.config.listen,
-            source,
-        })?;
         let dispatcher = spawn_dispatcher(state.clone(), events);
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(state.clone());
@@ -138,7 +145,7 @@ impl RunningEmulator {
 
     /// `http://127.0.0.1:PORT`: the base for both `/v1/auth/token` and `/media/*`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.state.base_url.clone()
     }
 
     pub fn faults(&self) -> Faults {
@@ -192,10 +199,19 @@ fn router(state: Arc<AppState>) -> Router {
                 .get(callbacks::get)
                 .delete(callbacks::delete),
         )
+        .route("/media/input", post(storage::input))
+        .route(
+            "/media/output",
+            post(storage::output_url).get(storage::output_redirect),
+        )
         .route_layer(from_fn_with_state(state.clone(), auth::require_bearer))
         .route_layer(from_fn_with_state(state.clone(), faults::inject));
     Router::new()
         .route("/v1/auth/token", post(auth::token))
+        .route(
+            "/_dlb/{capability}",
+            axum::routing::put(storage::upload).get(storage::download),
+        )
         .merge(media)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -211,10 +227,18 @@ async fn method_not_allowed(request: Request) -> Response {
     Problem::method_not_allowed(request.uri().path()).into_response()
 }
 
+/// A request target as logged: no query string, and no `dlb://` capability (it is a credential).
+fn shown_target(target: &str) -> String {
+    if target.starts_with("/_dlb/") {
+        return "/_dlb/[redacted]".to_owned();
+    }
+    redact_url(target)
+}
+
 /// One line per request: method, path with the query redacted, status. Never headers.
 async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    let target = redact_url(&request.uri().to_string());
+    let target = shown_target(&request.uri().to_string());
     let started = Instant::now();
     let response = next.run(request).await;
     tracing::info!(
@@ -225,4 +249,19 @@ async fn log_request(request: Request, next: Next) -> Response {
         "request"
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_target;
+
+    #[test]
+    fn logged_targets_hide_credentials() {
+        assert_eq!(
+            shown_target("/media/enhance?job_id=1"),
+            "/media/enhance?[redacted]"
+        );
+        assert_eq!(shown_target("/media/jobs"), "/media/jobs");
+        assert_eq!(shown_target("/_dlb/0123abcd"), "/_dlb/[redacted]");
+    }
 }
