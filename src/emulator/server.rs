@@ -100,7 +100,7 @@ impl Emulator {
             callback_client,
             scheduler,
             storage,
-            base_url: format!("http://{addr}"),
+            base_url: reachable_base_url(addr),
             config,
         });
         let dispatcher = spawn_dispatcher(state.clone(), events);
@@ -227,6 +227,20 @@ async fn method_not_allowed(request: Request) -> Response {
     Problem::method_not_allowed(request.uri().path()).into_response()
 }
 
+/// `http://ADDR`, with a wildcard listen address (`0.0.0.0`, `::`) replaced by loopback so the
+/// URLs it hands out can be used from this machine.
+fn reachable_base_url(addr: SocketAddr) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{addr}")
+}
+
 /// A request target as logged: no query string, and no `dlb://` capability (it is a credential).
 fn shown_target(target: &str) -> String {
     if target.starts_with("/_dlb/") {
@@ -253,7 +267,23 @@ async fn log_request(request: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::shown_target;
+    use super::{reachable_base_url, shown_target};
+
+    #[test]
+    fn base_url_is_reachable() {
+        assert_eq!(
+            reachable_base_url("0.0.0.0:8081".parse().unwrap()),
+            "http://127.0.0.1:8081"
+        );
+        assert_eq!(
+            reachable_base_url("[::]:80".parse().unwrap()),
+            "http://[::1]:80"
+        );
+        assert_eq!(
+            reachable_base_url("127.0.0.1:9".parse().unwrap()),
+            "http://127.0.0.1:9"
+        );
+    }
 
     #[test]
     fn logged_targets_hide_credentials() {
