@@ -15,12 +15,24 @@ use super::validate::parse_body;
 use crate::secret::{SecretString, redact_url};
 
 /// Where and how to deliver one notification.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Delivery {
     pub url: SecretString,
     pub headers: Vec<(String, String)>,
     /// A custom body replaces the status JSON (the mastering model's `on_complete.body`).
     pub body: Option<String>,
+}
+
+/// Header values may be credentials for the receiver: Debug shows only their names.
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Delivery")
+            .field("url", &self.url)
+            .field("headers", &names)
+            .field("body", &self.body.as_ref().map(|_| "[custom]"))
+            .finish()
+    }
 }
 
 /// Reads `on_complete` (already validated). `headers` as a map adds those headers; as a list it
@@ -85,7 +97,7 @@ pub struct WebhookStore {
     hook: Mutex<Option<Webhook>>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Webhook {
     id: String,
     url: SecretString,
@@ -241,6 +253,12 @@ mod tests {
         assert_eq!(d.headers, vec![("X-My".to_owned(), "v".to_owned())]);
         assert_eq!(d.body.as_deref(), Some("{}"));
         assert_eq!(on_complete(&json!({})), None);
+        let req = json!({"on_complete": {"url": "http://h/cb?t=SECRET", "headers": {"authorization": "SECRET"}}});
+        let shown = format!("{:?}", on_complete(&req).unwrap());
+        assert!(
+            !shown.contains("SECRET") && shown.contains("authorization"),
+            "{shown}"
+        );
     }
 
     #[test]
