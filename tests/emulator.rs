@@ -924,9 +924,15 @@ async fn injected_job_failures_and_stalls() {
     let id = env
         .submit("/media/enhance", env.presigned_body("s.wav").await)
         .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Wait until it is processing (its input read), then watch it not move.
+    for _ in 0..250 {
+        if env.emu.job(&id).unwrap().progress > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let first = env.status("/media/enhance", &id).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let second = env.status("/media/enhance", &id).await;
     assert_eq!(first["status"], "Running", "{first}");
     assert_eq!(first, second, "a stalled job does not move");
