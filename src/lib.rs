@@ -3,6 +3,7 @@ pub mod admin;
 pub mod config;
 pub mod crd;
 pub mod embedded_s3;
+pub mod emulator;
 pub mod logging;
 pub mod media_api;
 pub mod metrics;

@@ -14,6 +14,8 @@ enum Command {
     Crd,
     /// Talk to the Media API directly: check credentials, list, show or cancel jobs.
     Api(Box<mediajob_operator::media_api::cli::ApiArgs>),
+    /// Run a local Media API emulator (token and job endpoints on one port).
+    Emulator(Box<mediajob_operator::emulator::cli::EmulatorArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -24,5 +26,6 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Command::Api(args) => mediajob_operator::media_api::cli::run(*args),
+        Command::Emulator(args) => mediajob_operator::emulator::cli::main(*args),
     }
 }

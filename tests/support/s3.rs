@@ -1,0 +1,160 @@
+//! A real S3 server for tests: s3s-fs on a temporary directory, checking SigV4 with one fixed
+//! key pair, served over HTTP on 127.0.0.1. Pre-signing uses the AWS SDK directly.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::presigning::PresigningConfig;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use s3s::service::{S3Service, S3ServiceBuilder};
+
+pub const ACCESS_KEY: &str = "AKIAEMULATORTEST";
+pub const SECRET_KEY: &str = "emulator-test-secret-key";
+pub const REGION: &str = "us-east-1";
+
+pub struct TestS3 {
+    pub endpoint: String,
+    root: tempfile::TempDir,
+    client: aws_sdk_s3::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestS3 {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn serve(State(service): State<S3Service>, request: Request) -> Response {
+    let request = request.map(s3s::Body::http_body_unsync);
+    match service.call(request).await {
+        Ok(response) => response.map(axum::body::Body::new),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:?}"),
+        )
+            .into_response(),
+    }
+}
+
+/// An SDK client for the test server with the given credentials.
+pub fn client(endpoint: &str, key: &str, secret: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+impl TestS3 {
+    pub async fn start() -> TestS3 {
+        let root = tempfile::tempdir().expect("temp dir");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs on the temp dir");
+        let mut builder = S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = axum::Router::new().fallback(serve).with_state(service);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let client = client(&endpoint, ACCESS_KEY, SECRET_KEY);
+        TestS3 {
+            endpoint,
+            root,
+            client,
+            server,
+        }
+    }
+
+    /// s3s-fs keeps a bucket as a directory.
+    pub fn create_bucket(&self, bucket: &str) {
+        std::fs::create_dir_all(self.root.path().join(bucket)).expect("bucket dir");
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .expect("put_object on the test S3 server");
+    }
+
+    /// The stored object, read through the S3 API; `None` if it does not exist.
+    pub async fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .ok()?;
+        Some(
+            object
+                .body
+                .collect()
+                .await
+                .expect("object body")
+                .into_bytes()
+                .to_vec(),
+        )
+    }
+
+    fn presigning(start: Option<SystemTime>, expires: Duration) -> PresigningConfig {
+        let mut builder = PresigningConfig::builder().expires_in(expires);
+        if let Some(start) = start {
+            builder = builder.start_time(start);
+        }
+        builder.build().expect("presigning config")
+    }
+
+    pub async fn presign_get(&self, bucket: &str, key: &str, expires: Duration) -> String {
+        let config = Self::presigning(None, expires);
+        let req = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await;
+        req.expect("presign GET").uri().to_owned()
+    }
+
+    pub async fn presign_put(&self, bucket: &str, key: &str, expires: Duration) -> String {
+        let config = Self::presigning(None, expires);
+        let req = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await;
+        req.expect("presign PUT").uri().to_owned()
+    }
+
+    /// A PUT URL whose validity ended an hour ago.
+    pub async fn presign_put_expired(&self, bucket: &str, key: &str) -> String {
+        let start = SystemTime::now() - Duration::from_secs(7200);
+        let config = Self::presigning(Some(start), Duration::from_secs(3600));
+        let req = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await;
+        req.expect("presign PUT").uri().to_owned()
+    }
+}
