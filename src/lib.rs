@@ -9,4 +9,5 @@ pub mod media_api;
 pub mod metrics;
 pub mod operation;
 pub mod reconciler;
+pub mod s3;
 pub mod secret;

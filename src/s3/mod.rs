@@ -1,0 +1,13 @@
+//! S3 access for the Media API: where an object is (`location`), whose keys open it
+//! (`credentials`), and time-limited URLs for exactly that object (`presign`). The reconciler
+//! turns these into the request's locations: pre-signed URLs, auth blocks, or public URLs.
+
+mod credentials;
+mod error;
+mod location;
+mod presign;
+
+pub use credentials::{S3Credentials, SecretKeyNames};
+pub use error::S3Error;
+pub use location::S3Location;
+pub use presign::{MAX_PRESIGN_TTL, PresignedUrl, Presigner, S3Connection, effective_expiry};
