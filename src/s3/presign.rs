@@ -68,9 +68,6 @@ pub struct Presigner {
 
 impl Presigner {
     pub fn new(connection: &S3Connection, credentials: &S3Credentials) -> Self {
-        let expiry = credentials
-            .expires_at
-            .and_then(|t| SystemTime::try_from(t).ok());
         let aws_credentials = Credentials::new(
             credentials.access_key_id.clone(),
             credentials.secret_access_key.expose(),
@@ -151,10 +148,7 @@ impl Presigner {
         let expires_in = Duration::try_from(expires_at.duration_since(now))
             .unwrap_or_default()
             .max(Duration::from_secs(1));
-        let start = SystemTime::try_from(now).map_err(|e| S3Error::Presign {
-            location: location.to_s3_url(),
-            reason: e.to_string(),
-        })?;
+        let start = SystemTime::from(now);
         let config = PresigningConfig::builder()
             .start_time(start)
             .expires_in(expires_in)
