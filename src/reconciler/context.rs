@@ -1,0 +1,410 @@
+//! What every reconcile pass shares: the Kubernetes client, the Event recorder, metrics, the
+//! admission queue, per-process memory, and the Media API clients (one per app key).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client};
+
+use super::admission::Admission;
+use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
+use super::memory::Memory;
+use super::{remote, signing};
+use crate::crd::{AccessMode, MediaJob};
+use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiConfig};
+use crate::metrics::Metrics;
+use crate::operation::Operation;
+use crate::s3::S3Credentials;
+use crate::secret::SecretString;
+
+/// An app key and secret, or why there is none.
+type AppCredentials = Result<(String, SecretString), CredentialsState>;
+
+pub const DEFAULT_APP_KEY_KEY: &str = "DOLBYIO_APP_KEY";
+pub const DEFAULT_APP_SECRET_KEY: &str = "DOLBYIO_APP_SECRET";
+
+/// Where the operator's own Media API credentials come from.
+#[derive(Clone, Debug)]
+pub enum DefaultAccount {
+    /// A Secret in the operator's namespace (re-read now and then, so rotation needs no restart).
+    Secret { namespace: String, name: String },
+    /// Given directly (local mode, tests).
+    Static {
+        app_key: String,
+        app_secret: SecretString,
+    },
+}
+
+/// Media API settings shared by all accounts.
+#[derive(Clone, Debug)]
+pub struct MediaApiSettings {
+    pub auth_url: String,
+    pub media_url: String,
+    pub requests_per_second: f64,
+    pub default_account: DefaultAccount,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    pub admission: Mutex<Admission>,
+    pub memory: Memory,
+    pub media: MediaApiSettings,
+    clients: Mutex<HashMap<String, MediaApiClient>>,
+    default_cache: Mutex<Option<(Instant, AppCredentials)>>,
+    /// All MediaJobs the controllers see, to tell which remote job ids are already claimed.
+    jobs: Mutex<Vec<Store<MediaJob>>>,
+}
+
+/// A request ready to send, and when its URLs expire.
+pub struct Prepared {
+    pub request: crate::media_api::JobRequest,
+    pub urls_expire_at: Option<Timestamp>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        max_in_flight: usize,
+        media: MediaApiSettings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "mediajob-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let stale_after = settings.timing.queued_recheck * 4;
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            settings,
+            admission: Mutex::new(Admission::new(max_in_flight, stale_after)),
+            memory: Memory::default(),
+            media,
+            clients: Mutex::new(HashMap::new()),
+            default_cache: Mutex::new(None),
+            jobs: Mutex::new(vec![]),
+        }
+    }
+
+    /// The clock, in whole seconds: status times then compare equal across passes.
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time")
+    }
+
+    pub fn add_store(&self, store: Store<MediaJob>) {
+        self.jobs.lock().unwrap().push(store);
+    }
+
+    fn claimed_job_ids(&self) -> HashSet<String> {
+        let stores = self.jobs.lock().unwrap();
+        stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter_map(|job| job.status.as_ref().and_then(|s| s.job_id.clone()))
+            .collect()
+    }
+
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+    }
+
+    /// The job's S3 credentials (none for public access), as the core sees them.
+    pub async fn s3_credentials(
+        &self,
+        job: &MediaJob,
+        namespace: &str,
+    ) -> Result<Option<S3Credentials>, CredentialsState> {
+        if job.spec.effective_access() == AccessMode::Public {
+            return Ok(None);
+        }
+        let Some(reference) = &job.spec.credentials else {
+            return Err(CredentialsState::Invalid {
+                message: "spec.credentials is required unless access is public".into(),
+            });
+        };
+        let name = &reference.secret_ref.name;
+        let secret = match self.secret(namespace, name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                return Err(CredentialsState::SecretMissing {
+                    secret: name.clone(),
+                });
+            }
+            Err(error) => {
+                return Err(CredentialsState::Invalid {
+                    message: format!("reading Secret {name:?}: {error}"),
+                });
+            }
+        };
+        let data = secret.data.unwrap_or_default();
+        signing::credentials_from_secret(&data, reference)
+            .map(Some)
+            .map_err(|message| CredentialsState::Invalid {
+                message: format!("Secret {name:?}: {message}"),
+            })
+    }
+
+    /// The Media API client for this job's account.
+    pub async fn media_client(
+        &self,
+        job: &MediaJob,
+        namespace: &str,
+    ) -> Result<MediaApiClient, CredentialsState> {
+        let (app_key, app_secret) = match &job.spec.media_api_credentials {
+            Some(reference) => {
+                let name = &reference.secret_ref.name;
+                let secret = match self.secret(namespace, name).await {
+                    Ok(Some(secret)) => secret,
+                    Ok(None) => {
+                        return Err(CredentialsState::SecretMissing {
+                            secret: name.clone(),
+                        });
+                    }
+                    Err(error) => {
+                        return Err(CredentialsState::Invalid {
+                            message: format!("reading Secret {name:?}: {error}"),
+                        });
+                    }
+                };
+                let key_key = reference
+                    .app_key_key
+                    .as_deref()
+                    .unwrap_or(DEFAULT_APP_KEY_KEY);
+                let secret_key = reference
+                    .app_secret_key
+                    .as_deref()
+                    .unwrap_or(DEFAULT_APP_SECRET_KEY);
+                app_credentials(&secret, key_key, secret_key).map_err(|message| {
+                    CredentialsState::Invalid {
+                        message: format!("Secret {name:?}: {message}"),
+                    }
+                })?
+            }
+            None => self.default_credentials().await?,
+        };
+        Ok(self.client_for(&app_key, app_secret))
+    }
+
+    async fn default_credentials(&self) -> Result<(String, SecretString), CredentialsState> {
+        let (namespace, name) = match &self.media.default_account {
+            DefaultAccount::Static {
+                app_key,
+                app_secret,
+            } => return Ok((app_key.clone(), app_secret.clone())),
+            DefaultAccount::Secret { namespace, name } => (namespace.clone(), name.clone()),
+        };
+        if let Some((read_at, cached)) = &*self.default_cache.lock().unwrap()
+            && read_at.elapsed() < Duration::from_secs(30)
+        {
+            return cached.clone();
+        }
+        let result = match self.secret(&namespace, &name).await {
+            Ok(Some(secret)) => app_credentials(
+                &secret,
+                DEFAULT_APP_KEY_KEY,
+                DEFAULT_APP_SECRET_KEY,
+            )
+            .map_err(|message| CredentialsState::Invalid {
+                message: format!("the operator's Media API Secret {namespace}/{name}: {message}"),
+            }),
+            Ok(None) => Err(CredentialsState::Invalid {
+                message: format!(
+                    "the operator's Media API Secret {namespace}/{name} does not exist"
+                ),
+            }),
+            Err(error) => Err(CredentialsState::Invalid {
+                message: format!(
+                    "reading the operator's Media API Secret {namespace}/{name}: {error}"
+                ),
+            }),
+        };
+        *self.default_cache.lock().unwrap() = Some((Instant::now(), result.clone()));
+        result
+    }
+
+    fn client_for(&self, app_key: &str, app_secret: SecretString) -> MediaApiClient {
+        // Keyed by key and secret, so a rotated secret gets a fresh client and token.
+        let cache_key = format!("{app_key}\u{0}{}", app_secret.expose());
+        let mut clients = self.clients.lock().unwrap();
+        if let Some(client) = clients.get(&cache_key) {
+            return client.clone();
+        }
+        let mut config = MediaApiConfig::new(app_key, app_secret);
+        config.auth_base_url = self.media.auth_url.clone();
+        config.media_base_url = self.media.media_url.clone();
+        config.requests_per_second = self.media.requests_per_second;
+        let client =
+            MediaApiClient::new(config).expect("the Media API client builds from valid settings");
+        clients.insert(cache_key, client.clone());
+        client
+    }
+
+    /// Everything the core needs to know about credentials before a submission.
+    pub async fn credentials_state(
+        &self,
+        job: &MediaJob,
+        namespace: &str,
+    ) -> (CredentialsState, Option<S3Credentials>) {
+        let s3 = match self.s3_credentials(job, namespace).await {
+            Ok(credentials) => credentials,
+            Err(state) => return (state, None),
+        };
+        if let Err(state) = self.media_client(job, namespace).await {
+            return (state, None);
+        }
+        let expires_at = s3.as_ref().and_then(|c| c.expires_at);
+        (CredentialsState::Ready { expires_at }, s3)
+    }
+
+    pub async fn prepare_request(
+        &self,
+        job: &MediaJob,
+        s3: Option<&S3Credentials>,
+        now: Timestamp,
+    ) -> Result<Prepared, String> {
+        let prepared = signing::prepare(job, s3, now).await?;
+        self.metrics.urls_signed.inc_by(prepared.signed_urls as u64);
+        Ok(Prepared {
+            request: prepared.request,
+            urls_expire_at: prepared.urls_expire_at,
+        })
+    }
+
+    pub async fn submit_remote(
+        &self,
+        client: &MediaApiClient,
+        prepared: &Prepared,
+    ) -> SubmitOutcome {
+        let result = client.submit(&prepared.request).await;
+        self.metrics
+            .media_api_request("submit", result_label(&result));
+        remote::submit_outcome(result)
+    }
+
+    pub async fn remote_status(
+        &self,
+        client: &MediaApiClient,
+        operation: Operation,
+        job_id: &str,
+    ) -> RemoteObservation {
+        let result = client.status(operation, &JobId(job_id.to_string())).await;
+        self.metrics
+            .media_api_request("status", result_label(&result));
+        remote::observation(result)
+    }
+
+    /// Looks for a job submitted at or after `since` that no MediaJob has claimed.
+    pub async fn find_submitted(
+        &self,
+        client: &MediaApiClient,
+        job: &MediaJob,
+        since: Timestamp,
+    ) -> Result<Option<String>, String> {
+        let filter = JobFilter {
+            submitted_after: Some(since - jiff::SignedDuration::from_secs(60)),
+            ..Default::default()
+        };
+        let result = client.list_jobs(&filter).await;
+        self.metrics
+            .media_api_request("list", result_label(&result));
+        let jobs = result.map_err(|e| e.to_string())?;
+        // The POST had a 60 s timeout; a job created by it was submitted within that window.
+        let window = Duration::from_secs(120);
+        Ok(remote::pick_submitted(
+            &jobs,
+            job.spec.operation,
+            since,
+            window,
+            &self.claimed_job_ids(),
+        ))
+    }
+
+    /// Cancels a remote job; one that already ended or is unknown counts as cancelled.
+    pub async fn cancel_remote(&self, client: &MediaApiClient, job_id: &str) -> Result<(), String> {
+        let result = client.cancel(&JobId(job_id.to_string())).await;
+        self.metrics
+            .media_api_request("cancel", result_label(&result));
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => match error.class() {
+                // 400/404: already finished, or gone: nothing left to cancel.
+                crate::media_api::ErrorClass::InvalidRequest
+                | crate::media_api::ErrorClass::NotFound => Ok(()),
+                _ => Err(crate::secret::redact_urls_in(&error.to_string())),
+            },
+        }
+    }
+}
+
+fn app_credentials(
+    secret: &Secret,
+    key_key: &str,
+    secret_key: &str,
+) -> Result<(String, SecretString), String> {
+    let data = secret.data.clone().unwrap_or_default();
+    let read = |key: &str| -> Result<String, String> {
+        let value = data
+            .get(key)
+            .ok_or_else(|| format!("key {key} is missing"))?;
+        let text =
+            String::from_utf8(value.0.clone()).map_err(|_| format!("key {key} is not UTF-8"))?;
+        let text = text.trim().to_string();
+        if text.is_empty() {
+            return Err(format!("key {key} is empty"));
+        }
+        Ok(text)
+    };
+    Ok((read(key_key)?, SecretString::new(read(secret_key)?)))
+}
+
+fn result_label<T>(result: &Result<T, crate::media_api::MediaApiError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => e.class().name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn app_credentials_name_the_missing_key_never_the_value() {
+        let mut secret = Secret {
+            data: Some([("DOLBYIO_APP_KEY".to_string(), ByteString(b"key".to_vec()))].into()),
+            ..Default::default()
+        };
+        let error =
+            app_credentials(&secret, DEFAULT_APP_KEY_KEY, DEFAULT_APP_SECRET_KEY).unwrap_err();
+        assert_eq!(error, "key DOLBYIO_APP_SECRET is missing");
+        secret
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("DOLBYIO_APP_SECRET".into(), ByteString(b"  ".to_vec()));
+        let error =
+            app_credentials(&secret, DEFAULT_APP_KEY_KEY, DEFAULT_APP_SECRET_KEY).unwrap_err();
+        assert_eq!(error, "key DOLBYIO_APP_SECRET is empty");
+        secret
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("DOLBYIO_APP_SECRET".into(), ByteString(b"s3cr3t".to_vec()));
+        let (key, value) =
+            app_credentials(&secret, DEFAULT_APP_KEY_KEY, DEFAULT_APP_SECRET_KEY).unwrap();
+        assert_eq!((key.as_str(), value.expose()), ("key", "s3cr3t"));
+    }
+}

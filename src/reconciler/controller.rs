@@ -1,0 +1,141 @@
+//! Wiring: one kube-runtime Controller per watched namespace (or one for all), MediaJobs as the
+//! main resource, Secrets mapped back to the MediaJobs that reference them, a shared Context.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Config as ControllerConfig;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, ResourceExt};
+use tracing::{info, warn};
+
+use super::context::Context;
+use super::reconcile::{error_policy, reconcile};
+use crate::crd::MediaJob;
+
+/// Where to watch: every namespace, or a list.
+#[derive(Clone, Debug)]
+pub enum Scope {
+    AllNamespaces,
+    Namespaces(Vec<String>),
+}
+
+/// Waits until the MediaJob CRD is served, instead of crash-looping while it is not installed.
+pub async fn wait_for_crd(client: &Client, scope: &Scope, on_wait: impl Fn(&str)) {
+    let api: Api<MediaJob> = match scope {
+        Scope::AllNamespaces => Api::all(client.clone()),
+        Scope::Namespaces(list) => Api::namespaced(client.clone(), &list[0]),
+    };
+    let mut logged = false;
+    loop {
+        match api.list(&kube::api::ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                on_wait("the MediaJob CRD (mediajobs.mediajob.io) to be installed");
+                if !logged {
+                    warn!("the MediaJob CRD is not installed; waiting for it");
+                    logged = true;
+                }
+            }
+            Err(error) => {
+                on_wait("the Kubernetes API");
+                warn!(%error, "cannot list MediaJobs yet; retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Runs the controllers until `shutdown` resolves; in-flight reconciles finish first.
+pub async fn run_controllers(
+    ctx: Arc<Context>,
+    scope: Scope,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let namespaces: Vec<Option<String>> = match scope {
+        Scope::AllNamespaces => vec![None],
+        Scope::Namespaces(list) => list.into_iter().map(Some).collect(),
+    };
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut tasks = vec![];
+    for namespace in namespaces {
+        let ctx = ctx.clone();
+        let mut stop = stop_tx.subscribe();
+        tasks.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.recv().await;
+            };
+            run_one(ctx, namespace, concurrency, stopped).await;
+        }));
+    }
+    shutdown.await;
+    info!("shutting down: finishing reconciles in progress");
+    let _ = stop_tx.send(());
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn run_one(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let (jobs, secrets): (Api<MediaJob>, Api<Secret>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let controller = Controller::new(jobs, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .watches(secrets, watcher::Config::default(), move |secret| {
+            jobs_using_secret(&store, &secret)
+        })
+        .graceful_shutdown_on(stopped)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .await;
+}
+
+/// The unfinished MediaJobs in the Secret's namespace that name it, so a fixed Secret reconciles
+/// its jobs at once.
+fn jobs_using_secret(store: &Store<MediaJob>, secret: &Secret) -> Vec<ObjectRef<MediaJob>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|job| job.namespace() == namespace)
+        .filter(|job| {
+            !job.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .is_some_and(|p| p.is_finished())
+        })
+        .filter(|job| {
+            let spec = &job.spec;
+            spec.credentials
+                .as_ref()
+                .is_some_and(|c| c.secret_ref.name == name)
+                || spec
+                    .media_api_credentials
+                    .as_ref()
+                    .is_some_and(|c| c.secret_ref.name == name)
+        })
+        .map(|job| ObjectRef::from_obj(job.as_ref()))
+        .collect()
+}

@@ -1,0 +1,380 @@
+//! The imperative shell: observe (Secrets, the remote job, capacity), ask `decide`, carry out the
+//! one action, write status if it changed, publish Events for transitions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::runtime::controller::Action as Requeue;
+use kube::{Api, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::context::Context;
+use super::decide::{
+    self, Action, CancelPurpose, Clock, CredentialsState, Decision, Observed, RemoteObservation,
+    SubmitOutcome,
+};
+use super::events::transition_events;
+use super::kube_writes;
+use crate::crd::{MediaJob, MediaJobStatus};
+use crate::s3::S3Credentials;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("MediaJob has no namespace")]
+    NoNamespace,
+    #[error("Media API unreachable while {doing}: {message}")]
+    MediaApi {
+        doing: &'static str,
+        message: String,
+    },
+}
+
+impl ReconcileError {
+    /// A stable CamelCase category, used as a metric label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube(_) => "KubeApiError",
+            ReconcileError::NoNamespace => "NoNamespace",
+            ReconcileError::MediaApi { .. } => "MediaApiUnavailable",
+        }
+    }
+}
+
+/// One pass over one MediaJob.
+pub async fn reconcile(job: Arc<MediaJob>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
+    let started = Instant::now();
+    let result = reconcile_inner(&job, &ctx).await;
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.category(),
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&crate::metrics::OutcomeLabels {
+            outcome: outcome.into(),
+        })
+        .inc();
+    result
+}
+
+/// What the controller does after an error: back off per job, so a failing job neither spins nor
+/// stalls the others.
+pub fn error_policy(job: Arc<MediaJob>, error: &ReconcileError, ctx: Arc<Context>) -> Requeue {
+    let failures = ctx.memory.note_failure(&job.uid().unwrap_or_default());
+    let wait = ctx
+        .settings
+        .timing
+        .backoff(failures.saturating_sub(1), fastrand::f64());
+    warn!(job = %job.name_any(), namespace = ?job.namespace(), error = %error, retry_in = ?wait, "reconcile failed");
+    Requeue::requeue(wait)
+}
+
+async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, ReconcileError> {
+    let namespace = job.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let api: Api<MediaJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let key = (namespace.clone(), job.name_any());
+    let uid = job.uid().unwrap_or_default();
+    let now = ctx.now();
+    let clock = Clock {
+        now,
+        jitter: fastrand::f64(),
+    };
+    let old_status = job.status.clone().unwrap_or_default();
+
+    let (observed, s3_credentials) = observe(job, ctx, &namespace, now).await;
+    let mut decision = decide::decide(job, &observed, clock, &ctx.settings);
+    if wants_capacity(&decision)
+        && ctx
+            .admission
+            .lock()
+            .unwrap()
+            .try_admit(&key, Instant::now())
+    {
+        let observed = Observed {
+            admitted: true,
+            ..observed.clone()
+        };
+        decision = decide::decide(job, &observed, clock, &ctx.settings);
+    }
+    debug!(job = %key.1, namespace = %key.0, action = ?decision.action, "decided");
+
+    let Decision {
+        status,
+        action,
+        requeue_after,
+    } = decision;
+    let written = match action {
+        Action::None => write_status(&api, ctx, job, &old_status, &status).await?,
+        Action::AddFinalizer => {
+            kube_writes::add_finalizer(&api, job).await?;
+            ctx.metrics.kube_write("finalizer");
+            return Ok(Requeue::requeue(Duration::from_millis(10)));
+        }
+        Action::RemoveFinalizer => {
+            ctx.admission.lock().unwrap().release(&key);
+            ctx.memory.forget(&uid);
+            kube_writes::remove_finalizer(&api, job).await?;
+            ctx.metrics.kube_write("finalizer");
+            return Ok(Requeue::await_change());
+        }
+        Action::Delete => {
+            info!(job = %key.1, namespace = %key.0, "deleting finished job (ttlSecondsAfterFinished)");
+            kube_writes::delete_finished(&api, job).await?;
+            ctx.metrics.kube_write("delete");
+            return Ok(Requeue::await_change());
+        }
+        Action::Cancel { job_id, purpose } => {
+            let cancelled = match ctx.media_client(job, &namespace).await {
+                Ok(client) => ctx.cancel_remote(&client, &job_id).await,
+                Err(state) => Err(format!("no usable Media API credentials: {state:?}")),
+            };
+            match cancelled {
+                Ok(()) => {
+                    info!(job = %key.1, namespace = %key.0, remote_job = %job_id, ?purpose, "cancelled remote job");
+                    if purpose == CancelPurpose::UrlRefresh {
+                        ctx.metrics.url_refreshes.inc();
+                    }
+                    if purpose == CancelPurpose::Deletion {
+                        ctx.admission.lock().unwrap().release(&key);
+                        ctx.memory.forget(&uid);
+                        kube_writes::remove_finalizer(&api, job).await?;
+                        ctx.metrics.kube_write("finalizer");
+                        return Ok(Requeue::await_change());
+                    }
+                    write_status(&api, ctx, job, &old_status, &status).await?
+                }
+                Err(message) => {
+                    return Err(ReconcileError::MediaApi {
+                        doing: "cancelling a job",
+                        message,
+                    });
+                }
+            }
+        }
+        Action::FindSubmitted { since } => {
+            let client = ctx.media_client(job, &namespace).await.map_err(|state| {
+                ReconcileError::MediaApi {
+                    doing: "looking for a submitted job",
+                    message: format!("no usable Media API credentials: {state:?}"),
+                }
+            })?;
+            let found = ctx
+                .find_submitted(&client, job, since)
+                .await
+                .map_err(|message| ReconcileError::MediaApi {
+                    doing: "looking for a submitted job",
+                    message,
+                })?;
+            info!(job = %key.1, namespace = %key.0, found = ?found, "looked for a job submitted before a restart");
+            let next = decide::after_find(job, &status, found, now);
+            write_status(&api, ctx, job, &old_status, &next).await?
+        }
+        Action::Submit { attempt, cause } => {
+            let submission = Submission {
+                attempt,
+                s3: s3_credentials.as_ref(),
+                now,
+            };
+            let next = submit(job, ctx, &api, &namespace, &old_status, &status, submission).await?;
+            info!(job = %key.1, namespace = %key.0, attempt, ?cause, phase = ?next.phase, remote_job = ?next.job_id, "submission done");
+            next
+        }
+    };
+
+    sync_admission(ctx, &key, &written, requeue_after);
+    if let Some(wait) = requeue_after
+        && written
+            .submission
+            .as_ref()
+            .and_then(|s| s.job_id.as_ref())
+            .is_some()
+    {
+        ctx.memory.set_next_poll(&uid, Instant::now() + wait);
+    }
+    ctx.memory.clear_failures(&uid);
+    Ok(match requeue_after {
+        Some(wait) => Requeue::requeue(wait),
+        None => Requeue::await_change(),
+    })
+}
+
+struct Submission<'a> {
+    attempt: i32,
+    s3: Option<&'a S3Credentials>,
+    now: Timestamp,
+}
+
+/// Sign, record intent, submit, record the outcome.
+async fn submit(
+    job: &MediaJob,
+    ctx: &Context,
+    api: &Api<MediaJob>,
+    namespace: &str,
+    old_status: &MediaJobStatus,
+    status: &MediaJobStatus,
+    submission: Submission<'_>,
+) -> Result<MediaJobStatus, ReconcileError> {
+    let Submission { attempt, s3, now } = submission;
+    let client = match ctx.media_client(job, namespace).await {
+        Ok(client) => client,
+        Err(state) => {
+            let message = match state {
+                CredentialsState::SecretMissing { secret } => {
+                    format!("Secret {secret:?} not found")
+                }
+                CredentialsState::Invalid { message } => message,
+                CredentialsState::Ready { .. } => "Media API credentials unavailable".into(),
+            };
+            let next = decide::after_submit(
+                job,
+                status,
+                SubmitOutcome::CredentialsUnusable { message },
+                now,
+            );
+            return write_status(api, ctx, job, old_status, &next).await;
+        }
+    };
+    let prepared = match ctx.prepare_request(job, s3, now).await {
+        Ok(prepared) => prepared,
+        Err(message) => {
+            let next = decide::after_submit(
+                job,
+                status,
+                SubmitOutcome::CredentialsUnusable { message },
+                now,
+            );
+            return write_status(api, ctx, job, old_status, &next).await;
+        }
+    };
+    // Intent first: if we crash after the POST, the next pass finds the job instead of submitting again.
+    let intent = decide::intent_status(status, attempt, prepared.urls_expire_at, now);
+    let intent = write_status(api, ctx, job, old_status, &intent).await?;
+    let outcome = ctx.submit_remote(&client, &prepared).await;
+    if let SubmitOutcome::Accepted { job_id } = &outcome {
+        ctx.memory
+            .set_unrecorded(&job.uid().unwrap_or_default(), job_id);
+    }
+    let next = decide::after_submit(job, &intent, outcome, now);
+    let written = write_status(api, ctx, job, &intent, &next).await?;
+    ctx.memory.clear_unrecorded(&job.uid().unwrap_or_default());
+    Ok(written)
+}
+
+/// Writes `new` if it differs from `old`; publishes the Events of the transition.
+async fn write_status(
+    api: &Api<MediaJob>,
+    ctx: &Context,
+    job: &MediaJob,
+    old: &MediaJobStatus,
+    new: &MediaJobStatus,
+) -> Result<MediaJobStatus, ReconcileError> {
+    if old == new {
+        return Ok(new.clone());
+    }
+    kube_writes::apply_status(api, job, new).await?;
+    ctx.metrics.kube_write("status");
+    for note in transition_events(old, new) {
+        ctx.metrics
+            .transitions
+            .get_or_create(&crate::metrics::TransitionLabels {
+                reason: note.reason.clone(),
+            })
+            .inc();
+        kube_writes::publish_event(&ctx.recorder, job, &note, "Reconcile").await;
+        ctx.metrics.kube_write("event");
+    }
+    Ok(new.clone())
+}
+
+/// Only what this pass needs: credentials before submission or at refresh time, the remote
+/// status when a poll is due.
+async fn observe(
+    job: &MediaJob,
+    ctx: &Context,
+    namespace: &str,
+    now: Timestamp,
+) -> (Observed, Option<S3Credentials>) {
+    let status = job.status.clone().unwrap_or_default();
+    let uid = job.uid().unwrap_or_default();
+    let finished = status.phase.is_some_and(|p| p.is_finished());
+    let deleting = job.metadata.deletion_timestamp.is_some();
+    let job_id = decide::active_job_id(&status);
+    let refresh_due = status
+        .next_refresh_time
+        .as_ref()
+        .is_some_and(|t| now >= t.0);
+    let deadline_due = match (&status.start_time, job.spec.active_deadline_seconds) {
+        (Some(start), Some(limit)) => now >= start.0 + jiff::SignedDuration::from_secs(limit),
+        _ => false,
+    };
+
+    let (credentials, s3) = if !finished && !deleting && (job_id.is_none() || refresh_due) {
+        ctx.credentials_state(job, namespace).await
+    } else {
+        (CredentialsState::Ready { expires_at: None }, None)
+    };
+
+    let remote = match &job_id {
+        Some(job_id) if !finished && !deleting && !job.spec.is_suspended() && !deadline_due => {
+            if ctx.memory.poll_due(&uid, Instant::now()) || refresh_due {
+                match ctx.media_client(job, namespace).await {
+                    Ok(client) => ctx.remote_status(&client, job.spec.operation, job_id).await,
+                    Err(state) => RemoteObservation::Unavailable {
+                        message: format!("no usable Media API credentials: {state:?}"),
+                        retry_after: None,
+                    },
+                }
+            } else {
+                RemoteObservation::NotPolled
+            }
+        }
+        _ => RemoteObservation::NotPolled,
+    };
+
+    let key = (namespace.to_string(), job.name_any());
+    let observed = Observed {
+        credentials,
+        remote,
+        admitted: ctx.admission.lock().unwrap().holds(&key),
+        unrecorded_job_id: ctx.memory.unrecorded(&uid),
+    };
+    (observed, s3)
+}
+
+fn wants_capacity(decision: &Decision) -> bool {
+    decision.action == Action::None
+        && decision
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == super::conditions::READY && c.reason == "WaitingForCapacity")
+}
+
+/// Keeps the in-flight count in step with what status says.
+fn sync_admission(
+    ctx: &Context,
+    key: &(String, String),
+    status: &MediaJobStatus,
+    requeue: Option<Duration>,
+) {
+    let mut admission = ctx.admission.lock().unwrap();
+    let in_flight = status.submission.is_some();
+    let resubmitting_now = requeue == Some(Duration::ZERO);
+    let finished = status.phase.is_some_and(|p| p.is_finished());
+    if in_flight {
+        admission.occupy(key);
+    } else if finished {
+        admission.release(key);
+    } else if !resubmitting_now {
+        // Waiting again (backoff, credentials): give the slot back but keep any place in line.
+        admission.leave_flight(key);
+    }
+    ctx.metrics.jobs_in_flight.set(admission.in_flight() as i64);
+    ctx.metrics.jobs_waiting.set(admission.waiting() as i64);
+}

@@ -1,0 +1,272 @@
+//! From a MediaJob and its S3 credentials to the Media API request: pre-signed URLs, auth blocks
+//! or public URLs, with the job's parameters. Signing happens here, at submit time, never earlier.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use url::Url;
+
+use crate::crd::{AccessMode, MediaJob, S3CredentialsRef};
+use crate::media_api::{AwsAuth, JobRequest, Location, OutputLocation};
+use crate::s3::{Presigner, S3Connection, S3Credentials, S3Location, SecretKeyNames};
+use crate::secret::SecretString;
+
+pub struct PreparedRequest {
+    pub request: JobRequest,
+    /// When the earliest of the request's pre-signed URLs expires (`None` without any).
+    pub urls_expire_at: Option<Timestamp>,
+    pub signed_urls: usize,
+}
+
+/// Reads the job's S3 credentials with its key names (or the AWS defaults).
+pub fn credentials_from_secret(
+    data: &BTreeMap<String, ByteString>,
+    reference: &S3CredentialsRef,
+) -> Result<S3Credentials, String> {
+    let defaults = SecretKeyNames::default();
+    let names = SecretKeyNames {
+        access_key_id: reference
+            .access_key_id_key
+            .clone()
+            .unwrap_or(defaults.access_key_id),
+        secret_access_key: reference
+            .secret_access_key_key
+            .clone()
+            .unwrap_or(defaults.secret_access_key),
+        session_token: reference
+            .session_token_key
+            .clone()
+            .unwrap_or(defaults.session_token),
+        session_expiration: reference
+            .session_expiration_key
+            .clone()
+            .unwrap_or(defaults.session_expiration),
+    };
+    S3Credentials::from_secret_data(data, &names).map_err(|e| e.to_string())
+}
+
+/// The S3 connection a job names; a custom endpoint defaults to path-style addressing, which is
+/// what S3-compatible stores expect.
+pub fn connection(job: &MediaJob, hint: Option<&S3Location>) -> Result<S3Connection, String> {
+    let s3 = job.spec.s3.as_ref();
+    let endpoint = match s3.and_then(|s| s.endpoint.as_deref()) {
+        Some(text) => {
+            Some(Url::parse(text).map_err(|e| format!("spec.s3.endpoint {text:?}: {e}"))?)
+        }
+        None => None,
+    };
+    let region = s3
+        .and_then(|s| s.region.clone())
+        .or_else(|| hint.and_then(|l| l.region.clone()))
+        .unwrap_or_else(|| crate::crd::DEFAULT_S3_REGION.to_string());
+    let force_path_style = s3
+        .and_then(|s| s.force_path_style)
+        .unwrap_or(endpoint.is_some());
+    Ok(S3Connection {
+        region,
+        endpoint,
+        force_path_style,
+    })
+}
+
+/// Builds the request to submit for `job` at `now`.
+pub async fn prepare(
+    job: &MediaJob,
+    credentials: Option<&S3Credentials>,
+    now: Timestamp,
+) -> Result<PreparedRequest, String> {
+    let spec = &job.spec;
+    let output_specs: Vec<_> = match (&spec.output, &spec.outputs) {
+        (Some(one), _) => vec![one.clone()],
+        (None, Some(many)) => many.clone(),
+        (None, None) => vec![],
+    };
+    let mut urls_expire_at: Option<Timestamp> = None;
+    let mut signed_urls = 0;
+    let (input, outputs) = match spec.effective_access() {
+        AccessMode::Public => (
+            Location::Url(SecretString::new(spec.input.url.clone())),
+            output_specs
+                .iter()
+                .map(|o| Location::Url(SecretString::new(o.url.clone())))
+                .collect::<Vec<_>>(),
+        ),
+        mode => {
+            let credentials = credentials.ok_or("no S3 credentials to sign with")?;
+            let endpoint = connection(job, None)?.endpoint;
+            let parse =
+                |url: &str| S3Location::parse(url, endpoint.as_ref()).map_err(|e| e.to_string());
+            let input_location = parse(&spec.input.url)?;
+            let output_locations = output_specs
+                .iter()
+                .map(|o| parse(&o.url))
+                .collect::<Result<Vec<_>, _>>()?;
+            match mode {
+                AccessMode::AuthBlock => {
+                    let auth = AwsAuth {
+                        key: credentials.access_key_id.clone(),
+                        secret: credentials.secret_access_key.clone(),
+                        token: credentials.session_token.clone(),
+                    };
+                    let block = |l: &S3Location| Location::WithAuth {
+                        url: l.to_s3_url(),
+                        auth: auth.clone(),
+                    };
+                    (
+                        block(&input_location),
+                        output_locations.iter().map(block).collect(),
+                    )
+                }
+                _ => {
+                    let ttl = spec.url_ttl()?;
+                    let presigner =
+                        Presigner::new(&connection(job, Some(&input_location))?, credentials);
+                    let get = presigner
+                        .presign_get(&input_location, ttl, now)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut expiry = get.expires_at;
+                    let mut outputs = vec![];
+                    for location in &output_locations {
+                        let put = presigner
+                            .presign_put(location, ttl, now)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        expiry = expiry.min(put.expires_at);
+                        outputs.push(Location::Url(put.url));
+                    }
+                    signed_urls = 1 + outputs.len();
+                    urls_expire_at = Some(expiry);
+                    (Location::Url(get.url), outputs)
+                }
+            }
+        }
+    };
+    let outputs = outputs
+        .into_iter()
+        .zip(&output_specs)
+        .map(|(location, spec)| OutputLocation {
+            location,
+            parameters: spec.parameters.clone().unwrap_or_default(),
+        })
+        .collect();
+    let mut request = JobRequest::new(spec.operation, vec![input], outputs);
+    request.parameters = spec.parameters.clone().unwrap_or_default();
+    request.input_parameters = spec.input.parameters.clone().unwrap_or_default();
+    Ok(PreparedRequest {
+        request,
+        urls_expire_at,
+        signed_urls,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::MediaJobSpec;
+    use crate::media_api::build_body;
+    use serde_json::json;
+
+    fn job(spec: serde_json::Value) -> MediaJob {
+        MediaJob::new("j", serde_json::from_value::<MediaJobSpec>(spec).unwrap())
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn presign_signs_a_get_and_puts_and_keeps_parameters() {
+        let job = job(json!({
+            "operation": "transcode",
+            "input": {"url": "s3://raw/in.mov", "parameters": {"segment": {"start": 0, "duration": 10}}},
+            "outputs": [{"url": "s3://out/a.mp4", "parameters": {"id": "hd", "kind": "mp4"}},
+                        {"url": "s3://out/b.jpg", "parameters": {"id": "thumb", "kind": "jpg"}}],
+            "credentials": {"secretRef": {"name": "s"}},
+            "urls": {"ttl": "2h"},
+            "s3": {"endpoint": "http://127.0.0.1:9000"},
+        }));
+        let credentials = S3Credentials::new("AK", "SK");
+        let prepared = prepare(&job, Some(&credentials), at(0)).await.unwrap();
+        assert_eq!(prepared.urls_expire_at, Some(at(7200)));
+        assert_eq!(prepared.signed_urls, 3);
+        let body = build_body(&prepared.request).unwrap();
+        let source = body["inputs"][0]["source"].as_str().unwrap();
+        assert!(
+            source.starts_with("http://127.0.0.1:9000/raw/in.mov?"),
+            "path-style on a custom endpoint"
+        );
+        assert!(source.contains("x-id=GetObject"));
+        assert_eq!(body["inputs"][0]["segment"]["duration"], 10);
+        assert!(
+            body["outputs"][1]["destination"]
+                .as_str()
+                .unwrap()
+                .contains("x-id=PutObject")
+        );
+        assert_eq!(body["outputs"][0]["id"], "hd");
+    }
+
+    #[tokio::test]
+    async fn auth_blocks_carry_the_secrets_keys() {
+        let job = job(json!({
+            "operation": "enhance", "access": "authBlock",
+            "input": {"url": "s3://raw/in.wav"}, "output": {"url": "s3://out/o.wav"},
+            "credentials": {"secretRef": {"name": "s"}},
+            "parameters": {"content": {"type": "podcast"}},
+        }));
+        let mut credentials = S3Credentials::new("AK", "SK");
+        credentials.session_token = Some(SecretString::new("TOK"));
+        let prepared = prepare(&job, Some(&credentials), at(0)).await.unwrap();
+        assert_eq!(prepared.urls_expire_at, None);
+        let body = build_body(&prepared.request).unwrap();
+        assert_eq!(
+            body["input"],
+            json!({"url": "s3://raw/in.wav", "auth": {"key": "AK", "secret": "SK", "token": "TOK"}})
+        );
+        assert_eq!(body["content"]["type"], "podcast");
+    }
+
+    #[tokio::test]
+    async fn public_urls_pass_through() {
+        let job = job(json!({
+            "operation": "diagnose", "access": "public",
+            "input": {"url": "https://example.com/a.mp4"},
+        }));
+        let prepared = prepare(&job, None, at(0)).await.unwrap();
+        assert_eq!(
+            build_body(&prepared.request).unwrap(),
+            json!({"input": "https://example.com/a.mp4"})
+        );
+    }
+
+    #[tokio::test]
+    async fn unusable_locations_are_explained() {
+        let job = job(json!({
+            "operation": "enhance",
+            "input": {"url": "https://example.com/a.wav"}, "output": {"url": "s3://out/o.wav"},
+            "credentials": {"secretRef": {"name": "s"}},
+        }));
+        let error = prepare(&job, Some(&S3Credentials::new("AK", "SK")), at(0))
+            .await
+            .err()
+            .unwrap();
+        assert!(error.contains("spec.s3.endpoint"), "{error}");
+    }
+
+    #[test]
+    fn the_region_comes_from_spec_then_url_then_default() {
+        let j = job(
+            json!({"operation": "enhance", "input": {"url": "s3://a/b"}, "output": {"url": "s3://a/c"}}),
+        );
+        assert_eq!(connection(&j, None).unwrap().region, "us-east-1");
+        let hint = S3Location {
+            bucket: "a".into(),
+            key: "b".into(),
+            region: Some("eu-west-1".into()),
+        };
+        assert_eq!(connection(&j, Some(&hint)).unwrap().region, "eu-west-1");
+        assert!(!connection(&j, None).unwrap().force_path_style);
+    }
+}
