@@ -8,6 +8,7 @@ pub mod logging;
 pub mod media_api;
 pub mod metrics;
 pub mod operation;
+pub mod operator;
 pub mod reconciler;
 pub mod s3;
 pub mod secret;

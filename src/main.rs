@@ -10,6 +10,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator against the cluster in the current kubeconfig or service account.
+    Run(Box<mediajob_operator::config::OperatorArgs>),
     /// Print the MediaJob CustomResourceDefinition as YAML.
     Crd,
     /// Talk to the Media API directly: check credentials, list, show or cancel jobs.
@@ -21,11 +23,25 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => run(*args),
         Command::Crd => {
             print!("{}", mediajob_operator::crd::crd_yaml());
             std::process::ExitCode::SUCCESS
         }
         Command::Api(args) => mediajob_operator::media_api::cli::run(*args),
         Command::Emulator(args) => mediajob_operator::emulator::cli::main(*args),
+    }
+}
+
+fn run(args: mediajob_operator::config::OperatorArgs) -> std::process::ExitCode {
+    use mediajob_operator::logging::{self, LogFormat};
+    logging::init(LogFormat::from_env(LogFormat::Json), "info");
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match runtime.block_on(mediajob_operator::operator::run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "the operator stopped");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

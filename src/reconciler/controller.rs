@@ -96,6 +96,7 @@ async fn run_one(
     };
     let controller = Controller::new(jobs, watcher::Config::default().any_semantic());
     let store = controller.store();
+    ctx.add_store(store.clone());
     controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .watches(secrets, watcher::Config::default(), move |secret| {

@@ -1,0 +1,194 @@
+//! `mediajob-operator run`: the operator as a process. Serves health and metrics on every
+//! replica, waits for its CRD, takes the leader Lease (when enabled) and runs the controllers
+//! until told to stop. `start` is the same thing for in-process use (tests, `local` mode).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use tracing::{error, info};
+
+use crate::admin::{self, Readiness};
+use crate::config::OperatorArgs;
+use crate::metrics::Metrics;
+use crate::reconciler::context::{Context, DefaultAccount, MediaApiSettings};
+use crate::reconciler::controller::{Scope, run_controllers, wait_for_crd};
+use crate::reconciler::decide::Settings;
+use crate::reconciler::timing::Timing;
+
+/// Everything the operator needs besides a Kubernetes client.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    pub scope: Scope,
+    pub settings: Settings,
+    pub max_in_flight: usize,
+    pub concurrency: u16,
+    pub media: MediaApiSettings,
+}
+
+impl OperatorOptions {
+    pub fn from_args(args: &OperatorArgs) -> Self {
+        let timing = Timing {
+            poll_min: args.poll_min,
+            poll_max: args.poll_max,
+            ..Timing::default()
+        };
+        Self {
+            scope: if args.watch_namespaces.is_empty() {
+                Scope::AllNamespaces
+            } else {
+                Scope::Namespaces(args.watch_namespaces.clone())
+            },
+            settings: Settings {
+                timing,
+                max_url_refreshes: args.max_url_refreshes,
+            },
+            max_in_flight: args.max_jobs_in_flight,
+            concurrency: args.concurrency,
+            media: MediaApiSettings {
+                auth_url: args.auth_url.clone(),
+                media_url: args.media_url.clone(),
+                requests_per_second: args.media_api_rps,
+                default_account: DefaultAccount::Secret {
+                    namespace: args.namespace.clone(),
+                    name: args.media_api_secret.clone(),
+                },
+            },
+        }
+    }
+}
+
+/// Runs the operator on `client` until `shutdown` resolves. No leader election: the caller
+/// decides that this process should reconcile.
+pub async fn start(
+    client: Client,
+    options: OperatorOptions,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    wait_for_crd(&client, &options.scope, |what| readiness.waiting_for(what)).await;
+    readiness.ready();
+    let ctx = Arc::new(Context::new(
+        client,
+        metrics,
+        options.settings.clone(),
+        options.max_in_flight,
+        options.media.clone(),
+    ));
+    info!(scope = ?options.scope, max_in_flight = options.max_in_flight, "reconciling MediaJobs");
+    run_controllers(ctx, options.scope, options.concurrency, shutdown).await;
+}
+
+/// The `run` subcommand.
+pub async fn run(args: OperatorArgs) -> Result<(), String> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(Readiness::new("the MediaJob CRD"));
+    let admin = tokio::spawn(admin::serve(
+        args.admin_addr,
+        metrics.clone(),
+        readiness.clone(),
+    ));
+    let options = OperatorOptions::from_args(&args);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("termination signal received");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    if !args.leader_election {
+        start(client, options, metrics, readiness, stopped).await;
+        admin.abort();
+        return Ok(());
+    }
+
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("mediajob-operator-{}", uuid::Uuid::new_v4()));
+    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.namespace)
+        .with_identity(&identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .map_err(|e| format!("leader election: {e}"))?;
+    let (mut leader, lease_task) = manager.watch().await;
+    info!(%identity, lease = %args.lease_name, "waiting to become leader");
+    let mut stop = stop_rx.clone();
+    loop {
+        if *leader.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    return Err("the leader election task ended".into());
+                }
+            }
+            _ = stop.wait_for(|s| *s) => {
+                drop(leader);
+                let _ = lease_task.await;
+                return Ok(());
+            }
+        }
+    }
+    metrics.leader.set(1);
+    info!(%identity, "became leader");
+    // Stop reconciling when asked to, or when the lease is lost (another replica takes over).
+    let mut lost = leader.clone();
+    let lost_leadership = async move {
+        let _ = lost.wait_for(|is_leader| !*is_leader).await;
+    };
+    let (end_tx, end_rx) = tokio::sync::oneshot::channel::<&'static str>();
+    let end_tx = Arc::new(std::sync::Mutex::new(Some(end_tx)));
+    let ended = {
+        let on_stop = end_tx.clone();
+        let on_lost = end_tx.clone();
+        async move {
+            tokio::select! {
+                _ = stopped => { if let Some(tx) = on_stop.lock().unwrap().take() { let _ = tx.send("shutdown"); } }
+                _ = lost_leadership => { if let Some(tx) = on_lost.lock().unwrap().take() { let _ = tx.send("lost"); } }
+            }
+        }
+    };
+    start(client, options, metrics.clone(), readiness, ended).await;
+    metrics.leader.set(0);
+    let why = end_rx.await.unwrap_or("shutdown");
+    drop(leader);
+    let _ = lease_task.await;
+    admin.abort();
+    if why == "lost" {
+        error!("lost the leader lease; exiting so that a restart rejoins as a follower");
+        return Err("lost the leader lease".into());
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
