@@ -52,7 +52,10 @@ impl Operation {
 
     /// Transcode and mastering take `inputs`/`outputs` arrays; the others a single `input`/`output`.
     pub fn takes_several_outputs(self) -> bool {
-        matches!(self, Operation::Transcode | Operation::Master | Operation::MasterPreview)
+        matches!(
+            self,
+            Operation::Transcode | Operation::Master | Operation::MasterPreview
+        )
     }
 
     /// Diagnose returns its result inline and has no output location.
@@ -73,6 +76,11 @@ impl std::str::FromStr for Operation {
         Operation::ALL
             .into_iter()
             .find(|op| op.name() == s)
-            .ok_or_else(|| format!("unknown operation {s:?}; expected one of: {}", Operation::ALL.map(Operation::name).join(", ")))
+            .ok_or_else(|| {
+                format!(
+                    "unknown operation {s:?}; expected one of: {}",
+                    Operation::ALL.map(Operation::name).join(", ")
+                )
+            })
     }
 }

@@ -57,12 +57,22 @@ pub fn redact_url(url: &str) -> String {
                 Some(i) => rest.split_at(i),
                 None => (rest, ""),
             };
-            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-            let marker = if url.len() > without_query.len() { "?[redacted]" } else { "" };
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            let marker = if url.len() > without_query.len() {
+                "?[redacted]"
+            } else {
+                ""
+            };
             format!("{scheme}://{host}{path}{marker}")
         }
         None => {
-            let marker = if url.len() > without_query.len() { "?[redacted]" } else { "" };
+            let marker = if url.len() > without_query.len() {
+                "?[redacted]"
+            } else {
+                ""
+            };
             format!("{without_query}{marker}")
         }
     }
@@ -83,11 +93,19 @@ mod tests {
     #[test]
     fn redact_url_drops_query_and_userinfo() {
         assert_eq!(
-            redact_url("https://b.s3.amazonaws.com/k.wav?X-Amz-Signature=abc&X-Amz-Security-Token=t"),
+            redact_url(
+                "https://b.s3.amazonaws.com/k.wav?X-Amz-Signature=abc&X-Amz-Security-Token=t"
+            ),
             "https://b.s3.amazonaws.com/k.wav?[redacted]"
         );
-        assert_eq!(redact_url("https://user:pw@host:9000/b/k"), "https://host:9000/b/k");
-        assert_eq!(redact_url("s3://bucket/key with space.wav"), "s3://bucket/key with space.wav");
+        assert_eq!(
+            redact_url("https://user:pw@host:9000/b/k"),
+            "https://host:9000/b/k"
+        );
+        assert_eq!(
+            redact_url("s3://bucket/key with space.wav"),
+            "s3://bucket/key with space.wav"
+        );
         assert_eq!(redact_url("http://host?sig=1"), "http://host?[redacted]");
         assert_eq!(redact_url("not a url?token=1"), "not a url?[redacted]");
     }
