@@ -13,12 +13,12 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::ResourceExt;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
     PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
 use kube_support::{TestCluster, test_cluster, test_cluster_with};
 use mediajob_operator::apiserver_double::ApiServerDouble;
 use serde_json::{Value, json};
@@ -40,7 +40,9 @@ fn widget_crd() -> CustomResourceDefinition {
                         "x-kubernetes-validations": [
                             {"rule": "self.size <= 5 || self.mode == 'slow'", "message": "big widgets must be slow"}],
                         "properties": {
-                            "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                            "size": {"type": "integer", "minimum": 1, "maximum": 10,
+                                "x-kubernetes-validations": [{"rule": "self != 7",
+                                    "messageExpression": "'size ' + string(self) + ' is unlucky'"}]},
                             "mode": {"type": "string", "enum": ["fast", "slow"]},
                             "label": {"type": "string", "pattern": "^[a-z]+$"},
                             "serial": {"type": "string", "x-kubernetes-validations": [
@@ -436,7 +438,11 @@ async fn delete_without_finalizers_is_immediate() {
         .create(&PostParams::default(), &secret("d", json!({})))
         .await
         .unwrap();
-    secrets.delete("d", &DeleteParams::default()).await.unwrap();
+    let answer = secrets.delete("d", &DeleteParams::default()).await.unwrap();
+    assert!(
+        answer.is_right(),
+        "a built-in type answers an immediate delete with a Status"
+    );
     assert_eq!(api_err(secrets.get("d").await.unwrap_err()).code, 404);
     assert_eq!(
         api_err(
@@ -1130,5 +1136,130 @@ async fn version_endpoint_answers() {
     let c = cluster().await;
     let v = c.client.apiserver_version().await.unwrap();
     assert!(!v.git_version.is_empty());
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events_then_changes() {
+    let c = cluster().await;
+    let api = widgets(&c);
+    api.create(&PostParams::default(), &widget("s0", json!({"size": 1})))
+        .await
+        .unwrap();
+    let stream = watcher(api.clone(), watcher::Config::default().streaming_lists());
+    let a2 = api.clone();
+    let log = watch_until(
+        stream,
+        |l| l.iter().any(|e| e == "apply s1 1"),
+        move |n| {
+            let a = a2.clone();
+            (n == 2).then(|| {
+                Box::pin(async move {
+                    a.create(&PostParams::default(), &widget("s1", json!({"size": 1})))
+                        .await
+                        .unwrap();
+                }) as futures::future::BoxFuture<'static, ()>
+            })
+        },
+    )
+    .await;
+    assert_eq!(log, ["init-apply s0", "init-done", "apply s1 1"]);
+    if let Some(log) = c.requests() {
+        assert!(
+            log.all().iter().all(|r| r.verb != "list"),
+            "no list call with streaming lists"
+        );
+    }
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_deletes_its_content() {
+    let c = cluster().await;
+    let name = format!("{}-gone", c.namespace);
+    let nss: Api<Namespace> = Api::all(c.client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &name);
+    secrets
+        .create(&PostParams::default(), &secret("inside", json!({})))
+        .await
+        .unwrap();
+    nss.delete(&name, &DeleteParams::default()).await.unwrap();
+    // A real cluster's namespace controller takes a few seconds; the double is immediate.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match nss.get(&name).await {
+            Err(kube::Error::Api(s)) if s.code == 404 => break,
+            Ok(n) => assert!(n.metadata.deletion_timestamp.is_some()),
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline, "namespace not deleted");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(api_err(secrets.get("inside").await.unwrap_err()).code, 404);
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn kubeconfig_yaml_gives_a_working_client() {
+    let c = cluster().await;
+    let d = double_only!(c);
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&d.kubeconfig_yaml()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(config.default_namespace, "default");
+    let client = kube::Client::try_from(config).unwrap();
+    let nss: Api<Namespace> = Api::all(client);
+    nss.get(&c.namespace).await.unwrap();
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn runtime_event_recorder_publishes_events() {
+    use kube::runtime::events::{Event as RtEvent, EventType, Recorder, Reporter};
+    let c = cluster().await;
+    let api = widgets(&c);
+    let w = api
+        .create(&PostParams::default(), &widget("ev", json!({"size": 1})))
+        .await
+        .unwrap();
+    let reporter = Reporter {
+        controller: "doubletest-ctl".into(),
+        instance: Some("ctl-0".into()),
+    };
+    let recorder = Recorder::new(c.client.clone(), reporter);
+    let ev = RtEvent {
+        type_: EventType::Normal,
+        reason: "Started".into(),
+        note: Some("first".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let reference = w.object_ref(&ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(GROUP, "v1", "Widget"),
+        "widgets",
+    ));
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap();
+    let events: Api<Event> = Api::namespaced(c.client.clone(), &c.namespace);
+    let list = events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        list.items.len(),
+        1,
+        "a repeated event is a series on one object"
+    );
+    let e = &list.items[0];
+    assert_eq!(e.reason.as_deref(), Some("Started"));
+    assert_eq!(
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("ev")
+    );
+    assert!(
+        e.series.as_ref().is_some_and(|s| s.count >= 2),
+        "{:?}",
+        e.series
+    );
     c.cleanup().await;
 }

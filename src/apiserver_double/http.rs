@@ -488,7 +488,16 @@ impl Req<'_> {
     fn delete(&self) -> Result<Value, ApiError> {
         let opts: Value = serde_json::from_slice(self.body).unwrap_or(Value::Null);
         let mut st = self.shared.state.lock().expect("state lock");
-        st.delete(&self.t.res, self.ns(), self.name(), &opts)
+        let res = &self.t.res;
+        let obj = st.delete(res, self.ns(), self.name(), &opts)?;
+        let gone = st.get(res, self.ns(), self.name()).is_err();
+        if gone && !res.custom {
+            // Built-in types answer an immediate delete with a Success Status, not the object.
+            return Ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Success", "details": {"name": self.name(), "group": res.group,
+                "kind": res.plural, "uid": obj["metadata"]["uid"]}}));
+        }
+        Ok(obj)
     }
 
     fn delete_collection(&self) -> Result<Value, ApiError> {
