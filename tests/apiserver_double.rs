@@ -344,37 +344,36 @@ async fn server_side_apply_tracks_managers_and_conflicts() {
         "{}",
         err.message
     );
-    // Same value: shared ownership, no conflict.
-    api.patch(
-        "ssa",
-        &b,
-        &Patch::Apply(cfg(json!({"size": 1, "label": "b"}))),
-    )
-    .await
-    .unwrap();
-    // A stops applying mode (owned only by A: removed) and size (B still owns it: kept).
-    let w = api
-        .patch(
-            "ssa",
-            &a,
-            &Patch::Apply(cfg(json!({"size": 1, "serial": "x"}))),
-        )
+    // Same value: shared ownership, no conflict (only managedFields change).
+    let shared = api
+        .patch("ssa", &b, &Patch::Apply(cfg(json!({"size": 1}))))
         .await
         .unwrap();
-    assert_eq!(
-        w.data["spec"],
-        json!({"size": 1, "label": "b", "serial": "x"})
-    );
-    // Forced: B takes size over.
+    let managers: Vec<String> = shared
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(managers.contains(&"manager-b".to_string()), "{managers:?}");
+    // A stops applying mode (owned only by A: removed) and size (B still owns it: kept).
     let w = api
-        .patch(
-            "ssa",
-            &b.clone().force(),
-            &Patch::Apply(cfg(json!({"size": 4, "label": "b"}))),
-        )
+        .patch("ssa", &a, &Patch::Apply(cfg(json!({"serial": "x"}))))
+        .await
+        .unwrap();
+    assert_eq!(w.data["spec"], json!({"size": 1, "serial": "x"}));
+    // Forced: B takes size over.
+    let forced = b.clone().force();
+    let w = api
+        .patch("ssa", &forced, &Patch::Apply(cfg(json!({"size": 4}))))
         .await
         .unwrap();
     assert_eq!(w.data["spec"]["size"], 4);
+    // Re-applying the same configuration is a no-op: the resourceVersion stays.
+    let again = api
+        .patch("ssa", &forced, &Patch::Apply(cfg(json!({"size": 4}))))
+        .await
+        .unwrap();
+    assert_eq!(again.resource_version(), w.resource_version());
     c.cleanup().await;
 }
 

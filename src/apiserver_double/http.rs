@@ -82,8 +82,12 @@ fn route(shared: &Shared, path: &str) -> Result<Route, ApiError> {
             .map(Route::Discovery)
             .ok_or_else(not_found);
     }
+    let is_namespace_sub =
+        group.is_empty() && matches!(rest, ["namespaces", _, "status" | "finalize"]);
     let (ns, plural, tail) = match rest {
-        ["namespaces", ns, plural, tail @ ..] => (Some(ns.to_string()), *plural, tail),
+        ["namespaces", ns, plural, tail @ ..] if !is_namespace_sub => {
+            (Some(ns.to_string()), *plural, tail)
+        }
         [plural, tail @ ..] => (None, *plural, tail),
         [] => return Err(not_found()),
     };
@@ -217,7 +221,9 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         ))),
     };
     let rv = shared.state.lock().expect("state lock").rv;
-    shared.changed.send_replace(rv);
+    shared
+        .changed
+        .send_if_modified(|seen| std::mem::replace(seen, rv) != rv);
     match result {
         Ok((code, v)) => json_response(code, &v),
         Err(e) => error_response(&e),

@@ -95,12 +95,21 @@ impl ApiServerDouble {
         let app = axum::Router::new()
             .fallback(http::handle)
             .with_state(shared.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
                 tracing::warn!(error = %e, "API server double stopped");
             }
         });
-        Ok(RunningApiServer { addr, shared, task })
+        Ok(RunningApiServer {
+            addr,
+            shared,
+            task,
+            stop,
+        })
     }
 }
 
@@ -110,6 +119,7 @@ pub struct RunningApiServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for RunningApiServer {
@@ -165,10 +175,16 @@ impl RunningApiServer {
         self.shared.state.lock().expect("state lock").rv
     }
 
-    /// Stop serving: open watches end, new connections are refused.
-    pub async fn shutdown(self) {
+    /// Stop serving: new connections are refused, open watches end, in-flight requests finish
+    /// (for at most 5 s).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(());
         self.shared.faults.drop_watches();
-        self.task.abort();
-        let _ = self.task.await;
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
     }
 }

@@ -65,21 +65,31 @@ fn key(res: &Resource, ns: &str, name: &str) -> Key {
     )
 }
 
-/// Everything but metadata and status: a change here bumps `metadata.generation`.
-fn spec_part(v: &Value) -> Value {
+/// Everything but metadata (and status, when it has its own subresource): a change here
+/// bumps `metadata.generation`.
+fn spec_part(v: &Value, status_subresource: bool) -> Value {
     let mut m = v.as_object().cloned().unwrap_or_default();
-    for k in ["metadata", "status", "apiVersion", "kind"] {
+    for k in ["metadata", "apiVersion", "kind"] {
         m.remove(k);
+    }
+    if status_subresource {
+        m.remove("status");
     }
     Value::Object(m)
 }
 
-/// The object minus what a no-op write may change anyway.
+/// The object minus what a no-op write may change anyway: the resourceVersion, managed-fields
+/// timestamps and their order. A change of field ownership alone is a real change.
 fn comparable(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(m) = v["metadata"].as_object_mut() {
         m.remove("resourceVersion");
-        m.remove("managedFields");
+        if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+            entries.sort_by_key(|e| e.to_string());
+        }
     }
     v
 }
@@ -242,7 +252,9 @@ impl State {
                 None => 1,
                 Some(o) => {
                     let g = o["metadata"]["generation"].as_i64().unwrap_or(1);
-                    if spec_part(o) == spec_part(&new) {
+                    if spec_part(o, res.status_subresource)
+                        == spec_part(&new, res.status_subresource)
+                    {
                         g
                     } else {
                         g + 1
