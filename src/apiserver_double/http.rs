@@ -15,7 +15,7 @@ use super::resources::Resource;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::ssa::{self, Entry};
 use super::status::ApiError;
-use super::store::{WriteCtx, now};
+use super::store::{self, WriteCtx, now};
 use super::watch;
 
 /// A request for a resource collection, object or subresource.
@@ -313,13 +313,13 @@ impl Req<'_> {
                 (id, rv, offset as usize, items)
             }
             None => {
-                let items: Vec<Value> = st
-                    .list(&self.t.res, self.t.ns.as_deref())
+                let (all, rv) = self.list_at_requested_version(&st)?;
+                let items: Vec<Value> = all
                     .into_iter()
                     .filter(|o| labels.matches(o) && fields.matches(o))
                     .collect();
                 st.next_snapshot += 1;
-                (st.next_snapshot, st.rv, 0, items)
+                (st.next_snapshot, rv, 0, items)
             }
         };
         let end = limit.map_or(items.len(), |l| (offset + l).min(items.len()));
@@ -340,6 +340,34 @@ impl Req<'_> {
             json!({"kind": format!("{}List", self.t.res.kind), "apiVersion": self.t.res.api_version(),
             "metadata": meta, "items": page}),
         )
+    }
+
+    /// `resourceVersion` + `resourceVersionMatch`: unset/"0" → now; `Exact` → that version;
+    /// otherwise (`NotOlderThan`) → now, unless the server has not reached it yet.
+    fn list_at_requested_version(&self, st: &store::State) -> Result<(Vec<Value>, u64), ApiError> {
+        let rv = self
+            .q
+            .get("resourceVersion")
+            .map(String::as_str)
+            .unwrap_or("");
+        let exact = self
+            .q
+            .get("resourceVersionMatch")
+            .is_some_and(|m| m == "Exact");
+        let ns = self.t.ns.as_deref();
+        if rv.is_empty() || (rv == "0" && !exact) {
+            return Ok((st.list(&self.t.res, ns), st.rv));
+        }
+        let n: u64 = rv
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+        if exact {
+            Ok((st.list_at(&self.t.res, ns, n)?, n))
+        } else if n > st.rv {
+            Err(ApiError::too_large_resource_version(n, st.rv))
+        } else {
+            Ok((st.list(&self.t.res, ns), st.rv))
+        }
     }
 
     fn create(&self) -> Result<Value, ApiError> {

@@ -163,6 +163,54 @@ impl State {
             .collect()
     }
 
+    /// The objects as they were at resourceVersion `rv`, rebuilt by undoing the kept history.
+    pub fn list_at(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        rv: u64,
+    ) -> Result<Vec<Value>, ApiError> {
+        if rv > self.rv {
+            return Err(ApiError::too_large_resource_version(rv, self.rv));
+        }
+        if rv < self.compacted {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {rv} ({})",
+                self.compacted + 1
+            )));
+        }
+        let gr = res.group_resource();
+        let mut objects: BTreeMap<Key, Value> = self
+            .objects
+            .iter()
+            .filter(|(k, _)| k.0 == gr)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for e in self
+            .history
+            .iter()
+            .rev()
+            .take_while(|e| e.rv > rv)
+            .filter(|e| e.group_resource == gr)
+        {
+            let m = &e.object["metadata"];
+            let k: Key = (
+                gr.clone(),
+                m["namespace"].as_str().unwrap_or("").into(),
+                m["name"].as_str().unwrap_or("").into(),
+            );
+            match (&e.old, e.kind) {
+                (Some(old), "MODIFIED" | "DELETED") => objects.insert(k, old.clone()),
+                _ => objects.remove(&k),
+            };
+        }
+        Ok(objects
+            .into_iter()
+            .filter(|(k, _)| ns.is_none_or(|ns| ns == k.1))
+            .map(|(_, v)| v)
+            .collect())
+    }
+
     fn record(&mut self, kind: &'static str, gr: String, object: Value, old: Option<Value>) {
         self.history.push_back(Event {
             rv: self.rv,
