@@ -1,5 +1,6 @@
 //! mediajob-operator: runs Dolby.io Media API jobs on media stored in S3.
 pub mod admin;
+pub mod apiserver_double;
 pub mod config;
 pub mod crd;
 pub mod embedded_s3;

@@ -1,0 +1,157 @@
+//! Fault injection and the request log: handles a test holds while the server runs.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::status::ApiError;
+
+#[derive(Debug, Clone)]
+struct FailRule {
+    remaining: usize,
+    code: u16,
+    retry_after: u64,
+    verb: Option<String>,
+    path_contains: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    rules: Vec<FailRule>,
+    delay: Duration,
+}
+
+/// Switches that make the server misbehave. Cheap to clone; all clones share state.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    state: Arc<Mutex<FaultState>>,
+    drop_watches: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Faults {
+    pub(crate) fn new() -> Self {
+        Faults {
+            state: Arc::default(),
+            drop_watches: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// Fail the next `n` requests with a 500 InternalError.
+    pub fn fail_next(&self, n: usize) {
+        self.fail_next_matching(n, 500, None, None);
+    }
+
+    /// Answer the next `n` requests with 429 TooManyRequests and `Retry-After: retry_after_seconds`.
+    pub fn throttle_next(&self, n: usize, retry_after_seconds: u64) {
+        self.push(FailRule {
+            remaining: n,
+            code: 429,
+            retry_after: retry_after_seconds,
+            verb: None,
+            path_contains: None,
+        });
+    }
+
+    /// Fail the next `n` requests whose Kubernetes verb (get, list, watch, create, update, patch,
+    /// delete) and path match, with `code` (500 or 429).
+    pub fn fail_next_matching(
+        &self,
+        n: usize,
+        code: u16,
+        verb: Option<&str>,
+        path_contains: Option<&str>,
+    ) {
+        self.push(FailRule {
+            remaining: n,
+            code,
+            retry_after: 1,
+            verb: verb.map(str::to_string),
+            path_contains: path_contains.map(str::to_string),
+        });
+    }
+
+    fn push(&self, rule: FailRule) {
+        self.state.lock().expect("fault lock").rules.push(rule);
+    }
+
+    /// Delay every response by `d` (zero to stop).
+    pub fn set_delay(&self, d: Duration) {
+        self.state.lock().expect("fault lock").delay = d;
+    }
+
+    /// End every open watch connection now.
+    pub fn drop_watches(&self) {
+        self.drop_watches.send_modify(|g| *g += 1);
+    }
+
+    pub(crate) fn drop_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.drop_watches.subscribe()
+    }
+
+    /// Consume one matching fault, if any: the error to answer with instead.
+    pub(crate) fn take(&self, verb: &str, path: &str) -> (Option<ApiError>, Duration) {
+        let mut st = self.state.lock().expect("fault lock");
+        let delay = st.delay;
+        let hit = st.rules.iter_mut().find(|r| {
+            r.remaining > 0
+                && r.verb.as_deref().is_none_or(|v| v == verb)
+                && r.path_contains.as_deref().is_none_or(|p| path.contains(p))
+        });
+        let err = hit.map(|r| {
+            r.remaining -= 1;
+            if r.code == 429 {
+                ApiError::too_many_requests(r.retry_after)
+            } else {
+                let mut e = ApiError::internal("injected fault");
+                e.code = r.code;
+                e
+            }
+        });
+        st.rules.retain(|r| r.remaining > 0);
+        (err, delay)
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    /// Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection,
+    /// or the HTTP method in lower case for non-resource paths.
+    pub verb: String,
+    pub path: String,
+    /// The query string (never carries credentials in the Kubernetes API).
+    pub query: String,
+    pub group: String,
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    pub field_manager: Option<String>,
+    pub user_agent: String,
+}
+
+/// The log of requests served; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct RequestLog(Arc<Mutex<Vec<RequestRecord>>>);
+
+impl RequestLog {
+    pub(crate) fn push(&self, r: RequestRecord) {
+        self.0.lock().expect("log lock").push(r);
+    }
+
+    pub fn all(&self) -> Vec<RequestRecord> {
+        self.0.lock().expect("log lock").clone()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("log lock").clear();
+    }
+
+    /// The distinct (verb, group, resource, subresource) seen: what RBAC rules must allow.
+    pub fn verbs_seen(&self) -> BTreeSet<(String, String, String, String)> {
+        self.all()
+            .into_iter()
+            .filter(|r| !r.resource.is_empty())
+            .map(|r| (r.verb, r.group, r.resource, r.subresource))
+            .collect()
+    }
+}

@@ -1,0 +1,190 @@
+//! An in-process Kubernetes API server double for end-to-end tests and the operator's `local` mode.
+//!
+//! A test double, not a Kubernetes: it serves the few resources and verbs the operator uses
+//! (see `docs/apiserver-double.md` for what it implements and where it differs), over plain
+//! HTTP on 127.0.0.1, so an ordinary `kube::Client` works against it unchanged.
+
+mod faults;
+mod http;
+mod resources;
+mod schema;
+mod selectors;
+mod ssa;
+mod status;
+mod store;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+pub use faults::{Faults, RequestLog, RequestRecord};
+
+/// State shared by all request handlers and watches.
+pub(crate) struct Shared {
+    registry: resources::Registry,
+    state: Mutex<store::State>,
+    /// The latest resourceVersion, so watches wake up on every write.
+    changed: tokio::sync::watch::Sender<u64>,
+    faults: Faults,
+    log: RequestLog,
+    bookmark_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid CustomResourceDefinition: {0}")]
+    Crd(String),
+    #[error("cannot listen on 127.0.0.1: {0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// Options for the double; `ApiServerDouble::start` uses the defaults.
+#[derive(Debug, Clone)]
+pub struct ApiServerDouble {
+    history_window: usize,
+    bookmark_interval: Duration,
+}
+
+impl Default for ApiServerDouble {
+    fn default() -> Self {
+        ApiServerDouble {
+            history_window: 10_000,
+            bookmark_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ApiServerDouble {
+    /// Start with default options, serving the built-ins plus `crds`.
+    pub async fn start(
+        crds: Vec<CustomResourceDefinition>,
+    ) -> Result<RunningApiServer, StartError> {
+        Self::default().serve(crds).await
+    }
+
+    /// How many change events are kept for watches to resume from; older → 410 Gone.
+    pub fn history_window(mut self, events: usize) -> Self {
+        self.history_window = events;
+        self
+    }
+
+    /// How often an idle watch that asked for bookmarks gets one.
+    pub fn bookmark_interval(mut self, every: Duration) -> Self {
+        self.bookmark_interval = every;
+        self
+    }
+
+    pub async fn serve(
+        self,
+        crds: Vec<CustomResourceDefinition>,
+    ) -> Result<RunningApiServer, StartError> {
+        let registry = resources::Registry::new(&crds).map_err(StartError::Crd)?;
+        let shared = Arc::new(Shared {
+            registry,
+            state: Mutex::new(store::State::new(self.history_window)),
+            changed: tokio::sync::watch::channel(0).0,
+            faults: Faults::new(),
+            log: RequestLog::default(),
+            bookmark_interval: self.bookmark_interval,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new()
+            .fallback(http::handle)
+            .with_state(shared.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "API server double stopped");
+            }
+        });
+        Ok(RunningApiServer {
+            addr,
+            shared,
+            task,
+            stop,
+        })
+    }
+}
+
+/// A running double. Dropping it leaves the server running until the runtime ends;
+/// call [`RunningApiServer::shutdown`] to stop it.
+pub struct RunningApiServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for RunningApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningApiServer")
+            .field("url", &self.url())
+            .finish()
+    }
+}
+
+impl RunningApiServer {
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client for this server, with namespace `default`.
+    pub fn client(&self) -> kube::Client {
+        let url = self.url().parse().expect("a socket address is a valid URI");
+        kube::Client::try_from(kube::Config::new(url)).expect("plain-HTTP kube client")
+    }
+
+    /// A kubeconfig for a subprocess (context `apiserver-double`, namespace `default`).
+    pub fn kubeconfig_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: apiserver-double\n  cluster:\n    server: {}\n\
+             users:\n- name: apiserver-double\n  user: {{}}\ncontexts:\n- name: apiserver-double\n  context:\n    \
+             cluster: apiserver-double\n    user: apiserver-double\n    namespace: default\n\
+             current-context: apiserver-double\n",
+            self.url()
+        )
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.shared.faults.clone()
+    }
+
+    pub fn requests(&self) -> RequestLog {
+        self.shared.log.clone()
+    }
+
+    /// Shrink (or grow) the kept watch history now; events beyond it are forgotten.
+    pub fn set_history_window(&self, events: usize) {
+        self.shared
+            .state
+            .lock()
+            .expect("state lock")
+            .set_window(events);
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.state.lock().expect("state lock").rv
+    }
+
+    /// Stop serving: new connections are refused, open watches end, in-flight requests finish
+    /// (for at most 5 s).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(());
+        self.shared.faults.drop_watches();
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
