@@ -22,6 +22,12 @@ use crate::operation::Operation;
 use crate::s3::S3Credentials;
 use crate::secret::SecretString;
 
+/// A safety net in case a watch event was missed: cached Secrets are re-read after this long.
+const SECRET_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// A Secret as last read (`None`: it did not exist), and when.
+type CachedSecret = (Instant, Option<Secret>);
+
 /// An app key and secret, or why there is none.
 type AppCredentials = Result<(String, SecretString), CredentialsState>;
 
@@ -59,6 +65,7 @@ pub struct Context {
     pub media: MediaApiSettings,
     clients: Mutex<HashMap<String, MediaApiClient>>,
     default_cache: Mutex<Option<(Instant, AppCredentials)>>,
+    secrets: Mutex<HashMap<(String, String), CachedSecret>>,
     /// All MediaJobs the controllers see, to tell which remote job ids are already claimed.
     jobs: Mutex<Vec<Store<MediaJob>>>,
 }
@@ -93,6 +100,7 @@ impl Context {
             clients: Mutex::new(HashMap::new()),
             default_cache: Mutex::new(None),
             jobs: Mutex::new(vec![]),
+            secrets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -114,10 +122,31 @@ impl Context {
             .collect()
     }
 
+    /// A Secret, from the cache when a recent read is still valid: the Secret watch drops an
+    /// entry on every change, so a thousand queued jobs sharing one Secret read it once.
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
-        Api::<Secret>::namespaced(self.client.clone(), namespace)
+        let key = (namespace.to_string(), name.to_string());
+        if let Some((read_at, secret)) = self.secrets.lock().unwrap().get(&key)
+            && read_at.elapsed() < SECRET_CACHE_TTL
+        {
+            return Ok(secret.clone());
+        }
+        let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
-            .await
+            .await?;
+        self.secrets
+            .lock()
+            .unwrap()
+            .insert(key, (Instant::now(), secret.clone()));
+        Ok(secret)
+    }
+
+    /// Called for every Secret event: the next read goes to the API server.
+    pub fn invalidate_secret(&self, namespace: &str, name: &str) {
+        self.secrets
+            .lock()
+            .unwrap()
+            .remove(&(namespace.to_string(), name.to_string()));
     }
 
     /// The job's S3 credentials (none for public access), as the core sees them.

@@ -99,8 +99,12 @@ async fn run_one(
     ctx.add_store(store.clone());
     controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .watches(secrets, watcher::Config::default(), move |secret| {
-            jobs_using_secret(&store, &secret)
+        .watches(secrets, watcher::Config::default(), {
+            let ctx = ctx.clone();
+            move |secret| {
+                ctx.invalidate_secret(&secret.namespace().unwrap_or_default(), &secret.name_any());
+                jobs_using_secret(&store, &secret)
+            }
         })
         .graceful_shutdown_on(stopped)
         .run(reconcile, error_policy, ctx)

@@ -89,13 +89,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
 
     let (observed, s3_credentials) = observe(job, ctx, &namespace, now).await;
     let mut decision = decide::decide(job, &observed, clock, &ctx.settings);
-    if wants_capacity(&decision)
-        && ctx
-            .admission
-            .lock()
-            .unwrap()
-            .try_admit(&key, Instant::now())
-    {
+    if wants_capacity(&decision) && ask_for_slot(ctx, &key) {
         let observed = Observed {
             admitted: true,
             ..observed.clone()
@@ -112,9 +106,18 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
     let written = match action {
         Action::None => write_status(&api, ctx, job, &old_status, &status).await?,
         Action::AddFinalizer => {
-            kube_writes::add_finalizer(&api, job).await?;
-            ctx.metrics.kube_write("finalizer");
-            return Ok(Requeue::requeue(Duration::from_millis(10)));
+            return match kube_writes::add_finalizer(&api, job).await {
+                // The watch event of this write brings the next pass.
+                Ok(_) => {
+                    ctx.metrics.kube_write("finalizer");
+                    Ok(Requeue::await_change())
+                }
+                // We acted on a stale copy; the newer one is on its way through the watch.
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    Ok(Requeue::requeue(Duration::from_millis(200)))
+                }
+                Err(e) => Err(e.into()),
+            };
         }
         Action::RemoveFinalizer => {
             ctx.admission.lock().unwrap().release(&key);
@@ -347,6 +350,13 @@ async fn observe(
     (observed, s3)
 }
 
+fn ask_for_slot(ctx: &Context, key: &(String, String)) -> bool {
+    let mut admission = ctx.admission.lock().unwrap();
+    let admitted = admission.try_admit(key, Instant::now());
+    debug!(job = %key.1, admitted, in_flight = admission.in_flight(), waiting = admission.waiting(), "asked for a slot");
+    admitted
+}
+
 fn wants_capacity(decision: &Decision) -> bool {
     decision.action == Action::None
         && decision
@@ -364,13 +374,15 @@ fn sync_admission(
     requeue: Option<Duration>,
 ) {
     let mut admission = ctx.admission.lock().unwrap();
-    let in_flight = status.submission.is_some();
-    let resubmitting_now = requeue == Some(Duration::ZERO);
+    // A finished job keeps its submission record (it marks the spec as submitted), so look at
+    // the phase first.
     let finished = status.phase.is_some_and(|p| p.is_finished());
-    if in_flight {
-        admission.occupy(key);
-    } else if finished {
+    let in_flight = !finished && status.submission.is_some();
+    let resubmitting_now = requeue == Some(Duration::ZERO);
+    if finished {
         admission.release(key);
+    } else if in_flight {
+        admission.occupy(key);
     } else if !resubmitting_now {
         // Waiting again (backoff, credentials): give the slot back but keep any place in line.
         admission.leave_flight(key);

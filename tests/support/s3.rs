@@ -14,16 +14,24 @@ pub const ACCESS_KEY: &str = "AKIAEMULATORTEST";
 pub const SECRET_KEY: &str = "emulator-test-secret-key";
 pub const REGION: &str = "us-east-1";
 
+/// The S3 server a test talks to: s3s-fs in-process, or any S3-compatible endpoint named by
+/// `MEDIAJOB_TEST_S3_ENDPOINT`, `MEDIAJOB_TEST_S3_ACCESS_KEY`, `MEDIAJOB_TEST_S3_SECRET_KEY`
+/// (and optionally `MEDIAJOB_TEST_S3_REGION`) — MinIO, Ceph or AWS itself.
 pub struct TestS3 {
     pub endpoint: String,
-    root: tempfile::TempDir,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    root: Option<tempfile::TempDir>,
     client: aws_sdk_s3::Client,
-    server: tokio::task::JoinHandle<()>,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TestS3 {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = &self.server {
+            server.abort();
+        }
     }
 }
 
@@ -52,6 +60,51 @@ pub fn client(endpoint: &str, key: &str, secret: &str) -> aws_sdk_s3::Client {
 }
 
 impl TestS3 {
+    /// The external endpoint when the environment names one, else the embedded server.
+    pub async fn from_env_or_embedded() -> TestS3 {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (
+            var("MEDIAJOB_TEST_S3_ENDPOINT"),
+            var("MEDIAJOB_TEST_S3_ACCESS_KEY"),
+            var("MEDIAJOB_TEST_S3_SECRET_KEY"),
+        ) {
+            (Some(endpoint), Some(access_key), Some(secret_key)) => {
+                let region = var("MEDIAJOB_TEST_S3_REGION").unwrap_or_else(|| REGION.to_string());
+                let config = aws_sdk_s3::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new(region.clone()))
+                    .endpoint_url(&endpoint)
+                    .force_path_style(true)
+                    .credentials_provider(Credentials::new(
+                        &access_key,
+                        &secret_key,
+                        None,
+                        None,
+                        "test",
+                    ))
+                    .build();
+                TestS3 {
+                    endpoint,
+                    access_key,
+                    secret_key,
+                    region,
+                    root: None,
+                    client: aws_sdk_s3::Client::from_conf(config),
+                    server: None,
+                }
+            }
+            _ => TestS3::start().await,
+        }
+    }
+
+    /// A bucket name unique to this run (external stores are shared).
+    pub fn unique_bucket(base: &str) -> String {
+        format!(
+            "{base}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        )
+    }
+
     pub async fn start() -> TestS3 {
         let root = tempfile::tempdir().expect("temp dir");
         let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs on the temp dir");
@@ -69,15 +122,42 @@ impl TestS3 {
         let client = client(&endpoint, ACCESS_KEY, SECRET_KEY);
         TestS3 {
             endpoint,
-            root,
+            access_key: ACCESS_KEY.to_string(),
+            secret_key: SECRET_KEY.to_string(),
+            region: REGION.to_string(),
+            root: Some(root),
             client,
-            server,
+            server: Some(server),
         }
     }
 
-    /// s3s-fs keeps a bucket as a directory.
+    /// s3s-fs keeps a bucket as a directory; an external store gets a CreateBucket.
     pub fn create_bucket(&self, bucket: &str) {
-        std::fs::create_dir_all(self.root.path().join(bucket)).expect("bucket dir");
+        match &self.root {
+            Some(root) => std::fs::create_dir_all(root.path().join(bucket)).expect("bucket dir"),
+            None => {
+                let client = self.client.clone();
+                let bucket = bucket.to_string();
+                // Callers are sync; run the request on a helper thread with its own runtime.
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        if let Err(e) = client.create_bucket().bucket(&bucket).send().await {
+                            let text = format!("{e:?}");
+                            assert!(
+                                text.contains("BucketAlreadyOwnedByYou"),
+                                "create bucket {bucket}: {text}"
+                            );
+                        }
+                    })
+                })
+                .join()
+                .expect("create bucket");
+            }
+        }
     }
 
     pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) {
