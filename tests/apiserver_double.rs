@@ -32,17 +32,20 @@ fn widget_crd() -> CustomResourceDefinition {
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": format!("widgets.{GROUP}")},
         "spec": {"group": GROUP, "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget",
+                "listKind": "WidgetList"},
             "versions": [{"name": "v1", "served": true, "storage": true,
                 "subresources": {"status": {}},
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "required": ["size"],
                         "x-kubernetes-validations": [
-                            {"rule": "self.size <= 5 || self.mode == 'slow'", "message": "big widgets must be slow"}],
+                            {"rule": "self.size <= 5 || self.mode == 'slow'",
+                             "message": "big widgets must be slow"}],
                         "properties": {
                             "size": {"type": "integer", "minimum": 1, "maximum": 10,
                                 "x-kubernetes-validations": [{"rule": "self != 7",
-                                    "messageExpression": "'size ' + string(self) + ' is unlucky'"}]},
+                                    "messageExpression":
+                                        "'size ' + string(self) + ' is unlucky'"}]},
                             "mode": {"type": "string", "enum": ["fast", "slow"]},
                             "label": {"type": "string", "pattern": "^[a-z]+$"},
                             "serial": {"type": "string", "x-kubernetes-validations": [
@@ -854,9 +857,11 @@ async fn watch_from_a_compacted_resource_version_is_410_gone() {
     c.cleanup().await;
 }
 
+type WatcherItem = Result<watcher::Event<DynamicObject>, watcher::Error>;
+
 /// Collect watcher events until `done` says so (bounded by a deadline).
 async fn watch_until(
-    stream: impl futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send,
+    stream: impl futures::Stream<Item = WatcherItem> + Send,
     mut done: impl FnMut(&[String]) -> bool,
     mut act: impl FnMut(usize) -> Option<futures::future::BoxFuture<'static, ()>>,
 ) -> Vec<String> {
@@ -1273,7 +1278,8 @@ async fn runtime_controller_reconciles_and_settles() {
     let ar =
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, "v1", "Widget"), "widgets");
     let runs = Arc::new(AtomicUsize::new(0));
-    let reconcile = |obj: Arc<DynamicObject>, ctx: Arc<(Api<DynamicObject>, Arc<AtomicUsize>)>| async move {
+    type Ctx = (Api<DynamicObject>, Arc<AtomicUsize>);
+    let reconcile = |obj: Arc<DynamicObject>, ctx: Arc<Ctx>| async move {
         ctx.1.fetch_add(1, Ordering::SeqCst);
         let observed = obj.metadata.generation.unwrap_or(0);
         let status = json!({"apiVersion": format!("{GROUP}/v1"), "kind": "Widget",
@@ -1284,10 +1290,9 @@ async fn runtime_controller_reconciles_and_settles() {
             .await?;
         Ok::<_, kube::Error>(Action::await_change())
     };
-    let error_policy =
-        |_: Arc<DynamicObject>, _: &kube::Error, _: Arc<(Api<DynamicObject>, Arc<AtomicUsize>)>| {
-            Action::requeue(Duration::from_millis(200))
-        };
+    let error_policy = |_: Arc<DynamicObject>, _: &kube::Error, _: Arc<Ctx>| {
+        Action::requeue(Duration::from_millis(200))
+    };
     let ctl = Controller::new_with(api.clone(), watcher::Config::default(), ar)
         .run(
             reconcile,

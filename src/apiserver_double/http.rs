@@ -307,8 +307,12 @@ impl Req<'_> {
                     tok["id"].as_u64().ok_or_else(bad)?,
                     tok["offset"].as_u64().ok_or_else(bad)?,
                 );
-                let (_, rv, items) = st.snapshots.iter().find(|s| s.0 == id).cloned().ok_or_else(|| {
-                    ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+                let saved = st.snapshots.iter().find(|s| s.0 == id).cloned();
+                let (_, rv, items) = saved.ok_or_else(|| {
+                    ApiError::gone(concat!(
+                        "The provided continue parameter is too old to display a consistent list ",
+                        "result. You can start a new list without the continue parameter."
+                    ))
                 })?;
                 (id, rv, offset as usize, items)
             }
@@ -336,10 +340,9 @@ impl Req<'_> {
             }
         }
         let page: Vec<Value> = items[offset.min(end)..end].to_vec();
-        Ok(
-            json!({"kind": format!("{}List", self.t.res.kind), "apiVersion": self.t.res.api_version(),
-            "metadata": meta, "items": page}),
-        )
+        Ok(json!({"kind": format!("{}List", self.t.res.kind),
+            "apiVersion": self.t.res.api_version(),
+            "metadata": meta, "items": page}))
     }
 
     /// `resourceVersion` + `resourceVersionMatch`: unset/"0" → now; `Exact` → that version;
@@ -408,7 +411,10 @@ impl Req<'_> {
         ApiError::conflict(
             &self.t.res.group_resource(),
             self.name(),
-            "the object has been modified; please apply your changes to the latest version and try again",
+            concat!(
+                "the object has been modified; please apply your changes to the latest version ",
+                "and try again"
+            ),
         )
     }
 
@@ -547,9 +553,8 @@ impl Req<'_> {
                 out.push(v);
             }
         }
-        Ok(
-            json!({"kind": format!("{}List", self.t.res.kind), "apiVersion": self.t.res.api_version(),
-            "metadata": {"resourceVersion": st.rv.to_string()}, "items": out}),
-        )
+        Ok(json!({"kind": format!("{}List", self.t.res.kind),
+            "apiVersion": self.t.res.api_version(),
+            "metadata": {"resourceVersion": st.rv.to_string()}, "items": out}))
     }
 }

@@ -4,7 +4,8 @@
 //! Covers what our CRDs use: type, required, enum, pattern, minimum/maximum (and exclusive),
 //! minLength/maxLength, minItems/maxItems, nullable, x-kubernetes-preserve-unknown-fields,
 //! x-kubernetes-int-or-string, additionalProperties. Not covered: format, oneOf/anyOf/allOf/not,
-//! defaulting (the CEL validator applies defaults only for its own evaluation), list-type uniqueness.
+//! defaulting (the CEL validator applies defaults only for its own evaluation), list-type
+//! uniqueness.
 
 use kube::core::cel::CompiledSchema;
 use serde_json::{Map, Value};
@@ -285,7 +286,8 @@ mod tests {
     fn prunes_unknown_fields_but_keeps_preserved_ones() {
         let (obj, causes) = check(
             json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"},
-            "junk": 1, "spec": {"size": 1, "extra": true, "free": {"any": {"thing": 1}}, "opt": null}}),
+            "junk": 1,
+            "spec": {"size": 1, "extra": true, "free": {"any": {"thing": 1}}, "opt": null}}),
         );
         assert!(causes.is_empty(), "{causes:?}");
         assert_eq!(obj["junk"], Value::Null);

@@ -177,7 +177,8 @@ async fn run(
             return;
         }
         for e in events {
-            // With a selector, an object that stops (starts) matching is DELETED (ADDED) for this watch.
+            // With a selector, an object that stops (starts) matching is DELETED (ADDED)
+            // for this watch.
             let was = e.old.as_ref().is_some_and(|o| filter.matches(o));
             let is = filter.matches(&e.object);
             let kind = match (e.kind, was, is) {
