@@ -48,6 +48,7 @@ fn widget_crd() -> CustomResourceDefinition {
                                         "'size ' + string(self) + ' is unlucky'"}]},
                             "mode": {"type": "string", "enum": ["fast", "slow"]},
                             "label": {"type": "string", "pattern": "^[a-z]+$"},
+                            "tier": {"type": "string", "default": "standard"},
                             "serial": {"type": "string", "x-kubernetes-validations": [
                                 {"rule": "self == oldSelf", "message": "serial is immutable"}]}}},
                     "status": {"type": "object", "properties": {
@@ -223,7 +224,7 @@ async fn merge_patch_sets_and_removes_fields() {
         .patch("m", &PatchParams::default(), &Patch::Merge(&p))
         .await
         .unwrap();
-    assert_eq!(w.data["spec"], json!({"size": 3}));
+    assert_eq!(w.data["spec"], json!({"size": 3, "tier": "standard"}));
     assert_eq!(w.labels()["a"], "b");
     assert_eq!(w.metadata.generation, Some(2));
     // A resourceVersion in a patch is a precondition.
@@ -327,7 +328,10 @@ async fn server_side_apply_tracks_managers_and_conflicts() {
         )
         .await
         .unwrap();
-    assert_eq!(w.data["spec"], json!({"size": 1, "mode": "fast"}));
+    assert_eq!(
+        w.data["spec"],
+        json!({"size": 1, "mode": "fast", "tier": "standard"})
+    );
     let managers: Vec<String> = w
         .managed_fields()
         .iter()
@@ -363,7 +367,10 @@ async fn server_side_apply_tracks_managers_and_conflicts() {
         .patch("ssa", &a, &Patch::Apply(cfg(json!({"serial": "x"}))))
         .await
         .unwrap();
-    assert_eq!(w.data["spec"], json!({"size": 1, "serial": "x"}));
+    assert_eq!(
+        w.data["spec"],
+        json!({"size": 1, "serial": "x", "tier": "standard"})
+    );
     // Forced: B takes size over.
     let forced = b.clone().force();
     let w = api
@@ -496,7 +503,8 @@ async fn schema_validation_refuses_invalid_objects_and_prunes_unknown_fields() {
         .create(&pp, &widget("pruned", json!({"size": 1, "unknown": true})))
         .await
         .unwrap();
-    assert_eq!(w.data["spec"], json!({"size": 1}));
+    // Unknown fields are pruned, defaults are stored.
+    assert_eq!(w.data["spec"], json!({"size": 1, "tier": "standard"}));
     c.cleanup().await;
 }
 

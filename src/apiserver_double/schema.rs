@@ -3,8 +3,8 @@
 //!
 //! Covers what our CRDs use: type, required, enum, pattern, minimum/maximum (and exclusive),
 //! minLength/maxLength, minItems/maxItems, nullable, x-kubernetes-preserve-unknown-fields,
-//! x-kubernetes-int-or-string, additionalProperties. Not covered: format, oneOf/anyOf/allOf/not,
-//! defaulting (the CEL validator applies defaults only for its own evaluation), list-type
+//! x-kubernetes-int-or-string, additionalProperties, and `default`s (applied after pruning, so
+//! the stored object carries them). Not covered: format, oneOf/anyOf/allOf/not, list-type
 //! uniqueness.
 
 use kube::core::cel::CompiledSchema;
@@ -22,6 +22,7 @@ pub fn prune_and_validate(
 ) -> Causes {
     let mut causes = Vec::new();
     if let (Some(props), Some(map)) = (schema.get("properties"), obj.as_object_mut()) {
+        // Prune, then default (the stored object carries the defaults), then validate.
         // apiVersion, kind and metadata are the server's, never pruned by the CRD schema.
         for (key, value) in map.iter_mut() {
             if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
@@ -34,6 +35,10 @@ pub fn prune_and_validate(
         map.retain(|k, _| {
             matches!(k.as_str(), "apiVersion" | "kind" | "metadata") || props.get(k).is_some()
         });
+        let defaulted = kube::core::cel::apply_defaults(schema, &Value::Object(map.clone()));
+        if let Value::Object(d) = defaulted {
+            *map = d;
+        }
         for key in required(schema) {
             if !map.contains_key(key) {
                 causes.push((key.to_string(), "Required value".to_string()));
