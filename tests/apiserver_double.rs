@@ -1413,3 +1413,45 @@ async fn list_at_an_exact_or_too_new_resource_version() {
     }
     c.cleanup().await;
 }
+
+#[tokio::test]
+async fn metadata_only_get_list_and_watch() {
+    use kube::runtime::metadata_watcher;
+    let c = cluster().await;
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.namespace);
+    secrets
+        .create(&PostParams::default(), &secret("meta", json!({"m": "1"})))
+        .await
+        .unwrap();
+    let got = secrets.get_metadata("meta").await.unwrap();
+    assert_eq!(got.metadata.labels.unwrap()["m"], "1");
+    assert_eq!(
+        got.types.map(|t| t.kind).as_deref(),
+        Some("PartialObjectMetadata")
+    );
+    let list = secrets.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let stream = metadata_watcher(secrets.clone(), watcher::Config::default());
+    let mut stream = std::pin::pin!(stream);
+    let mut created = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "metadata watcher saw nothing");
+        let ev = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .unwrap();
+        match ev {
+            Some(Ok(watcher::Event::InitDone)) if !created => {
+                created = true;
+                secrets
+                    .create(&PostParams::default(), &secret("meta2", json!({})))
+                    .await
+                    .unwrap();
+            }
+            Some(Ok(watcher::Event::Apply(m))) if m.name_any() == "meta2" => break,
+            Some(Err(e)) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    c.cleanup().await;
+}

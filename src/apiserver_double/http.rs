@@ -57,6 +57,26 @@ fn error_response(e: &ApiError) -> Response {
     r
 }
 
+/// An object or list as `meta.k8s.io/v1` PartialObjectMetadata(List): metadata only.
+pub fn partial_metadata(v: Value) -> Value {
+    match v["kind"].as_str() {
+        Some("Status") => v,
+        Some(k) if k.ends_with("List") && v.get("items").is_some() => {
+            let items: Vec<Value> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .cloned()
+                .map(partial_metadata)
+                .collect();
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                "metadata": v["metadata"], "items": items})
+        }
+        _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": v["metadata"]}),
+    }
+}
+
 fn route(shared: &Shared, path: &str) -> Result<Route, ApiError> {
     let segs: Vec<&str> = path
         .trim_matches('/')
@@ -137,6 +157,12 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    // `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`
+    let metadata_only = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -205,7 +231,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     };
     let result = match verb.as_str() {
         "watch" => {
-            return watch::start(shared.clone(), req.t.res.clone(), req.t.ns.clone(), &req.q)
+            let (res, ns) = (req.t.res.clone(), req.t.ns.clone());
+            return watch::start(shared.clone(), res, ns, &req.q, metadata_only)
                 .unwrap_or_else(|e| error_response(&e));
         }
         "get" => req.get().map(|v| (200, v)),
@@ -225,6 +252,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         .changed
         .send_if_modified(|seen| std::mem::replace(seen, rv) != rv);
     match result {
+        Ok((code, v)) if metadata_only => json_response(code, &partial_metadata(v)),
         Ok((code, v)) => json_response(code, &v),
         Err(e) => error_response(&e),
     }
