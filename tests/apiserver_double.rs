@@ -1416,7 +1416,7 @@ async fn list_at_an_exact_or_too_new_resource_version() {
 
 #[tokio::test]
 async fn metadata_only_get_list_and_watch() {
-    use kube::runtime::metadata_watcher;
+    use kube::core::PartialObjectMeta;
     let c = cluster().await;
     let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.namespace);
     secrets
@@ -1431,7 +1431,8 @@ async fn metadata_only_get_list_and_watch() {
     );
     let list = secrets.list_metadata(&ListParams::default()).await.unwrap();
     assert_eq!(list.items.len(), 1);
-    let stream = metadata_watcher(secrets.clone(), watcher::Config::default());
+    let metas: Api<PartialObjectMeta<Secret>> = Api::namespaced(c.client.clone(), &c.namespace);
+    let stream = watcher(metas, watcher::Config::default());
     let mut stream = std::pin::pin!(stream);
     let mut created = false;
     let deadline = Instant::now() + Duration::from_secs(20);
