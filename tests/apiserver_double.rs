@@ -1456,3 +1456,30 @@ async fn metadata_only_get_list_and_watch() {
     }
     c.cleanup().await;
 }
+
+#[tokio::test]
+async fn discovery_finds_builtins_and_the_crd() {
+    use kube::discovery::{Discovery, Scope};
+    let c = cluster().await;
+    let discovery = Discovery::new(c.client.clone()).run().await.unwrap();
+    let gvk = GroupVersionKind::gvk(GROUP, "v1", "Widget");
+    let (ar, caps) = discovery.resolve_gvk(&gvk).expect("widgets discovered");
+    assert_eq!(ar.plural, "widgets");
+    assert!(matches!(caps.scope, Scope::Namespaced));
+    assert!(
+        caps.subresources.iter().any(|(s, _)| s.plural == "status"),
+        "{caps:?}"
+    );
+    for (group, kind) in [
+        ("", "Secret"),
+        ("coordination.k8s.io", "Lease"),
+        ("events.k8s.io", "Event"),
+    ] {
+        let gvk = GroupVersionKind::gvk(group, "v1", kind);
+        assert!(
+            discovery.resolve_gvk(&gvk).is_some(),
+            "{kind} not discovered"
+        );
+    }
+    c.cleanup().await;
+}

@@ -91,6 +91,22 @@ fn route(shared: &Shared, path: &str) -> Result<Route, ApiError> {
         }
         ["api"] => return Ok(Route::Discovery(reg.core_versions())),
         ["apis"] => return Ok(Route::Discovery(reg.group_list())),
+        ["apis", g] => {
+            let groups = reg.group_list();
+            let found = groups["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["name"] == *g);
+            return found
+                .map(|x| {
+                    let mut x = x.clone();
+                    x["kind"] = json!("APIGroup");
+                    x["apiVersion"] = json!("v1");
+                    Route::Discovery(x)
+                })
+                .ok_or_else(|| ApiError::not_found("paths", path));
+        }
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::not_found("paths", path)),
