@@ -210,8 +210,11 @@ async fn run(
         }
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
-            _ = tick.tick(), if opts.bookmarks => {
-                if !send(&mut tx, "BOOKMARK", bookmark(cursor, false)).await {
+            // The tick also notices a client that went away from a quiet watch.
+            _ = tick.tick() => {
+                if tx.sink.is_closed()
+                    || (opts.bookmarks && !send(&mut tx, "BOOKMARK", bookmark(cursor, false)).await)
+                {
                     return;
                 }
             }
