@@ -311,6 +311,27 @@ async fn status_subresource_separates_spec_and_status() {
     assert_eq!(a.metadata.generation, Some(2));
     let got = api.get_status("s").await.unwrap();
     assert_eq!(got.data["status"]["observed"], 1);
+    // PUT /status: same rules, with optimistic concurrency.
+    let mut put = got.clone();
+    put.data["status"]["phase"] = json!("Done");
+    put.data["spec"]["size"] = json!(5);
+    let done = api
+        .replace_status("s", &PostParams::default(), &put)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            done.data["status"]["phase"].as_str(),
+            done.data["spec"]["size"].as_i64()
+        ),
+        (Some("Done"), Some(2))
+    );
+    let stale = api_err(
+        api.replace_status("s", &PostParams::default(), &put)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(stale.code, 409);
     c.cleanup().await;
 }
 
