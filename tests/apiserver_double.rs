@@ -1504,3 +1504,58 @@ async fn discovery_finds_builtins_and_the_crd() {
     }
     c.cleanup().await;
 }
+
+#[tokio::test]
+async fn fields_set_by_an_update_conflict_with_a_later_apply() {
+    let c = cluster().await;
+    let api = widgets(&c);
+    let ctl = PatchParams::apply("ctl");
+    api.patch(
+        "mix",
+        &ctl,
+        &Patch::Apply(widget("mix", json!({"size": 1}))),
+    )
+    .await
+    .unwrap();
+    // Another client merge-patches the field: it becomes that manager's (operation Update).
+    let editor = PatchParams {
+        field_manager: Some("editor".into()),
+        ..Default::default()
+    };
+    let w = api
+        .patch("mix", &editor, &Patch::Merge(json!({"spec": {"size": 2}})))
+        .await
+        .unwrap();
+    let ops: Vec<(String, String)> = w
+        .managed_fields()
+        .iter()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(ops.contains(&("editor".into(), "Update".into())), "{ops:?}");
+    let err = api_err(
+        api.patch(
+            "mix",
+            &ctl,
+            &Patch::Apply(widget("mix", json!({"size": 3}))),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert!(err.message.contains("editor"), "{}", err.message);
+    let forced = api
+        .patch(
+            "mix",
+            &ctl.clone().force(),
+            &Patch::Apply(widget("mix", json!({"size": 3}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data["spec"]["size"], 3);
+    c.cleanup().await;
+}
