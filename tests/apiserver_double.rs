@@ -32,19 +32,23 @@ fn widget_crd() -> CustomResourceDefinition {
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": format!("widgets.{GROUP}")},
         "spec": {"group": GROUP, "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget",
+                "listKind": "WidgetList"},
             "versions": [{"name": "v1", "served": true, "storage": true,
                 "subresources": {"status": {}},
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "required": ["size"],
                         "x-kubernetes-validations": [
-                            {"rule": "self.size <= 5 || self.mode == 'slow'", "message": "big widgets must be slow"}],
+                            {"rule": "self.size <= 5 || self.mode == 'slow'",
+                             "message": "big widgets must be slow"}],
                         "properties": {
                             "size": {"type": "integer", "minimum": 1, "maximum": 10,
                                 "x-kubernetes-validations": [{"rule": "self != 7",
-                                    "messageExpression": "'size ' + string(self) + ' is unlucky'"}]},
+                                    "messageExpression":
+                                        "'size ' + string(self) + ' is unlucky'"}]},
                             "mode": {"type": "string", "enum": ["fast", "slow"]},
                             "label": {"type": "string", "pattern": "^[a-z]+$"},
+                            "tier": {"type": "string", "default": "standard"},
                             "serial": {"type": "string", "x-kubernetes-validations": [
                                 {"rule": "self == oldSelf", "message": "serial is immutable"}]}}},
                     "status": {"type": "object", "properties": {
@@ -220,7 +224,7 @@ async fn merge_patch_sets_and_removes_fields() {
         .patch("m", &PatchParams::default(), &Patch::Merge(&p))
         .await
         .unwrap();
-    assert_eq!(w.data["spec"], json!({"size": 3}));
+    assert_eq!(w.data["spec"], json!({"size": 3, "tier": "standard"}));
     assert_eq!(w.labels()["a"], "b");
     assert_eq!(w.metadata.generation, Some(2));
     // A resourceVersion in a patch is a precondition.
@@ -307,6 +311,27 @@ async fn status_subresource_separates_spec_and_status() {
     assert_eq!(a.metadata.generation, Some(2));
     let got = api.get_status("s").await.unwrap();
     assert_eq!(got.data["status"]["observed"], 1);
+    // PUT /status: same rules, with optimistic concurrency.
+    let mut put = got.clone();
+    put.data["status"]["phase"] = json!("Done");
+    put.data["spec"]["size"] = json!(5);
+    let done = api
+        .replace_status("s", &PostParams::default(), &put)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            done.data["status"]["phase"].as_str(),
+            done.data["spec"]["size"].as_i64()
+        ),
+        (Some("Done"), Some(2))
+    );
+    let stale = api_err(
+        api.replace_status("s", &PostParams::default(), &put)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(stale.code, 409);
     c.cleanup().await;
 }
 
@@ -324,7 +349,10 @@ async fn server_side_apply_tracks_managers_and_conflicts() {
         )
         .await
         .unwrap();
-    assert_eq!(w.data["spec"], json!({"size": 1, "mode": "fast"}));
+    assert_eq!(
+        w.data["spec"],
+        json!({"size": 1, "mode": "fast", "tier": "standard"})
+    );
     let managers: Vec<String> = w
         .managed_fields()
         .iter()
@@ -360,7 +388,10 @@ async fn server_side_apply_tracks_managers_and_conflicts() {
         .patch("ssa", &a, &Patch::Apply(cfg(json!({"serial": "x"}))))
         .await
         .unwrap();
-    assert_eq!(w.data["spec"], json!({"size": 1, "serial": "x"}));
+    assert_eq!(
+        w.data["spec"],
+        json!({"size": 1, "serial": "x", "tier": "standard"})
+    );
     // Forced: B takes size over.
     let forced = b.clone().force();
     let w = api
@@ -493,7 +524,8 @@ async fn schema_validation_refuses_invalid_objects_and_prunes_unknown_fields() {
         .create(&pp, &widget("pruned", json!({"size": 1, "unknown": true})))
         .await
         .unwrap();
-    assert_eq!(w.data["spec"], json!({"size": 1}));
+    // Unknown fields are pruned, defaults are stored.
+    assert_eq!(w.data["spec"], json!({"size": 1, "tier": "standard"}));
     c.cleanup().await;
 }
 
@@ -854,9 +886,11 @@ async fn watch_from_a_compacted_resource_version_is_410_gone() {
     c.cleanup().await;
 }
 
+type WatcherItem = Result<watcher::Event<DynamicObject>, watcher::Error>;
+
 /// Collect watcher events until `done` says so (bounded by a deadline).
 async fn watch_until(
-    stream: impl futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send,
+    stream: impl futures::Stream<Item = WatcherItem> + Send,
     mut done: impl FnMut(&[String]) -> bool,
     mut act: impl FnMut(usize) -> Option<futures::future::BoxFuture<'static, ()>>,
 ) -> Vec<String> {
@@ -1273,7 +1307,8 @@ async fn runtime_controller_reconciles_and_settles() {
     let ar =
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, "v1", "Widget"), "widgets");
     let runs = Arc::new(AtomicUsize::new(0));
-    let reconcile = |obj: Arc<DynamicObject>, ctx: Arc<(Api<DynamicObject>, Arc<AtomicUsize>)>| async move {
+    type Ctx = (Api<DynamicObject>, Arc<AtomicUsize>);
+    let reconcile = |obj: Arc<DynamicObject>, ctx: Arc<Ctx>| async move {
         ctx.1.fetch_add(1, Ordering::SeqCst);
         let observed = obj.metadata.generation.unwrap_or(0);
         let status = json!({"apiVersion": format!("{GROUP}/v1"), "kind": "Widget",
@@ -1284,10 +1319,9 @@ async fn runtime_controller_reconciles_and_settles() {
             .await?;
         Ok::<_, kube::Error>(Action::await_change())
     };
-    let error_policy =
-        |_: Arc<DynamicObject>, _: &kube::Error, _: Arc<(Api<DynamicObject>, Arc<AtomicUsize>)>| {
-            Action::requeue(Duration::from_millis(200))
-        };
+    let error_policy = |_: Arc<DynamicObject>, _: &kube::Error, _: Arc<Ctx>| {
+        Action::requeue(Duration::from_millis(200))
+    };
     let ctl = Controller::new_with(api.clone(), watcher::Config::default(), ar)
         .run(
             reconcile,
@@ -1398,5 +1432,130 @@ async fn list_at_an_exact_or_too_new_resource_version() {
             err.message
         );
     }
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn metadata_only_get_list_and_watch() {
+    use kube::core::PartialObjectMeta;
+    let c = cluster().await;
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.namespace);
+    secrets
+        .create(&PostParams::default(), &secret("meta", json!({"m": "1"})))
+        .await
+        .unwrap();
+    let got = secrets.get_metadata("meta").await.unwrap();
+    assert_eq!(got.metadata.labels.unwrap()["m"], "1");
+    assert_eq!(
+        got.types.map(|t| t.kind).as_deref(),
+        Some("PartialObjectMetadata")
+    );
+    let list = secrets.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let metas: Api<PartialObjectMeta<Secret>> = Api::namespaced(c.client.clone(), &c.namespace);
+    let stream = watcher(metas, watcher::Config::default());
+    let mut stream = std::pin::pin!(stream);
+    let mut created = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "metadata watcher saw nothing");
+        let ev = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .unwrap();
+        match ev {
+            Some(Ok(watcher::Event::InitDone)) if !created => {
+                created = true;
+                secrets
+                    .create(&PostParams::default(), &secret("meta2", json!({})))
+                    .await
+                    .unwrap();
+            }
+            Some(Ok(watcher::Event::Apply(m))) if m.name_any() == "meta2" => break,
+            Some(Err(e)) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn discovery_finds_builtins_and_the_crd() {
+    use kube::discovery::{Discovery, Scope};
+    let c = cluster().await;
+    let discovery = Discovery::new(c.client.clone()).run().await.unwrap();
+    let gvk = GroupVersionKind::gvk(GROUP, "v1", "Widget");
+    let (ar, caps) = discovery.resolve_gvk(&gvk).expect("widgets discovered");
+    assert_eq!(ar.plural, "widgets");
+    assert!(matches!(caps.scope, Scope::Namespaced));
+    assert!(
+        caps.subresources.iter().any(|(s, _)| s.plural == "status"),
+        "{caps:?}"
+    );
+    for (group, kind) in [
+        ("", "Secret"),
+        ("coordination.k8s.io", "Lease"),
+        ("events.k8s.io", "Event"),
+    ] {
+        let gvk = GroupVersionKind::gvk(group, "v1", kind);
+        assert!(
+            discovery.resolve_gvk(&gvk).is_some(),
+            "{kind} not discovered"
+        );
+    }
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn fields_set_by_an_update_conflict_with_a_later_apply() {
+    let c = cluster().await;
+    let api = widgets(&c);
+    let ctl = PatchParams::apply("ctl");
+    api.patch(
+        "mix",
+        &ctl,
+        &Patch::Apply(widget("mix", json!({"size": 1}))),
+    )
+    .await
+    .unwrap();
+    // Another client merge-patches the field: it becomes that manager's (operation Update).
+    let editor = PatchParams {
+        field_manager: Some("editor".into()),
+        ..Default::default()
+    };
+    let w = api
+        .patch("mix", &editor, &Patch::Merge(json!({"spec": {"size": 2}})))
+        .await
+        .unwrap();
+    let ops: Vec<(String, String)> = w
+        .managed_fields()
+        .iter()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(ops.contains(&("editor".into(), "Update".into())), "{ops:?}");
+    let err = api_err(
+        api.patch(
+            "mix",
+            &ctl,
+            &Patch::Apply(widget("mix", json!({"size": 3}))),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert!(err.message.contains("editor"), "{}", err.message);
+    let forced = api
+        .patch(
+            "mix",
+            &ctl.clone().force(),
+            &Patch::Apply(widget("mix", json!({"size": 3}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data["spec"]["size"], 3);
     c.cleanup().await;
 }

@@ -41,7 +41,8 @@ impl Faults {
         self.fail_next_matching(n, 500, None, None);
     }
 
-    /// Answer the next `n` requests with 429 TooManyRequests and `Retry-After: retry_after_seconds`.
+    /// Answer the next `n` requests with 429 TooManyRequests and
+    /// `Retry-After: retry_after_seconds`.
     pub fn throttle_next(&self, n: usize, retry_after_seconds: u64) {
         self.push(FailRule {
             remaining: n,

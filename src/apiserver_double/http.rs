@@ -57,6 +57,26 @@ fn error_response(e: &ApiError) -> Response {
     r
 }
 
+/// An object or list as `meta.k8s.io/v1` PartialObjectMetadata(List): metadata only.
+pub fn partial_metadata(v: Value) -> Value {
+    match v["kind"].as_str() {
+        Some("Status") => v,
+        Some(k) if k.ends_with("List") && v.get("items").is_some() => {
+            let items: Vec<Value> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .cloned()
+                .map(partial_metadata)
+                .collect();
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                "metadata": v["metadata"], "items": items})
+        }
+        _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": v["metadata"]}),
+    }
+}
+
 fn route(shared: &Shared, path: &str) -> Result<Route, ApiError> {
     let segs: Vec<&str> = path
         .trim_matches('/')
@@ -71,6 +91,22 @@ fn route(shared: &Shared, path: &str) -> Result<Route, ApiError> {
         }
         ["api"] => return Ok(Route::Discovery(reg.core_versions())),
         ["apis"] => return Ok(Route::Discovery(reg.group_list())),
+        ["apis", g] => {
+            let groups = reg.group_list();
+            let found = groups["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["name"] == *g);
+            return found
+                .map(|x| {
+                    let mut x = x.clone();
+                    x["kind"] = json!("APIGroup");
+                    x["apiVersion"] = json!("v1");
+                    Route::Discovery(x)
+                })
+                .ok_or_else(|| ApiError::not_found("paths", path));
+        }
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::not_found("paths", path)),
@@ -137,6 +173,12 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    // `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`
+    let metadata_only = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -205,7 +247,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     };
     let result = match verb.as_str() {
         "watch" => {
-            return watch::start(shared.clone(), req.t.res.clone(), req.t.ns.clone(), &req.q)
+            let (res, ns) = (req.t.res.clone(), req.t.ns.clone());
+            return watch::start(shared.clone(), res, ns, &req.q, metadata_only)
                 .unwrap_or_else(|e| error_response(&e));
         }
         "get" => req.get().map(|v| (200, v)),
@@ -225,6 +268,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         .changed
         .send_if_modified(|seen| std::mem::replace(seen, rv) != rv);
     match result {
+        Ok((code, v)) if metadata_only => json_response(code, &partial_metadata(v)),
         Ok((code, v)) => json_response(code, &v),
         Err(e) => error_response(&e),
     }
@@ -307,8 +351,12 @@ impl Req<'_> {
                     tok["id"].as_u64().ok_or_else(bad)?,
                     tok["offset"].as_u64().ok_or_else(bad)?,
                 );
-                let (_, rv, items) = st.snapshots.iter().find(|s| s.0 == id).cloned().ok_or_else(|| {
-                    ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+                let saved = st.snapshots.iter().find(|s| s.0 == id).cloned();
+                let (_, rv, items) = saved.ok_or_else(|| {
+                    ApiError::gone(concat!(
+                        "The provided continue parameter is too old to display a consistent list ",
+                        "result. You can start a new list without the continue parameter."
+                    ))
                 })?;
                 (id, rv, offset as usize, items)
             }
@@ -336,10 +384,9 @@ impl Req<'_> {
             }
         }
         let page: Vec<Value> = items[offset.min(end)..end].to_vec();
-        Ok(
-            json!({"kind": format!("{}List", self.t.res.kind), "apiVersion": self.t.res.api_version(),
-            "metadata": meta, "items": page}),
-        )
+        Ok(json!({"kind": format!("{}List", self.t.res.kind),
+            "apiVersion": self.t.res.api_version(),
+            "metadata": meta, "items": page}))
     }
 
     /// `resourceVersion` + `resourceVersionMatch`: unset/"0" → now; `Exact` → that version;
@@ -408,7 +455,10 @@ impl Req<'_> {
         ApiError::conflict(
             &self.t.res.group_resource(),
             self.name(),
-            "the object has been modified; please apply your changes to the latest version and try again",
+            concat!(
+                "the object has been modified; please apply your changes to the latest version ",
+                "and try again"
+            ),
         )
     }
 
@@ -547,9 +597,8 @@ impl Req<'_> {
                 out.push(v);
             }
         }
-        Ok(
-            json!({"kind": format!("{}List", self.t.res.kind), "apiVersion": self.t.res.api_version(),
-            "metadata": {"resourceVersion": st.rv.to_string()}, "items": out}),
-        )
+        Ok(json!({"kind": format!("{}List", self.t.res.kind),
+            "apiVersion": self.t.res.api_version(),
+            "metadata": {"resourceVersion": st.rv.to_string()}, "items": out}))
     }
 }

@@ -144,13 +144,27 @@ impl RunningApiServer {
 
     /// A kubeconfig for a subprocess (context `apiserver-double`, namespace `default`).
     pub fn kubeconfig_yaml(&self) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: apiserver-double\n  cluster:\n    server: {}\n\
-             users:\n- name: apiserver-double\n  user: {{}}\ncontexts:\n- name: apiserver-double\n  context:\n    \
-             cluster: apiserver-double\n    user: apiserver-double\n    namespace: default\n\
-             current-context: apiserver-double\n",
-            self.url()
-        )
+        let url = self.url();
+        [
+            "apiVersion: v1",
+            "kind: Config",
+            "clusters:",
+            "- name: apiserver-double",
+            "  cluster:",
+            &format!("    server: {url}"),
+            "users:",
+            "- name: apiserver-double",
+            "  user: {}",
+            "contexts:",
+            "- name: apiserver-double",
+            "  context:",
+            "    cluster: apiserver-double",
+            "    user: apiserver-double",
+            "    namespace: default",
+            "current-context: apiserver-double",
+            "",
+        ]
+        .join("\n")
     }
 
     pub fn faults(&self) -> Faults {

@@ -39,7 +39,8 @@ impl Resource {
         }
     }
 
-    /// `plural.group` as the real server names it in messages ("secrets", "leases.coordination.k8s.io").
+    /// `plural.group` as the real server names it in messages
+    /// ("secrets", "leases.coordination.k8s.io").
     pub fn group_resource(&self) -> String {
         if self.group.is_empty() {
             self.plural.clone()
@@ -130,7 +131,8 @@ impl Registry {
     /// `GET /api` body.
     pub fn core_versions(&self) -> Value {
         json!({"kind": "APIVersions", "versions": ["v1"],
-               "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
+               "serverAddressByClientCIDRs": [
+                   {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
     }
 
     /// `GET /apis` body: one APIGroup per non-core group.
@@ -183,8 +185,11 @@ impl Registry {
                 "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs}),
             );
             if r.status_subresource {
-                list.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
-                    "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+                list.push(
+                    json!({"name": format!("{}/status", r.plural), "singularName": "",
+                    "namespaced": r.namespaced, "kind": r.kind,
+                    "verbs": ["get", "patch", "update"]}),
+                );
             }
         }
         Some(json!({"kind": "APIResourceList", "apiVersion": "v1",

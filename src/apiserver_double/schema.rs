@@ -3,8 +3,9 @@
 //!
 //! Covers what our CRDs use: type, required, enum, pattern, minimum/maximum (and exclusive),
 //! minLength/maxLength, minItems/maxItems, nullable, x-kubernetes-preserve-unknown-fields,
-//! x-kubernetes-int-or-string, additionalProperties. Not covered: format, oneOf/anyOf/allOf/not,
-//! defaulting (the CEL validator applies defaults only for its own evaluation), list-type uniqueness.
+//! x-kubernetes-int-or-string, additionalProperties, and `default`s (applied after pruning, so
+//! the stored object carries them). Not covered: format, oneOf/anyOf/allOf/not, list-type
+//! uniqueness.
 
 use kube::core::cel::CompiledSchema;
 use serde_json::{Map, Value};
@@ -21,6 +22,7 @@ pub fn prune_and_validate(
 ) -> Causes {
     let mut causes = Vec::new();
     if let (Some(props), Some(map)) = (schema.get("properties"), obj.as_object_mut()) {
+        // Prune, then default (the stored object carries the defaults), then validate.
         // apiVersion, kind and metadata are the server's, never pruned by the CRD schema.
         for (key, value) in map.iter_mut() {
             if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
@@ -33,6 +35,10 @@ pub fn prune_and_validate(
         map.retain(|k, _| {
             matches!(k.as_str(), "apiVersion" | "kind" | "metadata") || props.get(k).is_some()
         });
+        let defaulted = kube::core::cel::apply_defaults(schema, &Value::Object(map.clone()));
+        if let Value::Object(d) = defaulted {
+            *map = d;
+        }
         for key in required(schema) {
             if !map.contains_key(key) {
                 causes.push((key.to_string(), "Required value".to_string()));
@@ -285,7 +291,8 @@ mod tests {
     fn prunes_unknown_fields_but_keeps_preserved_ones() {
         let (obj, causes) = check(
             json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"},
-            "junk": 1, "spec": {"size": 1, "extra": true, "free": {"any": {"thing": 1}}, "opt": null}}),
+            "junk": 1,
+            "spec": {"size": 1, "extra": true, "free": {"any": {"thing": 1}}, "opt": null}}),
         );
         assert!(causes.is_empty(), "{causes:?}");
         assert_eq!(obj["junk"], Value::Null);

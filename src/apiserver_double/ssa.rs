@@ -317,7 +317,8 @@ mod tests {
 
     #[test]
     fn fields_v1_round_trip() {
-        let obj = json!({"metadata": {"labels": {"a": "1"}, "name": "x"}, "spec": {"b": [1], "c": {"d": 2}}});
+        let obj = json!({"metadata": {"labels": {"a": "1"}, "name": "x"},
+            "spec": {"b": [1], "c": {"d": 2}}});
         let l = leaves(&obj);
         let mut with = obj.clone();
         write_entries(
@@ -329,7 +330,8 @@ mod tests {
         );
         assert_eq!(
             with["metadata"]["managedFields"][0]["fieldsV1"],
-            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:b": {}, "f:c": {"f:d": {}}}})
+            json!({"f:metadata": {"f:labels": {"f:a": {}}},
+                "f:spec": {"f:b": {}, "f:c": {"f:d": {}}}})
         );
         assert_eq!(read_entries(&with)[0].fields, l);
     }

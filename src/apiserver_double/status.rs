@@ -127,7 +127,10 @@ impl ApiError {
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+                "{}{}{} (got {content_type:?})",
+                "the body of the request was in an unknown format - accepted media types include: ",
+                "application/json-patch+json, application/merge-patch+json, ",
+                "application/apply-patch+yaml"
             ),
         )
     }

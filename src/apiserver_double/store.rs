@@ -1,5 +1,6 @@
 //! The object store: one global resourceVersion counter, the objects, and a bounded history of
-//! change events that watches replay from. All writes go through [`State::write`] / [`State::delete`].
+//! change events that watches replay from. All writes go through [`State::write`] and
+//! [`State::delete`].
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -247,8 +248,9 @@ impl State {
             None => Err(ApiError::not_found("namespaces", ns)),
             Some(n) if n["metadata"].get("deletionTimestamp").is_some() => {
                 Err(ApiError::forbidden(format!(
-                    "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                    res.group_resource()
+                    "{} is forbidden: unable to create new content in namespace {ns} {}",
+                    res.group_resource(),
+                    "because it is being terminated"
                 )))
             }
             Some(_) => Ok(()),
@@ -352,9 +354,10 @@ impl State {
         let meta = &mut new["metadata"];
         if res.namespaced {
             if meta["namespace"].as_str().is_some_and(|n| n != ns) {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
+                return Err(ApiError::bad_request(concat!(
+                    "the namespace of the provided object does not match the namespace sent ",
+                    "on the request"
+                )));
             }
             meta["namespace"] = json!(ns);
         } else if let Some(m) = meta.as_object_mut() {
@@ -388,7 +391,9 @@ impl State {
                 &[(
                     "metadata.name".into(),
                     format!(
-                        "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                        "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of \
+                         lower case alphanumeric characters, '-' or '.', and must start and end \
+                         with an alphanumeric character"
                     ),
                 )],
             ));
@@ -512,7 +517,8 @@ impl State {
                 && old["metadata"][p].as_str() != Some(want)
             {
                 let why = format!(
-                    "the {field} in the precondition ({want}) does not match the {field} in record ({}). The object might have been deleted and then recreated",
+                    "the {field} in the precondition ({want}) does not match the {field} in record \
+                     ({}). The object might have been deleted and then recreated",
                     old["metadata"][p].as_str().unwrap_or("")
                 );
                 return Err(ApiError::conflict(&gr, name, &why));

@@ -13,6 +13,7 @@ use futures::channel::mpsc;
 use serde_json::{Value, json};
 
 use super::Shared;
+use super::http::partial_metadata;
 use super::resources::Resource;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
@@ -30,12 +31,21 @@ impl Filter {
     }
 }
 
-type Tx = mpsc::Sender<Result<Bytes, Infallible>>;
+/// The stream's sending end; `metadata_only` for `as=PartialObjectMetadata` watches.
+struct Tx {
+    sink: mpsc::Sender<Result<Bytes, Infallible>>,
+    metadata_only: bool,
+}
 
 async fn send(tx: &mut Tx, kind: &str, object: Value) -> bool {
+    let object = if tx.metadata_only && kind != "ERROR" {
+        partial_metadata(object)
+    } else {
+        object
+    };
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
     line.push(b'\n');
-    tx.send(Ok(Bytes::from(line))).await.is_ok()
+    tx.sink.send(Ok(Bytes::from(line))).await.is_ok()
 }
 
 fn gone(requested: u64, oldest: u64) -> Value {
@@ -47,6 +57,7 @@ pub fn start(
     res: Arc<Resource>,
     ns: Option<String>,
     q: &HashMap<String, String>,
+    metadata_only: bool,
 ) -> Result<Response, ApiError> {
     let filter = Filter {
         gr: res.group_resource(),
@@ -73,7 +84,11 @@ pub fn start(
                 .unwrap_or(1800),
         ),
     };
-    let (tx, rx) = mpsc::channel(64);
+    let (sink, rx) = mpsc::channel(64);
+    let tx = Tx {
+        sink,
+        metadata_only,
+    };
     tokio::spawn(run(shared, res, filter, from, opts, tx));
     Ok(Response::builder()
         .status(StatusCode::OK)
@@ -177,7 +192,8 @@ async fn run(
             return;
         }
         for e in events {
-            // With a selector, an object that stops (starts) matching is DELETED (ADDED) for this watch.
+            // With a selector, an object that stops (starts) matching is DELETED (ADDED)
+            // for this watch.
             let was = e.old.as_ref().is_some_and(|o| filter.matches(o));
             let is = filter.matches(&e.object);
             let kind = match (e.kind, was, is) {
@@ -194,8 +210,11 @@ async fn run(
         }
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
-            _ = tick.tick(), if opts.bookmarks => {
-                if !send(&mut tx, "BOOKMARK", bookmark(cursor, false)).await {
+            // The tick also notices a client that went away from a quiet watch.
+            _ = tick.tick() => {
+                if tx.sink.is_closed()
+                    || (opts.bookmarks && !send(&mut tx, "BOOKMARK", bookmark(cursor, false)).await)
+                {
                     return;
                 }
             }
