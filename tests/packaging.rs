@@ -200,7 +200,9 @@ fn deploy_installs_namespace_crd_rbac_and_operator_but_no_secret() {
 #[test]
 fn every_rendered_chart_scenario_is_sound() {
     let Some(dir) = std::env::var_os("MEDIAJOB_CHART_RENDER_DIR") else {
-        eprintln!("MEDIAJOB_CHART_RENDER_DIR unset: chart renderings are checked by .ci/chart-checks");
+        eprintln!(
+            "MEDIAJOB_CHART_RENDER_DIR unset: chart renderings are checked by .ci/chart-checks"
+        );
         return;
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -226,7 +228,10 @@ fn every_rendered_chart_scenario_is_sound() {
         namespaced += usize::from(!settings.watch_namespaces.is_empty());
         for crd in of_kind(&docs, "CustomResourceDefinition") {
             let mut crd = crd.clone();
-            crd["metadata"].as_object_mut().unwrap().remove("annotations");
+            crd["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("annotations");
             assert!(crd == single(read_docs(CRD), CRD), "{what}: CRD differs");
         }
     }
@@ -338,7 +343,10 @@ fn check_pod(deployment: &Value, settings: &Settings, what: &str) {
     for host in ["hostNetwork", "hostPID", "hostIPC"] {
         assert!(pod[host].is_null() || pod[host] == false, "{what}: {host}");
     }
-    assert!(pod["volumes"].is_null(), "{what}: the operator needs no volumes");
+    assert!(
+        pod["volumes"].is_null(),
+        "{what}: the operator needs no volumes"
+    );
     assert_eq!(pod["automountServiceAccountToken"], true, "{what}");
     let containers = pod["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1, "{what}: one container");
@@ -502,7 +510,12 @@ fn granted(docs: &[Value], settings: &Settings, what: &str) -> BTreeSet<Grant> {
         let name = role_ref["name"].as_str().unwrap();
         if binding["kind"] == "ClusterRoleBinding" {
             assert_eq!(kind, "ClusterRole", "{what}");
-            rule_grants(&find_role(kind, name, None)["rules"], "*", &mut grants, what);
+            rule_grants(
+                &find_role(kind, name, None)["rules"],
+                "*",
+                &mut grants,
+                what,
+            );
         } else {
             let ns = binding["metadata"]["namespace"].as_str().unwrap();
             let role = match kind {
@@ -607,10 +620,72 @@ fn check_wiring(docs: &[Value], deployment: &Value, settings: &Settings, what: &
         assert_eq!(keys, want.iter().collect(), "{what}");
     }
     for account in of_kind(docs, "ServiceAccount") {
-        assert_eq!(account["metadata"]["name"], settings.service_account.as_str());
+        assert_eq!(
+            account["metadata"]["name"],
+            settings.service_account.as_str()
+        );
         assert_eq!(
             account["automountServiceAccountToken"], false,
             "{what}: only the operator pod mounts a token"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chart's README documents every value
+
+fn leaf_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
+    match value.as_object() {
+        Some(map) if !map.is_empty() => {
+            for (key, child) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaf_paths(child, &path, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+#[test]
+fn chart_readme_documents_every_value() {
+    let values = single(
+        read_docs("charts/mediajob-operator/values.yaml"),
+        "values.yaml",
+    );
+    let mut leaves = vec![];
+    leaf_paths(&values, "", &mut leaves);
+    let readme = std::fs::read_to_string("charts/mediajob-operator/README.md").unwrap();
+    // The first cell of each table row holds one or more `value.path`s.
+    let documented: Vec<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .flat_map(|l| {
+            let cell = l.split(" |").next().unwrap();
+            cell.split(['`', ',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(documented.len() > 20, "no values table found");
+    for leaf in &leaves {
+        assert!(
+            documented
+                .iter()
+                .any(|d| leaf == d || leaf.starts_with(&format!("{d}."))),
+            "charts/mediajob-operator/README.md does not document `{leaf}`"
+        );
+    }
+    for row in &documented {
+        assert!(
+            leaves
+                .iter()
+                .any(|l| l == row || l.starts_with(&format!("{row}."))),
+            "the README documents `{row}`, which values.yaml does not have"
         );
     }
 }
