@@ -18,6 +18,10 @@ use clap::{Args, Command, FromArgMatches};
 use mediajob_operator::config::OperatorArgs;
 use serde_json::Value;
 
+#[path = "support/api_calls.rs"]
+mod api_calls;
+use api_calls::{Grant, Installation, expected_grants};
+
 const CRD: &str = "crds/mediajob.io_mediajobs.yaml";
 const CHART_CRD: &str = "charts/mediajob-operator/templates/crds/mediajob.io_mediajobs.yaml";
 const DEPLOY_CRD: &str = "deploy/crds/mediajob.io_mediajobs.yaml";
@@ -400,57 +404,6 @@ fn check_pod(deployment: &Value, settings: &Settings, what: &str) {
 // ---------------------------------------------------------------------------------------------
 // RBAC: rendered grants against the list of API calls
 
-/// One permission: where it applies ("*" = every namespace and cluster scope), group, resource,
-/// verb, and the object name when restricted to one.
-type Grant = (String, String, String, String, Option<String>);
-
-fn expected_grants(settings: &Settings) -> BTreeSet<Grant> {
-    let calls = single(
-        read_docs("tests/operator-api-calls.yaml"),
-        "operator-api-calls",
-    );
-    let mut grants = BTreeSet::new();
-    for call in calls.as_array().unwrap() {
-        if call["when"] == "leaderElection" && !settings.args.leader_election {
-            continue;
-        }
-        let wheres: Vec<String> = match call["scope"].as_str().unwrap() {
-            "watched" if settings.watch_namespaces.is_empty() => vec!["*".into()],
-            "watched" => settings.watch_namespaces.clone(),
-            "own" => vec![settings.namespace.clone()],
-            "cluster" => vec!["*".into()],
-            other => panic!("unknown scope {other}"),
-        };
-        let names: Vec<Option<String>> = match call.get("names") {
-            None => vec![None],
-            Some(names) => str_list(names)
-                .into_iter()
-                .map(|n| {
-                    Some(match n.as_str() {
-                        "$lease" => settings.args.lease_name.clone(),
-                        "$mediaApiSecret" => settings.args.media_api_secret.clone(),
-                        _ => n,
-                    })
-                })
-                .collect(),
-        };
-        for place in &wheres {
-            for verb in str_list(&call["verbs"]) {
-                for name in &names {
-                    grants.insert((
-                        place.clone(),
-                        call["group"].as_str().unwrap().to_string(),
-                        call["resource"].as_str().unwrap().to_string(),
-                        verb.clone(),
-                        name.clone(),
-                    ));
-                }
-            }
-        }
-    }
-    grants
-}
-
 fn rule_grants(rules: &Value, place: &str, grants: &mut BTreeSet<Grant>, what: &str) {
     for rule in rules.as_array().unwrap() {
         assert!(rule["nonResourceURLs"].is_null(), "{what}: nonResourceURLs");
@@ -530,7 +483,13 @@ fn granted(docs: &[Value], settings: &Settings, what: &str) -> BTreeSet<Grant> {
 
 fn check_rbac(docs: &[Value], settings: &Settings, what: &str) {
     let granted = granted(docs, settings, what);
-    let expected = expected_grants(settings);
+    let expected = expected_grants(&Installation {
+        namespace: settings.namespace.clone(),
+        watch_namespaces: settings.watch_namespaces.clone(),
+        lease_name: settings.args.lease_name.clone(),
+        media_api_secret: settings.args.media_api_secret.clone(),
+        leader_election: settings.args.leader_election,
+    });
     let extra: Vec<_> = granted.difference(&expected).collect();
     let missing: Vec<_> = expected.difference(&granted).collect();
     assert!(
@@ -688,4 +647,17 @@ fn chart_readme_documents_every_value() {
             "the README documents `{row}`, which values.yaml does not have"
         );
     }
+}
+
+/// The end-to-end suite's `Installation::default()` is what the binary does without flags.
+#[test]
+fn api_calls_default_installation_is_the_binarys_default() {
+    let matches = operator_flags().try_get_matches_from(Vec::<String>::new());
+    let args = OperatorArgs::from_arg_matches(&matches.unwrap()).unwrap();
+    let default = Installation::default();
+    assert_eq!(default.namespace, args.namespace);
+    assert_eq!(default.watch_namespaces, args.watch_namespaces);
+    assert_eq!(default.lease_name, args.lease_name);
+    assert_eq!(default.media_api_secret, args.media_api_secret);
+    assert_eq!(default.leader_election, args.leader_election);
 }
