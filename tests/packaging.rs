@@ -661,3 +661,45 @@ fn api_calls_default_installation_is_the_binarys_default() {
     assert_eq!(default.media_api_secret, args.media_api_secret);
     assert_eq!(default.leader_election, args.leader_election);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Versions and the image agree with the crate
+
+#[test]
+fn chart_and_image_versions_follow_the_crate() {
+    let chart = single(
+        read_docs("charts/mediajob-operator/Chart.yaml"),
+        "Chart.yaml",
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(chart["appVersion"], version, "Chart.yaml appVersion");
+    let docs = deploy_docs();
+    let image =
+        the(&docs, "Deployment", "deploy/")["spec"]["template"]["spec"]["containers"][0]["image"]
+            .clone();
+    assert_eq!(
+        image,
+        format!("mediajob-operator:{version}"),
+        "deploy/ image"
+    );
+}
+
+#[test]
+fn dockerfile_builds_the_binary_the_manifests_run() {
+    let dockerfile = std::fs::read_to_string("Dockerfile").unwrap();
+    let rust = env!("CARGO_PKG_RUST_VERSION");
+    assert!(
+        dockerfile.contains(&format!("rust:{rust}-bookworm AS build")),
+        "the builder image is the crate's rust-version ({rust})"
+    );
+    for line in [
+        "cargo build --release --locked --bin mediajob-operator",
+        "FROM gcr.io/distroless/cc-debian12:nonroot",
+        // The user the chart's securityContext and the restricted Pod Security Standard expect.
+        "USER 65532:65532",
+        "ENTRYPOINT [\"/mediajob-operator\"]",
+        "CMD [\"run\"]",
+    ] {
+        assert!(dockerfile.contains(line), "Dockerfile lacks {line}");
+    }
+}
