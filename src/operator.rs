@@ -83,9 +83,19 @@ pub async fn start(
 
 /// The `run` subcommand.
 pub async fn run(args: OperatorArgs) -> Result<(), String> {
-    let client = Client::try_default()
+    let mut config = kube::Config::infer()
         .await
-        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+        .map_err(|e| format!("no Kubernetes configuration: {e}"))?;
+    // Names us in the API server's audit log.
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        axum::http::HeaderValue::from_static(concat!(
+            "mediajob-operator/",
+            env!("CARGO_PKG_VERSION")
+        )),
+    ));
+    let client =
+        Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::new("the MediaJob CRD"));
     let admin = tokio::spawn(admin::serve(

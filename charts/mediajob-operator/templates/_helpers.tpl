@@ -67,7 +67,7 @@ tests/packaging.rs checks the rendered RBAC against it).
 {{- define "mediajob-operator.watchRules" -}}
 - apiGroups: ["mediajob.io"]
   resources: ["mediajobs"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: ["mediajob.io"]
   resources: ["mediajobs/status"]
   verbs: ["patch"]
