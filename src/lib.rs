@@ -5,6 +5,7 @@ pub mod config;
 pub mod crd;
 pub mod embedded_s3;
 pub mod emulator;
+pub mod local;
 pub mod logging;
 pub mod media_api;
 pub mod metrics;

@@ -10,6 +10,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run MediaJob manifests on this machine: embedded S3, Media API emulator and Kubernetes API.
+    Local(Box<mediajob_operator::local::LocalArgs>),
     /// Run the operator against the cluster in the current kubeconfig or service account.
     Run(Box<mediajob_operator::config::OperatorArgs>),
     /// Print the MediaJob CustomResourceDefinition as YAML.
@@ -23,6 +25,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Local(args) => mediajob_operator::local::main(*args),
         Command::Run(args) => run(*args),
         Command::Crd => {
             print!("{}", mediajob_operator::crd::crd_yaml());

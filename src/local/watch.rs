@@ -1,0 +1,143 @@
+//! Prints each MediaJob's transitions as `local` mode runs it, then the outcome.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kube::Api;
+
+use super::{LocalError, failed};
+use crate::crd::{MediaJob, MediaJobStatus, Phase};
+use crate::embedded_s3::EmbeddedS3;
+use crate::s3::S3Location;
+
+/// What a person wants to see change.
+#[derive(Clone, PartialEq, Eq)]
+struct Seen {
+    phase: Option<Phase>,
+    reason: String,
+    progress: Option<i32>,
+    job_id: Option<String>,
+}
+
+fn seen(status: &MediaJobStatus) -> Seen {
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    Seen {
+        phase: status.phase,
+        reason: ready.map(|c| c.reason.clone()).unwrap_or_default(),
+        progress: status.progress,
+        job_id: status.job_id.clone(),
+    }
+}
+
+fn line(name: &str, status: &MediaJobStatus) -> String {
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    let phase = status.phase.map_or("-".to_string(), |p| format!("{p:?}"));
+    let mut parts = vec![format!("{name:<28} {phase:<10}")];
+    if let Some(progress) = status.progress {
+        parts.push(format!("{progress:>3}%"));
+    }
+    if let Some(ready) = ready {
+        parts.push(format!("{}: {}", ready.reason, ready.message));
+    }
+    if status.phase == Some(Phase::Submitted)
+        && let Some(expiry) = &status.urls_expire_at
+    {
+        let refresh = status
+            .next_refresh_time
+            .as_ref()
+            .map(|t| format!(", refresh at {}", t.0))
+            .unwrap_or_default();
+        parts.push(format!("(URLs expire {}{refresh})", expiry.0));
+    }
+    parts.join("  ")
+}
+
+/// Follows `jobs` until all finish or `timeout`; Ok only if every job succeeded.
+pub async fn follow(
+    client: &kube::Client,
+    jobs: &[(String, String)],
+    timeout: Duration,
+    s3: Option<&EmbeddedS3>,
+) -> Result<(), LocalError> {
+    let deadline = Instant::now() + timeout;
+    let mut last: HashMap<(String, String), Seen> = HashMap::new();
+    let mut finished: HashMap<(String, String), MediaJob> = HashMap::new();
+    while finished.len() < jobs.len() {
+        if Instant::now() > deadline {
+            return Err(failed(format!(
+                "timed out after {timeout:?} with {} of {} jobs finished",
+                finished.len(),
+                jobs.len()
+            )));
+        }
+        for key in jobs {
+            if finished.contains_key(key) {
+                continue;
+            }
+            let api: Api<MediaJob> = Api::namespaced(client.clone(), &key.0);
+            let Ok(Some(job)) = api.get_opt(&key.1).await else {
+                continue;
+            };
+            let status = job.status.clone().unwrap_or_default();
+            let now = seen(&status);
+            if status.phase.is_some() && last.get(key) != Some(&now) {
+                println!("{}", line(&format!("{}/{}", key.0, key.1), &status));
+                last.insert(key.clone(), now);
+            }
+            if status.phase.is_some_and(|p| p.is_finished()) {
+                finished.insert(key.clone(), job);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!();
+    let mut all_ok = true;
+    for key in jobs {
+        let job = &finished[key];
+        let status = job.status.clone().unwrap_or_default();
+        let ok = status.phase == Some(Phase::Succeeded);
+        all_ok &= ok;
+        println!(
+            "{}/{}: {:?} after {} attempt(s), {} URL refresh(es){}",
+            key.0,
+            key.1,
+            status.phase.unwrap(),
+            status.attempts.unwrap_or(0),
+            status.url_refreshes.unwrap_or(0),
+            status
+                .job_id
+                .as_ref()
+                .map(|id| format!(", Media API job {id}"))
+                .unwrap_or_default()
+        );
+        for url in job.spec.output_urls() {
+            let stored = S3Location::parse(url, None).ok().and_then(|l| {
+                s3.and_then(|s3| s3.get_object(&l.bucket, &l.key))
+                    .map(|bytes| (l, bytes.len()))
+            });
+            match stored {
+                Some((_, size)) => println!("  output {url} ({size} bytes in the embedded store)"),
+                None => println!("  output {url}"),
+            }
+        }
+        if let Some(result) = &status.result {
+            println!(
+                "  result {}",
+                serde_json::to_string(result).unwrap_or_default()
+            );
+        }
+        if !ok
+            && let Some(failed) = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Failed" || c.type_ == "Ready")
+        {
+            println!("  {}: {}", failed.reason, failed.message);
+        }
+    }
+    if all_ok {
+        Ok(())
+    } else {
+        Err(failed("not every job succeeded"))
+    }
+}
