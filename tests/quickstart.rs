@@ -17,12 +17,28 @@ fn the_quick_start_succeeds() {
         .expect("the binary runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "exit {:?}\n{stdout}\n{stderr}", output.status);
-    for expected in ["Submitted", "Running", "Succeeded after 1 attempt(s)", "URLs expire"] {
-        assert!(stdout.contains(expected), "{expected:?} missing from:\n{stdout}");
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        output.status
+    );
+    for expected in [
+        "Submitted",
+        "Running",
+        "Succeeded after 1 attempt(s)",
+        "URLs expire",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
     }
     let written = data.path().join("studio-out/ep42-enhanced.wav");
-    assert!(std::fs::metadata(&written).is_ok_and(|m| m.len() > 44), "no output at {}", written.display());
+    assert!(
+        std::fs::metadata(&written).is_ok_and(|m| m.len() > 44),
+        "no output at {}",
+        written.display()
+    );
     // The run never prints credentials or signed URLs.
     assert!(!stdout.contains("X-Amz-Signature") && !stderr.contains("X-Amz-Signature"));
 }
@@ -38,9 +54,16 @@ fn a_bad_manifest_gets_the_clusters_error_without_a_stack_trace() {
          credentials: {secretRef: {name: s}}, urls: {ttl: 200h}}\n",
     )
     .unwrap();
-    let output = operator().args(["local", "-f"]).arg(&file).output().unwrap();
+    let output = operator()
+        .args(["local", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("ttl must be at most 7 days"), "{stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
 }
