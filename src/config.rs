@@ -74,6 +74,12 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
 
+    /// Let MediaJobs sign with the operator's own AWS identity (IRSA, Pod Identity) instead of a
+    /// Secret. Off by default: in a multi-tenant cluster it lets every namespace act with the
+    /// operator's identity. Not implemented yet; `true` is refused at start-up.
+    #[arg(long, env = "MEDIAJOB_ALLOW_AMBIENT_AWS_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_ambient_aws_credentials: bool,
+
     /// Name of the leader Lease in the operator's namespace.
     #[arg(long, env = "MEDIAJOB_LEASE_NAME", default_value = "mediajob-operator")]
     pub lease_name: String,

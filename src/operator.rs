@@ -83,6 +83,12 @@ pub async fn start(
 
 /// The `run` subcommand.
 pub async fn run(args: OperatorArgs) -> Result<(), String> {
+    if args.allow_ambient_aws_credentials {
+        // Refused rather than ignored: a setting that silently does nothing is worse than an error.
+        return Err("--allow-ambient-aws-credentials (MEDIAJOB_ALLOW_AMBIENT_AWS_CREDENTIALS) is not implemented yet; \
+                    give each MediaJob a credentials Secret"
+            .into());
+    }
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| format!("no Kubernetes configuration: {e}"))?;

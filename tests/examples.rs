@@ -119,3 +119,45 @@ fn example_secrets_name_the_keys_the_operator_reads() {
         );
     }
 }
+
+/// The examples as a cluster sees them: created through the API double, which applies the CRD's
+/// OpenAPI schema (types, patterns, bounds, unknown fields) and CEL rules like an API server.
+#[tokio::test]
+async fn every_example_mediajob_is_accepted_by_an_api_server() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+    let double = mediajob_operator::apiserver_double::ApiServerDouble::start(vec![MediaJob::crd()])
+        .await
+        .unwrap();
+    let client = double.client();
+    for (path, doc) in documents() {
+        if doc["kind"] != "MediaJob" {
+            continue;
+        }
+        // One namespace per file: two examples may use the same name.
+        let stem = std::path::Path::new(&path)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let ns = stem.replace(['_', '.'], "-");
+        let namespace: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+        let _ = Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await;
+        let mut job: MediaJob = serde_json::from_value(doc.clone()).unwrap();
+        job.metadata.namespace = Some(ns.clone());
+        let created = Api::<MediaJob>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &job)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: refused: {e}"));
+        // Nothing the user wrote was pruned or defaulted away.
+        assert_eq!(
+            serde_json::to_value(&created.spec).unwrap(),
+            doc["spec"],
+            "{path}"
+        );
+    }
+    double.shutdown().await;
+}
