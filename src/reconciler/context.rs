@@ -141,6 +141,23 @@ impl Context {
         Ok(secret)
     }
 
+    /// A Secret a MediaJob names, or the core's word for why it cannot be had.
+    async fn referenced_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Secret, CredentialsState> {
+        match self.secret(namespace, name).await {
+            Ok(Some(secret)) => Ok(secret),
+            Ok(None) => Err(CredentialsState::SecretMissing {
+                secret: name.to_string(),
+            }),
+            Err(error) => Err(CredentialsState::Invalid {
+                message: format!("reading Secret {name:?}: {error}"),
+            }),
+        }
+    }
+
     /// Called for every Secret event: the next read goes to the API server.
     pub fn invalidate_secret(&self, namespace: &str, name: &str) {
         self.secrets
@@ -164,19 +181,7 @@ impl Context {
             });
         };
         let name = &reference.secret_ref.name;
-        let secret = match self.secret(namespace, name).await {
-            Ok(Some(secret)) => secret,
-            Ok(None) => {
-                return Err(CredentialsState::SecretMissing {
-                    secret: name.clone(),
-                });
-            }
-            Err(error) => {
-                return Err(CredentialsState::Invalid {
-                    message: format!("reading Secret {name:?}: {error}"),
-                });
-            }
-        };
+        let secret = self.referenced_secret(namespace, name).await?;
         let data = secret.data.unwrap_or_default();
         signing::credentials_from_secret(&data, reference)
             .map(Some)
@@ -194,19 +199,7 @@ impl Context {
         let (app_key, app_secret) = match &job.spec.media_api_credentials {
             Some(reference) => {
                 let name = &reference.secret_ref.name;
-                let secret = match self.secret(namespace, name).await {
-                    Ok(Some(secret)) => secret,
-                    Ok(None) => {
-                        return Err(CredentialsState::SecretMissing {
-                            secret: name.clone(),
-                        });
-                    }
-                    Err(error) => {
-                        return Err(CredentialsState::Invalid {
-                            message: format!("reading Secret {name:?}: {error}"),
-                        });
-                    }
-                };
+                let secret = self.referenced_secret(namespace, name).await?;
                 let key_key = reference
                     .app_key_key
                     .as_deref()

@@ -298,58 +298,35 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
             action: Action::None,
         };
     }
-    match &observed.credentials {
-        CredentialsState::SecretMissing { secret } => {
-            let message = format!("Secret {secret:?} not found in namespace; waiting for it");
-            set_waiting(
-                &mut status,
-                Phase::Pending,
-                "SecretNotFound",
-                &message,
-                generation,
-                now,
-            );
-            return Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(timing.secret_recheck),
-            };
-        }
-        CredentialsState::Invalid { message } => {
-            set_waiting(
-                &mut status,
-                Phase::Pending,
-                "InvalidCredentials",
-                message,
-                generation,
-                now,
-            );
-            return Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(timing.secret_recheck),
-            };
-        }
+    let waiting_for_credentials = match &observed.credentials {
+        CredentialsState::SecretMissing { secret } => Some((
+            "SecretNotFound",
+            format!("Secret {secret:?} not found in namespace; waiting for it"),
+        )),
+        CredentialsState::Invalid { message } => Some(("InvalidCredentials", message.clone())),
         CredentialsState::Ready {
             expires_at: Some(expiry),
-        } if *expiry <= now => {
-            let message =
-                "the temporary S3 credentials in the Secret have expired; waiting for new ones";
-            set_waiting(
-                &mut status,
-                Phase::Pending,
-                "CredentialsExpired",
-                message,
-                generation,
-                now,
-            );
-            return Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(timing.secret_recheck),
-            };
-        }
-        CredentialsState::Ready { .. } => {}
+        } if *expiry <= now => Some((
+            "CredentialsExpired",
+            "the temporary S3 credentials in the Secret have expired; waiting for new ones"
+                .to_string(),
+        )),
+        CredentialsState::Ready { .. } => None,
+    };
+    if let Some((reason, message)) = waiting_for_credentials {
+        set_waiting(
+            &mut status,
+            Phase::Pending,
+            reason,
+            &message,
+            generation,
+            now,
+        );
+        return Decision {
+            status,
+            action: Action::None,
+            requeue_after: Some(timing.secret_recheck),
+        };
     }
     if !observed.admitted {
         let message = "waiting for a slot: the operator's limit of jobs in flight is reached";

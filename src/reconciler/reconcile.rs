@@ -224,27 +224,20 @@ async fn submit(
     submission: Submission<'_>,
 ) -> Result<MediaJobStatus, ReconcileError> {
     let Submission { attempt, s3, now } = submission;
-    let client = match ctx.media_client(job, namespace).await {
-        Ok(client) => client,
-        Err(state) => {
-            let message = match state {
-                CredentialsState::SecretMissing { secret } => {
-                    format!("Secret {secret:?} not found")
-                }
-                CredentialsState::Invalid { message } => message,
-                CredentialsState::Ready { .. } => "Media API credentials unavailable".into(),
-            };
-            let next = decide::after_submit(
-                job,
-                status,
-                SubmitOutcome::CredentialsUnusable { message },
-                now,
-            );
-            return write_status(api, ctx, job, old_status, &next).await;
+    // Nothing is sent unless both the Media API account and the signed request can be had.
+    let ready = match ctx.media_client(job, namespace).await {
+        Ok(client) => ctx
+            .prepare_request(job, s3, now)
+            .await
+            .map(|prepared| (client, prepared)),
+        Err(CredentialsState::SecretMissing { secret }) => {
+            Err(format!("Secret {secret:?} not found"))
         }
+        Err(CredentialsState::Invalid { message }) => Err(message),
+        Err(CredentialsState::Ready { .. }) => Err("Media API credentials unavailable".into()),
     };
-    let prepared = match ctx.prepare_request(job, s3, now).await {
-        Ok(prepared) => prepared,
+    let (client, prepared) = match ready {
+        Ok(ready) => ready,
         Err(message) => {
             let next = decide::after_submit(
                 job,
