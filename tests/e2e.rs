@@ -785,7 +785,23 @@ async fn two_hundred_jobs_under_a_cap_of_twenty() {
     }
     assert!(peak <= 20, "{peak} jobs in flight under a cap of 20");
     assert!(peak >= 5, "the cap was barely used ({peak})");
-    assert_eq!(env.emulator.job_count(), 200);
+    let jobs = env.jobs().list(&Default::default()).await.unwrap();
+    let attempts: i32 = jobs
+        .items
+        .iter()
+        .map(|j| j.status.as_ref().and_then(|s| s.attempts).unwrap_or(0))
+        .sum();
+    let odd: Vec<_> = jobs
+        .items
+        .iter()
+        .filter(|j| j.status.as_ref().and_then(|s| s.attempts) != Some(1))
+        .map(|j| (j.name_any(), j.status.clone()))
+        .collect();
+    assert_eq!(
+        env.emulator.job_count(),
+        200,
+        "attempts recorded: {attempts}; jobs with other than one attempt: {odd:#?}"
+    );
     env.cleanup().await;
 }
 

@@ -16,16 +16,23 @@ use crate::crd::{MediaJob, MediaJobStatus};
 pub const FIELD_MANAGER: &str = "mediajob-operator";
 
 /// Applies the whole status. Fields we no longer set are removed, because this manager owns them.
+/// `resource_version` is a precondition: a pass that decided on a stale copy of the object (the
+/// watch cache lags behind our own writes) is refused with 409 instead of overwriting newer status
+/// or submitting a second job.
 pub async fn apply_status(
     api: &Api<MediaJob>,
     job: &MediaJob,
     status: &MediaJobStatus,
+    resource_version: Option<&str>,
 ) -> kube::Result<MediaJob> {
-    let patch = json!({
+    let mut patch = json!({
         "apiVersion": MediaJob::api_version(&()),
         "kind": MediaJob::kind(&()),
         "status": status,
     });
+    if let Some(rv) = resource_version {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch_status(&job.name_any(), &params, &Patch::Apply(&patch))
         .await

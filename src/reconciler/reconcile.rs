@@ -25,6 +25,9 @@ pub enum ReconcileError {
     Kube(#[from] kube::Error),
     #[error("MediaJob has no namespace")]
     NoNamespace,
+    /// A write was refused because the object changed since this pass read it.
+    #[error("the MediaJob changed while it was being reconciled")]
+    Stale,
     #[error("Media API unreachable while {doing}: {message}")]
     MediaApi {
         doing: &'static str,
@@ -38,6 +41,7 @@ impl ReconcileError {
         match self {
             ReconcileError::Kube(_) => "KubeApiError",
             ReconcileError::NoNamespace => "NoNamespace",
+            ReconcileError::Stale => "Stale",
             ReconcileError::MediaApi { .. } => "MediaApiUnavailable",
         }
     }
@@ -46,7 +50,14 @@ impl ReconcileError {
 /// One pass over one MediaJob.
 pub async fn reconcile(job: Arc<MediaJob>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
-    let result = reconcile_inner(&job, &ctx).await;
+    let result = match reconcile_inner(&job, &ctx).await {
+        // The newer copy is on its way through the watch; look again shortly.
+        Err(ReconcileError::Stale) => {
+            debug!(job = %job.name_any(), "acted on a stale copy; retrying with the current one");
+            Ok(Requeue::requeue(Duration::from_millis(300)))
+        }
+        other => other,
+    };
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -103,8 +114,14 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
         action,
         requeue_after,
     } = decision;
+    let mut writer = StatusWriter {
+        api: &api,
+        ctx,
+        job,
+        resource_version: job.resource_version(),
+    };
     let written = match action {
-        Action::None => write_status(&api, ctx, job, &old_status, &status).await?,
+        Action::None => writer.write(&old_status, &status).await?,
         Action::AddFinalizer => {
             return match kube_writes::add_finalizer(&api, job).await {
                 // The watch event of this write brings the next pass.
@@ -150,7 +167,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                         ctx.metrics.kube_write("finalizer");
                         return Ok(Requeue::await_change());
                     }
-                    write_status(&api, ctx, job, &old_status, &status).await?
+                    writer.write(&old_status, &status).await?
                 }
                 Err(message) => {
                     return Err(ReconcileError::MediaApi {
@@ -176,7 +193,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                 })?;
             info!(job = %key.1, namespace = %key.0, found = ?found, "looked for a job submitted before a restart");
             let next = decide::after_find(job, &status, found, now);
-            write_status(&api, ctx, job, &old_status, &next).await?
+            writer.write(&old_status, &next).await?
         }
         Action::Submit { attempt, cause } => {
             let submission = Submission {
@@ -184,7 +201,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                 s3: s3_credentials.as_ref(),
                 now,
             };
-            let next = submit(job, ctx, &api, &namespace, &old_status, &status, submission).await?;
+            let next = submit(&mut writer, &namespace, &old_status, &status, submission).await?;
             info!(job = %key.1, namespace = %key.0, attempt, ?cause, phase = ?next.phase, remote_job = ?next.job_id, "submission done");
             next
         }
@@ -215,15 +232,14 @@ struct Submission<'a> {
 
 /// Sign, record intent, submit, record the outcome.
 async fn submit(
-    job: &MediaJob,
-    ctx: &Context,
-    api: &Api<MediaJob>,
+    writer: &mut StatusWriter<'_>,
     namespace: &str,
     old_status: &MediaJobStatus,
     status: &MediaJobStatus,
     submission: Submission<'_>,
 ) -> Result<MediaJobStatus, ReconcileError> {
     let Submission { attempt, s3, now } = submission;
+    let (job, ctx) = (writer.job, writer.ctx);
     // Nothing is sent unless both the Media API account and the signed request can be had.
     let ready = match ctx.media_client(job, namespace).await {
         Ok(client) => ctx
@@ -245,47 +261,70 @@ async fn submit(
                 SubmitOutcome::CredentialsUnusable { message },
                 now,
             );
-            return write_status(api, ctx, job, old_status, &next).await;
+            return writer.write(old_status, &next).await;
         }
     };
-    // Intent first: if we crash after the POST, the next pass finds the job instead of submitting again.
+    // Intent first: if we crash after the POST, the next pass finds the job instead of submitting
+    // again. The write is conditional on the object we decided on, so a pass working from a stale
+    // copy stops here.
     let intent = decide::intent_status(status, attempt, prepared.urls_expire_at, now);
-    let intent = write_status(api, ctx, job, old_status, &intent).await?;
+    let intent = writer.write(old_status, &intent).await?;
     let outcome = ctx.submit_remote(&client, &prepared).await;
+    let uid = job.uid().unwrap_or_default();
     if let SubmitOutcome::Accepted { job_id } = &outcome {
-        ctx.memory
-            .set_unrecorded(&job.uid().unwrap_or_default(), job_id);
+        ctx.memory.set_unrecorded(&uid, job_id);
     }
     let next = decide::after_submit(job, &intent, outcome, now);
-    let written = write_status(api, ctx, job, &intent, &next).await?;
-    ctx.memory.clear_unrecorded(&job.uid().unwrap_or_default());
+    let written = writer.write(&intent, &next).await?;
+    ctx.memory.clear_unrecorded(&uid);
     Ok(written)
 }
 
-/// Writes `new` if it differs from `old`; publishes the Events of the transition.
-async fn write_status(
-    api: &Api<MediaJob>,
-    ctx: &Context,
-    job: &MediaJob,
-    old: &MediaJobStatus,
-    new: &MediaJobStatus,
-) -> Result<MediaJobStatus, ReconcileError> {
-    if old == new {
-        return Ok(new.clone());
+/// Writes status for one pass, each write conditional on the resourceVersion of the last.
+struct StatusWriter<'a> {
+    api: &'a Api<MediaJob>,
+    ctx: &'a Context,
+    job: &'a MediaJob,
+    resource_version: Option<String>,
+}
+
+impl StatusWriter<'_> {
+    /// Writes `new` if it differs from `old`; publishes the Events of the transition.
+    async fn write(
+        &mut self,
+        old: &MediaJobStatus,
+        new: &MediaJobStatus,
+    ) -> Result<MediaJobStatus, ReconcileError> {
+        if old == new {
+            return Ok(new.clone());
+        }
+        let written = match kube_writes::apply_status(
+            self.api,
+            self.job,
+            new,
+            self.resource_version.as_deref(),
+        )
+        .await
+        {
+            Ok(written) => written,
+            Err(kube::Error::Api(e)) if e.code == 409 => return Err(ReconcileError::Stale),
+            Err(e) => return Err(e.into()),
+        };
+        self.resource_version = written.resource_version();
+        self.ctx.metrics.kube_write("status");
+        for note in transition_events(old, new) {
+            self.ctx
+                .metrics
+                .transitions
+                .get_or_create(&crate::metrics::TransitionLabels {
+                    reason: note.reason.clone(),
+                })
+                .inc();
+            kube_writes::publish_event(&self.ctx.recorder, self.job, &note, "Reconcile").await;
+            self.ctx.metrics.kube_write("event");
+        }
+        Ok(new.clone())
     }
-    kube_writes::apply_status(api, job, new).await?;
-    ctx.metrics.kube_write("status");
-    for note in transition_events(old, new) {
-        ctx.metrics
-            .transitions
-            .get_or_create(&crate::metrics::TransitionLabels {
-                reason: note.reason.clone(),
-            })
-            .inc();
-        kube_writes::publish_event(&ctx.recorder, job, &note, "Reconcile").await;
-        ctx.metrics.kube_write("event");
-    }
-    Ok(new.clone())
 }
 
 /// Only what this pass needs: credentials before submission or at refresh time, the remote
