@@ -10,7 +10,10 @@ use std::time::Instant;
 #[derive(Default, Debug)]
 struct Entry {
     next_poll: Option<Instant>,
-    unrecorded_job_id: Option<String>,
+    /// The job id this process got for a submission attempt, kept until status shows it: a pass
+    /// that sees the intent but not yet the id (a lagging watch cache, or a failed write) uses it
+    /// instead of searching the Media API.
+    submitted: Option<(i32, String)>,
     failures: u32,
 }
 
@@ -38,26 +41,25 @@ impl Memory {
             .next_poll = Some(at);
     }
 
-    pub fn unrecorded(&self, uid: &str) -> Option<String> {
-        self.entries
-            .lock()
-            .unwrap()
-            .get(uid)
-            .and_then(|e| e.unrecorded_job_id.clone())
+    /// The job id submitted for `attempt`, if this process made that submission.
+    pub fn submitted(&self, uid: &str, attempt: i32) -> Option<String> {
+        let entries = self.entries.lock().unwrap();
+        let (at, job_id) = entries.get(uid)?.submitted.as_ref()?;
+        (*at == attempt).then(|| job_id.clone())
     }
 
-    pub fn set_unrecorded(&self, uid: &str, job_id: &str) {
+    pub fn set_submitted(&self, uid: &str, attempt: i32, job_id: &str) {
         self.entries
             .lock()
             .unwrap()
             .entry(uid.to_string())
             .or_default()
-            .unrecorded_job_id = Some(job_id.to_string());
+            .submitted = Some((attempt, job_id.to_string()));
     }
 
-    pub fn clear_unrecorded(&self, uid: &str) {
+    pub fn clear_submitted(&self, uid: &str) {
         if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
-            e.unrecorded_job_id = None;
+            e.submitted = None;
         }
     }
 
@@ -115,11 +117,16 @@ mod tests {
     }
 
     #[test]
-    fn an_unrecorded_job_id_is_kept_until_cleared() {
+    fn a_submitted_job_id_belongs_to_its_attempt() {
         let m = Memory::default();
-        m.set_unrecorded("a", "j1");
-        assert_eq!(m.unrecorded("a").as_deref(), Some("j1"));
-        m.clear_unrecorded("a");
-        assert_eq!(m.unrecorded("a"), None);
+        m.set_submitted("a", 1, "j1");
+        assert_eq!(m.submitted("a", 1).as_deref(), Some("j1"));
+        assert_eq!(
+            m.submitted("a", 2),
+            None,
+            "never adopted for another attempt"
+        );
+        m.clear_submitted("a");
+        assert_eq!(m.submitted("a", 1), None);
     }
 }

@@ -272,12 +272,10 @@ async fn submit(
     let outcome = ctx.submit_remote(&client, &prepared).await;
     let uid = job.uid().unwrap_or_default();
     if let SubmitOutcome::Accepted { job_id } = &outcome {
-        ctx.memory.set_unrecorded(&uid, job_id);
+        ctx.memory.set_submitted(&uid, attempt, job_id);
     }
     let next = decide::after_submit(job, &intent, outcome, now);
-    let written = writer.write(&intent, &next).await?;
-    ctx.memory.clear_unrecorded(&uid);
-    Ok(written)
+    writer.write(&intent, &next).await
 }
 
 /// Writes status for one pass, each write conditional on the resourceVersion of the last.
@@ -340,6 +338,13 @@ async fn observe(
     let finished = status.phase.is_some_and(|p| p.is_finished());
     let deleting = job.metadata.deletion_timestamp.is_some();
     let job_id = decide::active_job_id(&status);
+    // Status now records the id of the attempt we remembered: memory is no longer needed.
+    if let Some(s) = &status.submission
+        && s.job_id.is_some()
+        && ctx.memory.submitted(&uid, s.attempt).is_some()
+    {
+        ctx.memory.clear_submitted(&uid);
+    }
     let refresh_due = status
         .next_refresh_time
         .as_ref()
@@ -377,7 +382,10 @@ async fn observe(
         credentials,
         remote,
         admitted: ctx.admission.lock().unwrap().holds(&key),
-        unrecorded_job_id: ctx.memory.unrecorded(&uid),
+        unrecorded_job_id: match &status.submission {
+            Some(s) if s.job_id.is_none() => ctx.memory.submitted(&uid, s.attempt),
+            _ => None,
+        },
     };
     (observed, s3)
 }

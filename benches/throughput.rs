@@ -1,0 +1,230 @@
+//! Jobs per second and API requests per job: N MediaJobs applied at once to the in-process
+//! Kubernetes API double, run by the operator against an instant Media API emulator and the
+//! embedded S3 store, until all have Succeeded. Run: `cargo bench --bench throughput [-- N ...]`
+//! (default 100 1000). Everything runs in one process, so the figures include the double, the
+//! emulator and S3, which a real deployment does not carry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, ListParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
+use mediajob_operator::admin::Readiness;
+use mediajob_operator::apiserver_double::ApiServerDouble;
+use mediajob_operator::crd::{MediaJob, Phase};
+use mediajob_operator::embedded_s3::EmbeddedS3;
+use mediajob_operator::emulator::{Emulator, EmulatorConfig, Faults, S3Settings, Speed};
+use mediajob_operator::metrics::Metrics;
+use mediajob_operator::operator::{OperatorOptions, start};
+use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
+use mediajob_operator::reconciler::controller::Scope;
+use mediajob_operator::reconciler::decide::Settings;
+use mediajob_operator::reconciler::timing::Timing;
+use mediajob_operator::secret::SecretString;
+use serde_json::json;
+
+const AGENT: &str = "mediajob-operator-bench";
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn run(n: usize) {
+    let s3 = EmbeddedS3::start(None, "BENCHKEY", "bench-secret")
+        .await
+        .unwrap();
+    s3.create_bucket("raw").unwrap();
+    s3.create_bucket("out").unwrap();
+    s3.put_object("raw", "in.wav", &vec![7u8; 4096]).unwrap();
+    let emulator = Emulator::start(EmulatorConfig {
+        s3: S3Settings {
+            endpoint: Some(s3.endpoint()),
+            region: "us-east-1".into(),
+            path_style: true,
+        },
+        faults: Faults {
+            queue_delay: Duration::ZERO,
+            speed: Speed::Fixed(Duration::ZERO),
+            ..Faults::none()
+        },
+        io_concurrency: 64,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let double = ApiServerDouble::start(vec![MediaJob::crd()]).await.unwrap();
+    let client = double.client();
+    let ns = "bench";
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "s3", "namespace": ns},
+        "stringData": {"AWS_ACCESS_KEY_ID": "BENCHKEY", "AWS_SECRET_ACCESS_KEY": "bench-secret"},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    let mut config = kube::Config::new(double.url().parse().unwrap());
+    config.headers.push((
+        axum::http::header::USER_AGENT,
+        axum::http::HeaderValue::from_static(AGENT),
+    ));
+    let operator_client = kube::Client::try_from(config).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let options = OperatorOptions {
+        scope: Scope::AllNamespaces,
+        settings: Settings {
+            timing: Timing {
+                poll_min: Duration::from_millis(500),
+                poll_max: Duration::from_secs(5),
+                ..Timing::default()
+            },
+            max_url_refreshes: 10,
+        },
+        max_in_flight: n,
+        concurrency: 32,
+        media: MediaApiSettings {
+            auth_url: emulator.base_url(),
+            media_url: emulator.base_url(),
+            requests_per_second: 0.0,
+            default_account: DefaultAccount::Static {
+                app_key: "emulator-app-key".into(),
+                app_secret: SecretString::new("emulator-app-secret"),
+            },
+        },
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(start(
+        operator_client,
+        options,
+        metrics.clone(),
+        Arc::new(Readiness::default()),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    let rss_before = rss_mib();
+    let jobs: Api<MediaJob> = Api::namespaced(client.clone(), ns);
+    let started = Instant::now();
+    for i in 0..n {
+        let job: MediaJob = serde_json::from_value(json!({
+            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+            "metadata": {"name": format!("job-{i}")},
+            "spec": {
+                "operation": "enhance",
+                "input": {"url": "s3://raw/in.wav"},
+                "output": {"url": format!("s3://out/{i}.wav")},
+                "credentials": {"secretRef": {"name": "s3"}},
+                "s3": {"endpoint": s3.endpoint()},
+            }
+        }))
+        .unwrap();
+        jobs.create(&PostParams::default(), &job).await.unwrap();
+    }
+    let applied = started.elapsed();
+    let mut peak_rss = rss_mib();
+    loop {
+        let list = jobs.list(&ListParams::default()).await.unwrap();
+        let done = list
+            .items
+            .iter()
+            .filter(|j| j.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded))
+            .count();
+        peak_rss = peak_rss.max(rss_mib());
+        if done == n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {done} of {n} succeeded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop_tx.send(());
+    let _ = operator.await;
+
+    let records = double.requests().all();
+    let ours: Vec<_> = records.iter().filter(|r| r.user_agent == AGENT).collect();
+    let writes = ours
+        .iter()
+        .filter(|r| matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .count();
+    let status_writes = ours
+        .iter()
+        .filter(|r| r.verb == "patch" && r.subresource == "status")
+        .count();
+    let events = ours.iter().filter(|r| r.resource == "events").count();
+    let media = metrics.encode();
+    let media_calls = |call: &str| -> f64 {
+        media
+            .lines()
+            .filter(|l| {
+                l.starts_with("mediajob_operator_media_api_requests_total")
+                    && l.contains(&format!("call=\"{call}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(0.0, |a, b| a + b)
+    };
+    let per = |x: f64| x / n as f64;
+    println!(
+        "{n} jobs: applied in {:.2} s, all Succeeded after {:.2} s = {:.1} jobs/s; remote jobs {}",
+        applied.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        emulator.job_count()
+    );
+    println!(
+        "  per job: Kubernetes {:.1} requests ({:.1} writes: {:.1} status, {:.1} events), Media API {:.1} submit + {:.1} status + {:.1} list/cancel",
+        per(ours.len() as f64),
+        per(writes as f64),
+        per(status_writes as f64),
+        per(events as f64),
+        per(media_calls("submit")),
+        per(media_calls("status")),
+        per(media_calls("list") + media_calls("cancel")),
+    );
+    println!(
+        "  process RSS (operator + double + emulator + S3): {rss_before:.0} MiB before, peak {peak_rss:.0} MiB"
+    );
+    let _ = jobs
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.first().map(|j| j.name_any()));
+    emulator.shutdown().await;
+    double.shutdown().await;
+}
+
+fn main() {
+    mediajob_operator::logging::init(mediajob_operator::logging::LogFormat::Text, "error");
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![100, 1000]
+    } else {
+        sizes
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for n in sizes {
+        runtime.block_on(run(n));
+    }
+}
