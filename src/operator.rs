@@ -153,7 +153,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), String> {
                     return Err("the leader election task ended".into());
                 }
             }
-            _ = stop.wait_for(|s| *s) => {
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
                 drop(leader);
                 let _ = lease_task.await;
                 return Ok(());
