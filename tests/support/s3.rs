@@ -1,14 +1,12 @@
-//! A real S3 server for tests: s3s-fs on a temporary directory, checking SigV4 with one fixed
-//! key pair, served over HTTP on 127.0.0.1. Pre-signing uses the AWS SDK directly.
+//! A real S3 server for tests: the operator's embedded s3s-fs store on a temporary directory,
+//! checking SigV4 with one fixed key pair, on 127.0.0.1. Pre-signing uses the AWS SDK directly.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::presigning::PresigningConfig;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
-use s3s::service::{S3Service, S3ServiceBuilder};
+use mediajob_operator::embedded_s3::EmbeddedS3;
 
 pub const ACCESS_KEY: &str = "AKIAEMULATORTEST";
 pub const SECRET_KEY: &str = "emulator-test-secret-key";
@@ -22,29 +20,8 @@ pub struct TestS3 {
     pub access_key: String,
     pub secret_key: String,
     pub region: String,
-    root: Option<tempfile::TempDir>,
+    embedded: Option<EmbeddedS3>,
     client: aws_sdk_s3::Client,
-    server: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for TestS3 {
-    fn drop(&mut self) {
-        if let Some(server) = &self.server {
-            server.abort();
-        }
-    }
-}
-
-async fn serve(State(service): State<S3Service>, request: Request) -> Response {
-    let request = request.map(s3s::Body::http_body_unsync);
-    match service.call(request).await {
-        Ok(response) => response.map(axum::body::Body::new),
-        Err(e) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{e:?}"),
-        )
-            .into_response(),
-    }
 }
 
 /// An SDK client for the test server with the given credentials.
@@ -88,9 +65,8 @@ impl TestS3 {
                     access_key,
                     secret_key,
                     region,
-                    root: None,
+                    embedded: None,
                     client: aws_sdk_s3::Client::from_conf(config),
-                    server: None,
                 }
             }
             _ => TestS3::start().await,
@@ -106,35 +82,25 @@ impl TestS3 {
     }
 
     pub async fn start() -> TestS3 {
-        let root = tempfile::tempdir().expect("temp dir");
-        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs on the temp dir");
-        let mut builder = S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-        let service = builder.build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let embedded = EmbeddedS3::start(None, ACCESS_KEY, SECRET_KEY)
             .await
-            .expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = axum::Router::new().fallback(serve).with_state(service);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+            .expect("start the embedded S3 store");
+        let endpoint = embedded.endpoint();
         let client = client(&endpoint, ACCESS_KEY, SECRET_KEY);
         TestS3 {
             endpoint,
             access_key: ACCESS_KEY.to_string(),
             secret_key: SECRET_KEY.to_string(),
             region: REGION.to_string(),
-            root: Some(root),
+            embedded: Some(embedded),
             client,
-            server: Some(server),
         }
     }
 
     /// s3s-fs keeps a bucket as a directory; an external store gets a CreateBucket.
     pub fn create_bucket(&self, bucket: &str) {
-        match &self.root {
-            Some(root) => std::fs::create_dir_all(root.path().join(bucket)).expect("bucket dir"),
+        match &self.embedded {
+            Some(embedded) => embedded.create_bucket(bucket).expect("bucket dir"),
             None => {
                 let client = self.client.clone();
                 let bucket = bucket.to_string();
