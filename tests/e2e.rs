@@ -911,3 +911,45 @@ async fn the_operator_makes_only_the_api_calls_its_rbac_grants() {
     assert!(unused.is_empty(), "grants no call used: {unused:#?}");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_per_job_media_api_secret_is_used_and_a_fixed_one_is_picked_up_at_once() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    env.put_secret(
+        "team-dolbyio",
+        &[
+            ("DOLBYIO_APP_KEY", "emulator-app-key"),
+            ("DOLBYIO_APP_SECRET", "wrong"),
+        ],
+    )
+    .await;
+    let mut manifest = env.enhance("team");
+    manifest["spec"]["mediaApiCredentials"] = json!({"secretRef": {"name": "team-dolbyio"}});
+    env.create(manifest).await.unwrap();
+    // The job's own account is used (the operator's default would have worked) and refused.
+    let job = env
+        .wait_for("team", T, |j| reason_of(j) == "MediaApiCredentialsRefused")
+        .await;
+    assert!(
+        job.status.unwrap().retry_after.is_some(),
+        "backs off rather than retrying in a loop"
+    );
+    assert_eq!(env.emulator.job_count(), 0);
+    let fixed = Instant::now();
+    env.put_secret(
+        "team-dolbyio",
+        &[
+            ("DOLBYIO_APP_KEY", "emulator-app-key"),
+            ("DOLBYIO_APP_SECRET", "emulator-app-secret"),
+        ],
+    )
+    .await;
+    env.wait_for_phase("team", Phase::Succeeded, T).await;
+    assert!(
+        fixed.elapsed() < Duration::from_secs(10),
+        "the fixed Secret was picked up after {:?}",
+        fixed.elapsed()
+    );
+    env.cleanup().await;
+}

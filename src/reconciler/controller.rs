@@ -103,7 +103,14 @@ async fn run_one(
             let ctx = ctx.clone();
             move |secret| {
                 ctx.invalidate_secret(&secret.namespace().unwrap_or_default(), &secret.name_any());
-                jobs_using_secret(&store, &secret)
+                let jobs = jobs_using_secret(&store, &secret);
+                for job in &jobs {
+                    ctx.memory.mark_credentials_changed(
+                        job.namespace.as_deref().unwrap_or_default(),
+                        &job.name,
+                    );
+                }
+                jobs
             }
         })
         .graceful_shutdown_on(stopped)

@@ -103,6 +103,8 @@ pub struct Observed {
     pub admitted: bool,
     /// A job id the shell submitted but could not record in status (kept in memory).
     pub unrecorded_job_id: Option<String>,
+    /// A Secret the job names changed since the last pass.
+    pub credentials_changed: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,8 +291,15 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
     }
 
     // Not submitted: wait out a backoff, then credentials, then capacity.
+    // A backoff after refused or unusable credentials ends as soon as the Secret changes.
+    let credentials_fixed = observed.credentials_changed
+        && matches!(
+            last_reason(&status),
+            Some("MediaApiCredentialsRefused" | "InvalidCredentials")
+        );
     if let Some(retry_after) = &status.retry_after
         && retry_after.0 > now
+        && !credentials_fixed
     {
         return Decision {
             requeue_after: Some(until(now, retry_after.0)),

@@ -46,6 +46,7 @@ fn ready() -> Observed {
         remote: RemoteObservation::NotPolled,
         admitted: true,
         unrecorded_job_id: None,
+        credentials_changed: false,
     }
 }
 
@@ -419,6 +420,23 @@ fn refused_app_credentials_wait_for_a_fix() {
         message: "401".into(),
     };
     let s = after_submit(&job, &intent, outcome, at(0));
+    // Waiting out the backoff, unless the Secret changes.
+    let waiting = with_status(&job, s.clone());
+    assert_eq!(
+        decide(&waiting, &ready(), clock(10), &settings()).action,
+        Action::None
+    );
+    let fixed = Observed {
+        credentials_changed: true,
+        ..ready()
+    };
+    assert_eq!(
+        decide(&waiting, &fixed, clock(10), &settings()).action,
+        Action::Submit {
+            attempt: 1,
+            cause: SubmitCause::First
+        }
+    );
     assert_eq!(
         (s.phase, reason(&s)),
         (Some(Phase::Pending), "MediaApiCredentialsRefused")

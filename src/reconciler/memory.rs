@@ -3,7 +3,7 @@
 //! whose status write failed, and consecutive reconcile failures for backoff. Lost on restart by
 //! design: status holds everything that must survive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -20,6 +20,8 @@ struct Entry {
 #[derive(Default, Debug)]
 pub struct Memory {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Jobs (namespace, name) one of whose Secrets changed since their last pass.
+    credentials_changed: Mutex<HashSet<(String, String)>>,
 }
 
 impl Memory {
@@ -63,6 +65,22 @@ impl Memory {
         }
     }
 
+    /// A Secret the job names changed: its next pass need not wait out a credentials backoff.
+    pub fn mark_credentials_changed(&self, namespace: &str, name: &str) {
+        self.credentials_changed
+            .lock()
+            .unwrap()
+            .insert((namespace.to_string(), name.to_string()));
+    }
+
+    /// Whether a Secret of the job changed since the last call (and forget it).
+    pub fn take_credentials_changed(&self, namespace: &str, name: &str) -> bool {
+        self.credentials_changed
+            .lock()
+            .unwrap()
+            .remove(&(namespace.to_string(), name.to_string()))
+    }
+
     /// Counts a failed pass; returns how many in a row.
     pub fn note_failure(&self, uid: &str) -> u32 {
         let mut entries = self.entries.lock().unwrap();
@@ -103,6 +121,14 @@ mod tests {
         m.set_next_poll("a", t + Duration::from_secs(5));
         assert!(!m.poll_due("a", t));
         assert!(m.poll_due("a", t + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_credentials_change_is_taken_once() {
+        let m = Memory::default();
+        m.mark_credentials_changed("ns", "job");
+        assert!(m.take_credentials_changed("ns", "job"));
+        assert!(!m.take_credentials_changed("ns", "job"));
     }
 
     #[test]

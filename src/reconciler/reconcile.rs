@@ -379,6 +379,7 @@ async fn observe(
 
     let key = (namespace.to_string(), job.name_any());
     let observed = Observed {
+        credentials_changed: ctx.memory.take_credentials_changed(namespace, &key.1),
         credentials,
         remote,
         admitted: ctx.admission.lock().unwrap().holds(&key),
