@@ -96,6 +96,7 @@ async fn run(n: usize) {
         },
         max_in_flight: n,
         concurrency: 32,
+        callback: None,
         media: MediaApiSettings {
             auth_url: emulator.base_url(),
             media_url: emulator.base_url(),

@@ -80,6 +80,16 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_ALLOW_AMBIENT_AWS_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_ambient_aws_credentials: bool,
 
+    /// Receive Media API completion callbacks: the URL at which the Media API reaches the
+    /// receiver (for example https://mediajob.example.com, exposed by an Ingress). A callback only
+    /// makes the job's next status poll happen now. Off (polling only) when unset.
+    #[arg(long, env = "MEDIAJOB_CALLBACK_URL")]
+    pub callback_url: Option<String>,
+
+    /// Address the callback receiver listens on.
+    #[arg(long, env = "MEDIAJOB_CALLBACK_LISTEN", default_value = "0.0.0.0:8081")]
+    pub callback_listen: SocketAddr,
+
     /// Name of the leader Lease in the operator's namespace.
     #[arg(long, env = "MEDIAJOB_LEASE_NAME", default_value = "mediajob-operator")]
     pub lease_name: String,

@@ -12,6 +12,7 @@ use tracing::{error, info};
 use crate::admin::{self, Readiness};
 use crate::config::OperatorArgs;
 use crate::metrics::Metrics;
+use crate::reconciler::callback::{self, CallbackSettings};
 use crate::reconciler::context::{Context, DefaultAccount, MediaApiSettings};
 use crate::reconciler::controller::{Scope, run_controllers, wait_for_crd};
 use crate::reconciler::decide::Settings;
@@ -25,6 +26,8 @@ pub struct OperatorOptions {
     pub max_in_flight: usize,
     pub concurrency: u16,
     pub media: MediaApiSettings,
+    /// The completion-callback receiver; polling only when `None`.
+    pub callback: Option<CallbackSettings>,
 }
 
 impl OperatorOptions {
@@ -46,6 +49,10 @@ impl OperatorOptions {
             },
             max_in_flight: args.max_jobs_in_flight,
             concurrency: args.concurrency,
+            callback: args.callback_url.as_ref().map(|url| CallbackSettings {
+                listen: args.callback_listen,
+                public_url: Some(url.clone()),
+            }),
             media: MediaApiSettings {
                 auth_url: args.auth_url.clone(),
                 media_url: args.media_url.clone(),
@@ -69,7 +76,6 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     wait_for_crd(&client, &options.scope, |what| readiness.waiting_for(what)).await;
-    readiness.ready();
     let ctx = Arc::new(Context::new(
         client,
         metrics,
@@ -77,8 +83,36 @@ pub async fn start(
         options.max_in_flight,
         options.media.clone(),
     ));
+    let (wake, _) = tokio::sync::broadcast::channel(1024);
+    let mut receiver = None;
+    if let Some(settings) = &options.callback {
+        match tokio::net::TcpListener::bind(settings.listen).await {
+            Ok(listener) => {
+                let local = listener
+                    .local_addr()
+                    .map(|a| format!("http://{a}"))
+                    .unwrap_or_default();
+                let base = settings.public_url.clone().unwrap_or(local);
+                ctx.set_callback_base(&base);
+                info!(listen = %settings.listen, "completion callbacks enabled");
+                receiver = Some(tokio::spawn(callback::serve(
+                    listener,
+                    ctx.clone(),
+                    wake.clone(),
+                )));
+            }
+            // Polling alone still finishes every job; say so loudly and go on.
+            Err(error) => {
+                error!(%error, listen = %settings.listen, "cannot listen for completion callbacks; polling only")
+            }
+        }
+    }
+    readiness.ready();
     info!(scope = ?options.scope, max_in_flight = options.max_in_flight, "reconciling MediaJobs");
-    run_controllers(ctx, options.scope, options.concurrency, shutdown).await;
+    run_controllers(ctx, options.scope, options.concurrency, wake, shutdown).await;
+    if let Some(receiver) = receiver {
+        receiver.abort();
+    }
 }
 
 /// The `run` subcommand.

@@ -24,6 +24,7 @@ use mediajob_operator::emulator::{
 };
 use mediajob_operator::metrics::Metrics;
 use mediajob_operator::operator::{OperatorOptions, start};
+use mediajob_operator::reconciler::callback::CallbackSettings;
 use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
 use mediajob_operator::reconciler::controller::Scope;
 use mediajob_operator::reconciler::decide::Settings;
@@ -44,6 +45,9 @@ struct Env {
     operator: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     max_in_flight: usize,
+    /// Completion callbacks (off: polling only) and the poll interval the operator uses.
+    callbacks: bool,
+    poll_min: Duration,
     raw: String,
     out: String,
 }
@@ -81,6 +85,8 @@ impl Env {
             operator: None,
             stop: None,
             max_in_flight,
+            callbacks: false,
+            poll_min: Duration::from_millis(100),
             raw,
             out,
         };
@@ -97,8 +103,8 @@ impl Env {
 
     fn options(&self) -> OperatorOptions {
         let timing = Timing {
-            poll_min: Duration::from_millis(100),
-            poll_max: Duration::from_millis(500),
+            poll_min: self.poll_min,
+            poll_max: self.poll_min.max(Duration::from_millis(500)),
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
             queued_recheck: Duration::from_millis(200),
@@ -113,6 +119,10 @@ impl Env {
             },
             max_in_flight: self.max_in_flight,
             concurrency: 16,
+            callback: self.callbacks.then(|| CallbackSettings {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                public_url: None,
+            }),
             media: MediaApiSettings {
                 auth_url: self.emulator.base_url(),
                 media_url: self.emulator.base_url(),
@@ -950,6 +960,24 @@ async fn a_per_job_media_api_secret_is_used_and_a_fixed_one_is_picked_up_at_once
         fixed.elapsed() < Duration::from_secs(10),
         "the fixed Secret was picked up after {:?}",
         fixed.elapsed()
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_completion_callback_finishes_the_job_before_the_next_poll() {
+    let mut env = Env::start_with(slow(Duration::from_secs(1)), 100).await;
+    env.callbacks = true;
+    env.poll_min = Duration::from_secs(30);
+    env.start_operator();
+    let started = Instant::now();
+    env.create(env.enhance("hinted")).await.unwrap();
+    env.wait_for_phase("hinted", Phase::Succeeded, T).await;
+    // Without the callback the first poll after submission would come 30 s later.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
     );
     env.cleanup().await;
 }

@@ -28,9 +28,11 @@ const DEPLOY_CRD: &str = "deploy/crds/mediajob.io_mediajobs.yaml";
 /// Read by the binary outside clap (tracing's filter and the log format).
 const LOGGING_ENV: [&str; 2] = ["RUST_LOG", "MEDIAJOB_LOG_FORMAT"];
 /// Flags the chart sets only when a value turns them on (the binary's default is right otherwise).
-const CONDITIONAL_ENV: [&str; 2] = [
+const CONDITIONAL_ENV: [&str; 4] = [
     "MEDIAJOB_WATCH_NAMESPACES",
     "MEDIAJOB_ALLOW_AMBIENT_AWS_CREDENTIALS",
+    "MEDIAJOB_CALLBACK_URL",
+    "MEDIAJOB_CALLBACK_LISTEN",
 ];
 
 fn parse_docs(text: &str, what: &str) -> Vec<Value> {
@@ -524,11 +526,36 @@ fn check_wiring(docs: &[Value], deployment: &Value, settings: &Settings, what: &
         selects(&deployment["spec"]["selector"]["matchLabels"], pod_labels),
         "{what}"
     );
-    let service = the(docs, "Service", what);
+    let services = of_kind(docs, "Service");
+    let metrics: Vec<_> = services
+        .iter()
+        .filter(|s| {
+            s["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-metrics"))
+        })
+        .collect();
+    assert_eq!(
+        metrics.len(),
+        1,
+        "{what}: expected exactly one metrics Service"
+    );
+    let service = metrics[0];
     assert!(
         selects(&service["spec"]["selector"], pod_labels),
         "{what}: Service"
     );
+    // The optional callback Service reaches the callback port of the same pods.
+    for other in services.iter().filter(|s| !std::ptr::eq(**s, *service)) {
+        assert!(
+            selects(&other["spec"]["selector"], pod_labels),
+            "{what}: callback Service"
+        );
+        assert_eq!(
+            other["spec"]["ports"][0]["targetPort"], "callback",
+            "{what}"
+        );
+    }
     let service_port = &service["spec"]["ports"][0];
     assert_eq!(service_port["targetPort"], "admin", "{what}");
     for monitor in of_kind(docs, "ServiceMonitor") {

@@ -24,6 +24,7 @@ use crate::embedded_s3::EmbeddedS3;
 use crate::emulator::{Emulator, EmulatorConfig, Faults, RunningEmulator, S3Settings, Speed};
 use crate::metrics::Metrics;
 use crate::operator::{OperatorOptions, start};
+use crate::reconciler::callback::CallbackSettings;
 use crate::reconciler::context::{DefaultAccount, MediaApiSettings};
 use crate::reconciler::controller::Scope;
 use crate::reconciler::decide::Settings;
@@ -307,6 +308,11 @@ async fn run(args: LocalArgs) -> Result<(), LocalError> {
         },
         max_in_flight: 100,
         concurrency: 8,
+        // The emulator can reach a receiver on this machine; the real Media API cannot.
+        callback: emulator.as_ref().map(|_| CallbackSettings {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+        }),
         media,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

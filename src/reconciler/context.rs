@@ -66,6 +66,8 @@ pub struct Context {
     clients: Mutex<HashMap<String, MediaApiClient>>,
     default_cache: Mutex<Option<(Instant, AppCredentials)>>,
     secrets: Mutex<HashMap<(String, String), CachedSecret>>,
+    /// Base URL of the completion-callback receiver, when one runs.
+    callback_base: Mutex<Option<String>>,
     /// All MediaJobs the controllers see, to tell which remote job ids are already claimed.
     jobs: Mutex<Vec<Store<MediaJob>>>,
 }
@@ -101,6 +103,7 @@ impl Context {
             default_cache: Mutex::new(None),
             jobs: Mutex::new(vec![]),
             secrets: Mutex::new(HashMap::new()),
+            callback_base: Mutex::new(None),
         }
     }
 
@@ -111,6 +114,18 @@ impl Context {
 
     pub fn add_store(&self, store: Store<MediaJob>) {
         self.jobs.lock().unwrap().push(store);
+    }
+
+    pub fn set_callback_base(&self, base: &str) {
+        *self.callback_base.lock().unwrap() = Some(base.trim_end_matches('/').to_string());
+    }
+
+    /// A MediaJob as the controllers last saw it.
+    pub fn find_job(&self, namespace: &str, name: &str) -> Option<Arc<MediaJob>> {
+        let stores = self.jobs.lock().unwrap();
+        stores
+            .iter()
+            .find_map(|s| s.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace)))
     }
 
     fn claimed_job_ids(&self) -> HashSet<String> {
@@ -296,7 +311,18 @@ impl Context {
         s3: Option<&S3Credentials>,
         now: Timestamp,
     ) -> Result<Prepared, String> {
-        let prepared = signing::prepare(job, s3, now).await?;
+        let mut prepared = signing::prepare(job, s3, now).await?;
+        if let Some(base) = self.callback_base.lock().unwrap().clone() {
+            let path = super::callback::callback_path(
+                job.metadata.namespace.as_deref().unwrap_or_default(),
+                job.metadata.name.as_deref().unwrap_or_default(),
+                job.metadata.uid.as_deref().unwrap_or_default(),
+            );
+            prepared.request.on_complete = Some(crate::media_api::Callback {
+                url: SecretString::new(format!("{base}{path}")),
+                headers: vec!["x-job-id".to_string()],
+            });
+        }
         self.metrics.urls_signed.inc_by(prepared.signed_urls as u64);
         Ok(Prepared {
             request: prepared.request,

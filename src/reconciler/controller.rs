@@ -12,6 +12,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
+use super::callback::Wakeup;
 use super::context::Context;
 use super::reconcile::{error_policy, reconcile};
 use crate::crd::MediaJob;
@@ -50,10 +51,12 @@ pub async fn wait_for_crd(client: &Client, scope: &Scope, on_wait: impl Fn(&str)
 }
 
 /// Runs the controllers until `shutdown` resolves; in-flight reconciles finish first.
+/// `wake` carries jobs to reconcile now (completion callbacks).
 pub async fn run_controllers(
     ctx: Arc<Context>,
     scope: Scope,
     concurrency: u16,
+    wake: tokio::sync::broadcast::Sender<Wakeup>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let namespaces: Vec<Option<String>> = match scope {
@@ -65,11 +68,12 @@ pub async fn run_controllers(
     for namespace in namespaces {
         let ctx = ctx.clone();
         let mut stop = stop_tx.subscribe();
+        let wake = wake.subscribe();
         tasks.push(tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop.recv().await;
             };
-            run_one(ctx, namespace, concurrency, stopped).await;
+            run_one(ctx, namespace, concurrency, wake, stopped).await;
         }));
     }
     shutdown.await;
@@ -84,8 +88,15 @@ async fn run_one(
     ctx: Arc<Context>,
     namespace: Option<String>,
     concurrency: u16,
+    wake: tokio::sync::broadcast::Receiver<Wakeup>,
     stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    // Wake-ups for this controller's scope, as object references.
+    let scope = namespace.clone();
+    let wakeups = tokio_stream_from(wake).filter_map(move |(ns, name)| {
+        let mine = scope.as_ref().is_none_or(|s| *s == ns);
+        async move { mine.then(|| ObjectRef::new(&name).within(&ns)) }
+    });
     let client = ctx.client.clone();
     let (jobs, secrets): (Api<MediaJob>, Api<Secret>) = match &namespace {
         Some(ns) => (
@@ -113,6 +124,7 @@ async fn run_one(
                 jobs
             }
         })
+        .reconcile_on(wakeups)
         .graceful_shutdown_on(stopped)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -150,4 +162,20 @@ fn jobs_using_secret(store: &Store<MediaJob>, secret: &Secret) -> Vec<ObjectRef<
         })
         .map(|job| ObjectRef::from_obj(job.as_ref()))
         .collect()
+}
+
+/// A broadcast receiver as a stream (lagged messages are skipped: a missed wake-up only delays a
+/// look until the next scheduled poll).
+fn tokio_stream_from(
+    receiver: tokio::sync::broadcast::Receiver<Wakeup>,
+) -> impl futures::Stream<Item = Wakeup> {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(item) => return Some((item, receiver)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
 }

@@ -43,6 +43,13 @@ impl Memory {
             .next_poll = Some(at);
     }
 
+    /// A completion callback arrived: the next pass polls whatever the schedule said.
+    pub fn poll_now(&self, uid: &str) {
+        if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
+            e.next_poll = None;
+        }
+    }
+
     /// The job id submitted for `attempt`, if this process made that submission.
     pub fn submitted(&self, uid: &str, attempt: i32) -> Option<String> {
         let entries = self.entries.lock().unwrap();

@@ -1,5 +1,6 @@
 //! The reconciler: a pure decision core (`decide`) and the shell that carries out its actions.
 pub mod admission;
+pub mod callback;
 pub mod conditions;
 pub mod context;
 pub mod controller;
