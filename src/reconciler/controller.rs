@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Config as ControllerConfig;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
@@ -105,7 +105,14 @@ async fn run_one(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let controller = Controller::new(jobs, watcher::Config::default().any_semantic());
+    // The store keeps every MediaJob in memory; managedFields are most of an object's size and the
+    // operator never reads them, so they are dropped before the store sees the object.
+    let (reader, writer) = reflector::store();
+    let jobs_stream = watcher(jobs, watcher::Config::default().any_semantic())
+        .modify(|job: &mut MediaJob| job.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(jobs_stream, reader);
     let store = controller.store();
     ctx.add_store(store.clone());
     controller
