@@ -14,7 +14,8 @@ use kube::{Api, Client};
 use super::admission::Admission;
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
 use super::memory::Memory;
-use super::{remote, signing};
+use super::remote;
+use super::signing::{self, PreparedRequest};
 use crate::crd::{AccessMode, MediaJob};
 use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiConfig};
 use crate::metrics::Metrics;
@@ -27,9 +28,6 @@ const SECRET_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// A Secret as last read (`None`: it did not exist), and when.
 type CachedSecret = (Instant, Option<Secret>);
-
-/// An app key and secret, or why there is none.
-type AppCredentials = Result<(String, SecretString), CredentialsState>;
 
 pub const DEFAULT_APP_KEY_KEY: &str = "DOLBYIO_APP_KEY";
 pub const DEFAULT_APP_SECRET_KEY: &str = "DOLBYIO_APP_SECRET";
@@ -64,18 +62,11 @@ pub struct Context {
     pub memory: Memory,
     pub media: MediaApiSettings,
     clients: Mutex<HashMap<String, MediaApiClient>>,
-    default_cache: Mutex<Option<(Instant, AppCredentials)>>,
     secrets: Mutex<HashMap<(String, String), CachedSecret>>,
     /// Base URL of the completion-callback receiver, when one runs.
     callback_base: Mutex<Option<String>>,
     /// All MediaJobs the controllers see, to tell which remote job ids are already claimed.
     jobs: Mutex<Vec<Store<MediaJob>>>,
-}
-
-/// A request ready to send, and when its URLs expire.
-pub struct Prepared {
-    pub request: crate::media_api::JobRequest,
-    pub urls_expire_at: Option<Timestamp>,
 }
 
 impl Context {
@@ -100,7 +91,6 @@ impl Context {
             memory: Memory::default(),
             media,
             clients: Mutex::new(HashMap::new()),
-            default_cache: Mutex::new(None),
             jobs: Mutex::new(vec![]),
             secrets: Mutex::new(HashMap::new()),
             callback_base: Mutex::new(None),
@@ -242,12 +232,8 @@ impl Context {
             } => return Ok((app_key.clone(), app_secret.clone())),
             DefaultAccount::Secret { namespace, name } => (namespace.clone(), name.clone()),
         };
-        if let Some((read_at, cached)) = &*self.default_cache.lock().unwrap()
-            && read_at.elapsed() < Duration::from_secs(30)
-        {
-            return cached.clone();
-        }
-        let result = match self.secret(&namespace, &name).await {
+        // Read through the Secret cache, like every other Secret.
+        match self.secret(&namespace, &name).await {
             Ok(Some(secret)) => app_credentials(
                 &secret,
                 DEFAULT_APP_KEY_KEY,
@@ -266,9 +252,7 @@ impl Context {
                     "reading the operator's Media API Secret {namespace}/{name}: {error}"
                 ),
             }),
-        };
-        *self.default_cache.lock().unwrap() = Some((Instant::now(), result.clone()));
-        result
+        }
     }
 
     fn client_for(&self, app_key: &str, app_secret: SecretString) -> MediaApiClient {
@@ -310,7 +294,7 @@ impl Context {
         job: &MediaJob,
         s3: Option<&S3Credentials>,
         now: Timestamp,
-    ) -> Result<Prepared, String> {
+    ) -> Result<PreparedRequest, String> {
         let mut prepared = signing::prepare(job, s3, now).await?;
         if let Some(base) = self.callback_base.lock().unwrap().clone() {
             let path = super::callback::callback_path(
@@ -324,16 +308,13 @@ impl Context {
             });
         }
         self.metrics.urls_signed.inc_by(prepared.signed_urls as u64);
-        Ok(Prepared {
-            request: prepared.request,
-            urls_expire_at: prepared.urls_expire_at,
-        })
+        Ok(prepared)
     }
 
     pub async fn submit_remote(
         &self,
         client: &MediaApiClient,
-        prepared: &Prepared,
+        prepared: &PreparedRequest,
     ) -> SubmitOutcome {
         let result = client.submit(&prepared.request).await;
         self.metrics

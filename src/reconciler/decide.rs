@@ -15,6 +15,9 @@ use super::timing::Timing;
 use crate::crd::{AccessMode, DeletionPolicy, MediaJob, MediaJobStatus, Phase, SubmissionRecord};
 use crate::secret::redact_url;
 
+/// The reason of a job that would be submitted now if the cap on jobs in flight allowed it.
+pub const WAITING_FOR_CAPACITY: &str = "WaitingForCapacity";
+
 /// The finalizer that lets the operator cancel the remote job before the MediaJob goes away.
 pub const FINALIZER: &str = "mediajob.io/cancel-remote-job";
 
@@ -157,6 +160,14 @@ pub struct Decision {
     pub requeue_after: Option<Duration>,
 }
 
+impl Decision {
+    /// The job would be submitted now if it had a slot: the shell asks the admission queue for
+    /// one and decides again.
+    pub fn waits_for_capacity(&self) -> bool {
+        self.action == Action::None && last_reason(&self.status) == Some(WAITING_FOR_CAPACITY)
+    }
+}
+
 /// The next step for `job`.
 pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Settings) -> Decision {
     let now = clock.now;
@@ -214,8 +225,8 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
         status = restarted(&old, generation);
     }
 
-    if let Some(phase) = status.phase.filter(|p| p.is_finished()) {
-        return finished(job, status, phase, now);
+    if status.phase.is_some_and(|p| p.is_finished()) {
+        return finished(job, status, now);
     }
 
     if current_job.is_none()
@@ -270,7 +281,7 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
                 Some(job_id) => Decision {
                     status: after_submit(
                         job,
-                        &with_intent(&status, &submission),
+                        &status,
                         SubmitOutcome::Accepted {
                             job_id: job_id.clone(),
                         },
@@ -342,7 +353,7 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
         set_waiting(
             &mut status,
             Phase::Queued,
-            "WaitingForCapacity",
+            WAITING_FOR_CAPACITY,
             message,
             generation,
             now,
@@ -370,8 +381,16 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
     }
 }
 
+/// When a job that finishes now is due for deletion (the status is written first; the pass after
+/// that, in `finished`, deletes).
+fn ttl_wait(job: &MediaJob) -> Option<Duration> {
+    job.spec
+        .ttl_seconds_after_finished
+        .map(|s| Duration::from_secs(s.max(0) as u64))
+}
+
 /// A finished job: only ttlSecondsAfterFinished is left to do.
-fn finished(job: &MediaJob, status: MediaJobStatus, _phase: Phase, now: Timestamp) -> Decision {
+fn finished(job: &MediaJob, status: MediaJobStatus, now: Timestamp) -> Decision {
     let ttl = job.spec.ttl_seconds_after_finished;
     let completed = status.completion_time.as_ref().map(|t| t.0);
     match (ttl, completed) {
@@ -580,14 +599,10 @@ fn follow(
                 now,
             );
             conditions::remove_condition(&mut status.conditions, FAILED);
-            let wait = job
-                .spec
-                .ttl_seconds_after_finished
-                .map(|s| Duration::from_secs(s.max(0) as u64));
             Decision {
                 status,
                 action: Action::None,
-                requeue_after: wait,
+                requeue_after: ttl_wait(job),
             }
         }
         RemoteState::Cancelled if refresh_due => {
@@ -613,14 +628,10 @@ fn follow(
                 generation,
                 now,
             );
-            let wait = job
-                .spec
-                .ttl_seconds_after_finished
-                .map(|s| Duration::from_secs(s.max(0) as u64));
             Decision {
                 status,
                 action: Action::None,
-                requeue_after: wait,
+                requeue_after: ttl_wait(job),
             }
         }
         RemoteState::Failed { kind, message } => {
@@ -833,12 +844,6 @@ pub fn intent_status(
         job_id: None,
     });
     status.retry_after = None;
-    status
-}
-
-fn with_intent(status: &MediaJobStatus, submission: &SubmissionRecord) -> MediaJobStatus {
-    let mut status = status.clone();
-    status.submission = Some(submission.clone());
     status
 }
 

@@ -100,7 +100,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
 
     let (observed, s3_credentials) = observe(job, ctx, &namespace, now).await;
     let mut decision = decide::decide(job, &observed, clock, &ctx.settings);
-    if wants_capacity(&decision) && ask_for_slot(ctx, &key) {
+    if decision.waits_for_capacity() && ask_for_slot(ctx, &key) {
         let observed = Observed {
             admitted: true,
             ..observed.clone()
@@ -396,15 +396,6 @@ fn ask_for_slot(ctx: &Context, key: &(String, String)) -> bool {
     let admitted = admission.try_admit(key, Instant::now());
     debug!(job = %key.1, admitted, in_flight = admission.in_flight(), waiting = admission.waiting(), "asked for a slot");
     admitted
-}
-
-fn wants_capacity(decision: &Decision) -> bool {
-    decision.action == Action::None
-        && decision
-            .status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == super::conditions::READY && c.reason == "WaitingForCapacity")
 }
 
 /// Keeps the in-flight count in step with what status says.
