@@ -1,7 +1,7 @@
 //! The operator binary in its own process, at the design brief's scale: N MediaJobs (default
 //! 10,000) with a cap of C in flight (default 1,000), against the API double, the emulator and the
 //! embedded S3 store hosted by this process. Reports the operator's peak resident memory, jobs per
-//! second and requests per job. Run: `cargo bench --bench scale [-- N C]`.
+//! second and requests per job. Run: `cargo build --release -p mediajob-operator && cargo bench --bench scale [-- N C]`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::CustomResourceExt;
 use kube::api::{Api, ListParams, PostParams};
-use mediajob_operator::apiserver_double::ApiServerDouble;
+use kube_apiserver_double::ApiServerDouble;
 use mediajob_operator::crd::{MediaJob, Phase};
-use mediajob_operator::embedded_s3::EmbeddedS3;
-use mediajob_operator::emulator::{Emulator, EmulatorConfig, Faults, S3Settings, Speed};
+use embedded_s3::EmbeddedS3;
+use media_api_emulator::{Emulator, EmulatorConfig, Faults, S3Settings, Speed};
 use serde_json::json;
 
 fn rss_mib(child: &Child) -> f64 {
@@ -24,6 +24,23 @@ fn rss_mib(child: &Child) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The product binary (crates/operator), built beside this bench: the same profile directory.
+/// Benches of the root package do not build other packages' binaries, so say how if it is missing.
+fn operator_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the bench's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let binary = profile_dir.join("mediajob-operator");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --release -p mediajob-operator` first",
+        binary.display()
+    );
+    binary
 }
 
 async fn create<K>(api: &Api<K>, value: serde_json::Value)
@@ -101,7 +118,7 @@ async fn run(n: usize, cap: usize) {
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, double.kubeconfig_yaml()).unwrap();
 
-    let mut operator = Command::new(env!("CARGO_BIN_EXE_mediajob-operator"))
+    let mut operator = Command::new(operator_binary())
         .args([
             "run",
             "--namespace",

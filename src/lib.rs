@@ -1,16 +1,4 @@
-//! mediajob-operator: runs Dolby.io Media API jobs on media stored in S3.
-pub mod admin;
-pub mod apiserver_double;
-pub mod config;
-pub mod crd;
-pub mod embedded_s3;
-pub mod emulator;
+//! mediajob-operator on one machine: `local` mode runs MediaJob manifests through the operator's
+//! real reconciler against the Kubernetes API double, the Media API emulator and an embedded,
+//! signature-checking S3 server. The product itself is `crates/operator`.
 pub mod local;
-pub mod logging;
-pub mod media_api;
-pub mod metrics;
-pub mod operation;
-pub mod operator;
-pub mod reconciler;
-pub mod s3;
-pub mod secret;

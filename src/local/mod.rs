@@ -17,20 +17,20 @@ use kube::api::{Api, PostParams};
 use kube::{CustomResourceExt, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::admin::Readiness;
-use crate::apiserver_double::{ApiServerDouble, RunningApiServer};
-use crate::crd::{AccessMode, MediaJob};
-use crate::embedded_s3::EmbeddedS3;
-use crate::emulator::{Emulator, EmulatorConfig, Faults, RunningEmulator, S3Settings, Speed};
-use crate::metrics::Metrics;
-use crate::operator::{OperatorOptions, start};
-use crate::reconciler::callback::CallbackSettings;
-use crate::reconciler::context::{DefaultAccount, MediaApiSettings};
-use crate::reconciler::controller::Scope;
-use crate::reconciler::decide::Settings;
-use crate::reconciler::timing::Timing;
-use crate::s3::S3Location;
-use crate::secret::SecretString;
+use mediajob_operator::admin::Readiness;
+use kube_apiserver_double::{ApiServerDouble, RunningApiServer};
+use mediajob_operator::crd::{AccessMode, MediaJob};
+use embedded_s3::EmbeddedS3;
+use media_api_emulator::{Emulator, EmulatorConfig, Faults, RunningEmulator, S3Settings, Speed};
+use mediajob_operator::metrics::Metrics;
+use mediajob_operator::operator::{OperatorOptions, start};
+use mediajob_operator::reconciler::callback::CallbackSettings;
+use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
+use mediajob_operator::reconciler::controller::Scope;
+use mediajob_operator::reconciler::decide::Settings;
+use mediajob_operator::reconciler::timing::Timing;
+use mediajob_operator::s3::S3Location;
+use mediajob_operator::secret::SecretString;
 
 #[derive(Args, Clone, Debug)]
 pub struct LocalArgs {
@@ -58,17 +58,17 @@ pub struct LocalArgs {
     pub app_key: Option<String>,
     #[arg(long, env = "DOLBYIO_APP_SECRET", hide_env_values = true)]
     pub app_secret: Option<String>,
-    #[arg(long, env = "MEDIAJOB_AUTH_URL", default_value = crate::media_api::DEFAULT_AUTH_URL)]
+    #[arg(long, env = "MEDIAJOB_AUTH_URL", default_value = mediajob_operator::media_api::DEFAULT_AUTH_URL)]
     pub auth_url: String,
-    #[arg(long, env = "MEDIAJOB_MEDIA_URL", default_value = crate::media_api::DEFAULT_MEDIA_URL)]
+    #[arg(long, env = "MEDIAJOB_MEDIA_URL", default_value = mediajob_operator::media_api::DEFAULT_MEDIA_URL)]
     pub media_url: String,
 
     /// How long the emulator takes per job (queue + processing), so progress can be watched.
-    #[arg(long, default_value = "4s", value_parser = crate::crd::parse_duration)]
+    #[arg(long, default_value = "4s", value_parser = mediajob_operator::crd::parse_duration)]
     pub emulator_job_time: Duration,
 
     /// Give up after this long.
-    #[arg(long, default_value = "5m", value_parser = crate::crd::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = mediajob_operator::crd::parse_duration)]
     pub timeout: Duration,
 
     /// Where the embedded S3 store keeps its objects (kept after the run).
@@ -97,7 +97,7 @@ fn failed(message: impl Into<String>) -> LocalError {
 }
 
 pub fn main(args: LocalArgs) -> std::process::ExitCode {
-    crate::logging::init(crate::logging::LogFormat::Text, "error");
+    mediajob_operator::logging::init(mediajob_operator::logging::LogFormat::Text, "error");
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     match runtime.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -222,7 +222,7 @@ async fn s3_side(args: &LocalArgs, manifests: &Manifests) -> Result<S3Side, Loca
         access_key,
         secret_key: SecretString::new(secret_key),
         session_token: None,
-        region: crate::crd::DEFAULT_S3_REGION.to_string(),
+        region: mediajob_operator::crd::DEFAULT_S3_REGION.to_string(),
         embedded: Some(s3),
     })
 }
@@ -262,7 +262,7 @@ async fn media_side(
     };
     let emulator = Emulator::start(EmulatorConfig {
         app_key: app_key.clone(),
-        app_secret: app_secret.clone(),
+        app_secret: media_api_emulator::secret::SecretString::new(app_secret.expose()),
         s3: S3Settings {
             endpoint: s3.endpoint.clone(),
             region: s3.region.clone(),

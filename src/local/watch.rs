@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use kube::Api;
 
 use super::{LocalError, failed};
-use crate::crd::{MediaJob, MediaJobStatus, Phase};
-use crate::embedded_s3::EmbeddedS3;
-use crate::s3::S3Location;
+use mediajob_operator::crd::{MediaJob, MediaJobStatus, Phase};
+use embedded_s3::EmbeddedS3;
+use mediajob_operator::s3::S3Location;
 
 /// What a person wants to see change.
 #[derive(Clone, PartialEq, Eq)]

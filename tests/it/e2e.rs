@@ -1,0 +1,976 @@
+//! End to end: the operator, in process, against a Kubernetes API (the in-process double, or the
+//! cluster named by MEDIAJOB_E2E_KUBECONFIG), the project's Media API emulator over HTTP, and a
+//! real S3 server that checks signatures (embedded, or MEDIAJOB_TEST_S3_*). Each test has its own
+//! namespace, buckets, emulator and operator.
+
+use crate::support::kube as kube_support;
+use crate::support::api_calls;
+use crate::support::s3 as s3_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
+use mediajob_operator::admin::Readiness;
+use mediajob_operator::crd::{MediaJob, Phase};
+use media_api_emulator::{
+    Emulator, EmulatorConfig, Faults, RunningEmulator, S3Settings, Speed,
+};
+use mediajob_operator::metrics::Metrics;
+use mediajob_operator::operator::{OperatorOptions, start};
+use mediajob_operator::reconciler::callback::CallbackSettings;
+use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
+use mediajob_operator::reconciler::controller::Scope;
+use mediajob_operator::reconciler::decide::Settings;
+use mediajob_operator::reconciler::timing::Timing;
+use mediajob_operator::secret::SecretString;
+use serde_json::{Value, json};
+
+use kube_support::TestCluster;
+use s3_support::TestS3;
+
+const OPERATOR_AGENT: &str = "mediajob-operator-e2e";
+const SAMPLE: &[u8] = b"RIFF....WAVEfmt pretend this is audio, the emulator copies bytes";
+
+struct Env {
+    cluster: TestCluster,
+    s3: TestS3,
+    emulator: RunningEmulator,
+    operator: Option<tokio::task::JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    max_in_flight: usize,
+    /// Completion callbacks (off: polling only) and the poll interval the operator uses.
+    callbacks: bool,
+    poll_min: Duration,
+    raw: String,
+    out: String,
+}
+
+impl Env {
+    async fn start() -> Env {
+        Env::start_with(Faults::none(), 100).await
+    }
+
+    async fn start_with(faults: Faults, max_in_flight: usize) -> Env {
+        // RUST_LOG=mediajob_operator=debug shows the operator's decisions.
+        mediajob_operator::logging::init(mediajob_operator::logging::LogFormat::Text, "warn");
+        let cluster = kube_support::test_cluster(vec![MediaJob::crd()]).await;
+        let s3 = TestS3::from_env_or_embedded().await;
+        let emulator = Emulator::start(EmulatorConfig {
+            s3: S3Settings {
+                endpoint: Some(s3.endpoint.clone()),
+                region: s3.region.clone(),
+                path_style: true,
+            },
+            faults,
+            ..EmulatorConfig::default()
+        })
+        .await
+        .expect("start the emulator");
+        let raw = TestS3::unique_bucket("raw");
+        let out = TestS3::unique_bucket("out");
+        s3.create_bucket(&raw);
+        s3.create_bucket(&out);
+        s3.put(&raw, "ep42.wav", SAMPLE).await;
+        let env = Env {
+            cluster,
+            s3,
+            emulator,
+            operator: None,
+            stop: None,
+            max_in_flight,
+            callbacks: false,
+            poll_min: Duration::from_millis(100),
+            raw,
+            out,
+        };
+        env.put_secret(
+            "studio-s3",
+            &[
+                ("AWS_ACCESS_KEY_ID", &env.s3.access_key),
+                ("AWS_SECRET_ACCESS_KEY", &env.s3.secret_key),
+            ],
+        )
+        .await;
+        env
+    }
+
+    fn options(&self) -> OperatorOptions {
+        let timing = Timing {
+            poll_min: self.poll_min,
+            poll_max: self.poll_min.max(Duration::from_millis(500)),
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+            queued_recheck: Duration::from_millis(200),
+            secret_recheck: Duration::from_secs(2),
+            cancel_on_delete_timeout: Duration::from_secs(10),
+        };
+        OperatorOptions {
+            scope: Scope::Namespaces(vec![self.cluster.namespace.clone()]),
+            settings: Settings {
+                timing,
+                max_url_refreshes: 5,
+            },
+            max_in_flight: self.max_in_flight,
+            concurrency: 16,
+            callback: self.callbacks.then(|| CallbackSettings {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                public_url: None,
+            }),
+            media: MediaApiSettings {
+                auth_url: self.emulator.base_url(),
+                media_url: self.emulator.base_url(),
+                requests_per_second: 0.0,
+                default_account: DefaultAccount::Static {
+                    app_key: "emulator-app-key".into(),
+                    app_secret: SecretString::new("emulator-app-secret"),
+                },
+            },
+        }
+    }
+
+    /// The operator's own client: on the double it has its own User-Agent, so the request log
+    /// tells its calls from the test's.
+    fn operator_client(&self) -> kube::Client {
+        match &self.cluster.double {
+            Some(double) => {
+                let mut config = kube::Config::new(double.url().parse().unwrap());
+                config.default_namespace = self.cluster.namespace.clone();
+                config.headers.push((
+                    axum::http::header::USER_AGENT,
+                    axum::http::HeaderValue::from_static(OPERATOR_AGENT),
+                ));
+                kube::Client::try_from(config).unwrap()
+            }
+            None => self.cluster.client.clone(),
+        }
+    }
+
+    fn start_operator(&mut self) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let client = self.operator_client();
+        let options = self.options();
+        self.operator = Some(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = rx.await;
+            };
+            start(
+                client,
+                options,
+                Arc::new(Metrics::default()),
+                Arc::new(Readiness::default()),
+                stopped,
+            )
+            .await;
+        }));
+        self.stop = Some(tx);
+    }
+
+    /// Kills the operator mid-flight: no graceful shutdown, like a crashed pod.
+    fn kill_operator(&mut self) {
+        if let Some(task) = self.operator.take() {
+            task.abort();
+        }
+        self.stop = None;
+    }
+
+    async fn stop_operator(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.operator.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    fn jobs(&self) -> Api<MediaJob> {
+        Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace)
+    }
+
+    async fn put_secret(&self, name: &str, pairs: &[(&str, &str)]) {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(self.cluster.namespace.clone()),
+                ..Default::default()
+            },
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                        )
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let api: Api<Secret> =
+            Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace);
+        api.patch(
+            name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .expect("apply Secret");
+    }
+
+    fn enhance(&self, name: &str) -> Value {
+        json!({
+            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+            "metadata": {"name": name},
+            "spec": {
+                "operation": "enhance",
+                "input": {"url": format!("s3://{}/ep42.wav", self.raw)},
+                "output": {"url": format!("s3://{}/{name}.wav", self.out)},
+                "credentials": {"secretRef": {"name": "studio-s3"}},
+                "s3": {"endpoint": self.s3.endpoint, "region": self.s3.region},
+                "parameters": {"content": {"type": "podcast"}},
+            }
+        })
+    }
+
+    async fn create(&self, manifest: Value) -> kube::Result<MediaJob> {
+        let job: MediaJob = serde_json::from_value(manifest).expect("a MediaJob");
+        self.jobs().create(&PostParams::default(), &job).await
+    }
+
+    /// Waits until `check` holds for the job, or fails the test with its last status.
+    async fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        check: impl Fn(&MediaJob) -> bool,
+    ) -> MediaJob {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.jobs().get_opt(name).await.expect("get MediaJob");
+            if let Some(job) = &job
+                && check(job)
+            {
+                return job.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("{name}: timed out; last seen: {:#?}", job.map(|j| j.status));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_for_phase(&self, name: &str, phase: Phase, timeout: Duration) -> MediaJob {
+        self.wait_for(name, timeout, |j| phase_of(j) == Some(phase))
+            .await
+    }
+
+    async fn cleanup(mut self) {
+        self.stop_operator().await;
+        self.emulator.shutdown().await;
+        self.cluster.cleanup().await;
+    }
+}
+
+fn phase_of(job: &MediaJob) -> Option<Phase> {
+    job.status.as_ref().and_then(|s| s.phase)
+}
+
+fn reason_of(job: &MediaJob) -> String {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+fn slow(processing: Duration) -> Faults {
+    Faults {
+        speed: Speed::Fixed(processing),
+        ..Faults::none()
+    }
+}
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_presigned_job_succeeds_and_writes_its_output() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    env.create(env.enhance("ep42")).await.unwrap();
+    let job = env.wait_for_phase("ep42", Phase::Succeeded, T).await;
+    let status = job.status.clone().unwrap();
+    assert_eq!(status.progress, Some(100));
+    assert_eq!(status.attempts, Some(1));
+    // Pre-signed URLs: their expiry stays on record; nothing is left to refresh once done.
+    assert!(status.urls_expire_at.is_some(), "urlsExpireAt is recorded");
+    assert_eq!(status.next_refresh_time, None);
+    assert_eq!(
+        env.s3.get(&env.out, "ep42.wav").await.as_deref(),
+        Some(SAMPLE)
+    );
+    assert_eq!(env.emulator.job_count(), 1);
+    // Nothing secret in the status the user sees.
+    let text = serde_json::to_string(&status).unwrap();
+    assert!(
+        !text.contains("X-Amz-Signature") && !text.contains(&env.s3.secret_key),
+        "{text}"
+    );
+    assert!(
+        job.finalizers()
+            .iter()
+            .any(|f| f == "mediajob.io/cancel-remote-job")
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_auth_block_job_succeeds() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    let mut manifest = env.enhance("auth");
+    manifest["spec"]["access"] = json!("authBlock");
+    manifest["spec"]["operation"] = json!("analyze");
+    manifest["spec"]["output"]["url"] = json!(format!("s3://{}/auth.json", env.out));
+    env.create(manifest).await.unwrap();
+    let job = env.wait_for_phase("auth", Phase::Succeeded, T).await;
+    assert!(
+        job.status.unwrap().next_refresh_time.is_none(),
+        "auth blocks need no refresh"
+    );
+    let report = env
+        .s3
+        .get(&env.out, "auth.json")
+        .await
+        .expect("the analysis report");
+    assert!(serde_json::from_slice::<Value>(&report).is_ok());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_public_diagnose_job_returns_its_result_in_status() {
+    // A public object: served without credentials by a tiny HTTP server.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/public/a.wav",
+        axum::routing::get(|| async { SAMPLE.to_vec() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut env = Env::start().await;
+    env.start_operator();
+    env.create(json!({
+        "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+        "metadata": {"name": "diag"},
+        "spec": {"operation": "diagnose", "access": "public", "input": {"url": format!("http://{addr}/public/a.wav")}},
+    }))
+    .await
+    .unwrap();
+    let job = env.wait_for_phase("diag", Phase::Succeeded, T).await;
+    assert!(
+        job.status.unwrap().result.is_some(),
+        "diagnose results are inline"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_transcode_writes_two_outputs() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    let out = env.out.clone();
+    env.create(json!({
+        "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+        "metadata": {"name": "tc"},
+        "spec": {
+            "operation": "transcode",
+            "input": {"url": format!("s3://{}/ep42.wav", env.raw)},
+            "outputs": [
+                {"url": format!("s3://{out}/tc/a.mp4"), "parameters": {"id": "a", "kind": "mp4"}},
+                {"url": format!("s3://{out}/tc/b.mp3"), "parameters": {"id": "b", "kind": "mp3"}},
+            ],
+            "credentials": {"secretRef": {"name": "studio-s3"}},
+            "s3": {"endpoint": env.s3.endpoint, "region": env.s3.region},
+        }
+    }))
+    .await
+    .unwrap();
+    let job = env.wait_for_phase("tc", Phase::Succeeded, T).await;
+    assert!(env.s3.get(&out, "tc/a.mp4").await.is_some());
+    assert!(env.s3.get(&out, "tc/b.mp3").await.is_some());
+    assert_eq!(job.status.unwrap().outputs.map(|o| o.len()), Some(2));
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_missing_secret_waits_and_continues_when_created() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    let mut manifest = env.enhance("late");
+    manifest["spec"]["credentials"]["secretRef"]["name"] = json!("late-secret");
+    env.create(manifest).await.unwrap();
+    let job = env
+        .wait_for("late", T, |j| reason_of(j) == "SecretNotFound")
+        .await;
+    assert_eq!(phase_of(&job), Some(Phase::Pending));
+    let started = Instant::now();
+    env.put_secret(
+        "late-secret",
+        &[
+            ("AWS_ACCESS_KEY_ID", &env.s3.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &env.s3.secret_key),
+        ],
+    )
+    .await;
+    env.wait_for_phase("late", Phase::Succeeded, T).await;
+    // The Secret watch wakes the job; it does not wait for the slow safety-net recheck.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_secret_with_a_missing_key_is_reported_and_recovers_when_fixed() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    env.put_secret("broken", &[("AWS_ACCESS_KEY_ID", &env.s3.access_key)])
+        .await;
+    let mut manifest = env.enhance("broken");
+    manifest["spec"]["credentials"]["secretRef"]["name"] = json!("broken");
+    env.create(manifest).await.unwrap();
+    let job = env
+        .wait_for("broken", T, |j| reason_of(j) == "InvalidCredentials")
+        .await;
+    let message = job
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(message.contains("AWS_SECRET_ACCESS_KEY"), "{message}");
+    env.put_secret(
+        "broken",
+        &[
+            ("AWS_ACCESS_KEY_ID", &env.s3.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &env.s3.secret_key),
+        ],
+    )
+    .await;
+    env.wait_for_phase("broken", Phase::Succeeded, T).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_wrong_secret_key_fails_the_job_with_an_access_error() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    env.put_secret(
+        "wrong",
+        &[
+            ("AWS_ACCESS_KEY_ID", &env.s3.access_key),
+            ("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+        ],
+    )
+    .await;
+    let mut manifest = env.enhance("wrong");
+    manifest["spec"]["credentials"]["secretRef"]["name"] = json!("wrong");
+    manifest["spec"]["retry"] = json!({"limit": 1});
+    env.create(manifest).await.unwrap();
+    let job = env.wait_for_phase("wrong", Phase::Failed, T).await;
+    assert_eq!(reason_of(&job), "RemoteJobFailed");
+    let status = job.status.unwrap();
+    assert_eq!(status.failed_attempts, Some(2));
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap()
+        .message;
+    assert!(message.to_lowercase().contains("input"), "{message}");
+    assert!(!message.contains("X-Amz-Signature"), "{message}");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_refused_by_the_api_server() {
+    let env = Env::start().await;
+    let mut manifest = env.enhance("bad");
+    manifest["spec"]["urls"] = json!({"ttl": "200h"});
+    let error = env.create(manifest).await.unwrap_err();
+    let kube::Error::Api(status) = error else {
+        panic!("expected an API error")
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status.message.contains("at most 7 days"),
+        "{}",
+        status.message
+    );
+    let mut manifest = env.enhance("bad2");
+    manifest["spec"]["credentials"] = Value::Null;
+    manifest["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("credentials");
+    let error = env.create(manifest).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("credentials.secretRef is required"),
+        "{error}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_rate_limiting_and_failing_media_api_is_ridden_out() {
+    let faults = Faults {
+        rate_limit_fraction: 0.3,
+        get_error_fraction: 0.3,
+        start_error_fraction: 0.0,
+        retry_after: Duration::from_secs(1),
+        ..Faults::none()
+    };
+    let mut env = Env::start_with(faults, 100).await;
+    env.start_operator();
+    for i in 0..5 {
+        env.create(env.enhance(&format!("flaky-{i}")))
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        env.wait_for_phase(
+            &format!("flaky-{i}"),
+            Phase::Succeeded,
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    // 429s on submission are refused before any job is made: still exactly one job each.
+    assert_eq!(env.emulator.job_count(), 5);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_operator_killed_mid_job_resumes_without_a_second_remote_job() {
+    let mut env = Env::start_with(slow(Duration::from_secs(3)), 100).await;
+    env.start_operator();
+    env.create(env.enhance("crash")).await.unwrap();
+    env.wait_for_phase("crash", Phase::Running, T).await;
+    env.kill_operator();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.start_operator();
+    let job = env.wait_for_phase("crash", Phase::Succeeded, T).await;
+    assert_eq!(env.emulator.job_count(), 1);
+    assert_eq!(job.status.unwrap().attempts, Some(1));
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_submission_recorded_without_its_job_id_is_found_not_repeated() {
+    // As if the operator crashed between the POST and the status write: the intent is in
+    // status, the job exists at the Media API, its id was never recorded.
+    let mut env = Env::start_with(slow(Duration::from_secs(1)), 100).await;
+    let mut manifest = env.enhance("lost");
+    manifest["metadata"]["finalizers"] = json!(["mediajob.io/cancel-remote-job"]);
+    env.create(manifest).await.unwrap();
+    let intent_time = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap();
+    let status = json!({
+        "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+        "status": {"phase": "Pending", "submission": {"attempt": 1, "intentTime": intent_time.to_string()}},
+    });
+    env.jobs()
+        .patch_status(
+            "lost",
+            &PatchParams::apply("mediajob-operator").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+    // The "lost" POST, made with the operator's own client.
+    let client = mediajob_operator::media_api::MediaApiClient::new({
+        let mut c = mediajob_operator::media_api::MediaApiConfig::new(
+            "emulator-app-key",
+            SecretString::new("emulator-app-secret"),
+        );
+        c.auth_base_url = env.emulator.base_url();
+        c.media_base_url = env.emulator.base_url();
+        c
+    })
+    .unwrap();
+    let input = env
+        .s3
+        .presign_get(&env.raw, "ep42.wav", Duration::from_secs(600))
+        .await;
+    let output = env
+        .s3
+        .presign_put(&env.out, "lost.wav", Duration::from_secs(600))
+        .await;
+    let request = mediajob_operator::media_api::JobRequest::new(
+        mediajob_operator::operation::Operation::Enhance,
+        vec![mediajob_operator::media_api::Location::Url(
+            SecretString::new(input),
+        )],
+        vec![mediajob_operator::media_api::OutputLocation::new(
+            mediajob_operator::media_api::Location::Url(SecretString::new(output)),
+        )],
+    );
+    let lost_id = client.submit(&request).await.unwrap();
+    env.start_operator();
+    let job = env.wait_for_phase("lost", Phase::Succeeded, T).await;
+    assert_eq!(
+        job.status.unwrap().job_id.as_deref(),
+        Some(lost_id.as_str())
+    );
+    assert_eq!(
+        env.emulator.job_count(),
+        1,
+        "the operator must adopt the job, not submit another"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn urls_about_to_expire_are_refreshed_by_resubmitting() {
+    // The first job stalls; the operator refreshes before the URLs' refresh time; the
+    // resubmitted job is not stalled and finishes.
+    let mut env = Env::start_with(
+        Faults {
+            stall_fraction: 1.0,
+            ..Faults::none()
+        },
+        100,
+    )
+    .await;
+    env.start_operator();
+    let mut manifest = env.enhance("refresh");
+    manifest["spec"]["urls"] = json!({"ttl": "5m", "refreshBefore": "4m57s"});
+    env.create(manifest).await.unwrap();
+    env.wait_for_phase("refresh", Phase::Running, T).await;
+    env.emulator.set_faults(Faults::none());
+    let job = env.wait_for_phase("refresh", Phase::Succeeded, T).await;
+    let status = job.status.unwrap();
+    assert!(status.url_refreshes.unwrap_or(0) >= 1, "{status:?}");
+    assert_eq!(status.attempts, Some(status.url_refreshes.unwrap() + 1));
+    assert_eq!(env.emulator.job_count() as i32, status.attempts.unwrap());
+    let first = env.emulator.job_count();
+    assert!(first >= 2);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn deleting_a_running_job_cancels_it_remotely() {
+    let mut env = Env::start_with(
+        Faults {
+            stall_fraction: 1.0,
+            ..Faults::none()
+        },
+        100,
+    )
+    .await;
+    env.start_operator();
+    env.create(env.enhance("gone")).await.unwrap();
+    let job = env.wait_for_phase("gone", Phase::Running, T).await;
+    let remote_id = job.status.unwrap().job_id.unwrap();
+    env.jobs()
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + T;
+    while env.jobs().get_opt("gone").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the MediaJob was not released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let remote = env.emulator.job(&remote_id).unwrap();
+    assert_eq!(format!("{:?}", remote.status), "Cancelled");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deadline_fails_and_cancels_the_job() {
+    let mut env = Env::start_with(
+        Faults {
+            stall_fraction: 1.0,
+            ..Faults::none()
+        },
+        100,
+    )
+    .await;
+    env.start_operator();
+    let mut manifest = env.enhance("late");
+    manifest["spec"]["activeDeadlineSeconds"] = json!(2);
+    env.create(manifest).await.unwrap();
+    let running = env.wait_for_phase("late", Phase::Running, T).await;
+    let remote_id = running.status.unwrap().job_id.unwrap();
+    let job = env.wait_for_phase("late", Phase::Failed, T).await;
+    assert_eq!(reason_of(&job), "DeadlineExceeded");
+    let remote = env.emulator.job(&remote_id).unwrap();
+    assert_eq!(format!("{:?}", remote.status), "Cancelled");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn suspend_holds_the_job_and_resume_runs_it() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    let mut manifest = env.enhance("held");
+    manifest["spec"]["suspend"] = json!(true);
+    env.create(manifest).await.unwrap();
+    let job = env
+        .wait_for("held", T, |j| reason_of(j) == "Suspended")
+        .await;
+    assert_eq!(phase_of(&job), Some(Phase::Queued));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(env.emulator.job_count(), 0);
+    let patch = json!({"spec": {"suspend": false}});
+    env.jobs()
+        .patch("held", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    env.wait_for_phase("held", Phase::Succeeded, T).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn finished_jobs_are_deleted_after_their_ttl() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    let mut manifest = env.enhance("brief");
+    manifest["spec"]["ttlSecondsAfterFinished"] = json!(1);
+    env.create(manifest).await.unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        if env.jobs().get_opt("brief").await.unwrap().is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(env.s3.get(&env.out, "brief.wav").await.is_some());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_hundred_jobs_under_a_cap_of_twenty() {
+    let mut env = Env::start_with(slow(Duration::from_millis(200)), 20).await;
+    env.start_operator();
+    for i in 0..200 {
+        env.create(env.enhance(&format!("many-{i}"))).await.unwrap();
+    }
+    // Sample how many remote jobs are unfinished while the batch runs.
+    let mut peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let jobs = env.jobs().list(&Default::default()).await.unwrap();
+        let in_flight = jobs
+            .items
+            .iter()
+            .filter(|j| matches!(phase_of(j), Some(Phase::Submitted) | Some(Phase::Running)))
+            .count();
+        peak = peak.max(in_flight);
+        let done = jobs
+            .items
+            .iter()
+            .filter(|j| phase_of(j) == Some(Phase::Succeeded))
+            .count();
+        if done == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {done} of 200 succeeded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(peak <= 20, "{peak} jobs in flight under a cap of 20");
+    assert!(peak >= 5, "the cap was barely used ({peak})");
+    let jobs = env.jobs().list(&Default::default()).await.unwrap();
+    let attempts: i32 = jobs
+        .items
+        .iter()
+        .map(|j| j.status.as_ref().and_then(|s| s.attempts).unwrap_or(0))
+        .sum();
+    let odd: Vec<_> = jobs
+        .items
+        .iter()
+        .filter(|j| j.status.as_ref().and_then(|s| s.attempts) != Some(1))
+        .map(|j| (j.name_any(), j.status.clone()))
+        .collect();
+    assert_eq!(
+        env.emulator.job_count(),
+        200,
+        "attempts recorded: {attempts}; jobs with other than one attempt: {odd:#?}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn no_credential_reaches_events_or_status() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    env.create(env.enhance("quiet")).await.unwrap();
+    env.wait_for_phase("quiet", Phase::Succeeded, T).await;
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.cluster.client.clone(), &env.cluster.namespace);
+    let list = events.list(&Default::default()).await.unwrap();
+    assert!(
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Succeeded"))
+    );
+    let text = serde_json::to_string(&list).unwrap()
+        + &serde_json::to_string(&env.jobs().get("quiet").await.unwrap()).unwrap();
+    for secret in [
+        env.s3.secret_key.as_str(),
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "emulator-app-secret",
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked");
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_operator_makes_only_the_api_calls_its_rbac_grants() {
+    let mut env = Env::start_with(
+        Faults {
+            stall_fraction: 0.0,
+            ..Faults::none()
+        },
+        100,
+    )
+    .await;
+    if env.cluster.double.is_none() {
+        eprintln!("skipped: needs the API server double's request log");
+        return;
+    }
+    env.start_operator();
+    // A tour of the lifecycle: success, a missing Secret, suspend, TTL deletion, user deletion.
+    env.create(env.enhance("ok")).await.unwrap();
+    let mut late = env.enhance("late");
+    late["spec"]["credentials"]["secretRef"]["name"] = json!("late-secret");
+    env.create(late).await.unwrap();
+    let mut held = env.enhance("held");
+    held["spec"]["suspend"] = json!(true);
+    env.create(held).await.unwrap();
+    let mut brief = env.enhance("brief");
+    brief["spec"]["ttlSecondsAfterFinished"] = json!(0);
+    env.create(brief).await.unwrap();
+    env.wait_for_phase("ok", Phase::Succeeded, T).await;
+    env.wait_for("late", T, |j| reason_of(&j.clone()) == "SecretNotFound")
+        .await;
+    env.wait_for("held", T, |j| reason_of(&j.clone()) == "Suspended")
+        .await;
+    env.jobs()
+        .delete("ok", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records = env.cluster.requests().unwrap().all();
+    let calls: Vec<api_calls::ApiCall> = records
+        .iter()
+        .filter(|r| r.user_agent == OPERATOR_AGENT)
+        .map(|r| {
+            let method = match r.verb.as_str() {
+                "get" | "list" | "watch" => "GET",
+                "create" => "POST",
+                "update" => "PUT",
+                "patch" => "PATCH",
+                "delete" | "deletecollection" => "DELETE",
+                other => panic!("unexpected verb {other}"),
+            };
+            let uri = if r.query.is_empty() {
+                r.path.clone()
+            } else {
+                format!("{}?{}", r.path, r.query)
+            };
+            api_calls::ApiCall::from_request(method, &uri)
+        })
+        .collect();
+    assert!(calls.len() > 10, "the operator's calls were not seen");
+    let installation = api_calls::Installation {
+        watch_namespaces: vec![env.cluster.namespace.clone()],
+        leader_election: false,
+        ..api_calls::Installation::default()
+    };
+    let (refused, unused) = api_calls::compare(calls, &installation);
+    assert!(
+        refused.is_empty(),
+        "calls the chart's RBAC would refuse: {refused:#?}"
+    );
+    // Every namespaced grant was needed, except: the own-namespace Secret (read only without a
+    // static Media API account, unlike here) and Event patches (the recorder patches a repeated
+    // Event's series, which this tour does not produce).
+    let unused: Vec<_> = unused
+        .into_iter()
+        .filter(|g| g.0 != installation.namespace)
+        .filter(|g| !(g.1 == "events.k8s.io" && g.3 == "patch"))
+        .collect();
+    assert!(unused.is_empty(), "grants no call used: {unused:#?}");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_per_job_media_api_secret_is_used_and_a_fixed_one_is_picked_up_at_once() {
+    let mut env = Env::start().await;
+    env.start_operator();
+    env.put_secret(
+        "team-dolbyio",
+        &[
+            ("DOLBYIO_APP_KEY", "emulator-app-key"),
+            ("DOLBYIO_APP_SECRET", "wrong"),
+        ],
+    )
+    .await;
+    let mut manifest = env.enhance("team");
+    manifest["spec"]["mediaApiCredentials"] = json!({"secretRef": {"name": "team-dolbyio"}});
+    env.create(manifest).await.unwrap();
+    // The job's own account is used (the operator's default would have worked) and refused.
+    let job = env
+        .wait_for("team", T, |j| reason_of(j) == "MediaApiCredentialsRefused")
+        .await;
+    assert!(
+        job.status.unwrap().retry_after.is_some(),
+        "backs off rather than retrying in a loop"
+    );
+    assert_eq!(env.emulator.job_count(), 0);
+    let fixed = Instant::now();
+    env.put_secret(
+        "team-dolbyio",
+        &[
+            ("DOLBYIO_APP_KEY", "emulator-app-key"),
+            ("DOLBYIO_APP_SECRET", "emulator-app-secret"),
+        ],
+    )
+    .await;
+    env.wait_for_phase("team", Phase::Succeeded, T).await;
+    assert!(
+        fixed.elapsed() < Duration::from_secs(10),
+        "the fixed Secret was picked up after {:?}",
+        fixed.elapsed()
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_completion_callback_finishes_the_job_before_the_next_poll() {
+    let mut env = Env::start_with(slow(Duration::from_secs(1)), 100).await;
+    env.callbacks = true;
+    env.poll_min = Duration::from_secs(30);
+    env.start_operator();
+    let started = Instant::now();
+    env.create(env.enhance("hinted")).await.unwrap();
+    env.wait_for_phase("hinted", Phase::Succeeded, T).await;
+    // Without the callback the first poll after submission would come 30 s later.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    env.cleanup().await;
+}

@@ -1,2 +1,0 @@
-//! Shared test harnesses.
-pub mod s3;
