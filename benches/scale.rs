@@ -6,13 +6,13 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use embedded_s3::EmbeddedS3;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::CustomResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use kube_apiserver_double::ApiServerDouble;
-use mediajob_operator::crd::{MediaJob, Phase};
-use embedded_s3::EmbeddedS3;
 use media_api_emulator::{Emulator, EmulatorConfig, Faults, S3Settings, Speed};
+use mediajob_operator::crd::{MediaJob, Phase};
 use serde_json::json;
 
 fn rss_mib(child: &Child) -> f64 {

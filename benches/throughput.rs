@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use embedded_s3::EmbeddedS3;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{CustomResourceExt, ResourceExt};
-use mediajob_operator::admin::Readiness;
 use kube_apiserver_double::ApiServerDouble;
-use mediajob_operator::crd::{MediaJob, Phase};
-use embedded_s3::EmbeddedS3;
 use media_api_emulator::{Emulator, EmulatorConfig, Faults, S3Settings, Speed};
+use mediajob_operator::admin::Readiness;
+use mediajob_operator::crd::{MediaJob, Phase};
 use mediajob_operator::metrics::Metrics;
 use mediajob_operator::operator::{OperatorOptions, start};
 use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
@@ -93,6 +93,13 @@ async fn run(n: usize) {
                 ..Timing::default()
             },
             max_url_refreshes: 10,
+            // The emulator lists new jobs at once: short search settings keep runs quick.
+            search: mediajob_operator::reconciler::search::SearchSettings {
+                skew: Duration::from_millis(250),
+                listing_lag: Duration::from_secs(1),
+                submit_timeout: Duration::from_secs(60),
+                recheck: Duration::from_millis(500),
+            },
         },
         max_in_flight: n,
         concurrency: 32,

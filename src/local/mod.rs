@@ -17,11 +17,11 @@ use kube::api::{Api, PostParams};
 use kube::{CustomResourceExt, ResourceExt};
 use serde_json::{Value, json};
 
-use mediajob_operator::admin::Readiness;
-use kube_apiserver_double::{ApiServerDouble, RunningApiServer};
-use mediajob_operator::crd::{AccessMode, MediaJob};
 use embedded_s3::EmbeddedS3;
+use kube_apiserver_double::{ApiServerDouble, RunningApiServer};
 use media_api_emulator::{Emulator, EmulatorConfig, Faults, RunningEmulator, S3Settings, Speed};
+use mediajob_operator::admin::Readiness;
+use mediajob_operator::crd::{AccessMode, MediaJob};
 use mediajob_operator::metrics::Metrics;
 use mediajob_operator::operator::{OperatorOptions, start};
 use mediajob_operator::reconciler::callback::CallbackSettings;
@@ -305,6 +305,13 @@ async fn run(args: LocalArgs) -> Result<(), LocalError> {
                 ..Timing::default()
             },
             max_url_refreshes: 10,
+            // The emulator lists new jobs at once: short search settings keep runs quick.
+            search: mediajob_operator::reconciler::search::SearchSettings {
+                skew: Duration::from_millis(250),
+                listing_lag: Duration::from_secs(1),
+                submit_timeout: Duration::from_secs(60),
+                recheck: Duration::from_millis(500),
+            },
         },
         max_in_flight: 100,
         concurrency: 8,

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use kube::Api;
 
 use super::{LocalError, failed};
-use mediajob_operator::crd::{MediaJob, MediaJobStatus, Phase};
 use embedded_s3::EmbeddedS3;
+use mediajob_operator::crd::{MediaJob, MediaJobStatus, Phase};
 use mediajob_operator::s3::S3Location;
 
 /// What a person wants to see change.

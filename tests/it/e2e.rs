@@ -3,8 +3,8 @@
 //! real S3 server that checks signatures (embedded, or MEDIAJOB_TEST_S3_*). Each test has its own
 //! namespace, buckets, emulator and operator.
 
-use crate::support::kube as kube_support;
 use crate::support::api_calls;
+use crate::support::kube as kube_support;
 use crate::support::s3 as s3_support;
 
 use std::sync::Arc;
@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{CustomResourceExt, ResourceExt};
+use media_api_emulator::{Emulator, EmulatorConfig, Faults, RunningEmulator, S3Settings, Speed};
 use mediajob_operator::admin::Readiness;
 use mediajob_operator::crd::{MediaJob, Phase};
-use media_api_emulator::{
-    Emulator, EmulatorConfig, Faults, RunningEmulator, S3Settings, Speed,
-};
 use mediajob_operator::metrics::Metrics;
 use mediajob_operator::operator::{OperatorOptions, start};
 use mediajob_operator::reconciler::callback::CallbackSettings;
@@ -112,6 +110,13 @@ impl Env {
             settings: Settings {
                 timing,
                 max_url_refreshes: 5,
+                // The emulator lists new jobs at once: short search settings keep runs quick.
+                search: mediajob_operator::reconciler::search::SearchSettings {
+                    skew: Duration::from_millis(250),
+                    listing_lag: Duration::from_secs(1),
+                    submit_timeout: Duration::from_secs(60),
+                    recheck: Duration::from_millis(500),
+                },
             },
             max_in_flight: self.max_in_flight,
             concurrency: 16,

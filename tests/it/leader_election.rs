@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
+use embedded_s3::EmbeddedS3;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
 use kube_apiserver_double::ApiServerDouble;
-use mediajob_operator::crd::{MediaJob, Phase};
-use embedded_s3::EmbeddedS3;
 use media_api_emulator::{Emulator, EmulatorConfig, S3Settings};
+use mediajob_operator::crd::{MediaJob, Phase};
 use serde_json::json;
 
 async fn create<K>(api: &Api<K>, value: serde_json::Value)
@@ -141,10 +141,7 @@ async fn one_replica_leads_and_the_other_takes_over() {
         Some("replica-a"),
         "the first replica leads"
     );
-    assert!(
-        second.try_wait().unwrap().is_none(),
-        "the follower waits"
-    );
+    assert!(second.try_wait().unwrap().is_none(), "the follower waits");
 
     // The leader dies without releasing the Lease (SIGKILL); the follower takes over when it
     // expires.

@@ -66,6 +66,17 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_MAX_URL_REFRESHES", default_value_t = 10)]
     pub max_url_refreshes: i32,
 
+    /// How long a new job may take to appear in the Media API's job list (and its status GET
+    /// to stop answering 404). A submission whose answer was lost is declared absent (and sent
+    /// again) only after this, and after two searches agree.
+    #[arg(long, env = "MEDIAJOB_LISTING_LAG", default_value = "30s", value_parser = duration_arg)]
+    pub listing_lag: Duration,
+
+    /// The largest difference between this clock and the Media API's `time_submitted`, used to
+    /// bound the search for a submission whose answer was lost.
+    #[arg(long, env = "MEDIAJOB_CLOCK_SKEW", default_value = "2s", value_parser = duration_arg)]
+    pub clock_skew: Duration,
+
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "MEDIAJOB_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: SocketAddr,

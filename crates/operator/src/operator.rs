@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
@@ -16,6 +17,7 @@ use crate::reconciler::callback::{self, CallbackSettings};
 use crate::reconciler::context::{Context, DefaultAccount, MediaApiSettings};
 use crate::reconciler::controller::{Scope, run_controllers, wait_for_crd};
 use crate::reconciler::decide::Settings;
+use crate::reconciler::search::SearchSettings;
 use crate::reconciler::timing::Timing;
 
 /// Everything the operator needs besides a Kubernetes client.
@@ -46,6 +48,13 @@ impl OperatorOptions {
             settings: Settings {
                 timing,
                 max_url_refreshes: args.max_url_refreshes,
+                search: SearchSettings {
+                    skew: args.clock_skew,
+                    listing_lag: args.listing_lag,
+                    // The Media API client's request timeout (MediaApiConfig's default).
+                    submit_timeout: Duration::from_secs(60),
+                    ..SearchSettings::default()
+                },
             },
             max_in_flight: args.max_jobs_in_flight,
             concurrency: args.concurrency,

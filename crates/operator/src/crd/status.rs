@@ -116,4 +116,14 @@ pub struct SubmissionRecord {
     /// The remote job id, once the Media API answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// The Media API account that submitted (a fingerprint of its app key, not the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// A fingerprint of the job submitted just before this one on the same account and
+    /// operation: a search for this submission's job starts after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+    /// When an answer that left the outcome unknown (5xx, timeout, reset) came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_time: Option<Time>,
 }

@@ -53,15 +53,23 @@ pub fn delay(
     Some(half + half.mul_f64(fastrand::f64()))
 }
 
-/// `Retry-After`: delta seconds or an HTTP date.
+/// The longest wait a server's `Retry-After` can impose: a header is input from outside, and a
+/// huge value must neither park a job for years nor overflow time arithmetic downstream.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After`: delta seconds or an HTTP date, at most [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
     }
     let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
     let span = at.as_duration().checked_sub(now.as_duration())?;
-    Some(span.try_into().unwrap_or(Duration::ZERO))
+    Some(
+        Duration::try_from(span)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 #[cfg(test)]
@@ -116,5 +124,14 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // Bounded: no header can park a job for longer than an hour.
+        assert_eq!(
+            parse_retry_after("18446744073709551615", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 }

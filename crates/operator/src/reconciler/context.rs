@@ -12,9 +12,12 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client};
 
 use super::admission::Admission;
+use super::callback::Wakeup;
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
+use super::lanes::{LaneKey, Lanes, UNKNOWN_ACCOUNT, account_fingerprint};
 use super::memory::Memory;
 use super::remote;
+use super::search::{self, Presence, Unconfirmed, Verdict};
 use super::signing::{self, PreparedRequest};
 use crate::crd::{AccessMode, MediaJob};
 use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiConfig};
@@ -53,6 +56,23 @@ pub struct MediaApiSettings {
     pub default_account: DefaultAccount,
 }
 
+/// A Media API client and the account it speaks for (a fingerprint of its app key).
+#[derive(Clone, Debug)]
+pub struct MediaAccount {
+    pub client: MediaApiClient,
+    pub account: String,
+}
+
+/// How a cancel went.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CancelOutcome {
+    Cancelled,
+    /// 400 or 404: the job had already finished, or is unknown. Read its status before acting
+    /// on the cancel (a refresh must not throw away a success).
+    AlreadyFinished,
+    Failed(String),
+}
+
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
@@ -67,6 +87,14 @@ pub struct Context {
     callback_base: Mutex<Option<String>>,
     /// All MediaJobs the controllers see, to tell which remote job ids are already claimed.
     jobs: Mutex<Vec<Store<MediaJob>>>,
+    /// How many stores `jobs` will hold once every controller runs.
+    expected_stores: Mutex<usize>,
+    /// Submission lanes and claimed job ids (see `lanes.rs`).
+    pub lanes: Mutex<Lanes>,
+    lanes_seeded: tokio::sync::OnceCell<()>,
+    /// Jobs waiting for each lane, woken one at a time as it frees up.
+    lane_waiters: Mutex<HashMap<LaneKey, std::collections::VecDeque<Wakeup>>>,
+    waker: Mutex<Option<tokio::sync::broadcast::Sender<Wakeup>>>,
 }
 
 impl Context {
@@ -82,6 +110,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         let stale_after = settings.timing.queued_recheck * 4;
+        let lanes = Lanes::new(Timestamp::now(), settings.search.skew);
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -94,12 +123,113 @@ impl Context {
             jobs: Mutex::new(vec![]),
             secrets: Mutex::new(HashMap::new()),
             callback_base: Mutex::new(None),
+            expected_stores: Mutex::new(1),
+            lanes: Mutex::new(lanes),
+            lanes_seeded: tokio::sync::OnceCell::new(),
+            lane_waiters: Mutex::new(HashMap::new()),
+            waker: Mutex::new(None),
+        }
+    }
+
+    /// The channel that wakes a job's reconcile (lane hand-over, completion callbacks).
+    pub fn set_waker(&self, waker: tokio::sync::broadcast::Sender<Wakeup>, stores: usize) {
+        *self.waker.lock().unwrap() = Some(waker);
+        *self.expected_stores.lock().unwrap() = stores.max(1);
+    }
+
+    /// Before the first submission: every controller's store is complete, every unconfirmed
+    /// intent holds its lane, and every job id a status names is claimed. Without this, a job
+    /// could take a lane whose unconfirmed submission another job (not yet reconciled since the
+    /// start) still has to resolve.
+    pub async fn ensure_lanes_seeded(&self) {
+        self.lanes_seeded
+            .get_or_init(|| async {
+                loop {
+                    let stores = self.jobs.lock().unwrap().clone();
+                    if stores.len() >= *self.expected_stores.lock().unwrap() {
+                        for store in &stores {
+                            let _ = store.wait_until_ready().await;
+                        }
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let now = Timestamp::now();
+                let stores = self.jobs.lock().unwrap().clone();
+                let mut lanes = self.lanes.lock().unwrap();
+                for job in stores.iter().flat_map(|s| s.state()) {
+                    let Some(status) = &job.status else { continue };
+                    let uid = job.metadata.uid.as_deref().unwrap_or_default();
+                    if let Some(job_id) = &status.job_id {
+                        lanes.claim(job_id, uid, now);
+                    }
+                    if let Some(submission) = &status.submission {
+                        match &submission.job_id {
+                            Some(job_id) => lanes.claim(job_id, uid, now),
+                            None if !status.phase.is_some_and(|p| p.is_finished()) => {
+                                let key = lane_key(&job, submission.account.as_deref());
+                                lanes.hold(&key, uid, now);
+                            }
+                            None => {}
+                        }
+                    }
+                }
+            })
+            .await;
+    }
+
+    /// Queues `job` to be woken when `key` frees up.
+    pub fn wait_for_lane(&self, key: &LaneKey, job: Wakeup) {
+        let mut waiters = self.lane_waiters.lock().unwrap();
+        let queue = waiters.entry(key.clone()).or_default();
+        if !queue.contains(&job) {
+            queue.push_back(job);
+        }
+    }
+
+    /// `job` (by uid) no longer holds `key`: hand the lane to the next waiter.
+    pub fn release_lane(&self, key: &LaneKey, uid: &str) {
+        let released = {
+            let mut lanes = self.lanes.lock().unwrap();
+            let held = lanes.holds(key, uid);
+            lanes.release(key, uid);
+            held
+        };
+        if released {
+            self.wake_next(key);
+        }
+    }
+
+    /// `job` holds no lane any more (its intent is confirmed or gone, or it was deleted).
+    pub fn release_all_lanes(&self, uid: &str) {
+        let released = self.lanes.lock().unwrap().release_all(uid);
+        for key in released {
+            self.wake_next(&key);
+        }
+    }
+
+    fn wake_next(&self, key: &LaneKey) {
+        let next = self
+            .lane_waiters
+            .lock()
+            .unwrap()
+            .get_mut(key)
+            .and_then(|q| q.pop_front());
+        if let (Some(job), Some(waker)) = (next, self.waker.lock().unwrap().as_ref()) {
+            let _ = waker.send(job);
         }
     }
 
     /// The clock, in whole seconds: status times then compare equal across passes.
     pub fn now(&self) -> Timestamp {
         Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time")
+    }
+
+    /// The clock rounded up to the next whole second: an upper bound that status can hold.
+    pub fn now_rounded_up(&self) -> Timestamp {
+        let now = Timestamp::now();
+        let second = now.as_second() + i64::from(now.subsec_nanosecond() > 0);
+        Timestamp::from_second(second).unwrap_or(now)
     }
 
     pub fn add_store(&self, store: Store<MediaJob>) {
@@ -118,12 +248,20 @@ impl Context {
             .find_map(|s| s.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace)))
     }
 
-    fn claimed_job_ids(&self) -> HashSet<String> {
+    /// Job ids other MediaJobs' statuses name, as the stores show them now.
+    fn claimed_job_ids(&self, except_uid: &str) -> HashSet<String> {
         let stores = self.jobs.lock().unwrap();
         stores
             .iter()
             .flat_map(|s| s.state())
-            .filter_map(|job| job.status.as_ref().and_then(|s| s.job_id.clone()))
+            .filter(|job| job.metadata.uid.as_deref() != Some(except_uid))
+            .filter_map(|job| {
+                let status = job.status.as_ref()?;
+                status
+                    .job_id
+                    .clone()
+                    .or_else(|| status.submission.as_ref()?.job_id.clone())
+            })
             .collect()
     }
 
@@ -200,7 +338,7 @@ impl Context {
         &self,
         job: &MediaJob,
         namespace: &str,
-    ) -> Result<MediaApiClient, CredentialsState> {
+    ) -> Result<MediaAccount, CredentialsState> {
         let (app_key, app_secret) = match &job.spec.media_api_credentials {
             Some(reference) => {
                 let name = &reference.secret_ref.name;
@@ -255,12 +393,16 @@ impl Context {
         }
     }
 
-    fn client_for(&self, app_key: &str, app_secret: SecretString) -> MediaApiClient {
+    fn client_for(&self, app_key: &str, app_secret: SecretString) -> MediaAccount {
         // Keyed by key and secret, so a rotated secret gets a fresh client and token.
         let cache_key = format!("{app_key}\u{0}{}", app_secret.expose());
+        let account = account_fingerprint(app_key);
         let mut clients = self.clients.lock().unwrap();
         if let Some(client) = clients.get(&cache_key) {
-            return client.clone();
+            return MediaAccount {
+                client: client.clone(),
+                account,
+            };
         }
         let mut config = MediaApiConfig::new(app_key, app_secret);
         config.auth_base_url = self.media.auth_url.clone();
@@ -269,7 +411,7 @@ impl Context {
         let client =
             MediaApiClient::new(config).expect("the Media API client builds from valid settings");
         clients.insert(cache_key, client.clone());
-        client
+        MediaAccount { client, account }
     }
 
     /// Everything the core needs to know about credentials before a submission.
@@ -334,46 +476,116 @@ impl Context {
         remote::observation(result)
     }
 
-    /// Looks for a job submitted at or after `since` that no MediaJob has claimed.
-    pub async fn find_submitted(
+    /// Lists the unconfirmed submission's window and judges it (see `search.rs`).
+    pub async fn search_submission(
         &self,
         client: &MediaApiClient,
         job: &MediaJob,
-        since: Timestamp,
-    ) -> Result<Option<String>, String> {
+        unconfirmed: &Unconfirmed,
+        now: Timestamp,
+    ) -> Result<Verdict, String> {
+        let (from, to) = search::window(unconfirmed, &self.settings.search);
         let filter = JobFilter {
-            submitted_after: Some(since - jiff::SignedDuration::from_secs(60)),
+            submitted_after: Some(from),
+            submitted_before: Some(to),
             ..Default::default()
         };
         let result = client.list_jobs(&filter).await;
         self.metrics
             .media_api_request("list", result_label(&result));
-        let jobs = result.map_err(|e| e.to_string())?;
-        // The POST had a 60 s timeout; a job created by it was submitted within that window.
-        let window = Duration::from_secs(120);
-        Ok(remote::pick_submitted(
-            &jobs,
-            job.spec.operation,
-            since,
-            window,
-            &self.claimed_job_ids(),
-        ))
+        let jobs = result.map_err(|e| crate::secret::redact_urls_in(&e.to_string()))?;
+        let listed = remote::listed(&jobs);
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        let from_statuses = self.claimed_job_ids(&uid);
+        let lanes = self.lanes.lock().unwrap();
+        let verdict = search::judge(
+            unconfirmed,
+            &crate::media_api::media_path(job.spec.operation),
+            &listed,
+            |id| from_statuses.contains(id) || lanes.claimed_by_other(id, &uid),
+            self.memory.empty_searches(&uid),
+            now,
+            &self.settings.search,
+        );
+        drop(lanes);
+        if let Verdict::LookAgain { empty_searches, .. } = &verdict {
+            self.memory.set_empty_searches(&uid, *empty_searches);
+        } else {
+            self.memory.set_empty_searches(&uid, 0);
+        }
+        Ok(verdict)
     }
 
-    /// Cancels a remote job; one that already ended or is unknown counts as cancelled.
-    pub async fn cancel_remote(&self, client: &MediaApiClient, job_id: &str) -> Result<(), String> {
+    /// A status GET answered 404: ask `GET /media/jobs?job_id=` before believing it.
+    pub async fn confirm_presence(
+        &self,
+        client: &MediaApiClient,
+        job: &MediaJob,
+        job_id: &str,
+        submitted_at: Timestamp,
+        now: Timestamp,
+    ) -> RemoteObservation {
+        let filter = JobFilter {
+            job_id: Some(JobId(job_id.to_string())),
+            ..Default::default()
+        };
+        let result = client.list_jobs(&filter).await;
+        self.metrics
+            .media_api_request("list", result_label(&result));
+        let listed = match result {
+            Ok(jobs) => jobs.iter().any(|j| j.job_id.0 == job_id),
+            Err(error) => {
+                return RemoteObservation::Unavailable {
+                    message: crate::secret::redact_urls_in(&error.to_string()),
+                    retry_after: error.retry_after(),
+                };
+            }
+        };
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        let presence = search::judge_presence(
+            listed,
+            submitted_at,
+            self.memory.empty_looks(&uid),
+            now,
+            &self.settings.search,
+        );
+        match presence {
+            Presence::Present => {
+                self.memory.set_empty_looks(&uid, 0);
+                RemoteObservation::NotYetVisible { after: None }
+            }
+            Presence::LookAgain { after, empty_looks } => {
+                self.memory.set_empty_looks(&uid, empty_looks);
+                RemoteObservation::NotYetVisible { after: Some(after) }
+            }
+            Presence::Gone => {
+                self.memory.set_empty_looks(&uid, 0);
+                RemoteObservation::State(super::decide::RemoteState::NotFound)
+            }
+        }
+    }
+
+    /// Cancels a remote job.
+    pub async fn cancel_remote(&self, client: &MediaApiClient, job_id: &str) -> CancelOutcome {
         let result = client.cancel(&JobId(job_id.to_string())).await;
         self.metrics
             .media_api_request("cancel", result_label(&result));
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => CancelOutcome::Cancelled,
             Err(error) => match error.class() {
-                // 400/404: already finished, or gone: nothing left to cancel.
                 crate::media_api::ErrorClass::InvalidRequest
-                | crate::media_api::ErrorClass::NotFound => Ok(()),
-                _ => Err(crate::secret::redact_urls_in(&error.to_string())),
+                | crate::media_api::ErrorClass::NotFound => CancelOutcome::AlreadyFinished,
+                _ => CancelOutcome::Failed(crate::secret::redact_urls_in(&error.to_string())),
             },
         }
+    }
+}
+
+/// The lane of a MediaJob's recorded submission.
+pub fn lane_key(job: &MediaJob, account: Option<&str>) -> LaneKey {
+    LaneKey {
+        account: account.unwrap_or(UNKNOWN_ACCOUNT).to_string(),
+        operation: job.spec.operation,
     }
 }
 

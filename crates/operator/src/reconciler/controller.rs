@@ -63,6 +63,8 @@ pub async fn run_controllers(
         Scope::AllNamespaces => vec![None],
         Scope::Namespaces(list) => list.into_iter().map(Some).collect(),
     };
+    // Lane hand-overs wake the next waiting job through the same channel as callbacks.
+    ctx.set_waker(wake.clone(), namespaces.len());
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = vec![];
     for namespace in namespaces {

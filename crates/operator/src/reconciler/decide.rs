@@ -11,12 +11,24 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Map, Value};
 
 use super::conditions::{self, FAILED, READY, SUBMITTED, SUSPENDED};
+pub use super::search::Verdict;
+use super::search::{self, SearchSettings, Unconfirmed};
 use super::timing::Timing;
 use crate::crd::{AccessMode, DeletionPolicy, MediaJob, MediaJobStatus, Phase, SubmissionRecord};
 use crate::secret::redact_url;
 
 /// The reason of a job that would be submitted now if the cap on jobs in flight allowed it.
 pub const WAITING_FOR_CAPACITY: &str = "WaitingForCapacity";
+
+/// A wait for the submission lane shorter than this is not written to status (it is the
+/// normal few milliseconds between two submissions on one account and operation).
+const LANE_WAIT_SHOWN_AFTER: Duration = Duration::from_secs(5);
+
+/// The longest wait any outside input (Retry-After, a time in status) can impose on one pass.
+const MAX_OUTSIDE_WAIT: Duration = Duration::from_secs(3600);
+
+/// An ambiguous search (a foreign client on the same account) gives up after this long.
+const AMBIGUOUS_SEARCH_LIMIT: Duration = Duration::from_secs(600);
 
 /// The finalizer that lets the operator cancel the remote job before the MediaJob goes away.
 pub const FINALIZER: &str = "mediajob.io/cancel-remote-job";
@@ -27,6 +39,8 @@ pub struct Settings {
     pub timing: Timing,
     /// Cancel-and-resubmit cycles for expiring URLs before the job is failed.
     pub max_url_refreshes: i32,
+    /// How a submission with a lost answer is looked for.
+    pub search: SearchSettings,
 }
 
 impl Default for Settings {
@@ -34,6 +48,7 @@ impl Default for Settings {
         Self {
             timing: Timing::default(),
             max_url_refreshes: 10,
+            search: SearchSettings::default(),
         }
     }
 }
@@ -71,7 +86,9 @@ pub enum RemoteState {
         message: String,
     },
     Cancelled,
-    /// The Media API does not know the job (expired from its 31-day window, or another account).
+    /// The Media API does not know the job, confirmed: its status answered 404 and the job
+    /// listing agreed twice after the listing lag (expired from the 31-day window, another
+    /// account, or lost).
     NotFound,
     /// A status this operator does not know; keep following the job.
     Unknown(String),
@@ -96,6 +113,25 @@ pub enum RemoteObservation {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The status answered 404 but that is not proof of absence yet (a young job, a lagging
+    /// listing, or the listing shows it): look again after `after` (the poll interval if `None`).
+    NotYetVisible {
+        after: Option<Duration>,
+    },
+}
+
+/// Whether this job may record an intent on its (account, operation) lane now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LaneObservation {
+    Free,
+    /// Another MediaJob's submission on the lane is unconfirmed, since `held_for`.
+    Busy {
+        held_for: Duration,
+    },
+    /// The operator started less than twice the clock skew ago.
+    Starting {
+        until: Timestamp,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -108,6 +144,8 @@ pub struct Observed {
     pub unrecorded_job_id: Option<String>,
     /// A Secret the job names changed since the last pass.
     pub credentials_changed: bool,
+    /// The submission lane of the job's account and operation.
+    pub lane: LaneObservation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +162,21 @@ pub enum CancelPurpose {
     Suspend,
     Deletion,
     RefreshLimit,
+    /// The Media API no longer knows the job (confirmed): cancel in case it reappears.
+    Gone,
+}
+
+/// Why a submission with an unknown outcome is looked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchPurpose {
+    /// To follow the job if it exists, or submit again once it provably does not.
+    Submission,
+    /// To cancel it before the finalizer goes.
+    Deletion,
+    /// To cancel it: activeDeadlineSeconds passed.
+    Deadline,
+    /// To cancel it: the job was suspended.
+    Suspend,
 }
 
 /// The one side effect of this pass.
@@ -139,10 +192,12 @@ pub enum Action {
         attempt: i32,
         cause: SubmitCause,
     },
-    /// A submission was recorded but its job id was not: look for the job before submitting again.
-    /// The outcome goes through [`after_find`].
-    FindSubmitted {
-        since: Timestamp,
+    /// A submission was recorded but its job id was not: list `GET /media/jobs` over the
+    /// submission's window and judge it (`search::judge`); the verdict goes through
+    /// [`after_search`].
+    Search {
+        unconfirmed: Unconfirmed,
+        purpose: SearchPurpose,
     },
     /// Cancel the remote job; `status` in the decision is what to write once it is cancelled.
     Cancel {
@@ -197,10 +252,15 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
         let job_id = current_job
             .clone()
             .or_else(|| observed.unrecorded_job_id.clone());
-        let action = match job_id {
-            Some(job_id) if wants_cancel && !given_up => Action::Cancel {
+        let action = match (job_id, unconfirmed(&old)) {
+            (Some(job_id), _) if wants_cancel && !given_up => Action::Cancel {
                 job_id,
                 purpose: CancelPurpose::Deletion,
+            },
+            // A job may exist that nobody knows the id of: find it and cancel it first.
+            (None, Some(unconfirmed)) if wants_cancel && !given_up => Action::Search {
+                unconfirmed,
+                purpose: SearchPurpose::Deletion,
             },
             _ => Action::RemoveFinalizer,
         };
@@ -243,12 +303,36 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
 
     // activeDeadlineSeconds counts from the first submission, like a Job's from its start.
     if let (Some(start), Some(limit)) = (&status.start_time, spec.active_deadline_seconds) {
-        let deadline = start.0 + jiff::SignedDuration::from_secs(limit);
+        let deadline = later_secs(start.0, limit);
         if now >= deadline {
             let message = format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
+            if current_job.is_none()
+                && observed.unrecorded_job_id.is_none()
+                && let Some(unconfirmed) = unconfirmed(&status)
+            {
+                // A job may run that nobody knows the id of: find it, then fail and cancel.
+                let text = format!("{message}; looking for the last submission's job to cancel it");
+                let phase = status.phase.unwrap_or(Phase::Pending);
+                set_waiting(
+                    &mut status,
+                    phase,
+                    "DeadlineExceeded",
+                    &text,
+                    generation,
+                    now,
+                );
+                return Decision {
+                    status,
+                    action: Action::Search {
+                        unconfirmed,
+                        purpose: SearchPurpose::Deadline,
+                    },
+                    requeue_after: None,
+                };
+            }
             set_failed(&mut status, "DeadlineExceeded", &message, generation, now);
             clear_attempt(&mut status);
-            return match current_job {
+            return match current_job.or_else(|| observed.unrecorded_job_id.clone()) {
                 Some(job_id) => Decision {
                     status,
                     action: Action::Cancel {
@@ -291,10 +375,11 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
                     requeue_after: Some(Duration::ZERO),
                 },
                 None => Decision {
-                    status,
-                    action: Action::FindSubmitted {
-                        since: submission.intent_time.0,
+                    action: Action::Search {
+                        unconfirmed: unconfirmed(&status).expect("an intent without a job id"),
+                        purpose: SearchPurpose::Submission,
                     },
+                    status,
                     requeue_after: None,
                 },
             },
@@ -364,7 +449,36 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
             requeue_after: Some(timing.queued_recheck),
         };
     }
-    let attempt = status.attempts.unwrap_or(0) + 1;
+    match &observed.lane {
+        LaneObservation::Free => {}
+        LaneObservation::Starting { until: ready } => {
+            return Decision {
+                requeue_after: Some(until(now, *ready).max(Duration::from_millis(100))),
+                status,
+                action: Action::None,
+            };
+        }
+        LaneObservation::Busy { held_for } => {
+            if *held_for >= LANE_WAIT_SHOWN_AFTER {
+                let message = "waiting for another MediaJob's submission on the same Media API account and operation to be confirmed (the Media API's job list cannot tell two unconfirmed submissions apart)";
+                set_waiting(
+                    &mut status,
+                    Phase::Queued,
+                    "WaitingForLane",
+                    message,
+                    generation,
+                    now,
+                );
+            }
+            // Woken when the lane is released; this is the safety net.
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(timing.queued_recheck),
+            };
+        }
+    }
+    let attempt = status.attempts.unwrap_or(0).saturating_add(1);
     let cause = if status.url_refreshes.unwrap_or(0) > 0
         && last_reason(&status) == Some("RefreshingUrls")
     {
@@ -395,7 +509,7 @@ fn finished(job: &MediaJob, status: MediaJobStatus, now: Timestamp) -> Decision 
     let completed = status.completion_time.as_ref().map(|t| t.0);
     match (ttl, completed) {
         (Some(ttl), Some(completed)) => {
-            let expires = completed + jiff::SignedDuration::from_secs(ttl);
+            let expires = later_secs(completed, ttl);
             if now >= expires {
                 Decision {
                     status,
@@ -426,15 +540,15 @@ fn suspended(
     now: Timestamp,
 ) -> Decision {
     let generation = job.metadata.generation;
-    if let Some(submission) = &status.submission
-        && submission.job_id.is_none()
-        && current_job.is_none()
+    if current_job.is_none()
         && observed.unrecorded_job_id.is_none()
+        && let Some(unconfirmed) = unconfirmed(&status)
     {
         // Find out whether a job exists before deciding there is nothing to cancel.
         return Decision {
-            action: Action::FindSubmitted {
-                since: submission.intent_time.0,
+            action: Action::Search {
+                unconfirmed,
+                purpose: SearchPurpose::Suspend,
             },
             status,
             requeue_after: None,
@@ -501,7 +615,7 @@ fn follow(
             wait = wait.min(until(now, t.0));
         }
         if let (Some(start), Some(limit)) = (&status.start_time, job.spec.active_deadline_seconds) {
-            wait = wait.min(until(now, start.0 + jiff::SignedDuration::from_secs(limit)));
+            wait = wait.min(until(now, later_secs(start.0, limit)));
         }
         wait
     };
@@ -517,7 +631,23 @@ fn follow(
             };
         }
         RemoteObservation::Unavailable { retry_after, .. } => {
-            let wait = retry_after.unwrap_or(poll).max(timing.poll_min);
+            let wait = retry_after
+                .unwrap_or(poll)
+                .clamp(timing.poll_min, MAX_OUTSIDE_WAIT.max(timing.poll_min));
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(wait),
+            };
+        }
+        RemoteObservation::NotYetVisible { after } => {
+            // The status GET may start answering before the listing settles: poll at the usual
+            // pace, never slower than the next refresh or deadline.
+            let floor = Duration::from_millis(500);
+            let wait = after
+                .unwrap_or(poll)
+                .clamp(floor, poll.max(floor))
+                .min(next_wakeup(&status).max(floor));
             return Decision {
                 status,
                 action: Action::None,
@@ -637,7 +767,7 @@ fn follow(
         RemoteState::Failed { kind, message } => {
             let urls_stale = status.urls_expire_at.as_ref().is_some_and(|t| {
                 let refresh_before = job.spec.url_refresh_before().unwrap_or_default();
-                now + jiff::SignedDuration::try_from(refresh_before).unwrap_or_default() >= t.0
+                later(now, refresh_before) >= t.0
             });
             let access_failure =
                 matches!(kind, FailureKind::InputAccess | FailureKind::OutputAccess);
@@ -657,8 +787,17 @@ fn follow(
             failed_attempt(job, status, &text, clock, settings)
         }
         RemoteState::NotFound => {
-            let text = format!("the Media API does not know job {job_id}");
-            failed_attempt(job, status, &text, clock, settings)
+            let text = format!(
+                "the Media API does not know job {job_id} (its status and the job list agreed after the listing lag)"
+            );
+            // Cancelled first, in case it reappears: never two jobs of this MediaJob at once.
+            Decision {
+                action: Action::Cancel {
+                    job_id: job_id.to_string(),
+                    purpose: CancelPurpose::Gone,
+                },
+                ..failed_attempt(job, status, &text, clock, settings)
+            }
         }
     }
 }
@@ -741,7 +880,7 @@ fn refresh(
 
 /// Status after the current attempt was dropped to be resubmitted with fresh URLs.
 fn refreshed(status: &mut MediaJobStatus, job_id: &str, generation: Option<i64>, now: Timestamp) {
-    status.url_refreshes = Some(status.url_refreshes.unwrap_or(0) + 1);
+    status.url_refreshes = Some(status.url_refreshes.unwrap_or(0).saturating_add(1));
     clear_attempt(status);
     let message =
         format!("job {job_id} is being resubmitted with freshly signed URLs before they expire");
@@ -765,14 +904,14 @@ fn failed_attempt(
 ) -> Decision {
     let now = clock.now;
     let generation = job.metadata.generation;
-    let failures = status.failed_attempts.unwrap_or(0) + 1;
+    let failures = status.failed_attempts.unwrap_or(0).saturating_add(1);
     status.failed_attempts = Some(failures);
     clear_attempt(&mut status);
     if failures <= job.spec.retry_limit() {
-        let wait = settings.timing.backoff((failures - 1) as u32, clock.jitter);
-        status.retry_after = Some(Time(
-            now + jiff::SignedDuration::try_from(wait).unwrap_or_default(),
-        ));
+        let wait = settings
+            .timing
+            .backoff(failures.saturating_sub(1).max(0) as u32, clock.jitter);
+        status.retry_after = Some(Time(later(now, wait)));
         let text = format!(
             "{message}; retrying ({failures} of {} retries)",
             job.spec.retry_limit()
@@ -829,11 +968,19 @@ pub enum SubmitOutcome {
     },
 }
 
+/// Where a submission goes: the account (a fingerprint) and the lane's fence (see `lanes.rs`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IntentLane {
+    pub account: Option<String>,
+    pub fence: Option<String>,
+}
+
 /// The status recorded before a submission is sent (the intent).
 pub fn intent_status(
     status: &MediaJobStatus,
     attempt: i32,
     urls_expire_at: Option<Timestamp>,
+    lane: IntentLane,
     now: Timestamp,
 ) -> MediaJobStatus {
     let mut status = status.clone();
@@ -842,6 +989,9 @@ pub fn intent_status(
         intent_time: Time(now),
         urls_expire_at: urls_expire_at.map(Time),
         job_id: None,
+        account: lane.account,
+        fence: lane.fence,
+        outcome_time: None,
     });
     status.retry_after = None;
     status
@@ -864,6 +1014,9 @@ pub fn after_submit(
                 intent_time: Time(now),
                 urls_expire_at: None,
                 job_id: None,
+                account: None,
+                fence: None,
+                outcome_time: None,
             });
             submission.job_id = Some(job_id.clone());
             let attempt = submission.attempt;
@@ -877,9 +1030,7 @@ pub fn after_submit(
             status.next_refresh_time = match (job.spec.effective_access(), urls_expire_at) {
                 (AccessMode::Presign, Some(expiry)) => {
                     let before = job.spec.url_refresh_before().unwrap_or_default();
-                    Some(Time(
-                        expiry.0 - jiff::SignedDuration::try_from(before).unwrap_or_default(),
-                    ))
+                    Some(Time(earlier(expiry.0, before)))
                 }
                 _ => None,
             };
@@ -910,7 +1061,7 @@ pub fn after_submit(
         SubmitOutcome::CredentialsRefused { message } => {
             status.submission = None;
             let text = format!("the Media API refused the app credentials: {message}");
-            status.retry_after = Some(Time(now + jiff::SignedDuration::from_secs(300)));
+            status.retry_after = Some(Time(later(now, Duration::from_secs(300))));
             set_waiting(
                 &mut status,
                 Phase::Pending,
@@ -925,10 +1076,10 @@ pub fn after_submit(
             retry_after,
         } => {
             status.submission = None;
-            let wait = retry_after.unwrap_or(Duration::from_secs(5));
-            status.retry_after = Some(Time(
-                now + jiff::SignedDuration::try_from(wait).unwrap_or_default(),
-            ));
+            let wait = retry_after
+                .unwrap_or(Duration::from_secs(5))
+                .min(MAX_OUTSIDE_WAIT);
+            status.retry_after = Some(Time(later(now, wait)));
             let text = format!("submission will be retried: {message}");
             set_waiting(
                 &mut status,
@@ -941,6 +1092,9 @@ pub fn after_submit(
         }
         SubmitOutcome::Unknown { message } => {
             // Keep the intent: the next pass looks for the job before submitting again.
+            if let Some(submission) = status.submission.as_mut() {
+                submission.outcome_time = Some(Time(now));
+            }
             let text = format!(
                 "submission outcome unknown, checking the Media API before resubmitting: {message}"
             );
@@ -955,7 +1109,7 @@ pub fn after_submit(
         }
         SubmitOutcome::CredentialsUnusable { message } => {
             status.submission = None;
-            status.retry_after = Some(Time(now + jiff::SignedDuration::from_secs(60)));
+            status.retry_after = Some(Time(later(now, Duration::from_secs(60))));
             set_waiting(
                 &mut status,
                 Phase::Pending,
@@ -969,20 +1123,165 @@ pub fn after_submit(
     status
 }
 
-/// The status after looking for a submission whose job id was lost.
-pub fn after_find(
+/// The submission a search would look for: an intent without a job id.
+pub fn unconfirmed(status: &MediaJobStatus) -> Option<Unconfirmed> {
+    let submission = status.submission.as_ref()?;
+    if submission.job_id.is_some() {
+        return None;
+    }
+    Some(Unconfirmed {
+        intent_time: submission.intent_time.0,
+        outcome_time: submission.outcome_time.as_ref().map(|t| t.0),
+        fence: submission.fence.clone(),
+    })
+}
+
+/// The next step after a search of `GET /media/jobs` for an unconfirmed submission. `status` is
+/// the status the search was decided on; `verdict` is `search::judge`'s, or `Err` with the
+/// (redacted) error when the listing could not be read.
+pub fn after_search(
     job: &MediaJob,
     status: &MediaJobStatus,
-    found: Option<String>,
-    now: Timestamp,
-) -> MediaJobStatus {
-    match found {
-        Some(job_id) => after_submit(job, status, SubmitOutcome::Accepted { job_id }, now),
-        None => {
-            // Nothing was created: drop the intent so the job is submitted again.
-            let mut status = status.clone();
+    purpose: SearchPurpose,
+    verdict: Result<Verdict, String>,
+    clock: Clock,
+    settings: &Settings,
+) -> Decision {
+    let now = clock.now;
+    let generation = job.metadata.generation;
+    let mut status = status.clone();
+    status.observed_generation = generation;
+    let intent_time = status.submission.as_ref().map_or(now, |s| s.intent_time.0);
+    let verdict = match verdict {
+        Ok(verdict) => verdict,
+        Err(message) => {
+            // The listing failed: look again with backoff. Deletion gives up after its timeout,
+            // a deadline has passed already, and activeDeadlineSeconds bounds the rest.
+            let wait = settings.timing.backoff(1, clock.jitter);
+            if purpose == SearchPurpose::Submission {
+                let text = format!(
+                    "the last submission's outcome is unknown and the Media API job list cannot be read ({message}); looking again (bounded by activeDeadlineSeconds, if set)"
+                );
+                let phase = status.phase.unwrap_or(Phase::Pending);
+                set_waiting(
+                    &mut status,
+                    phase,
+                    "SubmissionUnconfirmed",
+                    &text,
+                    generation,
+                    now,
+                );
+            }
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(wait),
+            };
+        }
+    };
+    match (purpose, verdict) {
+        (SearchPurpose::Submission, Verdict::Adopt { job_id }) => Decision {
+            status: after_submit(job, &status, SubmitOutcome::Accepted { job_id }, now),
+            action: Action::None,
+            requeue_after: Some(Duration::ZERO),
+        },
+        (SearchPurpose::Submission, Verdict::Absent) => {
+            // Proven absent: drop the intent; the next pass submits again.
             status.submission = None;
-            status
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(Duration::ZERO),
+            }
+        }
+        (_, Verdict::LookAgain { after, .. }) => {
+            if purpose == SearchPurpose::Submission {
+                let settled = search::settled_at(
+                    &unconfirmed(&status).expect("searching an intent"),
+                    &settings.search,
+                );
+                let text = format!(
+                    "the last submission's outcome is unknown; looking for its job in the Media API job list until {settled} before submitting again"
+                );
+                let phase = status.phase.unwrap_or(Phase::Pending);
+                set_waiting(
+                    &mut status,
+                    phase,
+                    "SubmissionUnconfirmed",
+                    &text,
+                    generation,
+                    now,
+                );
+            }
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(after.min(MAX_OUTSIDE_WAIT)),
+            }
+        }
+        (SearchPurpose::Submission, Verdict::Ambiguous { candidates }) => {
+            let text = format!(
+                "{candidates} jobs in the Media API job list could be the last submission's (another client submits on the same account and operation); adopting none of them"
+            );
+            if elapsed(intent_time, now) >= AMBIGUOUS_SEARCH_LIMIT {
+                clear_attempt(&mut status);
+                set_failed(&mut status, "SubmissionAmbiguous", &text, generation, now);
+                return Decision {
+                    status,
+                    action: Action::None,
+                    requeue_after: None,
+                };
+            }
+            let text = format!("{text}; looking again in case other MediaJobs claim them");
+            let phase = status.phase.unwrap_or(Phase::Pending);
+            set_waiting(
+                &mut status,
+                phase,
+                "SubmissionAmbiguous",
+                &text,
+                generation,
+                now,
+            );
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(Duration::from_secs(60)),
+            }
+        }
+        // Deletion, deadline, suspend: cancel what was found, then carry on as decided.
+        (purpose, verdict) => {
+            let found = match verdict {
+                Verdict::Adopt { job_id } => Some(job_id),
+                _ => None,
+            };
+            let (status, cancel_purpose) = match purpose {
+                SearchPurpose::Deletion => (status, CancelPurpose::Deletion),
+                SearchPurpose::Deadline => {
+                    let limit = job.spec.active_deadline_seconds.unwrap_or_default();
+                    let message =
+                        format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
+                    set_failed(&mut status, "DeadlineExceeded", &message, generation, now);
+                    clear_attempt(&mut status);
+                    (status, CancelPurpose::Deadline)
+                }
+                SearchPurpose::Suspend | SearchPurpose::Submission => {
+                    clear_attempt(&mut status);
+                    (status, CancelPurpose::Suspend)
+                }
+            };
+            let action = match (found, purpose) {
+                (Some(job_id), _) => Action::Cancel {
+                    job_id,
+                    purpose: cancel_purpose,
+                },
+                (None, SearchPurpose::Deletion) => Action::RemoveFinalizer,
+                (None, _) => Action::None,
+            };
+            Decision {
+                status,
+                action,
+                requeue_after: None,
+            }
         }
     }
 }
@@ -1106,6 +1405,28 @@ fn last_reason(status: &MediaJobStatus) -> Option<&str> {
     conditions::find(&status.conditions, READY).map(|c| c.reason.as_str())
 }
 
+/// `t + d`, saturating: no time from outside (a status field, a header) can panic the core.
+fn later(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+fn later_secs(t: Timestamp, seconds: i64) -> Timestamp {
+    if seconds < 0 {
+        return t;
+    }
+    later(t, Duration::from_secs(seconds as u64))
+}
+
+fn earlier(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_sub(d).ok())
+        .unwrap_or(Timestamp::MIN)
+}
+
 fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(now.duration_since(since)).unwrap_or_default()
 }
@@ -1117,3 +1438,7 @@ fn until(now: Timestamp, then: Timestamp) -> Duration {
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "simulation_tests.rs"]
+mod simulation_tests;

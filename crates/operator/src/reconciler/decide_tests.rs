@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::*;
 use crate::crd::{MediaJob, MediaJobSpec, Phase};
+use crate::reconciler::search::Unconfirmed;
 
 const T0: i64 = 1_800_000_000;
 
@@ -47,6 +48,7 @@ fn ready() -> Observed {
         admitted: true,
         unrecorded_job_id: None,
         credentials_changed: false,
+        lane: LaneObservation::Free,
     }
 }
 
@@ -69,7 +71,13 @@ fn reason(status: &MediaJobStatus) -> &str {
 
 /// A job submitted at T0 (URLs valid 6h) as job "j1".
 fn submitted(job: &MediaJob) -> MediaJob {
-    let intent = intent_status(&MediaJobStatus::default(), 1, Some(at(6 * 3600)), at(0));
+    let intent = intent_status(
+        &MediaJobStatus::default(),
+        1,
+        Some(at(6 * 3600)),
+        IntentLane::default(),
+        at(0),
+    );
     let status = after_submit(
         job,
         &intent,
@@ -326,7 +334,13 @@ fn an_accepted_submission_records_job_and_url_expiry() {
 #[test]
 fn a_rejected_request_fails_the_job() {
     let job = enhance();
-    let intent = intent_status(&MediaJobStatus::default(), 1, None, at(0));
+    let intent = intent_status(
+        &MediaJobStatus::default(),
+        1,
+        None,
+        IntentLane::default(),
+        at(0),
+    );
     let outcome = SubmitOutcome::Rejected {
         message: "input: must be a URL".into(),
     };
@@ -341,7 +355,13 @@ fn a_rejected_request_fails_the_job() {
 #[test]
 fn an_unconfirmed_submission_is_looked_for_before_resubmitting() {
     let job = enhance();
-    let intent = intent_status(&MediaJobStatus::default(), 1, Some(at(3600)), at(0));
+    let intent = intent_status(
+        &MediaJobStatus::default(),
+        1,
+        Some(at(3600)),
+        IntentLane::default(),
+        at(0),
+    );
     let s = after_submit(
         &job,
         &intent,
@@ -353,15 +373,61 @@ fn an_unconfirmed_submission_is_looked_for_before_resubmitting() {
     assert_eq!(reason(&s), "SubmissionUnconfirmed");
     let job = with_status(&job, s);
     let d = decide(&job, &ready(), clock(5), &settings());
-    assert_eq!(d.action, Action::FindSubmitted { since: at(0) });
+    let unconfirmed = Unconfirmed {
+        intent_time: at(0),
+        outcome_time: Some(at(1)),
+        fence: None,
+    };
+    assert_eq!(
+        d.action,
+        Action::Search {
+            unconfirmed,
+            purpose: SearchPurpose::Submission
+        }
+    );
+    let status = job.status.as_ref().unwrap();
+    let search = |verdict| {
+        after_search(
+            &job,
+            status,
+            SearchPurpose::Submission,
+            verdict,
+            clock(6),
+            &settings(),
+        )
+    };
 
     // Found: adopted, no second submission.
-    let adopted = after_find(&job, job.status.as_ref().unwrap(), Some("j7".into()), at(6));
+    let adopted = search(Ok(Verdict::Adopt {
+        job_id: "j7".into(),
+    }))
+    .status;
     assert_eq!(adopted.job_id.as_deref(), Some("j7"));
     assert_eq!(adopted.attempts, Some(1));
 
-    // Not found: the same attempt is submitted.
-    let dropped = after_find(&job, job.status.as_ref().unwrap(), None, at(6));
+    // Not yet settled: keep the intent, say what it waits for, look again.
+    let waiting = search(Ok(Verdict::LookAgain {
+        after: Duration::from_secs(3),
+        empty_searches: 0,
+    }));
+    assert_eq!(waiting.requeue_after, Some(Duration::from_secs(3)));
+    assert_eq!(reason(&waiting.status), "SubmissionUnconfirmed");
+    assert!(waiting.status.submission.is_some());
+
+    // Two candidates: never guessed between.
+    let ambiguous = search(Ok(Verdict::Ambiguous { candidates: 2 }));
+    assert_eq!(reason(&ambiguous.status), "SubmissionAmbiguous");
+    assert!(ambiguous.status.submission.is_some());
+    assert!(ambiguous.status.job_id.is_none());
+
+    // The listing cannot be read: look again, keep the intent.
+    let failing = search(Err("HTTP 503".into()));
+    assert!(failing.status.submission.is_some());
+    assert!(failing.requeue_after.is_some());
+
+    // Proven absent: the same attempt is submitted.
+    let dropped = search(Ok(Verdict::Absent)).status;
+    assert!(dropped.submission.is_none());
     let d = decide(&with_status(&job, dropped), &ready(), clock(7), &settings());
     assert_eq!(
         d.action,
@@ -375,7 +441,13 @@ fn an_unconfirmed_submission_is_looked_for_before_resubmitting() {
 #[test]
 fn a_job_id_kept_in_memory_is_recorded_without_a_lookup() {
     let job = enhance();
-    let intent = intent_status(&MediaJobStatus::default(), 1, Some(at(3600)), at(0));
+    let intent = intent_status(
+        &MediaJobStatus::default(),
+        1,
+        Some(at(3600)),
+        IntentLane::default(),
+        at(0),
+    );
     let job = with_status(&job, intent);
     let observed = Observed {
         unrecorded_job_id: Some("j1".into()),
@@ -389,7 +461,13 @@ fn a_job_id_kept_in_memory_is_recorded_without_a_lookup() {
 #[test]
 fn transient_submit_errors_back_off_and_survive_a_restart() {
     let job = enhance();
-    let intent = intent_status(&MediaJobStatus::default(), 1, None, at(0));
+    let intent = intent_status(
+        &MediaJobStatus::default(),
+        1,
+        None,
+        IntentLane::default(),
+        at(0),
+    );
     let outcome = SubmitOutcome::NotSubmitted {
         message: "429".into(),
         retry_after: Some(Duration::from_secs(30)),
@@ -415,7 +493,13 @@ fn transient_submit_errors_back_off_and_survive_a_restart() {
 #[test]
 fn refused_app_credentials_wait_for_a_fix() {
     let job = enhance();
-    let intent = intent_status(&MediaJobStatus::default(), 1, None, at(0));
+    let intent = intent_status(
+        &MediaJobStatus::default(),
+        1,
+        None,
+        IntentLane::default(),
+        at(0),
+    );
     let outcome = SubmitOutcome::CredentialsRefused {
         message: "401".into(),
     };

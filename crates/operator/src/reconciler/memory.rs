@@ -15,6 +15,10 @@ struct Entry {
     /// instead of searching the Media API.
     submitted: Option<(i32, String)>,
     failures: u32,
+    /// Settled empty searches for the current unconfirmed submission (absence needs two).
+    empty_searches: u32,
+    /// Settled empty looks for a job whose status answered 404 (gone needs two).
+    empty_looks: u32,
 }
 
 #[derive(Default, Debug)]
@@ -86,6 +90,34 @@ impl Memory {
             .lock()
             .unwrap()
             .remove(&(namespace.to_string(), name.to_string()))
+    }
+
+    pub fn empty_searches(&self, uid: &str) -> u32 {
+        let entries = self.entries.lock().unwrap();
+        entries.get(uid).map_or(0, |e| e.empty_searches)
+    }
+
+    pub fn set_empty_searches(&self, uid: &str, n: u32) {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry(uid.to_string())
+            .or_default()
+            .empty_searches = n;
+    }
+
+    pub fn empty_looks(&self, uid: &str) -> u32 {
+        let entries = self.entries.lock().unwrap();
+        entries.get(uid).map_or(0, |e| e.empty_looks)
+    }
+
+    pub fn set_empty_looks(&self, uid: &str, n: u32) {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry(uid.to_string())
+            .or_default()
+            .empty_looks = n;
     }
 
     /// Counts a failed pass; returns how many in a row.

@@ -9,13 +9,14 @@ use kube::runtime::controller::Action as Requeue;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
-use super::context::Context;
+use super::context::{CancelOutcome, Context, MediaAccount, lane_key};
 use super::decide::{
-    self, Action, CancelPurpose, Clock, CredentialsState, Decision, Observed, RemoteObservation,
-    SubmitOutcome,
+    self, Action, CancelPurpose, Clock, CredentialsState, Decision, IntentLane, LaneObservation,
+    Observed, RemoteObservation, RemoteState, SearchPurpose, SubmitOutcome,
 };
 use super::events::transition_events;
 use super::kube_writes;
+use super::lanes::LaneWait;
 use crate::crd::{MediaJob, MediaJobStatus};
 use crate::s3::S3Credentials;
 
@@ -119,6 +120,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
         ctx,
         job,
         resource_version: job.resource_version(),
+        wrote: false,
     };
     let written = match action {
         Action::None => writer.write(&old_status, &status).await?,
@@ -137,11 +139,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
             };
         }
         Action::RemoveFinalizer => {
-            ctx.admission.lock().unwrap().release(&key);
-            ctx.memory.forget(&uid);
-            kube_writes::remove_finalizer(&api, job).await?;
-            ctx.metrics.kube_write("finalizer");
-            return Ok(Requeue::await_change());
+            return finish_deletion(ctx, &api, job, &key).await;
         }
         Action::Delete => {
             info!(job = %key.1, namespace = %key.0, "deleting finished job (ttlSecondsAfterFinished)");
@@ -150,50 +148,88 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
             return Ok(Requeue::await_change());
         }
         Action::Cancel { job_id, purpose } => {
-            let cancelled = match ctx.media_client(job, &namespace).await {
-                Ok(client) => ctx.cancel_remote(&client, &job_id).await,
-                Err(state) => Err(format!("no usable Media API credentials: {state:?}")),
+            let decided = Decision {
+                status,
+                action: Action::None,
+                requeue_after,
             };
-            match cancelled {
-                Ok(()) => {
-                    info!(job = %key.1, namespace = %key.0, remote_job = %job_id, ?purpose, "cancelled remote job");
-                    if purpose == CancelPurpose::UrlRefresh {
-                        ctx.metrics.url_refreshes.inc();
-                    }
-                    if purpose == CancelPurpose::Deletion {
-                        ctx.admission.lock().unwrap().release(&key);
-                        ctx.memory.forget(&uid);
-                        kube_writes::remove_finalizer(&api, job).await?;
-                        ctx.metrics.kube_write("finalizer");
-                        return Ok(Requeue::await_change());
-                    }
-                    writer.write(&old_status, &status).await?
-                }
-                Err(message) => {
-                    return Err(ReconcileError::MediaApi {
-                        doing: "cancelling a job",
-                        message,
-                    });
+            match cancel(
+                ctx, job, &namespace, &job_id, purpose, &observed, clock, decided,
+            )
+            .await?
+            {
+                Cancelled::Deleted => return finish_deletion(ctx, &api, job, &key).await,
+                Cancelled::Then(next) => {
+                    let written = writer.write(&old_status, &next.status).await?;
+                    return Ok(after_pass(
+                        ctx,
+                        &key,
+                        &uid,
+                        job,
+                        &written,
+                        next.requeue_after,
+                        writer.wrote,
+                    ));
                 }
             }
         }
-        Action::FindSubmitted { since } => {
-            let client = ctx.media_client(job, &namespace).await.map_err(|state| {
+        Action::Search {
+            unconfirmed,
+            purpose,
+        } => {
+            let account = ctx.media_client(job, &namespace).await.map_err(|state| {
                 ReconcileError::MediaApi {
                     doing: "looking for a submitted job",
                     message: format!("no usable Media API credentials: {state:?}"),
                 }
             })?;
-            let found = ctx
-                .find_submitted(&client, job, since)
-                .await
-                .map_err(|message| ReconcileError::MediaApi {
-                    doing: "looking for a submitted job",
-                    message,
-                })?;
-            info!(job = %key.1, namespace = %key.0, found = ?found, "looked for a job submitted before a restart");
-            let next = decide::after_find(job, &status, found, now);
-            writer.write(&old_status, &next).await?
+            let verdict = ctx
+                .search_submission(&account.client, job, &unconfirmed, now)
+                .await;
+            info!(job = %key.1, namespace = %key.0, verdict = ?verdict, purpose = ?purpose, "searched the Media API job list for a submission with a lost answer");
+            let next = decide::after_search(job, &status, purpose, verdict, clock, &ctx.settings);
+            match next.action {
+                Action::Cancel { job_id, purpose } => {
+                    let after = Decision {
+                        action: Action::None,
+                        ..next
+                    };
+                    match cancel(
+                        ctx, job, &namespace, &job_id, purpose, &observed, clock, after,
+                    )
+                    .await?
+                    {
+                        Cancelled::Deleted => return finish_deletion(ctx, &api, job, &key).await,
+                        Cancelled::Then(next) => {
+                            let written = writer.write(&old_status, &next.status).await?;
+                            return Ok(after_pass(
+                                ctx,
+                                &key,
+                                &uid,
+                                job,
+                                &written,
+                                next.requeue_after,
+                                writer.wrote,
+                            ));
+                        }
+                    }
+                }
+                Action::RemoveFinalizer if purpose == SearchPurpose::Deletion => {
+                    return finish_deletion(ctx, &api, job, &key).await;
+                }
+                _ => {
+                    let written = writer.write(&old_status, &next.status).await?;
+                    return Ok(after_pass(
+                        ctx,
+                        &key,
+                        &uid,
+                        job,
+                        &written,
+                        next.requeue_after,
+                        writer.wrote,
+                    ));
+                }
+            }
         }
         Action::Submit { attempt, cause } => {
             let submission = Submission {
@@ -202,12 +238,42 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                 now,
             };
             let next = submit(&mut writer, &namespace, &old_status, &status, submission).await?;
-            info!(job = %key.1, namespace = %key.0, attempt, ?cause, phase = ?next.phase, remote_job = ?next.job_id, "submission done");
+            info!(
+                job = %key.1,
+                namespace = %key.0,
+                attempt,
+                cause = ?cause,
+                phase = next.phase.map(|p| format!("{p:?}")),
+                remote_job = next.job_id.as_deref(),
+                "submission done"
+            );
             next
         }
     };
+    Ok(after_pass(
+        ctx,
+        &key,
+        &uid,
+        job,
+        &written,
+        requeue_after,
+        writer.wrote,
+    ))
+}
 
-    sync_admission(ctx, &key, &written, requeue_after);
+/// Book-keeping after a pass wrote (or kept) `written`: the in-flight slot, the lane, the next
+/// poll, the failure count.
+fn after_pass(
+    ctx: &Context,
+    key: &(String, String),
+    uid: &str,
+    job: &MediaJob,
+    written: &MediaJobStatus,
+    requeue_after: Option<Duration>,
+    wrote: bool,
+) -> Requeue {
+    sync_admission(ctx, key, written, requeue_after);
+    sync_lane(ctx, job, uid, written, wrote);
     if let Some(wait) = requeue_after
         && written
             .submission
@@ -215,13 +281,134 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
             .and_then(|s| s.job_id.as_ref())
             .is_some()
     {
-        ctx.memory.set_next_poll(&uid, Instant::now() + wait);
+        ctx.memory.set_next_poll(uid, Instant::now() + wait);
     }
-    ctx.memory.clear_failures(&uid);
-    Ok(match requeue_after {
+    ctx.memory.clear_failures(uid);
+    match requeue_after {
         Some(wait) => Requeue::requeue(wait),
         None => Requeue::await_change(),
-    })
+    }
+}
+
+/// The finalizer goes: the job holds no slot and no lane any more.
+async fn finish_deletion(
+    ctx: &Context,
+    api: &Api<MediaJob>,
+    job: &MediaJob,
+    key: &(String, String),
+) -> Result<Requeue, ReconcileError> {
+    let uid = job.uid().unwrap_or_default();
+    ctx.admission.lock().unwrap().release(key);
+    ctx.release_all_lanes(&uid);
+    ctx.memory.forget(&uid);
+    kube_writes::remove_finalizer(api, job).await?;
+    ctx.metrics.kube_write("finalizer");
+    Ok(Requeue::await_change())
+}
+
+/// A written status holds its lane while it shows an intent without a job id, and releases it
+/// once the id is durably recorded or the intent is gone (see `lanes.rs`).
+/// Only a status this pass wrote counts: an unchanged status may be a stale copy (showing an
+/// intent already resolved, or missing one the API server holds). Intents are held from the
+/// moment they are written (and from the store at start), so nothing is lost by waiting.
+fn sync_lane(ctx: &Context, job: &MediaJob, uid: &str, written: &MediaJobStatus, wrote: bool) {
+    // A job id in a written status is this job's for good. (An adoption is claimed only now:
+    // a pass on a stale copy that "found" a job must not hide it from its real owner.)
+    if let Some(job_id) = decide::active_job_id(written) {
+        ctx.lanes.lock().unwrap().claim(&job_id, uid, ctx.now());
+    }
+    if !wrote {
+        return;
+    }
+    let finished = written.phase.is_some_and(|p| p.is_finished());
+    match &written.submission {
+        Some(s) if s.job_id.is_none() && !finished => {
+            let key = lane_key(job, s.account.as_deref());
+            ctx.lanes.lock().unwrap().hold(&key, uid, ctx.now());
+        }
+        _ => ctx.release_all_lanes(uid),
+    }
+}
+
+enum Cancelled {
+    /// A deletion's cancel is done: remove the finalizer.
+    Deleted,
+    /// Write this and carry on.
+    Then(Box<Decision>),
+}
+
+/// Cancels `job_id` for `purpose`; `decided` is what to write once it is cancelled. A cancel
+/// refused because the job already finished is checked once more: a success is kept, never
+/// thrown away for a refresh or a suspend.
+#[allow(clippy::too_many_arguments)]
+async fn cancel(
+    ctx: &Context,
+    job: &MediaJob,
+    namespace: &str,
+    job_id: &str,
+    purpose: CancelPurpose,
+    observed: &Observed,
+    clock: Clock,
+    decided: Decision,
+) -> Result<Cancelled, ReconcileError> {
+    let account = match ctx.media_client(job, namespace).await {
+        Ok(account) => account,
+        Err(state) if purpose == CancelPurpose::Gone => {
+            debug!(?state, "no Media API client for a best-effort cancel");
+            return Ok(Cancelled::Then(Box::new(decided)));
+        }
+        Err(state) => {
+            return Err(ReconcileError::MediaApi {
+                doing: "cancelling a job",
+                message: format!("no usable Media API credentials: {state:?}"),
+            });
+        }
+    };
+    let outcome = ctx.cancel_remote(&account.client, job_id).await;
+    info!(job = %job.name_any(), namespace, remote_job = %job_id, ?purpose, ?outcome, "cancel");
+    match (outcome, purpose) {
+        // Best effort: the job is already gone as far as the Media API says.
+        (_, CancelPurpose::Gone) => Ok(Cancelled::Then(Box::new(decided))),
+        (CancelOutcome::Failed(message), _) => Err(ReconcileError::MediaApi {
+            doing: "cancelling a job",
+            message,
+        }),
+        (_, CancelPurpose::Deletion) => Ok(Cancelled::Deleted),
+        (CancelOutcome::Cancelled, purpose) => {
+            if purpose == CancelPurpose::UrlRefresh {
+                ctx.metrics.url_refreshes.inc();
+            }
+            Ok(Cancelled::Then(Box::new(decided)))
+        }
+        (CancelOutcome::AlreadyFinished, _) => {
+            // Finished before the cancel arrived: how it ended decides what happens next.
+            let remote = ctx
+                .remote_status(&account.client, job.spec.operation, job_id)
+                .await;
+            match remote {
+                RemoteObservation::State(RemoteState::Succeeded { .. }) => {
+                    let observed = Observed {
+                        remote,
+                        ..observed.clone()
+                    };
+                    Ok(Cancelled::Then(Box::new(decide::decide(
+                        job,
+                        &observed,
+                        clock,
+                        &ctx.settings,
+                    ))))
+                }
+                RemoteObservation::State(_) => Ok(Cancelled::Then(Box::new(decided))),
+                RemoteObservation::Unavailable { message, .. } => Err(ReconcileError::MediaApi {
+                    doing: "reading a job whose cancel was refused",
+                    message,
+                }),
+                RemoteObservation::NotPolled | RemoteObservation::NotYetVisible { .. } => {
+                    Ok(Cancelled::Then(Box::new(decided)))
+                }
+            }
+        }
+    }
 }
 
 struct Submission<'a> {
@@ -242,17 +429,17 @@ async fn submit(
     let (job, ctx) = (writer.job, writer.ctx);
     // Nothing is sent unless both the Media API account and the signed request can be had.
     let ready = match ctx.media_client(job, namespace).await {
-        Ok(client) => ctx
+        Ok(account) => ctx
             .prepare_request(job, s3, now)
             .await
-            .map(|prepared| (client, prepared)),
+            .map(|prepared| (account, prepared)),
         Err(CredentialsState::SecretMissing { secret }) => {
             Err(format!("Secret {secret:?} not found"))
         }
         Err(CredentialsState::Invalid { message }) => Err(message),
         Err(CredentialsState::Ready { .. }) => Err("Media API credentials unavailable".into()),
     };
-    let (client, prepared) = match ready {
+    let (MediaAccount { client, account }, prepared) = match ready {
         Ok(ready) => ready,
         Err(message) => {
             let next = decide::after_submit(
@@ -264,17 +451,49 @@ async fn submit(
             return writer.write(old_status, &next).await;
         }
     };
+    // The lane: no other submission on this account and operation is unconfirmed (lanes.rs).
+    let uid = job.uid().unwrap_or_default();
+    let lane = lane_key(job, Some(&account));
+    let permit = ctx.lanes.lock().unwrap().acquire(&lane, &uid, now);
+    let permit = match permit {
+        Ok(permit) => permit,
+        // Another pass took it between observe and now: wait for the hand-over.
+        Err(_) => {
+            ctx.wait_for_lane(&lane, (namespace.to_string(), job.name_any()));
+            return Ok(old_status.clone());
+        }
+    };
     // Intent first: if we crash after the POST, the next pass finds the job instead of submitting
     // again. The write is conditional on the object we decided on, so a pass working from a stale
     // copy stops here.
-    let intent = decide::intent_status(status, attempt, prepared.urls_expire_at, now);
-    let intent = writer.write(old_status, &intent).await?;
+    let lane_record = IntentLane {
+        account: Some(account),
+        fence: permit.fence,
+    };
+    let intent = decide::intent_status(status, attempt, prepared.urls_expire_at, lane_record, now);
+    let newly_taken = permit.newly_taken;
+    let intent = match writer.write(old_status, &intent).await {
+        Ok(intent) => intent,
+        Err(error) => {
+            if newly_taken {
+                ctx.release_lane(&lane, &uid);
+            }
+            return Err(error);
+        }
+    };
     let outcome = ctx.submit_remote(&client, &prepared).await;
-    let uid = job.uid().unwrap_or_default();
     if let SubmitOutcome::Accepted { job_id } = &outcome {
+        // Claimed before anything else can fail: no other MediaJob may ever adopt it.
+        ctx.lanes.lock().unwrap().accepted(&lane, &uid, job_id, now);
         ctx.memory.set_submitted(&uid, attempt, job_id);
     }
-    let next = decide::after_submit(job, &intent, outcome, now);
+    // An unknown outcome keeps the time it came back (rounded up): the search window ends there.
+    let answered = if matches!(outcome, SubmitOutcome::Unknown { .. }) {
+        ctx.now_rounded_up()
+    } else {
+        now
+    };
+    let next = decide::after_submit(job, &intent, outcome, answered);
     writer.write(&intent, &next).await
 }
 
@@ -284,6 +503,8 @@ struct StatusWriter<'a> {
     ctx: &'a Context,
     job: &'a MediaJob,
     resource_version: Option<String>,
+    /// Whether this pass wrote status (and so knows the stored copy).
+    wrote: bool,
 }
 
 impl StatusWriter<'_> {
@@ -309,6 +530,7 @@ impl StatusWriter<'_> {
             Err(e) => return Err(e.into()),
         };
         self.resource_version = written.resource_version();
+        self.wrote = true;
         self.ctx.metrics.kube_write("status");
         for note in transition_events(old, new) {
             self.ctx
@@ -364,7 +586,30 @@ async fn observe(
         Some(job_id) if !finished && !deleting && !job.spec.is_suspended() && !deadline_due => {
             if ctx.memory.poll_due(&uid, Instant::now()) || refresh_due {
                 match ctx.media_client(job, namespace).await {
-                    Ok(client) => ctx.remote_status(&client, job.spec.operation, job_id).await,
+                    Ok(account) => {
+                        let seen = ctx
+                            .remote_status(&account.client, job.spec.operation, job_id)
+                            .await;
+                        match seen {
+                            // A 404 is not proof of absence: a young job, or a lagging read.
+                            RemoteObservation::State(RemoteState::NotFound) => {
+                                let submitted_at =
+                                    status.submission.as_ref().map_or(now, |s| s.intent_time.0);
+                                ctx.confirm_presence(
+                                    &account.client,
+                                    job,
+                                    job_id,
+                                    submitted_at,
+                                    now,
+                                )
+                                .await
+                            }
+                            other => {
+                                ctx.memory.set_empty_looks(&uid, 0);
+                                other
+                            }
+                        }
+                    }
                     Err(state) => RemoteObservation::Unavailable {
                         message: format!("no usable Media API credentials: {state:?}"),
                         retry_after: None,
@@ -378,7 +623,14 @@ async fn observe(
     };
 
     let key = (namespace.to_string(), job.name_any());
+    // The lane matters only to a job about to submit.
+    let lane = if status.submission.is_none() && !finished && !deleting {
+        observe_lane(job, ctx, namespace, &uid, now).await
+    } else {
+        LaneObservation::Free
+    };
     let observed = Observed {
+        lane,
         credentials_changed: ctx.memory.take_credentials_changed(namespace, &key.1),
         credentials,
         remote,
@@ -389,6 +641,33 @@ async fn observe(
         },
     };
     (observed, s3)
+}
+
+/// Whether the job's lane is free for it; a job that must wait is queued for the hand-over.
+async fn observe_lane(
+    job: &MediaJob,
+    ctx: &Context,
+    namespace: &str,
+    uid: &str,
+    now: Timestamp,
+) -> LaneObservation {
+    let Ok(account) = ctx.media_client(job, namespace).await else {
+        // Without an account nothing is submitted; the credentials say why.
+        return LaneObservation::Free;
+    };
+    ctx.ensure_lanes_seeded().await;
+    let lane = lane_key(job, Some(&account.account));
+    let check = ctx.lanes.lock().unwrap().check(&lane, uid, now);
+    match check {
+        Ok(()) => LaneObservation::Free,
+        Err(LaneWait::Starting { until }) => LaneObservation::Starting { until },
+        Err(LaneWait::Held { since, .. }) => {
+            ctx.wait_for_lane(&lane, (namespace.to_string(), job.name_any()));
+            LaneObservation::Busy {
+                held_for: Duration::try_from(now.duration_since(since)).unwrap_or_default(),
+            }
+        }
+    }
 }
 
 fn ask_for_slot(ctx: &Context, key: &(String, String)) -> bool {

@@ -1,15 +1,10 @@
 //! Translation between the Media API client's answers and the decision core's words. Pure.
 
-use std::collections::HashSet;
-use std::time::Duration;
-
-use jiff::Timestamp;
-
 use super::decide::{FailureKind, RemoteObservation, RemoteState, SubmitOutcome};
+use super::search::Listed;
 use crate::media_api::{
-    ErrorClass, JobError, JobId, JobStatus, JobSummary, MediaApiError, RemoteStatus, media_path,
+    ErrorClass, JobError, JobId, JobStatus, JobSummary, MediaApiError, RemoteStatus,
 };
-use crate::operation::Operation;
 use crate::secret::redact_urls_in;
 
 /// What a status poll tells the core.
@@ -110,25 +105,15 @@ pub fn submit_outcome(result: Result<JobId, MediaApiError>) -> SubmitOutcome {
     }
 }
 
-/// Picks the job a lost submission created: same API path, submitted after the intent was
-/// recorded and not long after, and not already claimed by another MediaJob. The earliest wins.
-pub fn pick_submitted(
-    jobs: &[JobSummary],
-    operation: Operation,
-    since: Timestamp,
-    window: Duration,
-    claimed: &HashSet<String>,
-) -> Option<String> {
-    let path = media_path(operation);
-    let until = since + jiff::SignedDuration::try_from(window).unwrap_or_default();
-    // Allow a little clock skew between us and the Media API.
-    let from = since - jiff::SignedDuration::from_secs(5);
+/// A job listing reduced to what tells jobs apart (`search::judge` reads it).
+pub fn listed(jobs: &[JobSummary]) -> Vec<Listed> {
     jobs.iter()
-        .filter(|j| j.path.as_deref() == Some(path.as_str()))
-        .filter(|j| j.time_submitted.is_some_and(|t| t >= from && t <= until))
-        .filter(|j| !claimed.contains(&j.job_id.0))
-        .min_by_key(|j| j.time_submitted)
-        .map(|j| j.job_id.0.clone())
+        .map(|j| Listed {
+            job_id: j.job_id.0.clone(),
+            path: j.path.clone(),
+            time_submitted: j.time_submitted,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -188,34 +173,20 @@ mod tests {
         assert_eq!(failure_kind(&codec), FailureKind::Other);
     }
 
-    fn summary(id: &str, path: &str, at: i64) -> JobSummary {
-        serde_json::from_value(json!({
-            "job_id": id, "path": path, "status": "Running",
-            "time_submitted": Timestamp::from_second(at).unwrap().to_string(),
-        }))
-        .unwrap()
-    }
-
     #[test]
-    fn the_lost_job_is_found_by_path_time_and_not_claimed() {
-        let since = Timestamp::from_second(1_000_000).unwrap();
-        let window = Duration::from_secs(120);
-        let jobs = vec![
-            summary("old", "/media/enhance", 999_000),
-            summary("other-api", "/media/analyze", 1_000_010),
-            summary("claimed", "/media/enhance", 1_000_001),
-            summary("ours", "/media/enhance", 1_000_002),
-            summary("later", "/media/enhance", 1_000_050),
-            summary("too-late", "/media/enhance", 1_000_500),
-        ];
-        let claimed = HashSet::from(["claimed".to_string()]);
+    fn listings_keep_id_path_and_submission_time() {
+        let jobs: Vec<JobSummary> = serde_json::from_value(json!([
+            {"job_id": "a", "path": "/media/enhance", "status": "Running",
+             "time_submitted": "2026-11-30T10:00:00.250Z"},
+            {"job_id": "b", "status": "Pending"},
+        ]))
+        .unwrap();
+        let listed = listed(&jobs);
+        assert_eq!(listed[0].path.as_deref(), Some("/media/enhance"));
         assert_eq!(
-            pick_submitted(&jobs, Operation::Enhance, since, window, &claimed).as_deref(),
-            Some("ours")
+            listed[0].time_submitted,
+            Some("2026-11-30T10:00:00.250Z".parse().unwrap())
         );
-        assert_eq!(
-            pick_submitted(&jobs[..2], Operation::Enhance, since, window, &claimed),
-            None
-        );
+        assert_eq!(listed[1].time_submitted, None);
     }
 }

@@ -1,0 +1,379 @@
+//! Submission lanes: why the operator never has to guess which remote job is whose.
+//!
+//! `GET /media/jobs` carries no correlation field (shared/docs/media-api.md §5.1): a job can only be
+//! told apart by its account (whose listing it is in), its path (the operation) and its
+//! `time_submitted`. So a lane is one (Media API account, operation) pair, and a lane has at most
+//! one *unconfirmed* submission at a time: from the moment its intent is written until its job id
+//! is durably in status, or the submission is known not to have created a job. A lost answer or a
+//! crash therefore leaves at most one MediaJob per lane that may own an unnamed job, and every
+//! other job of the lane is either named (claimed) or older than a fence:
+//!
+//! - every job id the operator learns is claimed in memory at once (before any status write), and
+//!   after a restart the statuses in the store claim what they name;
+//! - each intent records a fingerprint of the lane's previous job (the fence), so a search after a
+//!   crash starts after it even if the MediaJob that owned it is gone;
+//! - after a start, a lane's first submission waits `2 × skew`, so jobs from before a crash that
+//!   nobody names any more fall outside every new search window.
+//!
+//! Pure bookkeeping: the shell keeps one `Lanes` behind a mutex and asks it before every intent.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::operation::Operation;
+
+/// One Media API account (its fingerprint) and one operation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LaneKey {
+    pub account: String,
+    pub operation: Operation,
+}
+
+/// A MediaJob, by uid (a deleted and recreated MediaJob is another one).
+pub type JobUid = String;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Lane {
+    /// The MediaJobs whose submission is unconfirmed: one by construction, but an operator
+    /// upgraded from a version without lanes may find several after a crash. Each blocks the
+    /// lane until it is resolved.
+    holders: BTreeSet<JobUid>,
+    /// The lane's latest job, as far as this process knows: the next intent's fence.
+    previous: Option<String>,
+    /// When the holder took the lane (for the `waiting since` of the others' condition).
+    held_since: Option<Timestamp>,
+}
+
+/// The account of an intent recorded before accounts were: it holds its operation's lane on
+/// every account, since it could be any of them.
+pub const UNKNOWN_ACCOUNT: &str = "";
+
+/// Why a submission must wait.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LaneWait {
+    /// Another MediaJob's submission on the same account and operation is unconfirmed.
+    Held { holder: JobUid, since: Timestamp },
+    /// The operator started recently; jobs from before the start must fall out of every window.
+    Starting { until: Timestamp },
+}
+
+/// The lane is this job's until released; `fence` goes into the intent record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LanePermit {
+    pub fence: Option<String>,
+    /// False when the job already held the lane (an unconfirmed intent of its own, perhaps
+    /// seen only by a newer copy than the one this pass works on): then a failed intent write
+    /// must not release it.
+    pub newly_taken: bool,
+}
+
+#[derive(Debug)]
+pub struct Lanes {
+    lanes: HashMap<LaneKey, Lane>,
+    /// Job ids this process learned, whose they are, and when: never adopted by another
+    /// MediaJob. Pruned after `claim_memory` (listing windows are minutes wide; statuses claim
+    /// anything older).
+    claimed: HashMap<String, (JobUid, Timestamp)>,
+    started_at: Timestamp,
+    skew: Duration,
+    claim_memory: Duration,
+}
+
+impl Lanes {
+    pub fn new(started_at: Timestamp, skew: Duration) -> Self {
+        Self {
+            lanes: HashMap::new(),
+            claimed: HashMap::new(),
+            started_at,
+            skew,
+            claim_memory: Duration::from_secs(3600),
+        }
+    }
+
+    /// A MediaJob whose stored status shows an unconfirmed intent (found at start, or just
+    /// written): it holds its lane. Idempotent.
+    pub fn hold(&mut self, key: &LaneKey, job: &str, now: Timestamp) {
+        let lane = self.lanes.entry(key.clone()).or_default();
+        if lane.holders.insert(job.to_string()) && lane.held_since.is_none() {
+            lane.held_since = Some(now);
+        }
+    }
+
+    /// Whether `job` could take the lane now (nothing changes).
+    pub fn check(&self, key: &LaneKey, job: &str, now: Timestamp) -> Result<(), LaneWait> {
+        let wildcard = LaneKey {
+            account: UNKNOWN_ACCOUNT.to_string(),
+            operation: key.operation,
+        };
+        for lane in [self.lanes.get(key), self.lanes.get(&wildcard)]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(holder) = lane.holders.iter().find(|h| *h != job) {
+                return Err(LaneWait::Held {
+                    holder: holder.clone(),
+                    since: lane.held_since.unwrap_or(now),
+                });
+            }
+        }
+        let ready_at = add(self.started_at, self.skew.saturating_mul(2));
+        let known = self
+            .lanes
+            .get(key)
+            .is_some_and(|l| l.previous.is_some() || !l.holders.is_empty());
+        if now < ready_at && !known {
+            return Err(LaneWait::Starting { until: ready_at });
+        }
+        Ok(())
+    }
+
+    /// Takes the lane before writing an intent.
+    pub fn acquire(
+        &mut self,
+        key: &LaneKey,
+        job: &str,
+        now: Timestamp,
+    ) -> Result<LanePermit, LaneWait> {
+        self.check(key, job, now)?;
+        let lane = self.lanes.entry(key.clone()).or_default();
+        let newly_taken = lane.holders.insert(job.to_string());
+        lane.held_since.get_or_insert(now);
+        Ok(LanePermit {
+            fence: lane.previous.as_deref().map(fingerprint),
+            newly_taken,
+        })
+    }
+
+    /// The submission's job id is known: claim it for `job` and make it the lane's fence. The
+    /// lane stays held until `release` (the id must be durably in status first).
+    pub fn accepted(&mut self, key: &LaneKey, job: &str, job_id: &str, now: Timestamp) {
+        self.claim(job_id, job, now);
+        self.lanes.entry(key.clone()).or_default().previous = Some(job_id.to_string());
+    }
+
+    /// The holder's submission is confirmed (its id is in status) or created nothing.
+    pub fn release(&mut self, key: &LaneKey, job: &str) {
+        if let Some(lane) = self.lanes.get_mut(key)
+            && lane.holders.remove(job)
+            && lane.holders.is_empty()
+        {
+            lane.held_since = None;
+        }
+    }
+
+    /// Releases every lane `job` holds (it was deleted, or its intent is gone); returns them.
+    pub fn release_all(&mut self, job: &str) -> Vec<LaneKey> {
+        let mut released = vec![];
+        for (key, lane) in self.lanes.iter_mut() {
+            if lane.holders.remove(job) {
+                if lane.holders.is_empty() {
+                    lane.held_since = None;
+                }
+                released.push(key.clone());
+            }
+        }
+        released
+    }
+
+    /// One of the lane's holders, if it has any.
+    pub fn holder(&self, key: &LaneKey) -> Option<&str> {
+        self.lanes
+            .get(key)?
+            .holders
+            .iter()
+            .next()
+            .map(String::as_str)
+    }
+
+    pub fn holds(&self, key: &LaneKey, job: &str) -> bool {
+        self.lanes.get(key).is_some_and(|l| l.holders.contains(job))
+    }
+
+    /// Remembers a job id as `job`'s (an answer named it, a search found it, or a status
+    /// shows it). A claim is never moved to another job.
+    pub fn claim(&mut self, job_id: &str, job: &str, now: Timestamp) {
+        self.claimed
+            .entry(job_id.to_string())
+            .or_insert_with(|| (job.to_string(), now));
+        let keep_after = now
+            .checked_sub(SignedDuration::try_from(self.claim_memory).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(Timestamp::MIN);
+        if self.claimed.len() > 4096 {
+            self.claimed.retain(|_, (_, at)| *at >= keep_after);
+        }
+    }
+
+    /// Whether `job_id` is known to be another MediaJob's than `job`.
+    pub fn claimed_by_other(&self, job_id: &str, job: &str) -> bool {
+        self.claimed
+            .get(job_id)
+            .is_some_and(|(owner, _)| owner != job)
+    }
+
+    pub fn held_lanes(&self) -> usize {
+        self.lanes
+            .values()
+            .filter(|l| !l.holders.is_empty())
+            .count()
+    }
+}
+
+/// A job id as it may be written into another MediaJob's status: FNV-1a, 64 bits, hex. Not a
+/// secret-keeper (job ids are not credentials), only so a status never shows another job's id.
+pub fn fingerprint(job_id: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in job_id.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// An account as it may be written into status: a fingerprint of the app key.
+pub fn account_fingerprint(app_key: &str) -> String {
+    fingerprint(app_key)[..12].to_string()
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    fn key(op: Operation) -> LaneKey {
+        LaneKey {
+            account: "acct".into(),
+            operation: op,
+        }
+    }
+
+    fn lanes() -> Lanes {
+        Lanes::new(t(0), Duration::from_secs(2))
+    }
+
+    #[test]
+    fn a_lane_waits_out_twice_the_skew_after_a_start() {
+        let mut l = lanes();
+        assert_eq!(
+            l.acquire(&key(Operation::Enhance), "a", t(1)),
+            Err(LaneWait::Starting { until: t(4) })
+        );
+        assert_eq!(
+            l.acquire(&key(Operation::Enhance), "a", t(4)),
+            Ok(LanePermit {
+                fence: None,
+                newly_taken: true
+            })
+        );
+    }
+
+    #[test]
+    fn one_unconfirmed_submission_per_lane() {
+        let mut l = lanes();
+        let enhance = key(Operation::Enhance);
+        assert!(l.acquire(&enhance, "a", t(10)).is_ok());
+        assert_eq!(
+            l.acquire(&enhance, "b", t(10)),
+            Err(LaneWait::Held {
+                holder: "a".into(),
+                since: t(10)
+            })
+        );
+        // Re-entrant for the holder (and says so); other lanes are free.
+        assert!(!l.acquire(&enhance, "a", t(11)).unwrap().newly_taken);
+        assert!(l.acquire(&key(Operation::Analyze), "b", t(10)).is_ok());
+        let other_account = LaneKey {
+            account: "other".into(),
+            operation: Operation::Enhance,
+        };
+        assert!(l.acquire(&other_account, "c", t(10)).is_ok());
+        // Accepted is not enough: the lane is free once the id is durably recorded.
+        l.accepted(&enhance, "a", "job-1", t(12));
+        assert!(l.acquire(&enhance, "b", t(12)).is_err());
+        l.release(&enhance, "a");
+        assert_eq!(
+            l.acquire(&enhance, "b", t(12)),
+            Ok(LanePermit {
+                fence: Some(fingerprint("job-1")),
+                newly_taken: true
+            })
+        );
+        assert!(l.claimed_by_other("job-1", "b"));
+        // A job's own claim never hides the job from its own search.
+        assert!(!l.claimed_by_other("job-1", "a"));
+        l.claim("job-1", "b", t(13));
+        assert!(l.claimed_by_other("job-1", "b"), "a claim is never moved");
+    }
+
+    #[test]
+    fn every_unconfirmed_intent_found_blocks_the_lane_until_resolved() {
+        let mut l = lanes();
+        let enhance = key(Operation::Enhance);
+        // Two found at start (an upgrade from a version without lanes, after a crash).
+        l.hold(&enhance, "a", t(5));
+        l.hold(&enhance, "b", t(5));
+        assert!(l.check(&enhance, "c", t(10)).is_err());
+        assert!(l.check(&enhance, "a", t(10)).is_err(), "b still holds it");
+        l.release(&enhance, "b");
+        assert_eq!(l.holder(&enhance), Some("a"));
+        assert!(l.check(&enhance, "a", t(10)).is_ok());
+        assert_eq!(l.release_all("a"), vec![enhance.clone()]);
+        assert_eq!(l.holder(&enhance), None);
+        assert_eq!(l.held_lanes(), 0);
+        assert!(l.release_all("a").is_empty());
+    }
+
+    #[test]
+    fn an_intent_of_unknown_account_holds_its_operation_on_every_account() {
+        let mut l = lanes();
+        let unknown = LaneKey {
+            account: UNKNOWN_ACCOUNT.into(),
+            operation: Operation::Enhance,
+        };
+        l.hold(&unknown, "old", t(5));
+        assert!(matches!(
+            l.check(&key(Operation::Enhance), "b", t(10)),
+            Err(LaneWait::Held { .. })
+        ));
+        assert!(l.check(&key(Operation::Analyze), "b", t(10)).is_ok());
+        l.release(&unknown, "old");
+        assert!(l.check(&key(Operation::Enhance), "b", t(10)).is_ok());
+    }
+
+    #[test]
+    fn a_known_previous_job_lifts_the_start_wait() {
+        let mut l = lanes();
+        let enhance = key(Operation::Enhance);
+        l.hold(&enhance, "a", t(0));
+        l.accepted(&enhance, "a", "job-1", t(1));
+        l.release(&enhance, "a");
+        assert_eq!(
+            l.acquire(&enhance, "b", t(1)),
+            Ok(LanePermit {
+                fence: Some(fingerprint("job-1")),
+                newly_taken: true
+            })
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_do_not_show_the_id() {
+        let f = fingerprint("ad4bcd54-3d27-401f-b1c2-39b509779443");
+        assert_eq!(f.len(), 16);
+        assert_eq!(f, fingerprint("ad4bcd54-3d27-401f-b1c2-39b509779443"));
+        assert_ne!(f, fingerprint("ad4bcd54-3d27-401f-b1c2-39b509779444"));
+        assert!(!f.contains("ad4bcd54"));
+        assert_eq!(account_fingerprint("key").len(), 12);
+    }
+}
