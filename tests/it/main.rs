@@ -11,6 +11,7 @@ mod crd_validation;
 mod e2e;
 mod emulator;
 mod emulator_logs;
+mod exactly_once;
 mod examples;
 mod leader_election;
 mod media_api_client;

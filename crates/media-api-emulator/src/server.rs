@@ -9,6 +9,7 @@ use axum::extract::Request;
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use serde_json::Value;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -85,6 +86,20 @@ pub struct JobView {
     pub path: String,
     pub status: Status,
     pub progress: u8,
+    /// Where the job writes its (first) output, without any query string: lets a test check
+    /// which client's job this is.
+    pub output: Option<String>,
+}
+
+/// The first output location of a job request, redacted.
+fn first_output(request: &Value) -> Option<String> {
+    let location = request
+        .get("output")
+        .or_else(|| request.get("outputs")?.get(0)?.get("destination"))?;
+    let url = location
+        .as_str()
+        .or_else(|| location.get("url")?.as_str())?;
+    Some(redact_url(url))
 }
 
 pub struct Emulator;
@@ -189,6 +204,7 @@ impl RunningEmulator {
             path: format!("/media/{}", job.op.name()),
             status: job.phase.status(),
             progress: progress(&job.phase, Instant::now()),
+            output: first_output(&job.request),
         })
     }
 

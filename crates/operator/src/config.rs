@@ -46,6 +46,11 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_MEDIA_API_RPS", default_value_t = 20.0)]
     pub media_api_rps: f64,
 
+    /// Timeout of each Media API request. A submission whose process died mid-request is looked
+    /// for up to this long after its intent, so the two are one setting.
+    #[arg(long, env = "MEDIAJOB_MEDIA_API_TIMEOUT", default_value = "60s", value_parser = duration_arg)]
+    pub media_api_timeout: Duration,
+
     /// Remote jobs in flight at once, cluster-wide; more wait in phase Queued.
     #[arg(long, env = "MEDIAJOB_MAX_JOBS_IN_FLIGHT", default_value_t = 100)]
     pub max_jobs_in_flight: usize,

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
@@ -51,8 +50,7 @@ impl OperatorOptions {
                 search: SearchSettings {
                     skew: args.clock_skew,
                     listing_lag: args.listing_lag,
-                    // The Media API client's request timeout (MediaApiConfig's default).
-                    submit_timeout: Duration::from_secs(60),
+                    submit_timeout: args.media_api_timeout,
                     ..SearchSettings::default()
                 },
             },

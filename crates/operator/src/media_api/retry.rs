@@ -130,7 +130,7 @@ mod tests {
             Some(MAX_RETRY_AFTER)
         );
         assert_eq!(
-            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            parse_retry_after("Sat, 01 Jan 2028 00:00:00 GMT", now),
             Some(MAX_RETRY_AFTER)
         );
     }

@@ -168,7 +168,9 @@ impl Context {
                             Some(job_id) => lanes.claim(job_id, uid, now),
                             None if !status.phase.is_some_and(|p| p.is_finished()) => {
                                 let key = lane_key(&job, submission.account.as_deref());
-                                lanes.hold(&key, uid, now);
+                                let until = super::decide::unconfirmed(status)
+                                    .map(|u| search::lane_free_at(&u, &self.settings.search));
+                                lanes.hold(&key, uid, until, now);
                             }
                             None => {}
                         }
@@ -184,6 +186,13 @@ impl Context {
         let queue = waiters.entry(key.clone()).or_default();
         if !queue.contains(&job) {
             queue.push_back(job);
+        }
+    }
+
+    /// `job` took the lane: it is no longer one to wake.
+    pub fn stop_waiting_for_lane(&self, key: &LaneKey, job: &Wakeup) {
+        if let Some(queue) = self.lane_waiters.lock().unwrap().get_mut(key) {
+            queue.retain(|waiting| waiting != job);
         }
     }
 
@@ -408,6 +417,8 @@ impl Context {
         config.auth_base_url = self.media.auth_url.clone();
         config.media_base_url = self.media.media_url.clone();
         config.requests_per_second = self.media.requests_per_second;
+        // A job created by a request is looked for up to this long after its intent.
+        config.request_timeout = self.settings.search.submit_timeout;
         let client =
             MediaApiClient::new(config).expect("the Media API client builds from valid settings");
         clients.insert(cache_key, client.clone());

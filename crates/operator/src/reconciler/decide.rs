@@ -124,9 +124,11 @@ pub enum RemoteObservation {
 #[derive(Clone, Debug, PartialEq)]
 pub enum LaneObservation {
     Free,
-    /// Another MediaJob's submission on the lane is unconfirmed, since `held_for`.
+    /// Another MediaJob's submission on the lane is unconfirmed, since `held_for`; `free_at` is
+    /// when it stops blocking by itself (a lost answer's window closes), if known.
     Busy {
         held_for: Duration,
+        free_at: Option<Timestamp>,
     },
     /// The operator started less than twice the clock skew ago.
     Starting {
@@ -458,7 +460,7 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
                 action: Action::None,
             };
         }
-        LaneObservation::Busy { held_for } => {
+        LaneObservation::Busy { held_for, free_at } => {
             if *held_for >= LANE_WAIT_SHOWN_AFTER {
                 let message = "waiting for another MediaJob's submission on the same Media API account and operation to be confirmed (the Media API's job list cannot tell two unconfirmed submissions apart)";
                 set_waiting(
@@ -471,10 +473,15 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
                 );
             }
             // Woken when the lane is released; this is the safety net.
+            let recheck = free_at.map_or(timing.queued_recheck, |at| {
+                until(now, at)
+                    .max(Duration::from_millis(100))
+                    .min(timing.queued_recheck)
+            });
             return Decision {
                 status,
                 action: Action::None,
-                requeue_after: Some(timing.queued_recheck),
+                requeue_after: Some(recheck),
             };
         }
     }

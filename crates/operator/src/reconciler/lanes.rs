@@ -8,6 +8,9 @@
 //! crash therefore leaves at most one MediaJob per lane that may own an unnamed job, and every
 //! other job of the lane is either named (claimed) or older than a fence:
 //!
+//! - a submission whose answer was lost holds the lane only until its search window has closed
+//!   (its outcome time is in status): later submissions then fall outside that window, and the
+//!   lost one is resolved by search while the lane moves on;
 //! - every job id the operator learns is claimed in memory at once (before any status write), and
 //!   after a restart the statuses in the store claim what they name;
 //! - each intent records a fingerprint of the lane's previous job (the fence), so a search after a
@@ -17,7 +20,7 @@
 //!
 //! Pure bookkeeping: the shell keeps one `Lanes` behind a mutex and asks it before every intent.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -36,10 +39,11 @@ pub type JobUid = String;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Lane {
-    /// The MediaJobs whose submission is unconfirmed: one by construction, but an operator
-    /// upgraded from a version without lanes may find several after a crash. Each blocks the
-    /// lane until it is resolved.
-    holders: BTreeSet<JobUid>,
+    /// The MediaJobs whose submission is unconfirmed, and until when each blocks the lane:
+    /// `None` while its window is open (the request is in flight), else the time its search
+    /// window has closed for good. One open holder by construction; an operator upgraded from a
+    /// version without lanes may find several after a crash, and each blocks until it is due.
+    holders: BTreeMap<JobUid, Option<Timestamp>>,
     /// The lane's latest job, as far as this process knows: the next intent's fence.
     previous: Option<String>,
     /// When the holder took the lane (for the `waiting since` of the others' condition).
@@ -54,7 +58,12 @@ pub const UNKNOWN_ACCOUNT: &str = "";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LaneWait {
     /// Another MediaJob's submission on the same account and operation is unconfirmed.
-    Held { holder: JobUid, since: Timestamp },
+    Held {
+        holder: JobUid,
+        since: Timestamp,
+        /// When the holder stops blocking by itself (its lost answer's window closes).
+        until: Option<Timestamp>,
+    },
     /// The operator started recently; jobs from before the start must fall out of every window.
     Starting { until: Timestamp },
 }
@@ -93,12 +102,12 @@ impl Lanes {
     }
 
     /// A MediaJob whose stored status shows an unconfirmed intent (found at start, or just
-    /// written): it holds its lane. Idempotent.
-    pub fn hold(&mut self, key: &LaneKey, job: &str, now: Timestamp) {
+    /// written) holds its lane until `until` (`None`: until released). Idempotent; a later call
+    /// updates `until`.
+    pub fn hold(&mut self, key: &LaneKey, job: &str, until: Option<Timestamp>, now: Timestamp) {
         let lane = self.lanes.entry(key.clone()).or_default();
-        if lane.holders.insert(job.to_string()) && lane.held_since.is_none() {
-            lane.held_since = Some(now);
-        }
+        lane.holders.insert(job.to_string(), until);
+        lane.held_since.get_or_insert(now);
     }
 
     /// Whether `job` could take the lane now (nothing changes).
@@ -111,10 +120,15 @@ impl Lanes {
             .into_iter()
             .flatten()
         {
-            if let Some(holder) = lane.holders.iter().find(|h| *h != job) {
+            let blocking = lane
+                .holders
+                .iter()
+                .find(|(h, until)| *h != job && until.is_none_or(|u| now < u));
+            if let Some((holder, until)) = blocking {
                 return Err(LaneWait::Held {
                     holder: holder.clone(),
                     since: lane.held_since.unwrap_or(now),
+                    until: *until,
                 });
             }
         }
@@ -138,7 +152,7 @@ impl Lanes {
     ) -> Result<LanePermit, LaneWait> {
         self.check(key, job, now)?;
         let lane = self.lanes.entry(key.clone()).or_default();
-        let newly_taken = lane.holders.insert(job.to_string());
+        let newly_taken = lane.holders.insert(job.to_string(), None).is_none();
         lane.held_since.get_or_insert(now);
         Ok(LanePermit {
             fence: lane.previous.as_deref().map(fingerprint),
@@ -156,7 +170,7 @@ impl Lanes {
     /// The holder's submission is confirmed (its id is in status) or created nothing.
     pub fn release(&mut self, key: &LaneKey, job: &str) {
         if let Some(lane) = self.lanes.get_mut(key)
-            && lane.holders.remove(job)
+            && lane.holders.remove(job).is_some()
             && lane.holders.is_empty()
         {
             lane.held_since = None;
@@ -167,7 +181,7 @@ impl Lanes {
     pub fn release_all(&mut self, job: &str) -> Vec<LaneKey> {
         let mut released = vec![];
         for (key, lane) in self.lanes.iter_mut() {
-            if lane.holders.remove(job) {
+            if lane.holders.remove(job).is_some() {
                 if lane.holders.is_empty() {
                     lane.held_since = None;
                 }
@@ -182,13 +196,15 @@ impl Lanes {
         self.lanes
             .get(key)?
             .holders
-            .iter()
+            .keys()
             .next()
             .map(String::as_str)
     }
 
     pub fn holds(&self, key: &LaneKey, job: &str) -> bool {
-        self.lanes.get(key).is_some_and(|l| l.holders.contains(job))
+        self.lanes
+            .get(key)
+            .is_some_and(|l| l.holders.contains_key(job))
     }
 
     /// Remembers a job id as `job`'s (an answer named it, a search found it, or a status
@@ -287,7 +303,8 @@ mod tests {
             l.acquire(&enhance, "b", t(10)),
             Err(LaneWait::Held {
                 holder: "a".into(),
-                since: t(10)
+                since: t(10),
+                until: None
             })
         );
         // Re-entrant for the holder (and says so); other lanes are free.
@@ -321,8 +338,8 @@ mod tests {
         let mut l = lanes();
         let enhance = key(Operation::Enhance);
         // Two found at start (an upgrade from a version without lanes, after a crash).
-        l.hold(&enhance, "a", t(5));
-        l.hold(&enhance, "b", t(5));
+        l.hold(&enhance, "a", None, t(5));
+        l.hold(&enhance, "b", None, t(5));
         assert!(l.check(&enhance, "c", t(10)).is_err());
         assert!(l.check(&enhance, "a", t(10)).is_err(), "b still holds it");
         l.release(&enhance, "b");
@@ -341,7 +358,7 @@ mod tests {
             account: UNKNOWN_ACCOUNT.into(),
             operation: Operation::Enhance,
         };
-        l.hold(&unknown, "old", t(5));
+        l.hold(&unknown, "old", None, t(5));
         assert!(matches!(
             l.check(&key(Operation::Enhance), "b", t(10)),
             Err(LaneWait::Held { .. })
@@ -352,10 +369,30 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_answer_blocks_the_lane_only_until_its_window_has_closed() {
+        let mut l = lanes();
+        let enhance = key(Operation::Enhance);
+        assert!(l.acquire(&enhance, "a", t(10)).is_ok());
+        // The answer was lost; its window closes at t(15).
+        l.hold(&enhance, "a", Some(t(15)), t(11));
+        assert!(matches!(
+            l.check(&enhance, "b", t(14)),
+            Err(LaneWait::Held { .. })
+        ));
+        assert!(l.acquire(&enhance, "b", t(15)).is_ok());
+        // "a" is still unresolved (its search goes on), but no longer in the way.
+        assert!(l.holds(&enhance, "a"));
+        assert!(
+            l.check(&enhance, "c", t(16)).is_err(),
+            "b's request is in flight"
+        );
+    }
+
+    #[test]
     fn a_known_previous_job_lifts_the_start_wait() {
         let mut l = lanes();
         let enhance = key(Operation::Enhance);
-        l.hold(&enhance, "a", t(0));
+        l.hold(&enhance, "a", None, t(0));
         l.accepted(&enhance, "a", "job-1", t(1));
         l.release(&enhance, "a");
         assert_eq!(

@@ -17,6 +17,7 @@ use super::decide::{
 use super::events::transition_events;
 use super::kube_writes;
 use super::lanes::LaneWait;
+use super::search;
 use crate::crd::{MediaJob, MediaJobStatus};
 use crate::s3::S3Credentials;
 
@@ -29,6 +30,9 @@ pub enum ReconcileError {
     /// A write was refused because the object changed since this pass read it.
     #[error("the MediaJob changed while it was being reconciled")]
     Stale,
+    /// Another job took the submission lane between this pass's look and its submission.
+    #[error("another MediaJob took the submission lane first")]
+    LaneTaken,
     #[error("Media API unreachable while {doing}: {message}")]
     MediaApi {
         doing: &'static str,
@@ -43,6 +47,7 @@ impl ReconcileError {
             ReconcileError::Kube(_) => "KubeApiError",
             ReconcileError::NoNamespace => "NoNamespace",
             ReconcileError::Stale => "Stale",
+            ReconcileError::LaneTaken => "LaneTaken",
             ReconcileError::MediaApi { .. } => "MediaApiUnavailable",
         }
     }
@@ -57,6 +62,8 @@ pub async fn reconcile(job: Arc<MediaJob>, ctx: Arc<Context>) -> Result<Requeue,
             debug!(job = %job.name_any(), "acted on a stale copy; retrying with the current one");
             Ok(Requeue::requeue(Duration::from_millis(300)))
         }
+        // Queued for the hand-over; the recheck is the safety net for a lost wake-up.
+        Err(ReconcileError::LaneTaken) => Ok(Requeue::requeue(ctx.settings.timing.queued_recheck)),
         other => other,
     };
     ctx.metrics
@@ -323,8 +330,11 @@ fn sync_lane(ctx: &Context, job: &MediaJob, uid: &str, written: &MediaJobStatus,
     let finished = written.phase.is_some_and(|p| p.is_finished());
     match &written.submission {
         Some(s) if s.job_id.is_none() && !finished => {
+            // The answer was lost: the lane moves on once this window cannot overlap the next.
             let key = lane_key(job, s.account.as_deref());
-            ctx.lanes.lock().unwrap().hold(&key, uid, ctx.now());
+            let until = decide::unconfirmed(written)
+                .map(|u| search::lane_free_at(&u, &ctx.settings.search));
+            ctx.lanes.lock().unwrap().hold(&key, uid, until, ctx.now());
         }
         _ => ctx.release_all_lanes(uid),
     }
@@ -460,9 +470,10 @@ async fn submit(
         // Another pass took it between observe and now: wait for the hand-over.
         Err(_) => {
             ctx.wait_for_lane(&lane, (namespace.to_string(), job.name_any()));
-            return Ok(old_status.clone());
+            return Err(ReconcileError::LaneTaken);
         }
     };
+    ctx.stop_waiting_for_lane(&lane, &(namespace.to_string(), job.name_any()));
     // Intent first: if we crash after the POST, the next pass finds the job instead of submitting
     // again. The write is conditional on the object we decided on, so a pass working from a stale
     // copy stops here.
@@ -661,10 +672,16 @@ async fn observe_lane(
     match check {
         Ok(()) => LaneObservation::Free,
         Err(LaneWait::Starting { until }) => LaneObservation::Starting { until },
-        Err(LaneWait::Held { since, .. }) => {
+        Err(LaneWait::Held {
+            since,
+            until,
+            holder,
+        }) => {
+            debug!(job = %job.name_any(), holder = %holder, until = until.map(|u| u.to_string()), "waiting for the submission lane");
             ctx.wait_for_lane(&lane, (namespace.to_string(), job.name_any()));
             LaneObservation::Busy {
                 held_for: Duration::try_from(now.duration_since(since)).unwrap_or_default(),
+                free_at: until,
             }
         }
     }

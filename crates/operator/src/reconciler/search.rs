@@ -72,6 +72,15 @@ pub fn window(u: &Unconfirmed, settings: &SearchSettings) -> (Timestamp, Timesta
     (from, to)
 }
 
+/// When a later submission on the same lane can no longer land in this one's window: its own
+/// window starts `skew` (and up to a second of whole-second intent time) before it is sent.
+pub fn lane_free_at(u: &Unconfirmed, settings: &SearchSettings) -> Timestamp {
+    add(
+        window(u, settings).1,
+        settings.skew.saturating_add(Duration::from_secs(1)),
+    )
+}
+
 /// The earliest time at which an empty listing may count towards absence.
 pub fn settled_at(u: &Unconfirmed, settings: &SearchSettings) -> Timestamp {
     add(window(u, settings).1, settings.listing_lag)
@@ -248,6 +257,18 @@ mod tests {
             ..lost(100, 0)
         };
         assert_eq!(window(&crashed, &settings()), (t(98), t(163)));
+    }
+
+    #[test]
+    fn the_lane_moves_on_once_a_later_window_cannot_overlap() {
+        // Window 98..104; a later intent at 107 (window from 106 at the earliest second) is clear.
+        assert_eq!(lane_free_at(&lost(100, 101), &settings()), t(107));
+        let later = Unconfirmed {
+            intent_time: t(107),
+            outcome_time: Some(t(108)),
+            fence: None,
+        };
+        assert!(window(&later, &settings()).0 > window(&lost(100, 101), &settings()).1);
     }
 
     #[test]

@@ -47,6 +47,8 @@ struct Faults {
     list_error: f64,
     stale_read: f64,
     crash: f64,
+    /// The Media API's clock against ours (within the configured skew of 1 s).
+    clock_offset_ms: i64,
 }
 
 impl Faults {
@@ -59,6 +61,7 @@ impl Faults {
             list_error: [0.0, 0.2][rng.usize(..2)],
             stale_read: [0.0, 0.3][rng.usize(..2)],
             crash: [0.0, 0.01, 0.05][rng.usize(..3)],
+            clock_offset_ms: rng.i64(-900..=900),
         }
     }
 }
@@ -161,7 +164,10 @@ impl Api {
             .map(|j| Listed {
                 job_id: j.id.clone(),
                 path: Some(j.path.clone()),
-                time_submitted: Some(Timestamp::from_millisecond(j.created_ms).unwrap()),
+                time_submitted: Some(
+                    Timestamp::from_millisecond(j.created_ms + self.faults.clock_offset_ms)
+                        .unwrap(),
+                ),
             })
             .filter(|l| l.time_submitted.is_some_and(|t| t >= from && t <= to))
             .collect())
@@ -317,7 +323,9 @@ impl World {
                             account: s.account.clone().unwrap_or_default(),
                             operation: stored.job.spec.operation,
                         };
-                        self.process.lanes.hold(&key, uid, now);
+                        let until = decide::unconfirmed(status)
+                            .map(|u| search::lane_free_at(&u, &self.settings.search));
+                        self.process.lanes.hold(&key, uid, until, now);
                     }
                     None => {}
                 }
@@ -340,7 +348,9 @@ impl World {
             Some(s) if s.job_id.is_none() && !finished => {
                 let key = self.lane(i);
                 let now = self.now();
-                self.process.lanes.hold(&key, &uid, now);
+                let until = decide::unconfirmed(status)
+                    .map(|u| search::lane_free_at(&u, &self.settings.search));
+                self.process.lanes.hold(&key, &uid, until, now);
             }
             _ => {
                 self.process.lanes.release_all(&uid);
@@ -402,8 +412,9 @@ impl World {
             match self.process.lanes.check(&key, &uid, now) {
                 Ok(()) => LaneObservation::Free,
                 Err(LaneWait::Starting { until }) => LaneObservation::Starting { until },
-                Err(LaneWait::Held { since, .. }) => LaneObservation::Busy {
+                Err(LaneWait::Held { since, until, .. }) => LaneObservation::Busy {
                     held_for: Duration::try_from(now.duration_since(since)).unwrap_or_default(),
+                    free_at: until,
                 },
             }
         } else {
