@@ -1,4 +1,4 @@
-//! `mediajob-operator local -f FILE`: the operator's whole path on one machine, with no cluster
+//! `cargo run -- local -f FILE` (the `mediajob-dev` binary): the operator's whole path on one machine, with no cluster
 //! and no Dolby account. The MediaJobs go to the in-process Kubernetes API double (so the schema
 //! and CEL rules refuse bad manifests as a cluster would), the same reconciler runs them, and the
 //! S3 store and Media API are embedded unless flags point at real ones.
@@ -102,7 +102,7 @@ pub fn main(args: LocalArgs) -> std::process::ExitCode {
     match runtime.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("mediajob-operator local: {}", error.message);
+            eprintln!("local: {}", error.message);
             std::process::ExitCode::from(error.code)
         }
     }

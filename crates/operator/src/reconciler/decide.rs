@@ -11,14 +11,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Map, Value};
 
 use super::conditions::{self, FAILED, READY, SUBMITTED, SUSPENDED};
+pub use super::reason::Reason;
 pub use super::search::Verdict;
 use super::search::{self, SearchSettings, Unconfirmed};
 use super::timing::Timing;
 use crate::crd::{AccessMode, DeletionPolicy, MediaJob, MediaJobStatus, Phase, SubmissionRecord};
 use crate::secret::redact_url;
-
-/// The reason of a job that would be submitted now if the cap on jobs in flight allowed it.
-pub const WAITING_FOR_CAPACITY: &str = "WaitingForCapacity";
 
 /// A wait for the submission lane shorter than this is not written to status (it is the
 /// normal few milliseconds between two submissions on one account and operation).
@@ -221,7 +219,7 @@ impl Decision {
     /// The job would be submitted now if it had a slot: the shell asks the admission queue for
     /// one and decides again.
     pub fn waits_for_capacity(&self) -> bool {
-        self.action == Action::None && last_reason(&self.status) == Some(WAITING_FOR_CAPACITY)
+        self.action == Action::None && last_reason(&self.status) == Some(Reason::WaitingForCapacity)
     }
 }
 
@@ -295,7 +293,7 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
         && status.submission.is_none()
         && let Err(message) = validate(job)
     {
-        set_failed(&mut status, "InvalidSpec", &message, generation, now);
+        set_failed(&mut status, Reason::InvalidSpec, &message, generation, now);
         return Decision {
             status,
             action: Action::None,
@@ -318,7 +316,7 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
                 set_waiting(
                     &mut status,
                     phase,
-                    "DeadlineExceeded",
+                    Reason::DeadlineExceeded,
                     &text,
                     generation,
                     now,
@@ -332,7 +330,13 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
                     requeue_after: None,
                 };
             }
-            set_failed(&mut status, "DeadlineExceeded", &message, generation, now);
+            set_failed(
+                &mut status,
+                Reason::DeadlineExceeded,
+                &message,
+                generation,
+                now,
+            );
             clear_attempt(&mut status);
             return match current_job.or_else(|| observed.unrecorded_job_id.clone()) {
                 Some(job_id) => Decision {
@@ -393,7 +397,7 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
     let credentials_fixed = observed.credentials_changed
         && matches!(
             last_reason(&status),
-            Some("MediaApiCredentialsRefused" | "InvalidCredentials")
+            Some(Reason::MediaApiCredentialsRefused | Reason::InvalidCredentials)
         );
     if let Some(retry_after) = &status.retry_after
         && retry_after.0 > now
@@ -407,14 +411,16 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
     }
     let waiting_for_credentials = match &observed.credentials {
         CredentialsState::SecretMissing { secret } => Some((
-            "SecretNotFound",
+            Reason::SecretNotFound,
             format!("Secret {secret:?} not found in namespace; waiting for it"),
         )),
-        CredentialsState::Invalid { message } => Some(("InvalidCredentials", message.clone())),
+        CredentialsState::Invalid { message } => {
+            Some((Reason::InvalidCredentials, message.clone()))
+        }
         CredentialsState::Ready {
             expires_at: Some(expiry),
         } if *expiry <= now => Some((
-            "CredentialsExpired",
+            Reason::CredentialsExpired,
             "the temporary S3 credentials in the Secret have expired; waiting for new ones"
                 .to_string(),
         )),
@@ -440,7 +446,7 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
         set_waiting(
             &mut status,
             Phase::Queued,
-            WAITING_FOR_CAPACITY,
+            Reason::WaitingForCapacity,
             message,
             generation,
             now,
@@ -466,7 +472,7 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
                 set_waiting(
                     &mut status,
                     Phase::Queued,
-                    "WaitingForLane",
+                    Reason::WaitingForLane,
                     message,
                     generation,
                     now,
@@ -487,7 +493,7 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
     }
     let attempt = status.attempts.unwrap_or(0).saturating_add(1);
     let cause = if status.url_refreshes.unwrap_or(0) > 0
-        && last_reason(&status) == Some("RefreshingUrls")
+        && last_reason(&status) == Some(Reason::RefreshingUrls)
     {
         SubmitCause::UrlRefresh
     } else if status.failed_attempts.unwrap_or(0) > 0 {
@@ -566,7 +572,7 @@ fn suspended(
     set_waiting(
         &mut status,
         Phase::Queued,
-        "Suspended",
+        Reason::Suspended,
         message,
         generation,
         now,
@@ -575,7 +581,7 @@ fn suspended(
         &mut status.conditions,
         SUSPENDED,
         true,
-        "Suspended",
+        Reason::Suspended.as_str(),
         message,
         generation,
         now,
@@ -672,7 +678,7 @@ fn follow(
                     set_waiting(
                         &mut status,
                         Phase::Submitted,
-                        "Submitted",
+                        Reason::Submitted,
                         &message,
                         generation,
                         now,
@@ -683,7 +689,7 @@ fn follow(
                     set_waiting(
                         &mut status,
                         Phase::Running,
-                        "Running",
+                        Reason::Running,
                         &message,
                         generation,
                         now,
@@ -698,7 +704,7 @@ fn follow(
                     set_waiting(
                         &mut status,
                         phase,
-                        "UnknownRemoteStatus",
+                        Reason::UnknownRemoteStatus,
                         &message,
                         generation,
                         now,
@@ -730,7 +736,7 @@ fn follow(
                 &mut status.conditions,
                 READY,
                 true,
-                "Succeeded",
+                Reason::Succeeded.as_str(),
                 &message,
                 generation,
                 now,
@@ -760,7 +766,7 @@ fn follow(
                 &mut status.conditions,
                 READY,
                 false,
-                "CancelledRemotely",
+                Reason::CancelledRemotely.as_str(),
                 &message,
                 generation,
                 now,
@@ -837,7 +843,7 @@ fn refresh(
         set_waiting(
             &mut status,
             phase,
-            "CredentialsExpiring",
+            Reason::CredentialsExpiring,
             message,
             generation,
             now,
@@ -859,7 +865,7 @@ fn refresh(
         );
         set_failed(
             &mut status,
-            "UrlRefreshLimitReached",
+            Reason::UrlRefreshLimitReached,
             &message,
             generation,
             now,
@@ -894,7 +900,7 @@ fn refreshed(status: &mut MediaJobStatus, job_id: &str, generation: Option<i64>,
     set_waiting(
         status,
         Phase::Pending,
-        "RefreshingUrls",
+        Reason::RefreshingUrls,
         &message,
         generation,
         now,
@@ -926,7 +932,7 @@ fn failed_attempt(
         set_waiting(
             &mut status,
             Phase::Pending,
-            "RetryingAfterFailure",
+            Reason::RetryingAfterFailure,
             &text,
             generation,
             now,
@@ -937,7 +943,13 @@ fn failed_attempt(
             requeue_after: Some(wait),
         }
     } else {
-        set_failed(&mut status, "RemoteJobFailed", message, generation, now);
+        set_failed(
+            &mut status,
+            Reason::RemoteJobFailed,
+            message,
+            generation,
+            now,
+        );
         Decision {
             status,
             action: Action::None,
@@ -1045,7 +1057,7 @@ pub fn after_submit(
             set_waiting(
                 &mut status,
                 Phase::Submitted,
-                "Submitted",
+                Reason::Submitted,
                 &message,
                 generation,
                 now,
@@ -1054,7 +1066,7 @@ pub fn after_submit(
                 &mut status.conditions,
                 SUBMITTED,
                 true,
-                "Submitted",
+                Reason::Submitted.as_str(),
                 &message,
                 generation,
                 now,
@@ -1063,7 +1075,7 @@ pub fn after_submit(
         SubmitOutcome::Rejected { message } => {
             status.submission = None;
             let text = format!("the Media API rejected the request: {message}");
-            set_failed(&mut status, "RequestRejected", &text, generation, now);
+            set_failed(&mut status, Reason::RequestRejected, &text, generation, now);
         }
         SubmitOutcome::CredentialsRefused { message } => {
             status.submission = None;
@@ -1072,7 +1084,7 @@ pub fn after_submit(
             set_waiting(
                 &mut status,
                 Phase::Pending,
-                "MediaApiCredentialsRefused",
+                Reason::MediaApiCredentialsRefused,
                 &text,
                 generation,
                 now,
@@ -1091,7 +1103,7 @@ pub fn after_submit(
             set_waiting(
                 &mut status,
                 Phase::Pending,
-                "SubmitRetrying",
+                Reason::SubmitRetrying,
                 &text,
                 generation,
                 now,
@@ -1108,7 +1120,7 @@ pub fn after_submit(
             set_waiting(
                 &mut status,
                 Phase::Pending,
-                "SubmissionUnconfirmed",
+                Reason::SubmissionUnconfirmed,
                 &text,
                 generation,
                 now,
@@ -1120,7 +1132,7 @@ pub fn after_submit(
             set_waiting(
                 &mut status,
                 Phase::Pending,
-                "InvalidCredentials",
+                Reason::InvalidCredentials,
                 &message,
                 generation,
                 now,
@@ -1173,7 +1185,7 @@ pub fn after_search(
                 set_waiting(
                     &mut status,
                     phase,
-                    "SubmissionUnconfirmed",
+                    Reason::SubmissionUnconfirmed,
                     &text,
                     generation,
                     now,
@@ -1214,7 +1226,7 @@ pub fn after_search(
                 set_waiting(
                     &mut status,
                     phase,
-                    "SubmissionUnconfirmed",
+                    Reason::SubmissionUnconfirmed,
                     &text,
                     generation,
                     now,
@@ -1232,7 +1244,13 @@ pub fn after_search(
             );
             if elapsed(intent_time, now) >= AMBIGUOUS_SEARCH_LIMIT {
                 clear_attempt(&mut status);
-                set_failed(&mut status, "SubmissionAmbiguous", &text, generation, now);
+                set_failed(
+                    &mut status,
+                    Reason::SubmissionAmbiguous,
+                    &text,
+                    generation,
+                    now,
+                );
                 return Decision {
                     status,
                     action: Action::None,
@@ -1244,7 +1262,7 @@ pub fn after_search(
             set_waiting(
                 &mut status,
                 phase,
-                "SubmissionAmbiguous",
+                Reason::SubmissionAmbiguous,
                 &text,
                 generation,
                 now,
@@ -1267,7 +1285,13 @@ pub fn after_search(
                     let limit = job.spec.active_deadline_seconds.unwrap_or_default();
                     let message =
                         format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
-                    set_failed(&mut status, "DeadlineExceeded", &message, generation, now);
+                    set_failed(
+                        &mut status,
+                        Reason::DeadlineExceeded,
+                        &message,
+                        generation,
+                        now,
+                    );
                     clear_attempt(&mut status);
                     (status, CancelPurpose::Deadline)
                 }
@@ -1361,7 +1385,7 @@ fn clear_attempt(status: &mut MediaJobStatus) {
 fn set_waiting(
     status: &mut MediaJobStatus,
     phase: Phase,
-    reason: &str,
+    reason: Reason,
     message: &str,
     generation: Option<i64>,
     now: Timestamp,
@@ -1371,7 +1395,7 @@ fn set_waiting(
         &mut status.conditions,
         READY,
         false,
-        reason,
+        reason.as_str(),
         message,
         generation,
         now,
@@ -1380,7 +1404,7 @@ fn set_waiting(
 
 fn set_failed(
     status: &mut MediaJobStatus,
-    reason: &str,
+    reason: Reason,
     message: &str,
     generation: Option<i64>,
     now: Timestamp,
@@ -1392,7 +1416,7 @@ fn set_failed(
         &mut status.conditions,
         READY,
         false,
-        reason,
+        reason.as_str(),
         message,
         generation,
         now,
@@ -1401,15 +1425,16 @@ fn set_failed(
         &mut status.conditions,
         FAILED,
         true,
-        reason,
+        reason.as_str(),
         message,
         generation,
         now,
     );
 }
 
-fn last_reason(status: &MediaJobStatus) -> Option<&str> {
-    conditions::find(&status.conditions, READY).map(|c| c.reason.as_str())
+/// The reason of the Ready condition, if it is one of ours.
+fn last_reason(status: &MediaJobStatus) -> Option<Reason> {
+    conditions::find(&status.conditions, READY).and_then(|c| c.reason.parse().ok())
 }
 
 /// `t + d`, saturating: no time from outside (a status field, a header) can panic the core.
@@ -1449,3 +1474,7 @@ mod tests;
 #[cfg(test)]
 #[path = "simulation_tests.rs"]
 mod simulation_tests;
+
+#[cfg(test)]
+#[path = "decide_props.rs"]
+mod props;

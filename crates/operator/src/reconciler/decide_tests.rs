@@ -944,3 +944,271 @@ fn time_never_goes_negative() {
     );
     assert!(d.requeue_after.unwrap() <= Duration::from_secs(60));
 }
+
+// --- exactly-once: unknown outcomes, 404s, lanes, outside input ---
+
+/// An intent recorded at T0 whose answer was lost at T0+1.
+fn unconfirmed_job() -> MediaJob {
+    let job = enhance();
+    let intent = intent_status(
+        &MediaJobStatus::default(),
+        1,
+        Some(at(3600)),
+        IntentLane {
+            account: Some("acct".into()),
+            fence: Some("f".into()),
+        },
+        at(0),
+    );
+    let lost = after_submit(
+        &job,
+        &intent,
+        SubmitOutcome::Unknown {
+            message: "HTTP 502".into(),
+        },
+        at(1),
+    );
+    with_status(&job, lost)
+}
+
+#[test]
+fn a_lost_answer_keeps_the_intent_with_its_account_fence_and_answer_time() {
+    let job = unconfirmed_job();
+    let s = job.status.as_ref().unwrap().submission.clone().unwrap();
+    assert_eq!(s.job_id, None);
+    assert_eq!(s.account.as_deref(), Some("acct"));
+    assert_eq!(s.fence.as_deref(), Some("f"));
+    assert_eq!(s.outcome_time, Some(Time(at(1))));
+    assert_eq!(
+        unconfirmed(job.status.as_ref().unwrap()),
+        Some(Unconfirmed {
+            intent_time: at(0),
+            outcome_time: Some(at(1)),
+            fence: Some("f".into())
+        })
+    );
+}
+
+#[test]
+fn deleting_a_job_whose_submission_is_unconfirmed_searches_then_cancels_what_it_finds() {
+    let mut job = unconfirmed_job();
+    job.metadata.deletion_timestamp = Some(Time(at(100)));
+    let d = decide(&job, &ready(), clock(101), &settings());
+    assert!(matches!(
+        d.action,
+        Action::Search {
+            purpose: SearchPurpose::Deletion,
+            ..
+        }
+    ));
+    let status = job.status.as_ref().unwrap();
+    let found = after_search(
+        &job,
+        status,
+        SearchPurpose::Deletion,
+        Ok(Verdict::Adopt {
+            job_id: "j9".into(),
+        }),
+        clock(101),
+        &settings(),
+    );
+    assert_eq!(
+        found.action,
+        Action::Cancel {
+            job_id: "j9".into(),
+            purpose: CancelPurpose::Deletion
+        }
+    );
+    let absent = after_search(
+        &job,
+        status,
+        SearchPurpose::Deletion,
+        Ok(Verdict::Absent),
+        clock(101),
+        &settings(),
+    );
+    assert_eq!(absent.action, Action::RemoveFinalizer);
+    // Bounded by the deletion timeout like any cancel on deletion.
+    let d = decide(&job, &ready(), clock(100 + 301), &settings());
+    assert_eq!(d.action, Action::RemoveFinalizer);
+}
+
+#[test]
+fn a_deadline_with_an_unconfirmed_submission_finds_the_job_and_cancels_it() {
+    let mut job = unconfirmed_job();
+    job.spec.active_deadline_seconds = Some(60);
+    job.status.as_mut().unwrap().start_time = Some(Time(at(0)));
+    let d = decide(&job, &ready(), clock(61), &settings());
+    assert!(matches!(
+        d.action,
+        Action::Search {
+            purpose: SearchPurpose::Deadline,
+            ..
+        }
+    ));
+    assert_ne!(d.status.phase, Some(Phase::Failed), "not final until found");
+    let found = after_search(
+        &job,
+        &d.status,
+        SearchPurpose::Deadline,
+        Ok(Verdict::Adopt {
+            job_id: "j9".into(),
+        }),
+        clock(62),
+        &settings(),
+    );
+    assert_eq!(found.status.phase, Some(Phase::Failed));
+    assert_eq!(reason(&found.status), "DeadlineExceeded");
+    assert_eq!(
+        found.action,
+        Action::Cancel {
+            job_id: "j9".into(),
+            purpose: CancelPurpose::Deadline
+        }
+    );
+}
+
+#[test]
+fn suspending_a_job_whose_submission_is_unconfirmed_cancels_what_the_search_finds() {
+    let mut job = unconfirmed_job();
+    job.spec.suspend = Some(true);
+    let d = decide(&job, &ready(), clock(5), &settings());
+    assert!(matches!(
+        d.action,
+        Action::Search {
+            purpose: SearchPurpose::Suspend,
+            ..
+        }
+    ));
+    let found = after_search(
+        &job,
+        job.status.as_ref().unwrap(),
+        SearchPurpose::Suspend,
+        Ok(Verdict::Adopt {
+            job_id: "j9".into(),
+        }),
+        clock(6),
+        &settings(),
+    );
+    assert_eq!(
+        found.action,
+        Action::Cancel {
+            job_id: "j9".into(),
+            purpose: CancelPurpose::Suspend
+        }
+    );
+    assert!(found.status.submission.is_none());
+}
+
+#[test]
+fn a_404_not_yet_confirmed_keeps_following_the_job() {
+    let job = submitted(&enhance());
+    let observed = Observed {
+        remote: RemoteObservation::NotYetVisible {
+            after: Some(Duration::from_secs(3)),
+        },
+        ..ready()
+    };
+    let d = decide(&job, &observed, clock(2), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.status.failed_attempts, None, "not a failure");
+    assert_eq!(d.status.job_id.as_deref(), Some("j1"));
+    assert!(d.requeue_after.is_some_and(|w| w <= Duration::from_secs(3)));
+}
+
+#[test]
+fn a_job_confirmed_gone_is_cancelled_before_it_is_retried() {
+    let job = submitted(&enhance());
+    let d = decide(
+        &job,
+        &remote(RemoteState::NotFound),
+        clock(100),
+        &settings(),
+    );
+    assert_eq!(
+        d.action,
+        Action::Cancel {
+            job_id: "j1".into(),
+            purpose: CancelPurpose::Gone
+        }
+    );
+    assert_eq!(reason(&d.status), "RetryingAfterFailure");
+    assert!(d.status.submission.is_none());
+}
+
+#[test]
+fn a_busy_lane_waits_quietly_at_first_then_says_so() {
+    let job = enhance();
+    let busy = |held_for, free_at| Observed {
+        lane: LaneObservation::Busy { held_for, free_at },
+        ..ready()
+    };
+    let d = decide(
+        &job,
+        &busy(Duration::from_secs(1), None),
+        clock(0),
+        &settings(),
+    );
+    assert_eq!(d.action, Action::None);
+    assert_ne!(
+        reason(&d.status),
+        "WaitingForLane",
+        "a short wait is not written"
+    );
+    let d = decide(
+        &job,
+        &busy(Duration::from_secs(6), None),
+        clock(0),
+        &settings(),
+    );
+    assert_eq!(reason(&d.status), "WaitingForLane");
+    assert_eq!(d.status.phase, Some(Phase::Queued));
+    // A lane that frees itself at a known time is looked at then.
+    let d = decide(
+        &job,
+        &busy(Duration::from_secs(6), Some(at(1))),
+        clock(0),
+        &settings(),
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(1)));
+    let starting = Observed {
+        lane: LaneObservation::Starting { until: at(4) },
+        ..ready()
+    };
+    let d = decide(&job, &starting, clock(0), &settings());
+    assert_eq!(
+        (d.action, d.requeue_after),
+        (Action::None, Some(Duration::from_secs(4)))
+    );
+}
+
+#[test]
+fn outside_waits_are_bounded() {
+    // A year-long Retry-After on a status poll waits an hour at most.
+    let job = submitted(&enhance());
+    let observed = Observed {
+        remote: RemoteObservation::Unavailable {
+            message: "429".into(),
+            retry_after: Some(Duration::from_secs(365 * 86_400)),
+        },
+        ..ready()
+    };
+    let d = decide(&job, &observed, clock(10), &settings());
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(3600)));
+    // And on a submission.
+    let s = after_submit(
+        &job,
+        &MediaJobStatus::default(),
+        SubmitOutcome::NotSubmitted {
+            message: "429".into(),
+            retry_after: Some(Duration::MAX),
+        },
+        at(0),
+    );
+    assert_eq!(s.retry_after, Some(Time(at(3600))));
+    // A start time from the far future plus a deadline does not overflow.
+    let mut job = submitted(&enhance());
+    job.spec.active_deadline_seconds = Some(i64::MAX);
+    job.status.as_mut().unwrap().start_time = Some(Time(Timestamp::MAX));
+    let _ = decide(&job, &ready(), clock(10), &settings());
+}

@@ -4,6 +4,7 @@
 use crate::crd::MediaJobStatus;
 
 use super::conditions::{self, READY};
+use super::reason::Reason;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventNote {
@@ -29,16 +30,9 @@ pub fn transition_events(old: &MediaJobStatus, new: &MediaJobStatus) -> Vec<Even
     }]
 }
 
+/// A reason the operator does not know (written by someone else) is worth a look: a Warning.
 fn is_warning(reason: &str) -> bool {
-    !matches!(
-        reason,
-        "Submitted"
-            | "Running"
-            | "Succeeded"
-            | "Suspended"
-            | "WaitingForCapacity"
-            | "RefreshingUrls"
-    )
+    reason.parse::<Reason>().map_or(true, Reason::is_warning)
 }
 
 #[cfg(test)]

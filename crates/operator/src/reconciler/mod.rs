@@ -9,6 +9,7 @@ pub mod events;
 pub mod kube_writes;
 pub mod lanes;
 pub mod memory;
+pub mod reason;
 pub mod reconcile;
 pub mod remote;
 pub mod search;

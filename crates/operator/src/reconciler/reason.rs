@@ -1,0 +1,139 @@
+//! Every reason the operator writes into a condition or an Event, as a type: control flow
+//! compares these, never strings, and `docs/status-reference.md` is checked against [`Reason::ALL`].
+
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $name:ident => $warning:literal,)+) => {
+        /// A condition reason: CamelCase, stable, the same word in the Event of the transition.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$doc])* $name,)+
+        }
+
+        impl Reason {
+            pub const ALL: &'static [Reason] = &[$(Reason::$name,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$name => stringify!($name),)+
+                }
+            }
+
+            /// Whether the transition into this reason is an Event of type Warning: something a
+            /// person may have to act on.
+            pub fn is_warning(self) -> bool {
+                match self {
+                    $(Reason::$name => $warning,)+
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// The Media API accepted the job.
+    Submitted => false,
+    /// The Media API is processing the job.
+    Running => false,
+    Succeeded => false,
+    /// A Secret the job names does not exist in its namespace.
+    SecretNotFound => true,
+    /// A Secret lacks a key, or a value is empty or not UTF-8.
+    InvalidCredentials => true,
+    /// The Secret's temporary S3 credentials have expired.
+    CredentialsExpired => true,
+    /// URLs expire soon and the Secret's credentials cannot sign longer ones.
+    CredentialsExpiring => true,
+    /// The cluster-wide cap on jobs in flight is reached.
+    WaitingForCapacity => false,
+    /// Another submission on the same account and operation is being confirmed.
+    WaitingForLane => false,
+    Suspended => false,
+    /// Cancelled to be resubmitted with fresh URLs.
+    RefreshingUrls => false,
+    UrlRefreshLimitReached => true,
+    RetryingAfterFailure => true,
+    RemoteJobFailed => true,
+    /// The Media API refused the request as invalid.
+    RequestRejected => true,
+    InvalidSpec => true,
+    MediaApiCredentialsRefused => true,
+    /// The submission could not be sent; retried with backoff.
+    SubmitRetrying => true,
+    /// The submission's outcome is unknown; the job list is searched before anything is resent.
+    SubmissionUnconfirmed => true,
+    /// Several jobs could be the lost submission's; none is adopted.
+    SubmissionAmbiguous => true,
+    DeadlineExceeded => true,
+    CancelledRemotely => true,
+    UnknownRemoteStatus => true,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Reason {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Reason::ALL
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == s)
+            .ok_or(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip_and_are_camel_case() {
+        for reason in Reason::ALL {
+            assert_eq!(reason.as_str().parse::<Reason>(), Ok(*reason));
+            let first = reason.as_str().chars().next().unwrap();
+            assert!(first.is_ascii_uppercase() && !reason.as_str().contains(['_', ' ']));
+        }
+        assert!("NotAReason".parse::<Reason>().is_err());
+    }
+
+    #[test]
+    fn only_transitions_a_person_may_act_on_are_warnings() {
+        assert!(!Reason::Succeeded.is_warning());
+        assert!(!Reason::WaitingForCapacity.is_warning());
+        assert!(Reason::RemoteJobFailed.is_warning());
+        assert!(Reason::SubmissionAmbiguous.is_warning());
+    }
+
+    /// The status reference documents exactly the reasons the operator writes.
+    #[test]
+    fn the_status_reference_lists_every_reason() {
+        let doc = include_str!("../../../../docs/status-reference.md");
+        let documented: Vec<&str> = doc
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split('`').next())
+            .filter(|word| word.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
+            .filter(|word| !["Pending", "Queued", "Failed", "Cancelled"].contains(word))
+            .collect();
+        for reason in Reason::ALL {
+            assert!(
+                documented.contains(&reason.as_str()),
+                "docs/status-reference.md does not explain {reason}"
+            );
+        }
+        for word in documented {
+            // Phases share some words with reasons (Submitted, Running, Succeeded).
+            assert!(
+                word.parse::<Reason>().is_ok(),
+                "docs/status-reference.md explains {word}, which the operator never writes"
+            );
+        }
+    }
+}
