@@ -29,7 +29,7 @@ where
             Some(wait) => wait,
             None => return Err(error),
         };
-        tracing::debug!(attempt, ?wait, error = %error, "Media API call failed; retrying");
+        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "Media API call failed; retrying");
         tokio::time::sleep(wait).await;
         attempt += 1;
     }

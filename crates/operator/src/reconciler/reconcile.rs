@@ -90,7 +90,7 @@ pub fn error_policy(job: Arc<MediaJob>, error: &ReconcileError, ctx: Arc<Context
         .settings
         .timing
         .backoff(failures.saturating_sub(1), fastrand::f64());
-    warn!(job = %job.name_any(), namespace = ?job.namespace(), error = %error, retry_in = ?wait, "reconcile failed");
+    warn!(job = %job.name_any(), namespace = job.namespace().as_deref(), error = %error, retry_in_ms = wait.as_millis() as u64, "reconcile failed");
     Requeue::requeue(wait)
 }
 
