@@ -19,8 +19,6 @@ use mediajob_operator::metrics::Metrics;
 use mediajob_operator::operator::{OperatorOptions, start};
 use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
 use mediajob_operator::reconciler::controller::Scope;
-use mediajob_operator::reconciler::decide::Settings;
-use mediajob_operator::reconciler::timing::Timing;
 use mediajob_operator::secret::SecretString;
 use serde_json::json;
 
@@ -84,35 +82,19 @@ async fn run(n: usize) {
     ));
     let operator_client = kube::Client::try_from(config).unwrap();
     let metrics = Arc::new(Metrics::default());
-    let options = OperatorOptions {
-        scope: Scope::AllNamespaces,
-        settings: Settings {
-            timing: Timing {
-                poll_min: Duration::from_millis(500),
-                poll_max: Duration::from_secs(5),
-                ..Timing::default()
-            },
-            max_url_refreshes: 10,
-            // The emulator lists new jobs at once: short search settings keep runs quick.
-            search: mediajob_operator::reconciler::search::SearchSettings {
-                skew: Duration::from_millis(250),
-                listing_lag: Duration::from_secs(1),
-                submit_timeout: Duration::from_secs(60),
-                recheck: Duration::from_millis(500),
-            },
+    let media = MediaApiSettings {
+        auth_url: emulator.base_url(),
+        media_url: emulator.base_url(),
+        requests_per_second: 0.0,
+        default_account: DefaultAccount::Static {
+            app_key: "emulator-app-key".into(),
+            app_secret: SecretString::new("emulator-app-secret"),
         },
+    };
+    let options = OperatorOptions {
         max_in_flight: n,
         concurrency: 32,
-        callback: None,
-        media: MediaApiSettings {
-            auth_url: emulator.base_url(),
-            media_url: emulator.base_url(),
-            requests_per_second: 0.0,
-            default_account: DefaultAccount::Static {
-                app_key: "emulator-app-key".into(),
-                app_secret: SecretString::new("emulator-app-secret"),
-            },
-        },
+        ..OperatorOptions::in_process(Scope::AllNamespaces, media)
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(start(

@@ -27,8 +27,6 @@ use mediajob_operator::operator::{OperatorOptions, start};
 use mediajob_operator::reconciler::callback::CallbackSettings;
 use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
 use mediajob_operator::reconciler::controller::Scope;
-use mediajob_operator::reconciler::decide::Settings;
-use mediajob_operator::reconciler::timing::Timing;
 use mediajob_operator::s3::S3Location;
 use mediajob_operator::secret::SecretString;
 
@@ -297,30 +295,12 @@ async fn run(args: LocalArgs) -> Result<(), LocalError> {
 
     let jobs = apply_manifests(&client, &manifests, &s3).await?;
     let options = OperatorOptions {
-        scope: Scope::AllNamespaces,
-        settings: Settings {
-            timing: Timing {
-                poll_min: Duration::from_millis(500),
-                poll_max: Duration::from_secs(5),
-                ..Timing::default()
-            },
-            max_url_refreshes: 10,
-            // The emulator lists new jobs at once: short search settings keep runs quick.
-            search: mediajob_operator::reconciler::search::SearchSettings {
-                skew: Duration::from_millis(250),
-                listing_lag: Duration::from_secs(1),
-                submit_timeout: Duration::from_secs(60),
-                recheck: Duration::from_millis(500),
-            },
-        },
-        max_in_flight: 100,
-        concurrency: 8,
         // The emulator can reach a receiver on this machine; the real Media API cannot.
         callback: emulator.as_ref().map(|_| CallbackSettings {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
         }),
-        media,
+        ..OperatorOptions::in_process(Scope::AllNamespaces, media)
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(start(

@@ -104,19 +104,26 @@ impl Env {
             queued_recheck: Duration::from_millis(200),
             secret_recheck: Duration::from_secs(2),
             cancel_on_delete_timeout: Duration::from_secs(10),
+            ..Timing::default()
         };
+        let media = MediaApiSettings {
+            auth_url: self.emulator.base_url(),
+            media_url: self.emulator.base_url(),
+            requests_per_second: 0.0,
+            default_account: DefaultAccount::Static {
+                app_key: "emulator-app-key".into(),
+                app_secret: SecretString::new("emulator-app-secret"),
+            },
+        };
+        let defaults = OperatorOptions::in_process(
+            Scope::Namespaces(vec![self.cluster.namespace.clone()]),
+            media,
+        );
         OperatorOptions {
-            scope: Scope::Namespaces(vec![self.cluster.namespace.clone()]),
             settings: Settings {
                 timing,
                 max_url_refreshes: 5,
-                // The emulator lists new jobs at once: short search settings keep runs quick.
-                search: mediajob_operator::reconciler::search::SearchSettings {
-                    skew: Duration::from_millis(250),
-                    listing_lag: Duration::from_secs(1),
-                    submit_timeout: Duration::from_secs(60),
-                    recheck: Duration::from_millis(500),
-                },
+                ..defaults.settings.clone()
             },
             max_in_flight: self.max_in_flight,
             concurrency: 16,
@@ -124,15 +131,7 @@ impl Env {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                 public_url: None,
             }),
-            media: MediaApiSettings {
-                auth_url: self.emulator.base_url(),
-                media_url: self.emulator.base_url(),
-                requests_per_second: 0.0,
-                default_account: DefaultAccount::Static {
-                    app_key: "emulator-app-key".into(),
-                    app_secret: SecretString::new("emulator-app-secret"),
-                },
-            },
+            ..defaults
         }
     }
 

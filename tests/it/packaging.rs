@@ -313,6 +313,12 @@ fn check_env(deployment: &Value, what: &str) -> Settings {
         };
         let value = if name == "POD_NAMESPACE" {
             namespace.clone()
+        } else if name == "POD_NAME" {
+            assert_eq!(
+                var["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name",
+                "{what}: POD_NAME must come from the downward API"
+            );
+            "mediajob-operator-0".to_string()
         } else {
             var["value"].as_str().expect("a literal value").to_string()
         };

@@ -14,6 +14,11 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
 
+    /// This replica's name: its identity in the leader Lease and in the Events it publishes.
+    /// A random one when unset.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+
     /// The namespace the operator runs in (its Media API Secret and leader Lease live here).
     #[arg(long, env = "POD_NAMESPACE", default_value = "mediajob-system")]
     pub namespace: String,

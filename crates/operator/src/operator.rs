@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
@@ -29,9 +30,39 @@ pub struct OperatorOptions {
     pub media: MediaApiSettings,
     /// The completion-callback receiver; polling only when `None`.
     pub callback: Option<CallbackSettings>,
+    /// This replica's name (Lease identity, Event reporter instance).
+    pub pod_name: String,
 }
 
 impl OperatorOptions {
+    /// The operator in-process against the project's emulator (local mode, tests, benches):
+    /// quick polls, and search settings for an emulator that lists new jobs at once. Callers
+    /// change what their run needs with struct update syntax.
+    pub fn in_process(scope: Scope, media: MediaApiSettings) -> Self {
+        Self {
+            scope,
+            settings: Settings {
+                timing: Timing {
+                    poll_min: Duration::from_millis(500),
+                    poll_max: Duration::from_secs(5),
+                    ..Timing::default()
+                },
+                max_url_refreshes: 10,
+                search: SearchSettings {
+                    skew: Duration::from_millis(250),
+                    listing_lag: Duration::from_secs(1),
+                    submit_timeout: Duration::from_secs(60),
+                    recheck: Duration::from_millis(500),
+                },
+            },
+            max_in_flight: 100,
+            concurrency: 8,
+            media,
+            callback: None,
+            pod_name: format!("mediajob-operator-{}", uuid::Uuid::new_v4()),
+        }
+    }
+
     pub fn from_args(args: &OperatorArgs) -> Self {
         let timing = Timing {
             poll_min: args.poll_min,
@@ -56,6 +87,10 @@ impl OperatorOptions {
             },
             max_in_flight: args.max_jobs_in_flight,
             concurrency: args.concurrency,
+            pod_name: args
+                .pod_name
+                .clone()
+                .unwrap_or_else(|| format!("mediajob-operator-{}", uuid::Uuid::new_v4())),
             callback: args.callback_url.as_ref().map(|url| CallbackSettings {
                 listen: args.callback_listen,
                 public_url: Some(url.clone()),
@@ -83,13 +118,7 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     wait_for_crd(&client, &options.scope, |what| readiness.waiting_for(what)).await;
-    let ctx = Arc::new(Context::new(
-        client,
-        metrics,
-        options.settings.clone(),
-        options.max_in_flight,
-        options.media.clone(),
-    ));
+    let ctx = Arc::new(Context::new(client, metrics, &options));
     let (wake, _) = tokio::sync::broadcast::channel(1024);
     let mut receiver = None;
     if let Some(settings) = &options.callback {
@@ -171,8 +200,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), String> {
         return Ok(());
     }
 
-    let identity = std::env::var("POD_NAME")
-        .unwrap_or_else(|_| format!("mediajob-operator-{}", uuid::Uuid::new_v4()));
+    let identity = options.pod_name.clone();
     let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
         .with_namespace(&args.namespace)
         .with_identity(&identity)

@@ -20,9 +20,10 @@ use super::remote;
 use super::search::{self, Presence, Unconfirmed, Verdict};
 use super::signing::{self, PreparedRequest};
 use crate::crd::{AccessMode, MediaJob};
-use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiConfig};
+use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiConfig, MediaApiError};
 use crate::metrics::Metrics;
 use crate::operation::Operation;
+use crate::operator::OperatorOptions;
 use crate::s3::S3Credentials;
 use crate::secret::SecretString;
 
@@ -64,13 +65,13 @@ pub struct MediaAccount {
 }
 
 /// How a cancel went.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum CancelOutcome {
     Cancelled,
     /// 400 or 404: the job had already finished, or is unknown. Read its status before acting
     /// on the cancel (a refresh must not throw away a success).
     AlreadyFinished,
-    Failed(String),
+    Failed(MediaApiError),
 }
 
 pub struct Context {
@@ -91,23 +92,21 @@ pub struct Context {
     expected_stores: Mutex<usize>,
     /// Submission lanes and claimed job ids (see `lanes.rs`).
     pub lanes: Mutex<Lanes>,
-    lanes_seeded: tokio::sync::OnceCell<()>,
+    lanes_seeded: std::sync::atomic::AtomicBool,
     /// Jobs waiting for each lane, woken one at a time as it frees up.
     lane_waiters: Mutex<HashMap<LaneKey, std::collections::VecDeque<Wakeup>>>,
     waker: Mutex<Option<tokio::sync::broadcast::Sender<Wakeup>>>,
 }
 
 impl Context {
-    pub fn new(
-        client: Client,
-        metrics: Arc<Metrics>,
-        settings: Settings,
-        max_in_flight: usize,
-        media: MediaApiSettings,
-    ) -> Self {
+    /// Everything a pass shares, built once from the operator's options.
+    pub fn new(client: Client, metrics: Arc<Metrics>, options: &OperatorOptions) -> Self {
+        let settings = options.settings.clone();
+        let media = options.media.clone();
+        let max_in_flight = options.max_in_flight;
         let reporter = Reporter {
             controller: "mediajob-operator".into(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance: Some(options.pod_name.clone()),
         };
         let stale_after = settings.timing.queued_recheck * 4;
         let lanes = Lanes::new(Timestamp::now(), settings.search.skew);
@@ -125,7 +124,7 @@ impl Context {
             callback_base: Mutex::new(None),
             expected_stores: Mutex::new(1),
             lanes: Mutex::new(lanes),
-            lanes_seeded: tokio::sync::OnceCell::new(),
+            lanes_seeded: std::sync::atomic::AtomicBool::new(false),
             lane_waiters: Mutex::new(HashMap::new()),
             waker: Mutex::new(None),
         }
@@ -140,44 +139,48 @@ impl Context {
     /// Before the first submission: every controller's store is complete, every unconfirmed
     /// intent holds its lane, and every job id a status names is claimed. Without this, a job
     /// could take a lane whose unconfirmed submission another job (not yet reconciled since the
-    /// start) still has to resolve.
-    pub async fn ensure_lanes_seeded(&self) {
+    /// start) still has to resolve. Never waits: until every store is ready it says no, and the
+    /// jobs that would submit look again shortly (polls, searches and deletions go on).
+    pub fn try_seed_lanes(&self) -> bool {
+        use futures::FutureExt;
+        if self.lanes_seeded.load(std::sync::atomic::Ordering::Acquire) {
+            return true;
+        }
+        let stores = self.jobs.lock().unwrap().clone();
+        let complete = stores.len() >= *self.expected_stores.lock().unwrap()
+            && stores
+                .iter()
+                .all(|s| s.wait_until_ready().now_or_never().is_some());
+        if !complete {
+            return false;
+        }
+        let now = Timestamp::now();
+        let mut lanes = self.lanes.lock().unwrap();
+        if self.lanes_seeded.load(std::sync::atomic::Ordering::Acquire) {
+            return true;
+        }
+        for job in stores.iter().flat_map(|s| s.state()) {
+            let Some(status) = &job.status else { continue };
+            let uid = job.metadata.uid.as_deref().unwrap_or_default();
+            if let Some(job_id) = &status.job_id {
+                lanes.claim(job_id, uid, now);
+            }
+            if let Some(submission) = &status.submission {
+                match &submission.job_id {
+                    Some(job_id) => lanes.claim(job_id, uid, now),
+                    None if !status.phase.is_some_and(|p| p.is_finished()) => {
+                        let key = lane_key(&job, submission.account.as_deref());
+                        let until = super::decide::unconfirmed(status)
+                            .map(|u| search::lane_free_at(&u, &self.settings.search));
+                        lanes.hold(&key, uid, until, now);
+                    }
+                    None => {}
+                }
+            }
+        }
         self.lanes_seeded
-            .get_or_init(|| async {
-                loop {
-                    let stores = self.jobs.lock().unwrap().clone();
-                    if stores.len() >= *self.expected_stores.lock().unwrap() {
-                        for store in &stores {
-                            let _ = store.wait_until_ready().await;
-                        }
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                let now = Timestamp::now();
-                let stores = self.jobs.lock().unwrap().clone();
-                let mut lanes = self.lanes.lock().unwrap();
-                for job in stores.iter().flat_map(|s| s.state()) {
-                    let Some(status) = &job.status else { continue };
-                    let uid = job.metadata.uid.as_deref().unwrap_or_default();
-                    if let Some(job_id) = &status.job_id {
-                        lanes.claim(job_id, uid, now);
-                    }
-                    if let Some(submission) = &status.submission {
-                        match &submission.job_id {
-                            Some(job_id) => lanes.claim(job_id, uid, now),
-                            None if !status.phase.is_some_and(|p| p.is_finished()) => {
-                                let key = lane_key(&job, submission.account.as_deref());
-                                let until = super::decide::unconfirmed(status)
-                                    .map(|u| search::lane_free_at(&u, &self.settings.search));
-                                lanes.hold(&key, uid, until, now);
-                            }
-                            None => {}
-                        }
-                    }
-                }
-            })
-            .await;
+            .store(true, std::sync::atomic::Ordering::Release);
+        true
     }
 
     /// Queues `job` to be woken when `key` frees up.
@@ -445,10 +448,11 @@ impl Context {
     pub async fn prepare_request(
         &self,
         job: &MediaJob,
+        valid: &super::validate::ValidatedJob,
         s3: Option<&S3Credentials>,
         now: Timestamp,
-    ) -> Result<PreparedRequest, String> {
-        let mut prepared = signing::prepare(job, s3, now).await?;
+    ) -> Result<PreparedRequest, crate::s3::S3Error> {
+        let mut prepared = signing::prepare(job, valid, s3, now).await?;
         if let Some(base) = self.callback_base.lock().unwrap().clone() {
             let path = super::callback::callback_path(
                 job.metadata.namespace.as_deref().unwrap_or_default(),
@@ -494,7 +498,7 @@ impl Context {
         job: &MediaJob,
         unconfirmed: &Unconfirmed,
         now: Timestamp,
-    ) -> Result<Verdict, String> {
+    ) -> Result<Verdict, MediaApiError> {
         let (from, to) = search::window(unconfirmed, &self.settings.search);
         let filter = JobFilter {
             submitted_after: Some(from),
@@ -504,7 +508,7 @@ impl Context {
         let result = client.list_jobs(&filter).await;
         self.metrics
             .media_api_request("list", result_label(&result));
-        let jobs = result.map_err(|e| crate::secret::redact_urls_in(&e.to_string()))?;
+        let jobs = result?;
         let listed = remote::listed(&jobs);
         let uid = job.metadata.uid.clone().unwrap_or_default();
         let from_statuses = self.claimed_job_ids(&uid);
@@ -586,7 +590,7 @@ impl Context {
             Err(error) => match error.class() {
                 crate::media_api::ErrorClass::InvalidRequest
                 | crate::media_api::ErrorClass::NotFound => CancelOutcome::AlreadyFinished,
-                _ => CancelOutcome::Failed(crate::secret::redact_urls_in(&error.to_string())),
+                _ => CancelOutcome::Failed(error),
             },
         }
     }

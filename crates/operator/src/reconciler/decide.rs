@@ -15,6 +15,7 @@ pub use super::reason::Reason;
 pub use super::search::Verdict;
 use super::search::{self, SearchSettings, Unconfirmed};
 use super::timing::Timing;
+pub use super::validate::{ValidatedJob, Validation, validate};
 use crate::crd::{AccessMode, DeletionPolicy, MediaJob, MediaJobStatus, Phase, SubmissionRecord};
 use crate::secret::redact_url;
 
@@ -24,9 +25,6 @@ const LANE_WAIT_SHOWN_AFTER: Duration = Duration::from_secs(5);
 
 /// The longest wait any outside input (Retry-After, a time in status) can impose on one pass.
 const MAX_OUTSIDE_WAIT: Duration = Duration::from_secs(3600);
-
-/// An ambiguous search (a foreign client on the same account) gives up after this long.
-const AMBIGUOUS_SEARCH_LIMIT: Duration = Duration::from_secs(600);
 
 /// The finalizer that lets the operator cancel the remote job before the MediaJob goes away.
 pub const FINALIZER: &str = "mediajob.io/cancel-remote-job";
@@ -67,6 +65,16 @@ pub enum CredentialsState {
     SecretMissing { secret: String },
     /// A Secret exists but cannot be used; the message names the Secret and key, never a value.
     Invalid { message: String },
+}
+
+impl std::fmt::Display for CredentialsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialsState::Ready { .. } => f.write_str("credentials ready"),
+            CredentialsState::SecretMissing { secret } => write!(f, "Secret {secret:?} not found"),
+            CredentialsState::Invalid { message } => f.write_str(message),
+        }
+    }
 }
 
 /// How a remote job ended or where it is, in the core's own words.
@@ -146,6 +154,9 @@ pub struct Observed {
     pub credentials_changed: bool,
     /// The submission lane of the job's account and operation.
     pub lane: LaneObservation,
+    /// The job's Media API account (app key) is not the one its submission was made with: the
+    /// operator cannot see that job any more, so it must conclude nothing about it.
+    pub account_changed: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +175,8 @@ pub enum CancelPurpose {
     RefreshLimit,
     /// The Media API no longer knows the job (confirmed): cancel in case it reappears.
     Gone,
+    /// The spec became invalid while the job was in flight.
+    InvalidSpec,
 }
 
 /// Why a submission with an unknown outcome is looked for.
@@ -177,6 +190,8 @@ pub enum SearchPurpose {
     Deadline,
     /// To cancel it: the job was suspended.
     Suspend,
+    /// To cancel it: the spec is no longer valid.
+    InvalidSpec,
 }
 
 /// The one side effect of this pass.
@@ -223,8 +238,101 @@ impl Decision {
     }
 }
 
-/// The next step for `job`.
+/// What the shell looks at before a pass decides: the core says it, so the shell never works out
+/// for itself whether a refresh is due or the deadline has passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObservationPlan {
+    /// Read the job's S3 and Media API credentials (before a submission or a URL refresh).
+    pub credentials: bool,
+    /// Ask the Media API for the remote job's status.
+    pub poll: Poll,
+    /// The job may submit in this pass: look at its submission lane.
+    pub lane: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    Never,
+    /// When the job's scheduled poll time has come (the shell keeps the schedule).
+    WhenScheduled,
+    /// Now: a URL refresh is due and needs the job's current state.
+    Now,
+}
+
+/// What `job` needs observed at `now`.
+pub fn observation_plan(job: &MediaJob, now: Timestamp) -> ObservationPlan {
+    let status = job.status.as_ref();
+    let finished = status
+        .and_then(|s| s.phase)
+        .is_some_and(|p| p.is_finished());
+    let deleting = job.metadata.deletion_timestamp.is_some();
+    let has_job = status.and_then(active_job_id).is_some();
+    let refresh_due = status
+        .and_then(|s| s.next_refresh_time.as_ref())
+        .is_some_and(|t| now >= t.0);
+    let deadline_due = match (
+        status.and_then(|s| s.start_time.as_ref()),
+        job.spec.active_deadline_seconds,
+    ) {
+        (Some(start), Some(limit)) => now >= later_secs(start.0, limit),
+        _ => false,
+    };
+    let live = !finished && !deleting;
+    ObservationPlan {
+        credentials: live && (!has_job || refresh_due),
+        poll: if !live || !has_job || job.spec.is_suspended() || deadline_due {
+            Poll::Never
+        } else if refresh_due {
+            Poll::Now
+        } else {
+            Poll::WhenScheduled
+        },
+        lane: live && status.is_none_or(|s| s.submission.is_none()),
+    }
+}
+
+/// What a written status means for the job's place under the cap on jobs in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// A remote job (or an unconfirmed submission) is in flight.
+    Occupy,
+    /// Finished or gone: the slot is free and the place in line too.
+    Release,
+    /// Waiting again (backoff, credentials): give the slot back, keep the place in line.
+    Yield,
+    /// Resubmitting at once (a URL refresh, a search that proved absence): keep the slot.
+    Keep,
+}
+
+/// The slot after `status` was written, with the pass's requeue (`Some(ZERO)`: go on at once).
+pub fn slot_for(status: &MediaJobStatus, requeue_after: Option<Duration>) -> Slot {
+    // A finished job keeps its submission record (it marks the spec as submitted), so the phase
+    // comes first.
+    if status.phase.is_some_and(|p| p.is_finished()) {
+        Slot::Release
+    } else if status.submission.is_some() {
+        Slot::Occupy
+    } else if requeue_after == Some(Duration::ZERO) {
+        Slot::Keep
+    } else {
+        Slot::Yield
+    }
+}
+
+/// The next step for `job`, running the validate stage first (tests and callers that do not need
+/// the validated values themselves).
 pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Settings) -> Decision {
+    decide_validated(job, &validate(job), observed, clock, settings)
+}
+
+/// The next step for `job`, whose spec went through the validate stage as `validated`.
+pub fn decide_validated(
+    job: &MediaJob,
+    validated: &Validation,
+    observed: &Observed,
+    clock: Clock,
+    settings: &Settings,
+) -> Decision {
     let now = clock.now;
     let old = job.status.clone().unwrap_or_default();
     let generation = job.metadata.generation;
@@ -252,6 +360,26 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
         let job_id = current_job
             .clone()
             .or_else(|| observed.unrecorded_job_id.clone());
+        let unseen = observed.account_changed && (job_id.is_some() || unconfirmed(&old).is_some());
+        if unseen && wants_cancel && !given_up {
+            // The job cannot be seen or cancelled with the new key; a 404 now proves nothing.
+            let mut status = old.clone();
+            let message = "deleting: the Media API app key changed since the job was submitted, so it cannot be cancelled; restore the previous key, or the finalizer goes when the deletion timeout passes and the job is orphaned";
+            let phase = status.phase.unwrap_or(Phase::Pending);
+            set_waiting(
+                &mut status,
+                phase,
+                Reason::MediaApiAccountChanged,
+                message,
+                generation,
+                now,
+            );
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(timing.secret_recheck.min(timing.cancel_on_delete_timeout)),
+            };
+        }
         let action = match (job_id, unconfirmed(&old)) {
             (Some(job_id), _) if wants_cancel && !given_up => Action::Cancel {
                 job_id,
@@ -281,7 +409,9 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
 
     // A job that failed, or was refused before submission, starts over when its spec changes.
     let spec_changed = old.observed_generation.is_some() && old.observed_generation != generation;
-    if spec_changed && old.phase == Some(Phase::Failed) {
+    // ... unless a submission of it may still run unseen (an ambiguous search): a new attempt
+    // would then be a second job. Such a MediaJob is recreated by hand (docs/exactly-once.md).
+    if spec_changed && old.phase == Some(Phase::Failed) && unconfirmed(&old).is_none() {
         status = restarted(&old, generation);
     }
 
@@ -289,17 +419,61 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
         return finished(job, status, now);
     }
 
-    if current_job.is_none()
-        && status.submission.is_none()
-        && let Err(message) = validate(job)
-    {
-        set_failed(&mut status, Reason::InvalidSpec, &message, generation, now);
-        return Decision {
-            status,
-            action: Action::None,
-            requeue_after: None,
-        };
-    }
+    let valid = match validated {
+        Ok(valid) => valid,
+        Err(message) => {
+            // Invalid before or after submission (spec.urls may change while a job runs): the
+            // job ends, and a remote job it has is cancelled.
+            set_failed(&mut status, Reason::InvalidSpec, message, generation, now);
+            let job_id = current_job.or_else(|| observed.unrecorded_job_id.clone());
+            let action = match (job_id, unconfirmed(&status)) {
+                (Some(job_id), _) => Action::Cancel {
+                    job_id,
+                    purpose: CancelPurpose::InvalidSpec,
+                },
+                // A job may run that nobody knows the id of: find (and cancel) it before the
+                // MediaJob ends, or the job would be lost from view while it runs.
+                (None, Some(unconfirmed)) => {
+                    let text = format!(
+                        "{message}; looking for the last submission's job to cancel it first"
+                    );
+                    let phase = old.phase.unwrap_or(Phase::Pending);
+                    let mut waiting = status.clone();
+                    waiting.phase = old.phase;
+                    set_waiting(
+                        &mut waiting,
+                        phase,
+                        Reason::InvalidSpec,
+                        &text,
+                        generation,
+                        now,
+                    );
+                    if let Some(failed) = conditions::find(&old.conditions, FAILED).cloned() {
+                        waiting.conditions.retain(|c| c.type_ != FAILED);
+                        waiting.conditions.push(failed);
+                    } else {
+                        conditions::remove_condition(&mut waiting.conditions, FAILED);
+                    }
+                    waiting.completion_time = old.completion_time.clone();
+                    return Decision {
+                        status: waiting,
+                        action: Action::Search {
+                            unconfirmed,
+                            purpose: SearchPurpose::InvalidSpec,
+                        },
+                        requeue_after: None,
+                    };
+                }
+                (None, None) => Action::None,
+            };
+            clear_attempt(&mut status);
+            return Decision {
+                status,
+                action,
+                requeue_after: None,
+            };
+        }
+    };
 
     // activeDeadlineSeconds counts from the first submission, like a Job's from its start.
     if let (Some(start), Some(limit)) = (&status.start_time, spec.active_deadline_seconds) {
@@ -363,18 +537,40 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
         conditions::remove_condition(&mut status.conditions, SUSPENDED);
     }
 
+    if observed.account_changed && status.submission.is_some() {
+        // The submission was made with another app key: its job is invisible to this one, and
+        // a 404 or an empty search would wrongly say it is gone.
+        let message = "the Media API app key changed since this job was submitted; the operator cannot see the submitted job with the new key. Restore the previous key until the job finishes, or delete the MediaJob";
+        let phase = status.phase.unwrap_or(Phase::Pending);
+        set_waiting(
+            &mut status,
+            phase,
+            Reason::MediaApiAccountChanged,
+            message,
+            generation,
+            now,
+        );
+        return Decision {
+            status,
+            action: Action::None,
+            requeue_after: Some(timing.secret_recheck),
+        };
+    }
+
     if let Some(submission) = status.submission.clone() {
         let job_id = submission.job_id.clone().or(current_job.clone());
         return match job_id {
-            Some(job_id) => follow(job, status, &job_id, observed, clock, settings),
+            Some(job_id) => follow(job, valid, status, &job_id, observed, clock, settings),
             None => match &observed.unrecorded_job_id {
                 Some(job_id) => Decision {
                     status: after_submit(
                         job,
+                        valid,
                         &status,
                         SubmitOutcome::Accepted {
                             job_id: job_id.clone(),
                         },
+                        timing,
                         now,
                     ),
                     action: Action::None,
@@ -607,6 +803,7 @@ fn suspended(
 /// A submitted job: read what the Media API says and act on it.
 fn follow(
     job: &MediaJob,
+    valid: &ValidatedJob,
     mut status: MediaJobStatus,
     job_id: &str,
     observed: &Observed,
@@ -712,7 +909,7 @@ fn follow(
                 }
                 _ => unreachable!("matched above"),
             }
-            if refresh_due && job.spec.effective_access() == AccessMode::Presign {
+            if refresh_due && valid.access == AccessMode::Presign {
                 return refresh(job, status, job_id, observed, settings, now);
             }
             let wait = next_wakeup(&status);
@@ -723,30 +920,7 @@ fn follow(
             }
         }
         RemoteState::Succeeded { result } => {
-            status.phase = Some(Phase::Succeeded);
-            status.progress = Some(100);
-            status.completion_time = Some(Time(now));
-            status.next_refresh_time = None;
-            status.retry_after = None;
-            status.outputs = Some(job.spec.output_urls().into_iter().map(redact_url).collect())
-                .filter(|o: &Vec<String>| !o.is_empty());
-            status.result = result.clone().filter(|r| !r.is_empty());
-            let message = format!("job {job_id} succeeded");
-            conditions::set_condition(
-                &mut status.conditions,
-                READY,
-                true,
-                Reason::Succeeded.as_str(),
-                &message,
-                generation,
-                now,
-            );
-            conditions::remove_condition(&mut status.conditions, FAILED);
-            Decision {
-                status,
-                action: Action::None,
-                requeue_after: ttl_wait(job),
-            }
+            succeeded(job, valid, status, job_id, result.clone(), now)
         }
         RemoteState::Cancelled if refresh_due => {
             // We cancelled it for a URL refresh and lost the status write: carry on with the refresh.
@@ -778,15 +952,15 @@ fn follow(
             }
         }
         RemoteState::Failed { kind, message } => {
-            let urls_stale = status.urls_expire_at.as_ref().is_some_and(|t| {
-                let refresh_before = job.spec.url_refresh_before().unwrap_or_default();
-                later(now, refresh_before) >= t.0
-            });
+            let urls_stale = status
+                .urls_expire_at
+                .as_ref()
+                .is_some_and(|t| later(now, valid.refresh_before) >= t.0);
             let access_failure =
                 matches!(kind, FailureKind::InputAccess | FailureKind::OutputAccess);
             if access_failure
                 && urls_stale
-                && job.spec.effective_access() == AccessMode::Presign
+                && valid.access == AccessMode::Presign
                 && status.url_refreshes.unwrap_or(0) < settings.max_url_refreshes
             {
                 refreshed(&mut status, job_id, generation, now);
@@ -812,6 +986,46 @@ fn follow(
                 ..failed_attempt(job, status, &text, clock, settings)
             }
         }
+    }
+}
+
+/// The job's remote job succeeded: the final status. Also what a refused cancel (the job had
+/// already finished) turns into when the job turns out to have succeeded: a success is kept.
+pub fn succeeded(
+    job: &MediaJob,
+    valid: &ValidatedJob,
+    mut status: MediaJobStatus,
+    job_id: &str,
+    result: Option<Map<String, Value>>,
+    now: Timestamp,
+) -> Decision {
+    let generation = job.metadata.generation;
+    status.observed_generation = generation;
+    status.phase = Some(Phase::Succeeded);
+    status.progress = Some(100);
+    status.completion_time = Some(Time(now));
+    status.next_refresh_time = None;
+    status.retry_after = None;
+    status.job_id = Some(job_id.to_string());
+    status.outputs = Some(valid.output_urls.iter().map(|u| redact_url(u)).collect())
+        .filter(|o: &Vec<String>| !o.is_empty());
+    status.result = result.filter(|r| !r.is_empty());
+    let message = format!("job {job_id} succeeded");
+    conditions::set_condition(
+        &mut status.conditions,
+        READY,
+        true,
+        Reason::Succeeded.as_str(),
+        &message,
+        generation,
+        now,
+    );
+    conditions::remove_condition(&mut status.conditions, FAILED);
+    conditions::remove_condition(&mut status.conditions, SUSPENDED);
+    Decision {
+        status,
+        action: Action::None,
+        requeue_after: ttl_wait(job),
     }
 }
 
@@ -1019,8 +1233,10 @@ pub fn intent_status(
 /// The status after a submission's outcome is known. `status` carries the intent record.
 pub fn after_submit(
     job: &MediaJob,
+    valid: &ValidatedJob,
     status: &MediaJobStatus,
     outcome: SubmitOutcome,
+    timing: &Timing,
     now: Timestamp,
 ) -> MediaJobStatus {
     let generation = job.metadata.generation;
@@ -1046,10 +1262,9 @@ pub fn after_submit(
             status.progress = Some(0);
             status.retry_after = None;
             status.urls_expire_at = urls_expire_at.clone();
-            status.next_refresh_time = match (job.spec.effective_access(), urls_expire_at) {
+            status.next_refresh_time = match (valid.access, urls_expire_at) {
                 (AccessMode::Presign, Some(expiry)) => {
-                    let before = job.spec.url_refresh_before().unwrap_or_default();
-                    Some(Time(earlier(expiry.0, before)))
+                    Some(Time(earlier(expiry.0, valid.refresh_before)))
                 }
                 _ => None,
             };
@@ -1080,7 +1295,7 @@ pub fn after_submit(
         SubmitOutcome::CredentialsRefused { message } => {
             status.submission = None;
             let text = format!("the Media API refused the app credentials: {message}");
-            status.retry_after = Some(Time(later(now, Duration::from_secs(300))));
+            status.retry_after = Some(Time(later(now, timing.credentials_refused_retry)));
             set_waiting(
                 &mut status,
                 Phase::Pending,
@@ -1096,7 +1311,7 @@ pub fn after_submit(
         } => {
             status.submission = None;
             let wait = retry_after
-                .unwrap_or(Duration::from_secs(5))
+                .unwrap_or(timing.submit_retry)
                 .min(MAX_OUTSIDE_WAIT);
             status.retry_after = Some(Time(later(now, wait)));
             let text = format!("submission will be retried: {message}");
@@ -1128,7 +1343,7 @@ pub fn after_submit(
         }
         SubmitOutcome::CredentialsUnusable { message } => {
             status.submission = None;
-            status.retry_after = Some(Time(later(now, Duration::from_secs(60))));
+            status.retry_after = Some(Time(later(now, timing.unusable_credentials_retry)));
             set_waiting(
                 &mut status,
                 Phase::Pending,
@@ -1160,6 +1375,7 @@ pub fn unconfirmed(status: &MediaJobStatus) -> Option<Unconfirmed> {
 /// (redacted) error when the listing could not be read.
 pub fn after_search(
     job: &MediaJob,
+    validated: &Validation,
     status: &MediaJobStatus,
     purpose: SearchPurpose,
     verdict: Result<Verdict, String>,
@@ -1199,10 +1415,28 @@ pub fn after_search(
         }
     };
     match (purpose, verdict) {
-        (SearchPurpose::Submission, Verdict::Adopt { job_id }) => Decision {
-            status: after_submit(job, &status, SubmitOutcome::Accepted { job_id }, now),
-            action: Action::None,
-            requeue_after: Some(Duration::ZERO),
+        (SearchPurpose::Submission, Verdict::Adopt { job_id }) => match validated {
+            Ok(valid) => Decision {
+                status: after_submit(
+                    job,
+                    valid,
+                    &status,
+                    SubmitOutcome::Accepted { job_id },
+                    &settings.timing,
+                    now,
+                ),
+                action: Action::None,
+                requeue_after: Some(Duration::ZERO),
+            },
+            // Ours, but the spec is no longer valid: end it (the next pass fails the MediaJob).
+            Err(_) => Decision {
+                status,
+                action: Action::Cancel {
+                    job_id,
+                    purpose: CancelPurpose::InvalidSpec,
+                },
+                requeue_after: Some(Duration::ZERO),
+            },
         },
         (SearchPurpose::Submission, Verdict::Absent) => {
             // Proven absent: drop the intent; the next pass submits again.
@@ -1242,8 +1476,9 @@ pub fn after_search(
             let text = format!(
                 "{candidates} jobs in the Media API job list could be the last submission's (another client submits on the same account and operation); adopting none of them"
             );
-            if elapsed(intent_time, now) >= AMBIGUOUS_SEARCH_LIMIT {
-                clear_attempt(&mut status);
+            if elapsed(intent_time, now) >= settings.timing.ambiguous_limit {
+                // The intent stays: one of the candidates may be this MediaJob's and running, so
+                // editing the spec does not start a second one.
                 set_failed(
                     &mut status,
                     Reason::SubmissionAmbiguous,
@@ -1270,17 +1505,24 @@ pub fn after_search(
             Decision {
                 status,
                 action: Action::None,
-                requeue_after: Some(Duration::from_secs(60)),
+                requeue_after: Some(settings.timing.ambiguous_recheck),
             }
         }
-        // Deletion, deadline, suspend: cancel what was found, then carry on as decided.
+        // Deletion, deadline, suspend, an invalid spec: cancel what was found, then carry on as
+        // decided. An ambiguous search keeps the intent (one candidate may be this job's).
         (purpose, verdict) => {
-            let found = match verdict {
-                Verdict::Adopt { job_id } => Some(job_id),
-                _ => None,
+            let (found, ambiguous) = match verdict {
+                Verdict::Adopt { job_id } => (Some(job_id), false),
+                Verdict::Ambiguous { .. } => (None, true),
+                _ => (None, false),
             };
-            let (status, cancel_purpose) = match purpose {
-                SearchPurpose::Deletion => (status, CancelPurpose::Deletion),
+            let end_attempt = |status: &mut MediaJobStatus| {
+                if !ambiguous {
+                    clear_attempt(status);
+                }
+            };
+            let cancel_purpose = match purpose {
+                SearchPurpose::Deletion => CancelPurpose::Deletion,
                 SearchPurpose::Deadline => {
                     let limit = job.spec.active_deadline_seconds.unwrap_or_default();
                     let message =
@@ -1292,12 +1534,22 @@ pub fn after_search(
                         generation,
                         now,
                     );
-                    clear_attempt(&mut status);
-                    (status, CancelPurpose::Deadline)
+                    end_attempt(&mut status);
+                    CancelPurpose::Deadline
+                }
+                SearchPurpose::InvalidSpec => {
+                    let message = validated
+                        .as_ref()
+                        .err()
+                        .cloned()
+                        .unwrap_or_else(|| "the spec is not valid".into());
+                    set_failed(&mut status, Reason::InvalidSpec, &message, generation, now);
+                    end_attempt(&mut status);
+                    CancelPurpose::InvalidSpec
                 }
                 SearchPurpose::Suspend | SearchPurpose::Submission => {
-                    clear_attempt(&mut status);
-                    (status, CancelPurpose::Suspend)
+                    end_attempt(&mut status);
+                    CancelPurpose::Suspend
                 }
             };
             let action = match (found, purpose) {
@@ -1328,20 +1580,6 @@ pub fn has_finalizer(job: &MediaJob) -> bool {
         .iter()
         .flatten()
         .any(|f| f == FINALIZER)
-}
-
-/// Checks the spec beyond what the CRD's schema and CEL rules can say.
-pub fn validate(job: &MediaJob) -> Result<(), String> {
-    let spec = &job.spec;
-    let ttl = spec.url_ttl()?;
-    let before = spec.url_refresh_before()?;
-    if before >= ttl {
-        return Err("spec.urls.refreshBefore must be shorter than spec.urls.ttl".into());
-    }
-    if spec.operation.has_output() && spec.output_urls().is_empty() {
-        return Err(format!("operation {} needs an output", spec.operation));
-    }
-    Ok(())
 }
 
 /// Progress in steps of ten, below 100 until the job has succeeded, so a long job writes

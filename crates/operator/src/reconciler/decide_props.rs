@@ -242,6 +242,7 @@ impl Gen {
                 },
                 _ => LaneObservation::Starting { until: self.time() },
             },
+            account_changed: self.0.bool(),
         }
     }
 
@@ -318,14 +319,26 @@ fn one_case(seed: u64) {
         IntentLane::default(),
         clock.now,
     );
-    let _ = decide::after_submit(&job, &intent, g.outcome(), clock.now);
+    let validated = decide::validate(&job);
+    if let Ok(valid) = &validated {
+        let timing = &settings.timing;
+        let _ = decide::after_submit(&job, valid, &intent, g.outcome(), timing, clock.now);
+    }
     let purpose = g.pick(&[
         SearchPurpose::Submission,
         SearchPurpose::Deletion,
         SearchPurpose::Deadline,
         SearchPurpose::Suspend,
     ]);
-    let _ = decide::after_search(&job, &intent, purpose, g.verdict(), clock, &settings);
+    let _ = decide::after_search(
+        &job,
+        &validated,
+        &intent,
+        purpose,
+        g.verdict(),
+        clock,
+        &settings,
+    );
     if let Some(u) = decide::unconfirmed(&intent) {
         let _: Unconfirmed = u;
     }

@@ -49,6 +49,7 @@ fn ready() -> Observed {
         unrecorded_job_id: None,
         credentials_changed: false,
         lane: LaneObservation::Free,
+        account_changed: false,
     }
 }
 
@@ -89,6 +90,37 @@ fn submitted(job: &MediaJob) -> MediaJob {
     let mut job = job.clone();
     job.status = Some(status);
     job
+}
+
+/// `after_submit` as the shell calls it, with the job's validated spec.
+fn after_submit(
+    job: &MediaJob,
+    status: &MediaJobStatus,
+    outcome: SubmitOutcome,
+    now: Timestamp,
+) -> MediaJobStatus {
+    let timing = Settings::default().timing;
+    super::after_submit(job, &validate(job).unwrap(), status, outcome, &timing, now)
+}
+
+/// `after_search` as the shell calls it, with the job's validated spec.
+fn after_search(
+    job: &MediaJob,
+    status: &MediaJobStatus,
+    purpose: SearchPurpose,
+    verdict: Result<Verdict, String>,
+    clock: Clock,
+    settings: &Settings,
+) -> Decision {
+    super::after_search(
+        job,
+        &validate(job),
+        status,
+        purpose,
+        verdict,
+        clock,
+        settings,
+    )
 }
 
 fn with_status(job: &MediaJob, status: MediaJobStatus) -> MediaJob {
@@ -594,6 +626,8 @@ fn polls_are_not_made_when_not_due_and_never_spin() {
 #[test]
 fn success_records_outputs_without_query_strings_and_inline_results() {
     let mut job = submitted(&enhance());
+    // A public output URL may carry its own signature (a SAS or a user's pre-signed URL).
+    job.spec.access = Some(crate::crd::AccessMode::Public);
     job.spec.output = Some(crate::crd::OutputLocation {
         url: "https://out.s3.amazonaws.com/a.wav?X-Amz-Signature=secret".into(),
         parameters: None,
@@ -945,6 +979,79 @@ fn time_never_goes_negative() {
     assert!(d.requeue_after.unwrap() <= Duration::from_secs(60));
 }
 
+// --- what the shell observes, and the slot ---
+
+#[test]
+fn the_core_says_what_to_observe() {
+    let fresh = enhance();
+    let plan = observation_plan(&fresh, at(0));
+    assert_eq!(
+        plan,
+        ObservationPlan {
+            credentials: true,
+            poll: Poll::Never,
+            lane: true
+        }
+    );
+    // A running job is polled on its schedule, and at once when its URLs need a refresh.
+    let running = submitted(&enhance());
+    let plan = observation_plan(&running, at(10));
+    assert_eq!(
+        (plan.credentials, plan.poll, plan.lane),
+        (false, Poll::WhenScheduled, false)
+    );
+    let refresh_at = running
+        .status
+        .as_ref()
+        .unwrap()
+        .next_refresh_time
+        .clone()
+        .unwrap()
+        .0;
+    let plan = observation_plan(&running, refresh_at);
+    assert_eq!((plan.credentials, plan.poll), (true, Poll::Now));
+    // Past the deadline, suspended, deleting or finished: no poll.
+    let mut late = running.clone();
+    late.spec.active_deadline_seconds = Some(5);
+    assert_eq!(observation_plan(&late, at(10)).poll, Poll::Never);
+    let mut suspended = running.clone();
+    suspended.spec.suspend = Some(true);
+    assert_eq!(observation_plan(&suspended, at(10)).poll, Poll::Never);
+    let mut deleting = running.clone();
+    deleting.metadata.deletion_timestamp = Some(Time(at(10)));
+    assert_eq!(
+        observation_plan(&deleting, at(10)),
+        ObservationPlan {
+            credentials: false,
+            poll: Poll::Never,
+            lane: false
+        }
+    );
+    // Extreme times from status do not overflow.
+    let mut odd = running;
+    odd.spec.active_deadline_seconds = Some(i64::MAX);
+    odd.status.as_mut().unwrap().start_time = Some(Time(Timestamp::MAX));
+    let _ = observation_plan(&odd, at(10));
+}
+
+#[test]
+fn the_slot_follows_the_written_status() {
+    let running = submitted(&enhance()).status.unwrap();
+    assert_eq!(
+        slot_for(&running, Some(Duration::from_secs(2))),
+        Slot::Occupy
+    );
+    let mut done = running.clone();
+    done.phase = Some(Phase::Succeeded);
+    assert_eq!(slot_for(&done, None), Slot::Release);
+    let waiting = MediaJobStatus::default();
+    assert_eq!(
+        slot_for(&waiting, Some(Duration::from_secs(5))),
+        Slot::Yield
+    );
+    assert_eq!(slot_for(&waiting, Some(Duration::ZERO)), Slot::Keep);
+}
+
 // --- exactly-once: unknown outcomes, 404s, lanes, outside input ---
 
 /// An intent recorded at T0 whose answer was lost at T0+1.
@@ -1211,4 +1318,97 @@ fn outside_waits_are_bounded() {
     job.spec.active_deadline_seconds = Some(i64::MAX);
     job.status.as_mut().unwrap().start_time = Some(Time(Timestamp::MAX));
     let _ = decide(&job, &ready(), clock(10), &settings());
+}
+
+#[test]
+fn a_changed_app_key_concludes_nothing_about_the_job_it_cannot_see() {
+    let job = submitted(&enhance());
+    let changed = Observed {
+        account_changed: true,
+        remote: RemoteObservation::State(RemoteState::NotFound),
+        ..ready()
+    };
+    let d = decide(&job, &changed, clock(100), &settings());
+    assert_eq!(d.action, Action::None, "no cancel, no retry");
+    assert_eq!(reason(&d.status), "MediaApiAccountChanged");
+    assert_eq!(d.status.job_id.as_deref(), Some("j1"));
+    // An unconfirmed submission is not searched for with the wrong key either.
+    let d = decide(
+        &unconfirmed_job(),
+        &Observed {
+            account_changed: true,
+            ..ready()
+        },
+        clock(100),
+        &settings(),
+    );
+    assert_eq!(d.action, Action::None);
+    // Deletion waits (a cancel would be answered 404) until the deletion timeout.
+    let mut deleting = job.clone();
+    deleting.metadata.deletion_timestamp = Some(Time(at(100)));
+    let d = decide(&deleting, &changed, clock(101), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(reason(&d.status), "MediaApiAccountChanged");
+    let d = decide(&deleting, &changed, clock(100 + 301), &settings());
+    assert_eq!(d.action, Action::RemoveFinalizer);
+}
+
+#[test]
+fn a_spec_invalid_in_flight_ends_the_job_after_finding_a_lost_submission() {
+    let mut job = unconfirmed_job();
+    job.spec.urls = Some(crate::crd::UrlPolicy {
+        ttl: Some("1h".into()),
+        refresh_before: Some("soon".into()),
+    });
+    let d = decide(&job, &ready(), clock(5), &settings());
+    assert!(matches!(
+        d.action,
+        Action::Search {
+            purpose: SearchPurpose::InvalidSpec,
+            ..
+        }
+    ));
+    assert_ne!(d.status.phase, Some(Phase::Failed), "not final before the search");
+    let found = super::after_search(
+        &job,
+        &validate(&job),
+        &d.status,
+        SearchPurpose::InvalidSpec,
+        Ok(Verdict::Adopt {
+            job_id: "j9".into(),
+        }),
+        clock(6),
+        &settings(),
+    );
+    assert_eq!(found.status.phase, Some(Phase::Failed));
+    assert_eq!(reason(&found.status), "InvalidSpec");
+    assert_eq!(
+        found.action,
+        Action::Cancel {
+            job_id: "j9".into(),
+            purpose: CancelPurpose::InvalidSpec
+        }
+    );
+}
+
+#[test]
+fn an_ambiguous_submission_keeps_its_intent_and_a_spec_edit_does_not_restart_it() {
+    let job = unconfirmed_job();
+    let later = Settings::default().timing.ambiguous_limit.as_secs() as i64 + 1;
+    let failed = after_search(
+        &job,
+        job.status.as_ref().unwrap(),
+        SearchPurpose::Submission,
+        Ok(Verdict::Ambiguous { candidates: 2 }),
+        clock(later),
+        &settings(),
+    )
+    .status;
+    assert_eq!(failed.phase, Some(Phase::Failed));
+    assert!(unconfirmed(&failed).is_some(), "the intent stays");
+    let mut edited = with_status(&job, failed);
+    edited.metadata.generation = Some(2);
+    let d = decide(&edited, &ready(), clock(later + 10), &settings());
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.action, Action::None, "no second submission");
 }

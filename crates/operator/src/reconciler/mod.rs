@@ -15,3 +15,4 @@ pub mod remote;
 pub mod search;
 pub mod signing;
 pub mod timing;
+pub mod validate;

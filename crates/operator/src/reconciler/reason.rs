@@ -68,6 +68,8 @@ reasons! {
     SubmissionAmbiguous => true,
     DeadlineExceeded => true,
     CancelledRemotely => true,
+    /// The Media API app key changed while a submission made with the old one is in flight.
+    MediaApiAccountChanged => true,
     UnknownRemoteStatus => true,
 }
 

@@ -12,13 +12,14 @@ use tracing::{debug, info, warn};
 use super::context::{CancelOutcome, Context, MediaAccount, lane_key};
 use super::decide::{
     self, Action, CancelPurpose, Clock, CredentialsState, Decision, IntentLane, LaneObservation,
-    Observed, RemoteObservation, RemoteState, SearchPurpose, SubmitOutcome,
+    Observed, Poll, RemoteObservation, RemoteState, SearchPurpose, Slot, SubmitOutcome,
 };
 use super::events::transition_events;
 use super::kube_writes;
 use super::lanes::LaneWait;
 use super::search;
 use crate::crd::{MediaJob, MediaJobStatus};
+use crate::media_api::{ErrorClass, MediaApiError};
 use crate::s3::S3Credentials;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +34,18 @@ pub enum ReconcileError {
     /// Another job took the submission lane between this pass's look and its submission.
     #[error("another MediaJob took the submission lane first")]
     LaneTaken,
-    #[error("Media API unreachable while {doing}: {message}")]
+    /// The Media API answered with an error or could not be reached (the error is redacted).
+    #[error("Media API error while {doing}: {error}")]
     MediaApi {
         doing: &'static str,
-        message: String,
+        #[source]
+        error: MediaApiError,
+    },
+    /// The job's Media API account cannot be had (a Secret is missing or unusable).
+    #[error("no usable Media API account while {doing}: {state}")]
+    NoAccount {
+        doing: &'static str,
+        state: CredentialsState,
     },
 }
 
@@ -49,6 +58,7 @@ impl ReconcileError {
             ReconcileError::Stale => "Stale",
             ReconcileError::LaneTaken => "LaneTaken",
             ReconcileError::MediaApi { .. } => "MediaApiUnavailable",
+            ReconcileError::NoAccount { .. } => "NoMediaApiAccount",
         }
     }
 }
@@ -106,14 +116,16 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
     };
     let old_status = job.status.clone().unwrap_or_default();
 
+    // The stages: validate (pure), observe (reads), decide (pure), then carry out one action.
+    let validated = decide::validate(job);
     let (observed, s3_credentials) = observe(job, ctx, &namespace, now).await;
-    let mut decision = decide::decide(job, &observed, clock, &ctx.settings);
+    let mut decision = decide::decide_validated(job, &validated, &observed, clock, &ctx.settings);
     if decision.waits_for_capacity() && ask_for_slot(ctx, &key) {
         let observed = Observed {
             admitted: true,
             ..observed.clone()
         };
-        decision = decide::decide(job, &observed, clock, &ctx.settings);
+        decision = decide::decide_validated(job, &validated, &observed, clock, &ctx.settings);
     }
     debug!(job = %key.1, namespace = %key.0, action = ?decision.action, "decided");
 
@@ -161,7 +173,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                 requeue_after,
             };
             match cancel(
-                ctx, job, &namespace, &job_id, purpose, &observed, clock, decided,
+                ctx, job, &namespace, &job_id, purpose, &validated, clock, decided,
             )
             .await?
             {
@@ -185,16 +197,26 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
             purpose,
         } => {
             let account = ctx.media_client(job, &namespace).await.map_err(|state| {
-                ReconcileError::MediaApi {
+                ReconcileError::NoAccount {
                     doing: "looking for a submitted job",
-                    message: format!("no usable Media API credentials: {state:?}"),
+                    state,
                 }
             })?;
             let verdict = ctx
                 .search_submission(&account.client, job, &unconfirmed, now)
                 .await;
             info!(job = %key.1, namespace = %key.0, verdict = ?verdict, purpose = ?purpose, "searched the Media API job list for a submission with a lost answer");
-            let next = decide::after_search(job, &status, purpose, verdict, clock, &ctx.settings);
+            // The core takes the error's (redacted) words.
+            let verdict = verdict.map_err(|e| crate::secret::redact_urls_in(&e.to_string()));
+            let next = decide::after_search(
+                job,
+                &validated,
+                &status,
+                purpose,
+                verdict,
+                clock,
+                &ctx.settings,
+            );
             match next.action {
                 Action::Cancel { job_id, purpose } => {
                     let after = Decision {
@@ -202,7 +224,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                         ..next
                     };
                     match cancel(
-                        ctx, job, &namespace, &job_id, purpose, &observed, clock, after,
+                        ctx, job, &namespace, &job_id, purpose, &validated, clock, after,
                     )
                     .await?
                     {
@@ -239,8 +261,13 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
             }
         }
         Action::Submit { attempt, cause } => {
+            // The core submits only what validated.
+            let Ok(valid) = &validated else {
+                return Ok(Requeue::requeue(ctx.settings.timing.queued_recheck));
+            };
             let submission = Submission {
                 attempt,
+                valid,
                 s3: s3_credentials.as_ref(),
                 now,
             };
@@ -357,7 +384,7 @@ async fn cancel(
     namespace: &str,
     job_id: &str,
     purpose: CancelPurpose,
-    observed: &Observed,
+    validated: &decide::Validation,
     clock: Clock,
     decided: Decision,
 ) -> Result<Cancelled, ReconcileError> {
@@ -368,9 +395,9 @@ async fn cancel(
             return Ok(Cancelled::Then(Box::new(decided)));
         }
         Err(state) => {
-            return Err(ReconcileError::MediaApi {
+            return Err(ReconcileError::NoAccount {
                 doing: "cancelling a job",
-                message: format!("no usable Media API credentials: {state:?}"),
+                state,
             });
         }
     };
@@ -379,43 +406,57 @@ async fn cancel(
     match (outcome, purpose) {
         // Best effort: the job is already gone as far as the Media API says.
         (_, CancelPurpose::Gone) => Ok(Cancelled::Then(Box::new(decided))),
-        (CancelOutcome::Failed(message), _) => Err(ReconcileError::MediaApi {
+        (CancelOutcome::Failed(error), _) => Err(ReconcileError::MediaApi {
             doing: "cancelling a job",
-            message,
+            error,
         }),
-        (_, CancelPurpose::Deletion) => Ok(Cancelled::Deleted),
+        (CancelOutcome::Cancelled, CancelPurpose::Deletion) => Ok(Cancelled::Deleted),
         (CancelOutcome::Cancelled, purpose) => {
             if purpose == CancelPurpose::UrlRefresh {
                 ctx.metrics.url_refreshes.inc();
             }
             Ok(Cancelled::Then(Box::new(decided)))
         }
-        (CancelOutcome::AlreadyFinished, _) => {
-            // Finished before the cancel arrived: how it ended decides what happens next.
+        // Refused (400/404): finished already, or not visible yet. Only a terminal status read
+        // now says which; a success is kept, never run again.
+        (CancelOutcome::AlreadyFinished, purpose) => {
             let remote = ctx
                 .remote_status(&account.client, job.spec.operation, job_id)
                 .await;
             match remote {
-                RemoteObservation::State(RemoteState::Succeeded { .. }) => {
-                    let observed = Observed {
-                        remote,
-                        ..observed.clone()
-                    };
-                    Ok(Cancelled::Then(Box::new(decide::decide(
+                RemoteObservation::State(RemoteState::Succeeded { .. })
+                    if purpose == CancelPurpose::Deletion =>
+                {
+                    Ok(Cancelled::Deleted)
+                }
+                RemoteObservation::State(RemoteState::Succeeded { result }) => match validated {
+                    Ok(valid) => Ok(Cancelled::Then(Box::new(decide::succeeded(
                         job,
-                        &observed,
-                        clock,
-                        &ctx.settings,
-                    ))))
+                        valid,
+                        job.status.clone().unwrap_or_default(),
+                        job_id,
+                        result,
+                        clock.now,
+                    )))),
+                    Err(_) => Ok(Cancelled::Then(Box::new(decided))),
+                },
+                RemoteObservation::State(RemoteState::Failed { .. } | RemoteState::Cancelled) => {
+                    if purpose == CancelPurpose::Deletion {
+                        Ok(Cancelled::Deleted)
+                    } else {
+                        Ok(Cancelled::Then(Box::new(decided)))
+                    }
                 }
-                RemoteObservation::State(_) => Ok(Cancelled::Then(Box::new(decided))),
-                RemoteObservation::Unavailable { message, .. } => Err(ReconcileError::MediaApi {
-                    doing: "reading a job whose cancel was refused",
-                    message,
+                other => Err(ReconcileError::MediaApi {
+                    doing: "cancelling a job",
+                    error: MediaApiError::new(
+                        ErrorClass::Transient,
+                        format!(
+                            "the Media API refused to cancel job {job_id} but does not report it finished ({}); trying again",
+                            describe_observation(&other)
+                        ),
+                    ),
                 }),
-                RemoteObservation::NotPolled | RemoteObservation::NotYetVisible { .. } => {
-                    Ok(Cancelled::Then(Box::new(decided)))
-                }
             }
         }
     }
@@ -423,6 +464,7 @@ async fn cancel(
 
 struct Submission<'a> {
     attempt: i32,
+    valid: &'a decide::ValidatedJob,
     s3: Option<&'a S3Credentials>,
     now: Timestamp,
 }
@@ -435,27 +477,31 @@ async fn submit(
     status: &MediaJobStatus,
     submission: Submission<'_>,
 ) -> Result<MediaJobStatus, ReconcileError> {
-    let Submission { attempt, s3, now } = submission;
+    let Submission {
+        attempt,
+        valid,
+        s3,
+        now,
+    } = submission;
     let (job, ctx) = (writer.job, writer.ctx);
     // Nothing is sent unless both the Media API account and the signed request can be had.
     let ready = match ctx.media_client(job, namespace).await {
         Ok(account) => ctx
-            .prepare_request(job, s3, now)
+            .prepare_request(job, valid, s3, now)
             .await
-            .map(|prepared| (account, prepared)),
-        Err(CredentialsState::SecretMissing { secret }) => {
-            Err(format!("Secret {secret:?} not found"))
-        }
-        Err(CredentialsState::Invalid { message }) => Err(message),
-        Err(CredentialsState::Ready { .. }) => Err("Media API credentials unavailable".into()),
+            .map(|prepared| (account, prepared))
+            .map_err(|e| e.to_string()),
+        Err(state) => Err(state.to_string()),
     };
     let (MediaAccount { client, account }, prepared) = match ready {
         Ok(ready) => ready,
         Err(message) => {
             let next = decide::after_submit(
                 job,
+                valid,
                 status,
                 SubmitOutcome::CredentialsUnusable { message },
+                &ctx.settings.timing,
                 now,
             );
             return writer.write(old_status, &next).await;
@@ -481,18 +527,35 @@ async fn submit(
         account: Some(account),
         fence: permit.fence,
     };
-    let intent = decide::intent_status(status, attempt, prepared.urls_expire_at, lane_record, now);
-    let newly_taken = permit.newly_taken;
-    let intent = match writer.write(old_status, &intent).await {
+    let intent_record =
+        decide::intent_status(status, attempt, prepared.urls_expire_at, lane_record, now);
+    let intent = match writer.write(old_status, &intent_record).await {
         Ok(intent) => intent,
-        Err(error) => {
-            if newly_taken {
+        // Refused as stale: nothing was stored.
+        Err(ReconcileError::Stale) => {
+            if permit.newly_taken {
                 ctx.release_lane(&lane, &uid);
             }
+            return Err(ReconcileError::Stale);
+        }
+        // Any other error may come after the API server stored the intent: keep the lane until
+        // the window of that intent has closed, so no later submission can land in it.
+        Err(error) => {
+            let until = decide::unconfirmed(&intent_record)
+                .map(|u| search::lane_free_at(&u, &ctx.settings.search));
+            ctx.lanes.lock().unwrap().hold(&lane, &uid, until, now);
             return Err(error);
         }
     };
-    let outcome = ctx.submit_remote(&client, &prepared).await;
+    // The whole call (token, rate limiter, a 401 refresh and resend) ends within the timeout
+    // after the intent: a job it creates lies inside the window a search after a crash covers.
+    let timeout = ctx.settings.search.submit_timeout;
+    let outcome = match tokio::time::timeout(timeout, ctx.submit_remote(&client, &prepared)).await {
+        Ok(outcome) => outcome,
+        Err(_) => SubmitOutcome::Unknown {
+            message: format!("no answer within {}s of the intent", timeout.as_secs()),
+        },
+    };
     if let SubmitOutcome::Accepted { job_id } = &outcome {
         // Claimed before anything else can fail: no other MediaJob may ever adopt it.
         ctx.lanes.lock().unwrap().accepted(&lane, &uid, job_id, now);
@@ -504,7 +567,7 @@ async fn submit(
     } else {
         now
     };
-    let next = decide::after_submit(job, &intent, outcome, answered);
+    let next = decide::after_submit(job, valid, &intent, outcome, &ctx.settings.timing, answered);
     writer.write(&intent, &next).await
 }
 
@@ -568,8 +631,7 @@ async fn observe(
 ) -> (Observed, Option<S3Credentials>) {
     let status = job.status.clone().unwrap_or_default();
     let uid = job.uid().unwrap_or_default();
-    let finished = status.phase.is_some_and(|p| p.is_finished());
-    let deleting = job.metadata.deletion_timestamp.is_some();
+    let plan = decide::observation_plan(job, now);
     let job_id = decide::active_job_id(&status);
     // Status now records the id of the attempt we remembered: memory is no longer needed.
     if let Some(s) = &status.submission
@@ -578,24 +640,15 @@ async fn observe(
     {
         ctx.memory.clear_submitted(&uid);
     }
-    let refresh_due = status
-        .next_refresh_time
-        .as_ref()
-        .is_some_and(|t| now >= t.0);
-    let deadline_due = match (&status.start_time, job.spec.active_deadline_seconds) {
-        (Some(start), Some(limit)) => now >= start.0 + jiff::SignedDuration::from_secs(limit),
-        _ => false,
-    };
-
-    let (credentials, s3) = if !finished && !deleting && (job_id.is_none() || refresh_due) {
+    let (credentials, s3) = if plan.credentials {
         ctx.credentials_state(job, namespace).await
     } else {
         (CredentialsState::Ready { expires_at: None }, None)
     };
 
     let remote = match &job_id {
-        Some(job_id) if !finished && !deleting && !job.spec.is_suspended() && !deadline_due => {
-            if ctx.memory.poll_due(&uid, Instant::now()) || refresh_due {
+        Some(job_id) if plan.poll != Poll::Never => {
+            if plan.poll == Poll::Now || ctx.memory.poll_due(&uid, Instant::now()) {
                 match ctx.media_client(job, namespace).await {
                     Ok(account) => {
                         let seen = ctx
@@ -622,7 +675,7 @@ async fn observe(
                         }
                     }
                     Err(state) => RemoteObservation::Unavailable {
-                        message: format!("no usable Media API credentials: {state:?}"),
+                        message: format!("no usable Media API credentials: {state}"),
                         retry_after: None,
                     },
                 }
@@ -635,12 +688,27 @@ async fn observe(
 
     let key = (namespace.to_string(), job.name_any());
     // The lane matters only to a job about to submit.
-    let lane = if status.submission.is_none() && !finished && !deleting {
+    let lane = if plan.lane {
         observe_lane(job, ctx, namespace, &uid, now).await
     } else {
         LaneObservation::Free
     };
+    // A submission made with another app key than the job's current one cannot be seen now.
+    let account_changed = match status
+        .submission
+        .as_ref()
+        .and_then(|s| s.account.as_deref())
+    {
+        Some(recorded) if recorded != super::lanes::UNKNOWN_ACCOUNT && !plan.lane => {
+            match ctx.media_client(job, namespace).await {
+                Ok(account) => account.account != recorded,
+                Err(_) => false,
+            }
+        }
+        _ => false,
+    };
     let observed = Observed {
+        account_changed,
         lane,
         credentials_changed: ctx.memory.take_credentials_changed(namespace, &key.1),
         credentials,
@@ -666,7 +734,12 @@ async fn observe_lane(
         // Without an account nothing is submitted; the credentials say why.
         return LaneObservation::Free;
     };
-    ctx.ensure_lanes_seeded().await;
+    if !ctx.try_seed_lanes() {
+        // Every store must be complete before any lane is handed out (see lanes.rs).
+        return LaneObservation::Starting {
+            until: now + jiff::SignedDuration::from_secs(1),
+        };
+    }
     let lane = lane_key(job, Some(&account.account));
     let check = ctx.lanes.lock().unwrap().check(&lane, uid, now);
     match check {
@@ -687,6 +760,16 @@ async fn observe_lane(
     }
 }
 
+/// A status observation in a few words for an error message.
+fn describe_observation(observation: &RemoteObservation) -> String {
+    match observation {
+        RemoteObservation::State(state) => format!("{state:?}"),
+        RemoteObservation::Unavailable { message, .. } => message.clone(),
+        RemoteObservation::NotYetVisible { .. } => "not visible yet".into(),
+        RemoteObservation::NotPolled => "not polled".into(),
+    }
+}
+
 fn ask_for_slot(ctx: &Context, key: &(String, String)) -> bool {
     let mut admission = ctx.admission.lock().unwrap();
     let admitted = admission.try_admit(key, Instant::now());
@@ -702,18 +785,11 @@ fn sync_admission(
     requeue: Option<Duration>,
 ) {
     let mut admission = ctx.admission.lock().unwrap();
-    // A finished job keeps its submission record (it marks the spec as submitted), so look at
-    // the phase first.
-    let finished = status.phase.is_some_and(|p| p.is_finished());
-    let in_flight = !finished && status.submission.is_some();
-    let resubmitting_now = requeue == Some(Duration::ZERO);
-    if finished {
-        admission.release(key);
-    } else if in_flight {
-        admission.occupy(key);
-    } else if !resubmitting_now {
-        // Waiting again (backoff, credentials): give the slot back but keep any place in line.
-        admission.leave_flight(key);
+    match decide::slot_for(status, requeue) {
+        Slot::Release => admission.release(key),
+        Slot::Occupy => admission.occupy(key),
+        Slot::Yield => admission.leave_flight(key),
+        Slot::Keep => {}
     }
     ctx.metrics.jobs_in_flight.set(admission.in_flight() as i64);
     ctx.metrics.jobs_waiting.set(admission.waiting() as i64);

@@ -7,9 +7,10 @@ use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use url::Url;
 
+use super::validate::ValidatedJob;
 use crate::crd::{AccessMode, MediaJob, S3CredentialsRef};
 use crate::media_api::{AwsAuth, JobRequest, Location, OutputLocation};
-use crate::s3::{Presigner, S3Connection, S3Credentials, S3Location, SecretKeyNames};
+use crate::s3::{Presigner, S3Connection, S3Credentials, S3Error, S3Location, SecretKeyNames};
 use crate::secret::SecretString;
 
 pub struct PreparedRequest {
@@ -23,7 +24,7 @@ pub struct PreparedRequest {
 pub fn credentials_from_secret(
     data: &BTreeMap<String, ByteString>,
     reference: &S3CredentialsRef,
-) -> Result<S3Credentials, String> {
+) -> Result<S3Credentials, S3Error> {
     let defaults = SecretKeyNames::default();
     let names = SecretKeyNames {
         access_key_id: reference
@@ -43,7 +44,7 @@ pub fn credentials_from_secret(
             .clone()
             .unwrap_or(defaults.session_expiration),
     };
-    S3Credentials::from_secret_data(data, &names).map_err(|e| e.to_string())
+    S3Credentials::from_secret_data(data, &names)
 }
 
 /// The S3 connection a job names; a custom endpoint defaults to path-style addressing, which is
@@ -70,12 +71,13 @@ pub fn connection(job: &MediaJob, hint: Option<&S3Location>) -> Result<S3Connect
     })
 }
 
-/// Builds the request to submit for `job` at `now`.
+/// Builds the request to submit for `job` at `now`, from its validated spec.
 pub async fn prepare(
     job: &MediaJob,
+    valid: &ValidatedJob,
     credentials: Option<&S3Credentials>,
     now: Timestamp,
-) -> Result<PreparedRequest, String> {
+) -> Result<PreparedRequest, S3Error> {
     let spec = &job.spec;
     let output_specs: Vec<_> = match (&spec.output, &spec.outputs) {
         (Some(one), _) => vec![one.clone()],
@@ -84,63 +86,47 @@ pub async fn prepare(
     };
     let mut urls_expire_at: Option<Timestamp> = None;
     let mut signed_urls = 0;
-    let (input, outputs) = match spec.effective_access() {
-        AccessMode::Public => (
+    let (input, outputs) = match (&valid.s3, valid.access) {
+        (None, _) | (_, AccessMode::Public) => (
             Location::Url(SecretString::new(spec.input.url.clone())),
-            output_specs
+            valid
+                .output_urls
                 .iter()
-                .map(|o| Location::Url(SecretString::new(o.url.clone())))
+                .map(|url| Location::Url(SecretString::new(url.clone())))
                 .collect::<Vec<_>>(),
         ),
-        mode => {
-            let credentials = credentials.ok_or("no S3 credentials to sign with")?;
-            let endpoint = connection(job, None)?.endpoint;
-            let parse =
-                |url: &str| S3Location::parse(url, endpoint.as_ref()).map_err(|e| e.to_string());
-            let input_location = parse(&spec.input.url)?;
-            let output_locations = output_specs
-                .iter()
-                .map(|o| parse(&o.url))
-                .collect::<Result<Vec<_>, _>>()?;
-            match mode {
-                AccessMode::AuthBlock => {
-                    let auth = AwsAuth {
-                        key: credentials.access_key_id.clone(),
-                        secret: credentials.secret_access_key.clone(),
-                        token: credentials.session_token.clone(),
-                    };
-                    let block = |l: &S3Location| Location::WithAuth {
-                        url: l.to_s3_url(),
-                        auth: auth.clone(),
-                    };
-                    (
-                        block(&input_location),
-                        output_locations.iter().map(block).collect(),
-                    )
-                }
-                _ => {
-                    let ttl = spec.url_ttl()?;
-                    let presigner =
-                        Presigner::new(&connection(job, Some(&input_location))?, credentials);
-                    let get = presigner
-                        .presign_get(&input_location, ttl, now)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let mut expiry = get.expires_at;
-                    let mut outputs = vec![];
-                    for location in &output_locations {
-                        let put = presigner
-                            .presign_put(location, ttl, now)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        expiry = expiry.min(put.expires_at);
-                        outputs.push(Location::Url(put.url));
-                    }
-                    signed_urls = 1 + outputs.len();
-                    urls_expire_at = Some(expiry);
-                    (Location::Url(get.url), outputs)
-                }
+        (Some(objects), AccessMode::AuthBlock) => {
+            let credentials = credentials.ok_or(S3Error::NoCredentials)?;
+            let auth = AwsAuth {
+                key: credentials.access_key_id.clone(),
+                secret: credentials.secret_access_key.clone(),
+                token: credentials.session_token.clone(),
+            };
+            let block = |l: &S3Location| Location::WithAuth {
+                url: l.to_s3_url(),
+                auth: auth.clone(),
+            };
+            (
+                block(&objects.input),
+                objects.outputs.iter().map(block).collect(),
+            )
+        }
+        (Some(objects), AccessMode::Presign) => {
+            let credentials = credentials.ok_or(S3Error::NoCredentials)?;
+            let presigner = Presigner::new(&objects.connection, credentials);
+            let get = presigner
+                .presign_get(&objects.input, valid.url_ttl, now)
+                .await?;
+            let mut expiry = get.expires_at;
+            let mut outputs = vec![];
+            for location in &objects.outputs {
+                let put = presigner.presign_put(location, valid.url_ttl, now).await?;
+                expiry = expiry.min(put.expires_at);
+                outputs.push(Location::Url(put.url));
             }
+            signed_urls = 1 + outputs.len();
+            urls_expire_at = Some(expiry);
+            (Location::Url(get.url), outputs)
         }
     };
     let outputs = outputs
@@ -188,7 +174,14 @@ mod tests {
             "s3": {"endpoint": "http://127.0.0.1:9000"},
         }));
         let credentials = S3Credentials::new("AK", "SK");
-        let prepared = prepare(&job, Some(&credentials), at(0)).await.unwrap();
+        let prepared = prepare(
+            &job,
+            &super::super::validate::validate(&job).unwrap(),
+            Some(&credentials),
+            at(0),
+        )
+        .await
+        .unwrap();
         assert_eq!(prepared.urls_expire_at, Some(at(7200)));
         assert_eq!(prepared.signed_urls, 3);
         let body = build_body(&prepared.request).unwrap();
@@ -218,7 +211,14 @@ mod tests {
         }));
         let mut credentials = S3Credentials::new("AK", "SK");
         credentials.session_token = Some(SecretString::new("TOK"));
-        let prepared = prepare(&job, Some(&credentials), at(0)).await.unwrap();
+        let prepared = prepare(
+            &job,
+            &super::super::validate::validate(&job).unwrap(),
+            Some(&credentials),
+            at(0),
+        )
+        .await
+        .unwrap();
         assert_eq!(prepared.urls_expire_at, None);
         let body = build_body(&prepared.request).unwrap();
         assert_eq!(
@@ -234,7 +234,14 @@ mod tests {
             "operation": "diagnose", "access": "public",
             "input": {"url": "https://example.com/a.mp4"},
         }));
-        let prepared = prepare(&job, None, at(0)).await.unwrap();
+        let prepared = prepare(
+            &job,
+            &super::super::validate::validate(&job).unwrap(),
+            None,
+            at(0),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             build_body(&prepared.request).unwrap(),
             json!({"input": "https://example.com/a.mp4"})
@@ -248,10 +255,8 @@ mod tests {
             "input": {"url": "https://example.com/a.wav"}, "output": {"url": "s3://out/o.wav"},
             "credentials": {"secretRef": {"name": "s"}},
         }));
-        let error = prepare(&job, Some(&S3Credentials::new("AK", "SK")), at(0))
-            .await
-            .err()
-            .unwrap();
+        // Refused by the validate stage, before anything is signed.
+        let error = super::super::validate::validate(&job).unwrap_err();
         assert!(error.contains("spec.s3.endpoint"), "{error}");
     }
 

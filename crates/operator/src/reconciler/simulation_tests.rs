@@ -435,12 +435,14 @@ impl World {
             },
             credentials_changed: false,
             lane,
+            account_changed: false,
         };
+        let validated = decide::validate(&job);
         let Decision {
             status: decided,
             action,
             ..
-        } = decide::decide(&job, &observed, clock, &self.settings);
+        } = decide::decide_validated(&job, &validated, &observed, clock, &self.settings);
         if action != Action::None {
             self.trace.push(format!(
                 "{} {uid} v{read}/{latest} {:?} -> {action:?} [{}]",
@@ -520,7 +522,14 @@ impl World {
                 } else {
                     now
                 };
-                let next = decide::after_submit(&job, &intent, outcome, answered);
+                let next = decide::after_submit(
+                    &job,
+                    validated.as_ref().unwrap(),
+                    &intent,
+                    outcome,
+                    &self.settings.timing,
+                    answered,
+                );
                 self.write(i, version, &next)?;
                 next
             }
@@ -571,8 +580,15 @@ impl World {
                     "{} {uid} search {from}..{to} -> {verdict:?}",
                     self.now_ms - T0_MS
                 ));
-                let next =
-                    decide::after_search(&job, &status, purpose, verdict, clock, &self.settings);
+                let next = decide::after_search(
+                    &job,
+                    &validated,
+                    &status,
+                    purpose,
+                    verdict,
+                    clock,
+                    &self.settings,
+                );
                 if let Action::Cancel { job_id, .. } = &next.action {
                     self.api.cancel(job_id, self.now_ms);
                 }
@@ -589,17 +605,18 @@ impl World {
                 self.maybe_crash()?;
                 let mut next = decided;
                 if !cancelled && purpose != CancelPurpose::Gone {
-                    // Refused: finished already. A success is kept.
-                    let remote = self.api.status(&job_id, self.now_ms);
-                    if matches!(
-                        remote,
-                        RemoteObservation::State(RemoteState::Succeeded { .. })
-                    ) {
-                        let observed = Observed {
-                            remote,
-                            ..observed.clone()
-                        };
-                        next = decide::decide(&job, &observed, clock, &self.settings).status;
+                    // Refused: only a terminal status says what happened; a success is kept.
+                    match self.api.status(&job_id, self.now_ms) {
+                        RemoteObservation::State(RemoteState::Succeeded { result }) => {
+                            let current = job.status.clone().unwrap_or_default();
+                            let valid = validated.as_ref().unwrap();
+                            next = decide::succeeded(&job, valid, current, &job_id, result, now)
+                                .status;
+                        }
+                        RemoteObservation::State(RemoteState::Failed { .. })
+                        | RemoteObservation::State(RemoteState::Cancelled) => {}
+                        // Not visibly finished: the pass ends and is tried again.
+                        _ => return Ok(()),
                     }
                 }
                 self.write(i, read, &next)?;

@@ -18,6 +18,16 @@ pub struct Timing {
     pub secret_recheck: Duration,
     /// Deleting a MediaJob gives up cancelling its remote job after this long.
     pub cancel_on_delete_timeout: Duration,
+    /// After the Media API refused the app credentials (a Secret change ends it at once).
+    pub credentials_refused_retry: Duration,
+    /// After the job's own credentials could not be used to sign (a Secret change ends it).
+    pub unusable_credentials_retry: Duration,
+    /// After a submission that was not sent, when the Media API named no `Retry-After`.
+    pub submit_retry: Duration,
+    /// Between searches that found several candidates for a lost answer.
+    pub ambiguous_recheck: Duration,
+    /// A search that stays ambiguous this long after the intent fails the MediaJob.
+    pub ambiguous_limit: Duration,
 }
 
 impl Default for Timing {
@@ -30,6 +40,11 @@ impl Default for Timing {
             queued_recheck: Duration::from_secs(3),
             secret_recheck: Duration::from_secs(300),
             cancel_on_delete_timeout: Duration::from_secs(300),
+            credentials_refused_retry: Duration::from_secs(300),
+            unusable_credentials_retry: Duration::from_secs(60),
+            submit_retry: Duration::from_secs(5),
+            ambiguous_recheck: Duration::from_secs(60),
+            ambiguous_limit: Duration::from_secs(600),
         }
     }
 }

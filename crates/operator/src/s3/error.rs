@@ -19,4 +19,6 @@ pub enum S3Error {
     CredentialsExpired { at: String },
     #[error("could not pre-sign a URL for {location}: {reason}")]
     Presign { location: String, reason: String },
+    #[error("no S3 credentials to sign with")]
+    NoCredentials,
 }
