@@ -1,68 +1,36 @@
-//! What every reconcile pass shares: the Kubernetes client, the Event recorder, metrics, the
-//! admission queue, per-process memory, and the Media API clients (one per app key).
+//! What every reconcile pass shares, built whole in one place (`Context::new`), and the calls a
+//! pass makes through it: credentials, signing, the Media API calls with their metrics, the
+//! search for a lost answer, and the lanes' book-keeping.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::{Api, Client};
 
 use super::admission::Admission;
 use super::callback::Wakeup;
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
-use super::lanes::{LaneKey, Lanes, UNKNOWN_ACCOUNT, account_fingerprint};
+use super::lanes::{LaneKey, Lanes, UNKNOWN_ACCOUNT};
+use super::media_clients::{
+    DEFAULT_APP_KEY_KEY, DEFAULT_APP_SECRET_KEY, MediaClients, app_credentials,
+};
+pub use super::media_clients::{DefaultAccount, MediaAccount, MediaApiSettings};
 use super::memory::Memory;
 use super::remote;
 use super::search::{self, Presence, Unconfirmed, Verdict};
+use super::secret_cache::SecretCache;
 use super::signing::{self, PreparedRequest};
 use crate::crd::{AccessMode, MediaJob};
-use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiConfig, MediaApiError};
+use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiError};
 use crate::metrics::Metrics;
 use crate::operation::Operation;
 use crate::operator::OperatorOptions;
 use crate::s3::S3Credentials;
 use crate::secret::SecretString;
-
-/// A safety net in case a watch event was missed: cached Secrets are re-read after this long.
-const SECRET_CACHE_TTL: Duration = Duration::from_secs(60);
-
-/// A Secret as last read (`None`: it did not exist), and when.
-type CachedSecret = (Instant, Option<Secret>);
-
-pub const DEFAULT_APP_KEY_KEY: &str = "DOLBYIO_APP_KEY";
-pub const DEFAULT_APP_SECRET_KEY: &str = "DOLBYIO_APP_SECRET";
-
-/// Where the operator's own Media API credentials come from.
-#[derive(Clone, Debug)]
-pub enum DefaultAccount {
-    /// A Secret in the operator's namespace (re-read now and then, so rotation needs no restart).
-    Secret { namespace: String, name: String },
-    /// Given directly (local mode, tests).
-    Static {
-        app_key: String,
-        app_secret: SecretString,
-    },
-}
-
-/// Media API settings shared by all accounts.
-#[derive(Clone, Debug)]
-pub struct MediaApiSettings {
-    pub auth_url: String,
-    pub media_url: String,
-    pub requests_per_second: f64,
-    pub default_account: DefaultAccount,
-}
-
-/// A Media API client and the account it speaks for (a fingerprint of its app key).
-#[derive(Clone, Debug)]
-pub struct MediaAccount {
-    pub client: MediaApiClient,
-    pub account: String,
-}
 
 /// How a cancel went.
 #[derive(Clone, Debug)]
@@ -74,16 +42,22 @@ pub enum CancelOutcome {
     Failed(MediaApiError),
 }
 
-pub struct Context {
+/// What a pass talks to: the Kubernetes API, the Event recorder and the metrics.
+pub struct Deps {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+}
+
+/// Everything a pass shares: its dependencies, the operator-wide settings, the Secret cache, the
+/// Media API clients, the admission queue, per-job memory and the submission lanes.
+pub struct Context {
+    pub deps: Deps,
     pub settings: Settings,
     pub admission: Mutex<Admission>,
     pub memory: Memory,
-    pub media: MediaApiSettings,
-    clients: Mutex<HashMap<String, MediaApiClient>>,
-    secrets: Mutex<HashMap<(String, String), CachedSecret>>,
+    pub media: MediaClients,
+    secrets: SecretCache,
     /// Base URL of the completion-callback receiver, when one runs.
     callback_base: Mutex<Option<String>>,
     /// All MediaJobs the controllers see, to tell which remote job ids are already claimed.
@@ -111,16 +85,17 @@ impl Context {
         let stale_after = settings.timing.queued_recheck * 4;
         let lanes = Lanes::new(Timestamp::now(), settings.search.skew);
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            metrics,
+            deps: Deps {
+                recorder: Recorder::new(client.clone(), reporter),
+                client: client.clone(),
+                metrics,
+            },
+            media: MediaClients::new(media, settings.search.submit_timeout),
             settings,
             admission: Mutex::new(Admission::new(max_in_flight, stale_after)),
             memory: Memory::default(),
-            media,
-            clients: Mutex::new(HashMap::new()),
             jobs: Mutex::new(vec![]),
-            secrets: Mutex::new(HashMap::new()),
+            secrets: SecretCache::new(client),
             callback_base: Mutex::new(None),
             expected_stores: Mutex::new(1),
             lanes: Mutex::new(lanes),
@@ -277,32 +252,13 @@ impl Context {
             .collect()
     }
 
-    /// A Secret, from the cache when a recent read is still valid: the Secret watch drops an
-    /// entry on every change, so a thousand queued jobs sharing one Secret read it once.
-    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
-        let key = (namespace.to_string(), name.to_string());
-        if let Some((read_at, secret)) = self.secrets.lock().unwrap().get(&key)
-            && read_at.elapsed() < SECRET_CACHE_TTL
-        {
-            return Ok(secret.clone());
-        }
-        let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
-            .get_opt(name)
-            .await?;
-        self.secrets
-            .lock()
-            .unwrap()
-            .insert(key, (Instant::now(), secret.clone()));
-        Ok(secret)
-    }
-
     /// A Secret a MediaJob names, or the core's word for why it cannot be had.
     async fn referenced_secret(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<Secret, CredentialsState> {
-        match self.secret(namespace, name).await {
+        match self.secrets.get(namespace, name).await {
             Ok(Some(secret)) => Ok(secret),
             Ok(None) => Err(CredentialsState::SecretMissing {
                 secret: name.to_string(),
@@ -315,10 +271,7 @@ impl Context {
 
     /// Called for every Secret event: the next read goes to the API server.
     pub fn invalidate_secret(&self, namespace: &str, name: &str) {
-        self.secrets
-            .lock()
-            .unwrap()
-            .remove(&(namespace.to_string(), name.to_string()));
+        self.secrets.invalidate(namespace, name);
     }
 
     /// The job's S3 credentials (none for public access), as the core sees them.
@@ -371,11 +324,11 @@ impl Context {
             }
             None => self.default_credentials().await?,
         };
-        Ok(self.client_for(&app_key, app_secret))
+        Ok(self.media.client_for(&app_key, app_secret))
     }
 
     async fn default_credentials(&self) -> Result<(String, SecretString), CredentialsState> {
-        let (namespace, name) = match &self.media.default_account {
+        let (namespace, name) = match &self.media.settings.default_account {
             DefaultAccount::Static {
                 app_key,
                 app_secret,
@@ -383,7 +336,7 @@ impl Context {
             DefaultAccount::Secret { namespace, name } => (namespace.clone(), name.clone()),
         };
         // Read through the Secret cache, like every other Secret.
-        match self.secret(&namespace, &name).await {
+        match self.secrets.get(&namespace, &name).await {
             Ok(Some(secret)) => app_credentials(
                 &secret,
                 DEFAULT_APP_KEY_KEY,
@@ -403,29 +356,6 @@ impl Context {
                 ),
             }),
         }
-    }
-
-    fn client_for(&self, app_key: &str, app_secret: SecretString) -> MediaAccount {
-        // Keyed by key and secret, so a rotated secret gets a fresh client and token.
-        let cache_key = format!("{app_key}\u{0}{}", app_secret.expose());
-        let account = account_fingerprint(app_key);
-        let mut clients = self.clients.lock().unwrap();
-        if let Some(client) = clients.get(&cache_key) {
-            return MediaAccount {
-                client: client.clone(),
-                account,
-            };
-        }
-        let mut config = MediaApiConfig::new(app_key, app_secret);
-        config.auth_base_url = self.media.auth_url.clone();
-        config.media_base_url = self.media.media_url.clone();
-        config.requests_per_second = self.media.requests_per_second;
-        // A job created by a request is looked for up to this long after its intent.
-        config.request_timeout = self.settings.search.submit_timeout;
-        let client =
-            MediaApiClient::new(config).expect("the Media API client builds from valid settings");
-        clients.insert(cache_key, client.clone());
-        MediaAccount { client, account }
     }
 
     /// Everything the core needs to know about credentials before a submission.
@@ -464,7 +394,10 @@ impl Context {
                 headers: vec!["x-job-id".to_string()],
             });
         }
-        self.metrics.urls_signed.inc_by(prepared.signed_urls as u64);
+        self.deps
+            .metrics
+            .urls_signed
+            .inc_by(prepared.signed_urls as u64);
         Ok(prepared)
     }
 
@@ -474,7 +407,8 @@ impl Context {
         prepared: &PreparedRequest,
     ) -> SubmitOutcome {
         let result = client.submit(&prepared.request).await;
-        self.metrics
+        self.deps
+            .metrics
             .media_api_request("submit", result_label(&result));
         remote::submit_outcome(result)
     }
@@ -486,7 +420,8 @@ impl Context {
         job_id: &str,
     ) -> RemoteObservation {
         let result = client.status(operation, &JobId(job_id.to_string())).await;
-        self.metrics
+        self.deps
+            .metrics
             .media_api_request("status", result_label(&result));
         remote::observation(result)
     }
@@ -506,7 +441,8 @@ impl Context {
             ..Default::default()
         };
         let result = client.list_jobs(&filter).await;
-        self.metrics
+        self.deps
+            .metrics
             .media_api_request("list", result_label(&result));
         let jobs = result?;
         let listed = remote::listed(&jobs);
@@ -545,7 +481,8 @@ impl Context {
             ..Default::default()
         };
         let result = client.list_jobs(&filter).await;
-        self.metrics
+        self.deps
+            .metrics
             .media_api_request("list", result_label(&result));
         let listed = match result {
             Ok(jobs) => jobs.iter().any(|j| j.job_id.0 == job_id),
@@ -583,7 +520,8 @@ impl Context {
     /// Cancels a remote job.
     pub async fn cancel_remote(&self, client: &MediaApiClient, job_id: &str) -> CancelOutcome {
         let result = client.cancel(&JobId(job_id.to_string())).await;
-        self.metrics
+        self.deps
+            .metrics
             .media_api_request("cancel", result_label(&result));
         match result {
             Ok(()) => CancelOutcome::Cancelled,
@@ -604,63 +542,9 @@ pub fn lane_key(job: &MediaJob, account: Option<&str>) -> LaneKey {
     }
 }
 
-fn app_credentials(
-    secret: &Secret,
-    key_key: &str,
-    secret_key: &str,
-) -> Result<(String, SecretString), String> {
-    let data = secret.data.clone().unwrap_or_default();
-    let read = |key: &str| -> Result<String, String> {
-        let value = data
-            .get(key)
-            .ok_or_else(|| format!("key {key} is missing"))?;
-        let text =
-            String::from_utf8(value.0.clone()).map_err(|_| format!("key {key} is not UTF-8"))?;
-        let text = text.trim().to_string();
-        if text.is_empty() {
-            return Err(format!("key {key} is empty"));
-        }
-        Ok(text)
-    };
-    Ok((read(key_key)?, SecretString::new(read(secret_key)?)))
-}
-
 fn result_label<T>(result: &Result<T, crate::media_api::MediaApiError>) -> &'static str {
     match result {
         Ok(_) => "ok",
         Err(e) => e.class().name(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::ByteString;
-
-    #[test]
-    fn app_credentials_name_the_missing_key_never_the_value() {
-        let mut secret = Secret {
-            data: Some([("DOLBYIO_APP_KEY".to_string(), ByteString(b"key".to_vec()))].into()),
-            ..Default::default()
-        };
-        let error =
-            app_credentials(&secret, DEFAULT_APP_KEY_KEY, DEFAULT_APP_SECRET_KEY).unwrap_err();
-        assert_eq!(error, "key DOLBYIO_APP_SECRET is missing");
-        secret
-            .data
-            .as_mut()
-            .unwrap()
-            .insert("DOLBYIO_APP_SECRET".into(), ByteString(b"  ".to_vec()));
-        let error =
-            app_credentials(&secret, DEFAULT_APP_KEY_KEY, DEFAULT_APP_SECRET_KEY).unwrap_err();
-        assert_eq!(error, "key DOLBYIO_APP_SECRET is empty");
-        secret
-            .data
-            .as_mut()
-            .unwrap()
-            .insert("DOLBYIO_APP_SECRET".into(), ByteString(b"s3cr3t".to_vec()));
-        let (key, value) =
-            app_credentials(&secret, DEFAULT_APP_KEY_KEY, DEFAULT_APP_SECRET_KEY).unwrap();
-        assert_eq!((key.as_str(), value.expose()), ("key", "s3cr3t"));
     }
 }

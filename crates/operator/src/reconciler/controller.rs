@@ -99,7 +99,7 @@ async fn run_one(
         let mine = scope.as_ref().is_none_or(|s| *s == ns);
         async move { mine.then(|| ObjectRef::new(&name).within(&ns)) }
     });
-    let client = ctx.client.clone();
+    let client = ctx.deps.client.clone();
     let (jobs, secrets): (Api<MediaJob>, Api<Secret>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),

@@ -1368,7 +1368,11 @@ fn a_spec_invalid_in_flight_ends_the_job_after_finding_a_lost_submission() {
             ..
         }
     ));
-    assert_ne!(d.status.phase, Some(Phase::Failed), "not final before the search");
+    assert_ne!(
+        d.status.phase,
+        Some(Phase::Failed),
+        "not final before the search"
+    );
     let found = super::after_search(
         &job,
         &validate(&job),

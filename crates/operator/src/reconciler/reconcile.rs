@@ -76,14 +76,16 @@ pub async fn reconcile(job: Arc<MediaJob>, ctx: Arc<Context>) -> Result<Requeue,
         Err(ReconcileError::LaneTaken) => Ok(Requeue::requeue(ctx.settings.timing.queued_recheck)),
         other => other,
     };
-    ctx.metrics
+    ctx.deps
+        .metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.category(),
     };
-    ctx.metrics
+    ctx.deps
+        .metrics
         .reconciles
         .get_or_create(&crate::metrics::OutcomeLabels {
             outcome: outcome.into(),
@@ -106,7 +108,7 @@ pub fn error_policy(job: Arc<MediaJob>, error: &ReconcileError, ctx: Arc<Context
 
 async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, ReconcileError> {
     let namespace = job.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let api: Api<MediaJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<MediaJob> = Api::namespaced(ctx.deps.client.clone(), &namespace);
     let key = (namespace.clone(), job.name_any());
     let uid = job.uid().unwrap_or_default();
     let now = ctx.now();
@@ -147,7 +149,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
             return match kube_writes::add_finalizer(&api, job).await {
                 // The watch event of this write brings the next pass.
                 Ok(_) => {
-                    ctx.metrics.kube_write("finalizer");
+                    ctx.deps.metrics.kube_write("finalizer");
                     Ok(Requeue::await_change())
                 }
                 // We acted on a stale copy; the newer one is on its way through the watch.
@@ -163,7 +165,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
         Action::Delete => {
             info!(job = %key.1, namespace = %key.0, "deleting finished job (ttlSecondsAfterFinished)");
             kube_writes::delete_finished(&api, job).await?;
-            ctx.metrics.kube_write("delete");
+            ctx.deps.metrics.kube_write("delete");
             return Ok(Requeue::await_change());
         }
         Action::Cancel { job_id, purpose } => {
@@ -336,7 +338,7 @@ async fn finish_deletion(
     ctx.release_all_lanes(&uid);
     ctx.memory.forget(&uid);
     kube_writes::remove_finalizer(api, job).await?;
-    ctx.metrics.kube_write("finalizer");
+    ctx.deps.metrics.kube_write("finalizer");
     Ok(Requeue::await_change())
 }
 
@@ -413,7 +415,7 @@ async fn cancel(
         (CancelOutcome::Cancelled, CancelPurpose::Deletion) => Ok(Cancelled::Deleted),
         (CancelOutcome::Cancelled, purpose) => {
             if purpose == CancelPurpose::UrlRefresh {
-                ctx.metrics.url_refreshes.inc();
+                ctx.deps.metrics.url_refreshes.inc();
             }
             Ok(Cancelled::Then(Box::new(decided)))
         }
@@ -605,17 +607,18 @@ impl StatusWriter<'_> {
         };
         self.resource_version = written.resource_version();
         self.wrote = true;
-        self.ctx.metrics.kube_write("status");
+        self.ctx.deps.metrics.kube_write("status");
         for note in transition_events(old, new) {
             self.ctx
+                .deps
                 .metrics
                 .transitions
                 .get_or_create(&crate::metrics::TransitionLabels {
                     reason: note.reason.clone(),
                 })
                 .inc();
-            kube_writes::publish_event(&self.ctx.recorder, self.job, &note, "Reconcile").await;
-            self.ctx.metrics.kube_write("event");
+            kube_writes::publish_event(&self.ctx.deps.recorder, self.job, &note, "Reconcile").await;
+            self.ctx.deps.metrics.kube_write("event");
         }
         Ok(new.clone())
     }
@@ -791,6 +794,12 @@ fn sync_admission(
         Slot::Yield => admission.leave_flight(key),
         Slot::Keep => {}
     }
-    ctx.metrics.jobs_in_flight.set(admission.in_flight() as i64);
-    ctx.metrics.jobs_waiting.set(admission.waiting() as i64);
+    ctx.deps
+        .metrics
+        .jobs_in_flight
+        .set(admission.in_flight() as i64);
+    ctx.deps
+        .metrics
+        .jobs_waiting
+        .set(admission.waiting() as i64);
 }
