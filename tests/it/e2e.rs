@@ -53,7 +53,11 @@ impl Env {
 
     async fn start_with(faults: Faults, max_in_flight: usize) -> Env {
         // RUST_LOG=mediajob_operator=debug shows the operator's decisions.
-        mediajob_operator::logging::init(mediajob_operator::logging::LogFormat::Text, "warn");
+        // s3s logs the refusals the S3 tests provoke on purpose; they are not news here.
+        mediajob_operator::logging::init(
+            mediajob_operator::logging::LogFormat::Text,
+            "warn,s3s=off",
+        );
         let cluster = kube_support::test_cluster(vec![MediaJob::crd()]).await;
         let s3 = TestS3::from_env_or_embedded().await;
         let emulator = Emulator::start(EmulatorConfig {
