@@ -174,25 +174,9 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                 action: Action::None,
                 requeue_after,
             };
-            match cancel(
-                ctx, job, &namespace, &job_id, purpose, &validated, clock, decided,
-            )
-            .await?
-            {
-                Cancelled::Deleted => return finish_deletion(ctx, &api, job, &key).await,
-                Cancelled::Then(next) => {
-                    let written = writer.write(&old_status, &next.status).await?;
-                    return Ok(after_pass(
-                        ctx,
-                        &key,
-                        &uid,
-                        job,
-                        &written,
-                        next.requeue_after,
-                        writer.wrote,
-                    ));
-                }
-            }
+            return writer
+                .cancel_then_write(&old_status, &job_id, purpose, &validated, clock, decided)
+                .await;
         }
         Action::Search {
             unconfirmed,
@@ -225,25 +209,9 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                         action: Action::None,
                         ..next
                     };
-                    match cancel(
-                        ctx, job, &namespace, &job_id, purpose, &validated, clock, after,
-                    )
-                    .await?
-                    {
-                        Cancelled::Deleted => return finish_deletion(ctx, &api, job, &key).await,
-                        Cancelled::Then(next) => {
-                            let written = writer.write(&old_status, &next.status).await?;
-                            return Ok(after_pass(
-                                ctx,
-                                &key,
-                                &uid,
-                                job,
-                                &written,
-                                next.requeue_after,
-                                writer.wrote,
-                            ));
-                        }
-                    }
+                    return writer
+                        .cancel_then_write(&old_status, &job_id, purpose, &validated, clock, after)
+                        .await;
                 }
                 Action::RemoveFinalizer if purpose == SearchPurpose::Deletion => {
                     return finish_deletion(ctx, &api, job, &key).await;
@@ -584,6 +552,42 @@ struct StatusWriter<'a> {
 }
 
 impl StatusWriter<'_> {
+    /// Cancels `job_id` for `purpose`, then writes what that leads to (`decided`, or what a
+    /// refused cancel turned out to mean), or lets the finalizer go after a deletion's cancel.
+    async fn cancel_then_write(
+        &mut self,
+        old_status: &MediaJobStatus,
+        job_id: &str,
+        purpose: CancelPurpose,
+        validated: &decide::Validation,
+        clock: Clock,
+        decided: Decision,
+    ) -> Result<Requeue, ReconcileError> {
+        let (ctx, job) = (self.ctx, self.job);
+        let namespace = job.namespace().unwrap_or_default();
+        let key = (namespace.clone(), job.name_any());
+        match cancel(
+            ctx, job, &namespace, job_id, purpose, validated, clock, decided,
+        )
+        .await?
+        {
+            Cancelled::Deleted => finish_deletion(ctx, self.api, job, &key).await,
+            Cancelled::Then(next) => {
+                let written = self.write(old_status, &next.status).await?;
+                let uid = job.uid().unwrap_or_default();
+                Ok(after_pass(
+                    ctx,
+                    &key,
+                    &uid,
+                    job,
+                    &written,
+                    next.requeue_after,
+                    self.wrote,
+                ))
+            }
+        }
+    }
+
     /// Writes `new` if it differs from `old`; publishes the Events of the transition.
     async fn write(
         &mut self,
