@@ -653,17 +653,30 @@ pub fn decide_validated(
             requeue_after: Some(timing.queued_recheck),
         };
     }
+    // A short wait for the lane is not worth a status write of its own: a status that differs
+    // from the stored one only in observedGeneration is left as it is.
+    let quiet = |status: MediaJobStatus| {
+        let mut unchanged = status.clone();
+        unchanged.observed_generation = old.observed_generation;
+        if unchanged == old {
+            old.clone()
+        } else {
+            status
+        }
+    };
     match &observed.lane {
         LaneObservation::Free => {}
         LaneObservation::Starting { until: ready } => {
             return Decision {
                 requeue_after: Some(until(now, *ready).max(Duration::from_millis(100))),
-                status,
+                status: quiet(status),
                 action: Action::None,
             };
         }
         LaneObservation::Busy { held_for, free_at } => {
-            if *held_for >= LANE_WAIT_SHOWN_AFTER {
+            if *held_for < LANE_WAIT_SHOWN_AFTER {
+                status = quiet(status);
+            } else {
                 let message = "waiting for another MediaJob's submission on the same Media API account and operation to be confirmed (the Media API's job list cannot tell two unconfirmed submissions apart)";
                 set_waiting(
                     &mut status,
