@@ -182,18 +182,18 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
             unconfirmed,
             purpose,
         } => {
-            let account = ctx.media_client(job, &namespace).await.map_err(|state| {
-                ReconcileError::NoAccount {
-                    doing: "looking for a submitted job",
-                    state,
+            // The core takes the error's (redacted) words, and says in status what the search
+            // waits for: the job list, or a usable Media API account.
+            let verdict = match ctx.media_client(job, &namespace).await {
+                Ok(account) => {
+                    let verdict = ctx
+                        .search_submission(&account.client, job, &unconfirmed, now)
+                        .await;
+                    info!(job = %key.1, namespace = %key.0, verdict = ?verdict, purpose = ?purpose, "searched the Media API job list for a submission with a lost answer");
+                    verdict.map_err(|e| crate::secret::redact_urls_in(&e.to_string()))
                 }
-            })?;
-            let verdict = ctx
-                .search_submission(&account.client, job, &unconfirmed, now)
-                .await;
-            info!(job = %key.1, namespace = %key.0, verdict = ?verdict, purpose = ?purpose, "searched the Media API job list for a submission with a lost answer");
-            // The core takes the error's (redacted) words.
-            let verdict = verdict.map_err(|e| crate::secret::redact_urls_in(&e.to_string()));
+                Err(state) => Err(format!("no usable Media API account: {state}")),
+            };
             let next = decide::after_search(
                 job,
                 &validated,
