@@ -982,3 +982,46 @@ async fn a_completion_callback_finishes_the_job_before_the_next_poll() {
     );
     env.cleanup().await;
 }
+
+/// The API server stores a status write and the answer is lost (a timeout, a dropped connection):
+/// intent writes and job-id writes alike. The operator must not submit twice.
+#[tokio::test]
+async fn status_writes_stored_but_answered_with_an_error_create_no_second_job() {
+    let mut env = Env::start().await;
+    let double = double_only!(env.cluster);
+    // Every other status patch in this namespace is applied and then answered 500.
+    let status_path = format!("/namespaces/{}/mediajobs/", env.cluster.namespace);
+    double
+        .faults()
+        .lose_answer_next_matching(20, Some("patch"), Some(&status_path));
+    env.start_operator();
+    for i in 0..10 {
+        env.create(env.enhance(&format!("lost-write-{i}")))
+            .await
+            .unwrap();
+    }
+    for i in 0..10 {
+        env.wait_for_phase(
+            &format!("lost-write-{i}"),
+            Phase::Succeeded,
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    assert_eq!(
+        env.emulator.job_count(),
+        10,
+        "one remote job per MediaJob although status writes lost their answers"
+    );
+    let ids: std::collections::BTreeSet<String> = env
+        .jobs()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|j| j.status.as_ref()?.job_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 10, "distinct job ids");
+    env.cleanup().await;
+}

@@ -15,9 +15,18 @@ struct FailRule {
     path_contains: Option<String>,
 }
 
+/// A write that is applied, whose answer is then lost.
+#[derive(Debug)]
+struct LostAnswerRule {
+    remaining: usize,
+    verb: Option<String>,
+    path_contains: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct FaultState {
     rules: Vec<FailRule>,
+    lost_answers: Vec<LostAnswerRule>,
     delay: Duration,
 }
 
@@ -69,6 +78,39 @@ impl Faults {
             verb: verb.map(str::to_string),
             path_contains: path_contains.map(str::to_string),
         });
+    }
+
+    /// Apply the next `n` successful requests whose verb and path match, then answer them with
+    /// a 500 as if the answer had been lost on the way back (a timeout or a dropped connection
+    /// after the write was stored): the change is there, the client does not know it.
+    pub fn lose_answer_next_matching(
+        &self,
+        n: usize,
+        verb: Option<&str>,
+        path_contains: Option<&str>,
+    ) {
+        self.state
+            .lock()
+            .expect("fault lock")
+            .lost_answers
+            .push(LostAnswerRule {
+                remaining: n,
+                verb: verb.map(str::to_string),
+                path_contains: path_contains.map(str::to_string),
+            });
+    }
+
+    /// Whether the answer to this (applied) request is to be lost; consumes one rule.
+    pub(crate) fn take_lost_answer(&self, verb: &str, path: &str) -> bool {
+        let mut st = self.state.lock().expect("fault lock");
+        let hit = st.lost_answers.iter_mut().find(|r| {
+            r.remaining > 0
+                && r.verb.as_deref().is_none_or(|v| v == verb)
+                && r.path_contains.as_deref().is_none_or(|p| path.contains(p))
+        });
+        let lost = hit.map(|r| r.remaining -= 1).is_some();
+        st.lost_answers.retain(|r| r.remaining > 0);
+        lost
     }
 
     fn push(&self, rule: FailRule) {

@@ -45,6 +45,30 @@ fn json_response(code: u16, v: &Value) -> Response {
     r
 }
 
+/// Middleware: a successful write whose answer a fault says to lose is answered 500 after it
+/// was applied (`Faults::lose_answer_next_matching`).
+pub async fn lose_answers(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let verb = match *req.method() {
+        axum::http::Method::POST => "create",
+        axum::http::Method::PUT => "update",
+        axum::http::Method::PATCH => "patch",
+        axum::http::Method::DELETE => "delete",
+        _ => return next.run(req).await,
+    };
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    if response.status().is_success() && shared.faults.take_lost_answer(verb, &path) {
+        return error_response(&ApiError::internal(
+            "injected fault: the change was applied and its answer lost",
+        ));
+    }
+    response
+}
+
 fn error_response(e: &ApiError) -> Response {
     let mut r = json_response(e.code, &e.to_status());
     if let Some(secs) = e

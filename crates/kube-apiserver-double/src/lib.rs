@@ -155,6 +155,10 @@ impl ApiServerDouble {
         let addr = listener.local_addr()?;
         let app = axum::Router::new()
             .fallback(http::handle)
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                http::lose_answers,
+            ))
             .with_state(shared.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

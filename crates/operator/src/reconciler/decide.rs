@@ -150,6 +150,9 @@ pub struct Observed {
     pub admitted: bool,
     /// A job id the shell submitted but could not record in status (kept in memory).
     pub unrecorded_job_id: Option<String>,
+    /// The recorded intent's request was never sent by this process (its intent write failed
+    /// after it may have been stored): nothing to look for.
+    pub unsent_intent: bool,
     /// A Secret the job names changed since the last pass.
     pub credentials_changed: bool,
     /// The submission lane of the job's account and operation.
@@ -576,6 +579,15 @@ pub fn decide_validated(
                     action: Action::None,
                     requeue_after: Some(Duration::ZERO),
                 },
+                // Known never sent: drop the intent; the lane is released once that is stored.
+                None if observed.unsent_intent => {
+                    status.submission = None;
+                    Decision {
+                        status,
+                        action: Action::None,
+                        requeue_after: Some(Duration::ZERO),
+                    }
+                }
                 None => Decision {
                     action: Action::Search {
                         unconfirmed: unconfirmed(&status).expect("an intent without a job id"),

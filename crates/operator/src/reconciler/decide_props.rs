@@ -233,6 +233,7 @@ impl Gen {
             },
             admitted: self.0.bool(),
             unrecorded_job_id: self.maybe(|g| g.text()),
+            unsent_intent: self.0.bool(),
             credentials_changed: self.0.bool(),
             lane: match self.0.u8(..3) {
                 0 => LaneObservation::Free,

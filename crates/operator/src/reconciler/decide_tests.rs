@@ -47,6 +47,7 @@ fn ready() -> Observed {
         remote: RemoteObservation::NotPolled,
         admitted: true,
         unrecorded_job_id: None,
+        unsent_intent: false,
         credentials_changed: false,
         lane: LaneObservation::Free,
         account_changed: false,
@@ -1415,4 +1416,28 @@ fn an_ambiguous_submission_keeps_its_intent_and_a_spec_edit_does_not_restart_it(
     let d = decide(&edited, &ready(), clock(later + 10), &settings());
     assert_eq!(d.status.phase, Some(Phase::Failed));
     assert_eq!(d.action, Action::None, "no second submission");
+}
+
+#[test]
+fn an_intent_this_process_never_sent_is_dropped_not_searched_for() {
+    let job = enhance();
+    let intent = intent_status(
+        &MediaJobStatus::default(),
+        1,
+        None,
+        IntentLane::default(),
+        at(0),
+    );
+    let job = with_status(&job, intent);
+    let unsent = Observed {
+        unsent_intent: true,
+        ..ready()
+    };
+    let d = decide(&job, &unsent, clock(1), &settings());
+    assert_eq!(d.action, Action::None);
+    assert!(d.status.submission.is_none());
+    assert_eq!(d.requeue_after, Some(Duration::ZERO));
+    // Without that knowledge (after a restart), the job list is searched.
+    let d = decide(&job, &ready(), clock(1), &settings());
+    assert!(matches!(d.action, Action::Search { .. }));
 }

@@ -19,6 +19,9 @@ struct Entry {
     empty_searches: u32,
     /// Settled empty looks for a job whose status answered 404 (gone needs two).
     empty_looks: u32,
+    /// An attempt whose intent write failed (it may be stored) and whose request this process
+    /// therefore never sent.
+    unsent: Option<i32>,
 }
 
 #[derive(Default, Debug)]
@@ -118,6 +121,29 @@ impl Memory {
             .entry(uid.to_string())
             .or_default()
             .empty_looks = n;
+    }
+
+    pub fn set_unsent(&self, uid: &str, attempt: i32) {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry(uid.to_string())
+            .or_default()
+            .unsent = Some(attempt);
+    }
+
+    /// A new intent was stored (and its request is about to be sent): forget an older unsent one
+    /// of the same attempt number.
+    pub fn clear_unsent(&self, uid: &str) {
+        if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
+            e.unsent = None;
+        }
+    }
+
+    /// Whether this process never sent the request of `attempt`.
+    pub fn unsent(&self, uid: &str, attempt: i32) -> bool {
+        let entries = self.entries.lock().unwrap();
+        entries.get(uid).and_then(|e| e.unsent) == Some(attempt)
     }
 
     /// Counts a failed pass; returns how many in a row.

@@ -500,7 +500,10 @@ async fn submit(
     let intent_record =
         decide::intent_status(status, attempt, prepared.urls_expire_at, lane_record, now);
     let intent = match writer.write(old_status, &intent_record).await {
-        Ok(intent) => intent,
+        Ok(intent) => {
+            ctx.memory.clear_unsent(&uid);
+            intent
+        }
         // Refused as stale: nothing was stored.
         Err(ReconcileError::Stale) => {
             if permit.newly_taken {
@@ -514,6 +517,8 @@ async fn submit(
             let until = decide::unconfirmed(&intent_record)
                 .map(|u| search::lane_free_at(&u, &ctx.settings.search));
             ctx.lanes.lock().unwrap().hold(&lane, &uid, until, now);
+            // Nothing was sent: the next pass drops the intent instead of searching for it.
+            ctx.memory.set_unsent(&uid, attempt);
             return Err(error);
         }
     };
@@ -721,6 +726,10 @@ async fn observe(
         credentials,
         remote,
         admitted: ctx.admission.lock().unwrap().holds(&key),
+        unsent_intent: status
+            .submission
+            .as_ref()
+            .is_some_and(|s| s.job_id.is_none() && ctx.memory.unsent(&uid, s.attempt)),
         unrecorded_job_id: match &status.submission {
             Some(s) if s.job_id.is_none() => ctx.memory.submitted(&uid, s.attempt),
             _ => None,

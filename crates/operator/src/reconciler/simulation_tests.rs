@@ -433,6 +433,7 @@ impl World {
                     .map(|(_, id)| id.clone()),
                 _ => None,
             },
+            unsent_intent: false,
             credentials_changed: false,
             lane,
             account_changed: false,
