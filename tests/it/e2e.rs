@@ -171,7 +171,8 @@ impl Env {
                 Arc::new(Readiness::default()),
                 stopped,
             )
-            .await;
+            .await
+            .expect("the controllers run until stopped");
         }));
         self.stop = Some(tx);
     }

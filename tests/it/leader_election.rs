@@ -1,17 +1,28 @@
-//! `mediajob-operator run` as a Deployment runs it, twice: two replicas share one Lease, only the
-//! holder reconciles, and when it dies the other takes over. Against the API double (through a
-//! kubeconfig, as a pod would), the emulator and the embedded S3 store.
+//! `mediajob-operator run` as a Deployment runs it: replicas share one Lease, only the holder
+//! reconciles, every replica is Ready, a terminated leader hands over within seconds, a killed one
+//! is replaced when its Lease expires, and a leader that lost the Lease stops acting. Against the
+//! API double (through a kubeconfig, as a pod would), the emulator and the embedded S3 store.
 
 use std::time::{Duration, Instant};
 
 use embedded_s3::EmbeddedS3;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
 use kube_apiserver_double::ApiServerDouble;
 use media_api_emulator::{Emulator, EmulatorConfig, S3Settings};
+use mediajob_operator::admin::Readiness;
 use mediajob_operator::crd::{MediaJob, Phase};
+use mediajob_operator::leader::{Leadership, LeaseSettings};
+use mediajob_operator::metrics::Metrics;
+use mediajob_operator::operator::{OperatorOptions, start};
+use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
+use mediajob_operator::reconciler::controller::Scope;
+use mediajob_operator::secret::SecretString;
 use serde_json::json;
 
 async fn create<K>(api: &Api<K>, value: serde_json::Value)
@@ -47,8 +58,16 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .holder_identity
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_replica_leads_and_the_other_takes_over() {
+/// The S3 store, the Media API emulator and the API server with the namespaces and Secrets the
+/// replicas need.
+struct World {
+    s3: EmbeddedS3,
+    emulator: media_api_emulator::RunningEmulator,
+    double: kube_apiserver_double::RunningApiServer,
+    client: kube::Client,
+}
+
+async fn world() -> World {
     let s3 = EmbeddedS3::start(None, "LEADERKEY", "leader-secret")
         .await
         .unwrap();
@@ -87,13 +106,29 @@ async fn one_replica_leads_and_the_other_takes_over() {
     )
     .await;
 
+    World {
+        s3,
+        emulator,
+        double,
+        client,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_and_the_other_takes_over() {
+    let World {
+        s3,
+        emulator,
+        double,
+        client,
+    } = world().await;
     // The replicas find the API server the way a pod finds its kubeconfig.
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, double.kubeconfig_yaml()).unwrap();
     // Each replica is its own process, as in a Deployment: it finds the API server through its
     // kubeconfig and names itself in the Lease by POD_NAME.
-    let replica = |name: &str| {
+    let replica = |name: &str, admin_port: u16| {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_mediajob-dev"))
             .args([
                 "run",
@@ -106,7 +141,7 @@ async fn one_replica_leads_and_the_other_takes_over() {
                 "--media-url",
                 &emulator.base_url(),
                 "--admin-addr",
-                "127.0.0.1:0",
+                &format!("127.0.0.1:{admin_port}"),
                 "--poll-min",
                 "200ms",
                 "--leader-election",
@@ -120,9 +155,10 @@ async fn one_replica_leads_and_the_other_takes_over() {
             .spawn()
             .expect("the operator binary starts")
     };
-    let mut first = replica("replica-a");
+    let ports = [free_port(), free_port(), free_port()];
+    let mut first = replica("replica-a", ports[0]);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut second = replica("replica-b");
+    let mut second = replica("replica-b", ports[1]);
 
     let jobs: Api<MediaJob> = Api::namespaced(client.clone(), "podcasts");
     let job = |name: &str| {
@@ -142,13 +178,175 @@ async fn one_replica_leads_and_the_other_takes_over() {
         "the first replica leads"
     );
     assert!(second.try_wait().unwrap().is_none(), "the follower waits");
+    // Ready means "can take over": a rolling update waits for the new pod's readiness while the
+    // old pod still leads, so a follower must be Ready too.
+    assert_eq!(readyz(ports[0]).await, 200, "the leader is ready");
+    assert_eq!(readyz(ports[1]).await, 200, "the follower is ready");
 
-    // The leader dies without releasing the Lease (SIGKILL); the follower takes over when it
-    // expires.
-    first.kill().await.unwrap();
+    // SIGTERM (a rolling update, a drain): the leader stops, releases the Lease, and the follower
+    // leads within its next look, not a Lease duration later.
+    let terminated = Instant::now();
+    terminate(&first);
+    let exit = tokio::time::timeout(Duration::from_secs(20), first.wait())
+        .await
+        .expect("the leader exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "a terminated leader exits cleanly: {exit}");
+    let handover = loop {
+        if holder(&leases).await.as_deref() == Some("replica-b") {
+            break terminated.elapsed();
+        }
+        assert!(
+            terminated.elapsed() < Duration::from_secs(20),
+            "no handover: {:?}",
+            holder(&leases).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    create(&jobs, job("handover")).await;
+    wait_succeeded(&jobs, "handover", Duration::from_secs(30)).await;
+    let reconciling_again = terminated.elapsed();
+    eprintln!(
+        "handover after SIGTERM: Lease held by the follower after {:.2} s; a job created then succeeded {:.2} s after the SIGTERM",
+        handover.as_secs_f64(),
+        reconciling_again.as_secs_f64()
+    );
+    assert!(
+        handover < Duration::from_secs(5),
+        "handover took {handover:?}, about a Lease duration: the Lease was not released"
+    );
+
+    // The new leader dies without releasing the Lease (SIGKILL); a new follower takes over when
+    // the record has not changed for a Lease duration.
+    let mut third = replica("replica-c", ports[2]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    second.kill().await.unwrap();
     create(&jobs, job("after")).await;
     wait_succeeded(&jobs, "after", Duration::from_secs(60)).await;
-    assert_eq!(holder(&leases).await.as_deref(), Some("replica-b"));
-    assert_eq!(emulator.job_count(), 2, "each job ran once");
-    second.kill().await.unwrap();
+    assert_eq!(holder(&leases).await.as_deref(), Some("replica-c"));
+    assert_eq!(emulator.job_count(), 3, "each job ran once");
+    third.kill().await.unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn readyz(port: u16) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            Ok(r) if r.status() == 200 || Instant::now() > deadline => return r.status().as_u16(),
+            Err(e) if Instant::now() > deadline => panic!("no admin endpoint on {port}: {e}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("the child runs");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A leader whose Lease another replica took (after a partition that outlasted it, say) must not
+/// submit a job or write status, even though its process goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_lost_the_lease_submits_nothing() {
+    let World {
+        s3,
+        emulator,
+        double: _double,
+        client,
+    } = world().await;
+    let mut leadership = Leadership::spawn(
+        client.clone(),
+        LeaseSettings::new("fenced", "mediajob-system", "replica-a"),
+    );
+    tokio::time::timeout(Duration::from_secs(10), leadership.acquired())
+        .await
+        .expect("the only replica leads");
+    let media = MediaApiSettings {
+        auth_url: emulator.base_url(),
+        media_url: emulator.base_url(),
+        requests_per_second: 0.0,
+        default_account: DefaultAccount::Static {
+            app_key: "emulator-app-key".into(),
+            app_secret: SecretString::new("emulator-app-secret"),
+        },
+    };
+    let options = OperatorOptions {
+        fence: leadership.fence(),
+        ..OperatorOptions::in_process(Scope::AllNamespaces, media)
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(start(
+        client.clone(),
+        options,
+        Arc::new(Metrics::default()),
+        Arc::new(Readiness::default()),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let jobs: Api<MediaJob> = Api::namespaced(client.clone(), "podcasts");
+    let job = |name: &str| {
+        json!({
+            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob", "metadata": {"name": name},
+            "spec": {"operation": "enhance", "input": {"url": "s3://raw/in.wav"},
+                     "output": {"url": format!("s3://out/{name}.wav")},
+                     "credentials": {"secretRef": {"name": "s3"}}, "s3": {"endpoint": s3.endpoint()}},
+        })
+    };
+    create(&jobs, job("while-leading")).await;
+    wait_succeeded(&jobs, "while-leading", Duration::from_secs(30)).await;
+
+    // Another replica holds the Lease now.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "mediajob-system");
+    let mut lease = leases.get("fenced").await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("replica-b".into());
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    leases
+        .replace("fenced", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    let mut leading = leadership.leading();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        leading.wait_for(|leading| !*leading),
+    )
+    .await
+    .expect("the replica notices at its next look")
+    .unwrap();
+    assert!(!leadership.fence().may_submit() && !leadership.fence().may_write());
+
+    create(&jobs, job("after-losing")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        emulator.job_count(),
+        1,
+        "nothing submitted after the Lease was lost"
+    );
+    let after = jobs.get("after-losing").await.unwrap();
+    assert!(
+        after.status.is_none(),
+        "no status written: {:?}",
+        after.status
+    );
+    let spec = leases.get("fenced").await.unwrap().spec.unwrap();
+    assert_eq!(
+        spec.holder_identity.as_deref(),
+        Some("replica-b"),
+        "the old leader does not take the Lease back while the new one holds it"
+    );
+    let _ = stop_tx.send(());
+    let _ = operator.await;
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use kube_lease_manager::LeaseManagerBuilder;
 use tracing::{error, info};
 
 use crate::admin::{self, Readiness};
 use crate::config::OperatorArgs;
+use crate::leader::{Fence, Leadership, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::reconciler::callback::{self, CallbackSettings};
 use crate::reconciler::context::{Context, DefaultAccount, MediaApiSettings};
@@ -32,6 +32,8 @@ pub struct OperatorOptions {
     pub callback: Option<CallbackSettings>,
     /// This replica's name (Lease identity, Event reporter instance).
     pub pod_name: String,
+    /// Checked before each remote submission and status write; open without leader election.
+    pub fence: Fence,
 }
 
 impl OperatorOptions {
@@ -60,6 +62,7 @@ impl OperatorOptions {
             media,
             callback: None,
             pod_name: format!("mediajob-operator-{}", uuid::Uuid::new_v4()),
+            fence: Fence::open(),
         }
     }
 
@@ -91,6 +94,7 @@ impl OperatorOptions {
                 .pod_name
                 .clone()
                 .unwrap_or_else(|| format!("mediajob-operator-{}", uuid::Uuid::new_v4())),
+            fence: Fence::open(),
             callback: args.callback_url.as_ref().map(|url| CallbackSettings {
                 listen: args.callback_listen,
                 public_url: Some(url.clone()),
@@ -109,14 +113,16 @@ impl OperatorOptions {
 }
 
 /// Runs the operator on `client` until `shutdown` resolves. No leader election: the caller
-/// decides that this process should reconcile.
+/// decides that this process should reconcile (and passes a fence in `options` if it may stop
+/// being allowed to). An error when a controller ended on its own (a panic in a reconcile):
+/// the process must then exit rather than stay up reconciling nothing.
 pub async fn start(
     client: Client,
     options: OperatorOptions,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> Result<(), String> {
     wait_for_crd(&client, &options.scope, |what| readiness.waiting_for(what)).await;
     let ctx = Arc::new(Context::new(client, metrics, &options));
     let (wake, _) = tokio::sync::broadcast::channel(1024);
@@ -145,10 +151,11 @@ pub async fn start(
     }
     readiness.ready();
     info!(scope = ?options.scope, max_in_flight = options.max_in_flight, "reconciling MediaJobs");
-    run_controllers(ctx, options.scope, options.concurrency, wake, shutdown).await;
+    let result = run_controllers(ctx, options.scope, options.concurrency, wake, shutdown).await;
     if let Some(receiver) = receiver {
         receiver.abort();
     }
+    result
 }
 
 /// The `run` subcommand.
@@ -187,79 +194,89 @@ pub async fn run(args: OperatorArgs) -> Result<(), String> {
         info!("termination signal received");
         let _ = stop_tx.send(true);
     });
-    let stopped = {
+    let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
 
+    // Ready means "can take over": the CRD is served. Followers are ready too, so a rolling
+    // update's new pod becomes Ready while the old one still leads.
+    wait_for_crd(&client, &options.scope, |what| readiness.waiting_for(what)).await;
+    readiness.ready();
+
     if !args.leader_election {
-        start(client, options, metrics, readiness, stopped).await;
+        let result = start(client, options, metrics, readiness, stopped()).await;
         admin.abort();
-        return Ok(());
+        return result;
     }
 
-    let identity = options.pod_name.clone();
-    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(&args.namespace)
-        .with_identity(&identity)
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await
-        .map_err(|e| format!("leader election: {e}"))?;
-    let (mut leader, lease_task) = manager.watch().await;
-    info!(%identity, lease = %args.lease_name, "waiting to become leader");
-    let mut stop = stop_rx.clone();
-    loop {
-        if *leader.borrow_and_update() {
-            break;
-        }
-        tokio::select! {
-            changed = leader.changed() => {
-                if changed.is_err() {
-                    return Err("the leader election task ended".into());
-                }
-            }
-            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                drop(leader);
-                let _ = lease_task.await;
-                return Ok(());
-            }
+    let lease = LeaseSettings::new(&args.lease_name, &args.namespace, &options.pod_name);
+    let mut leadership = Leadership::spawn(client.clone(), lease);
+    info!(identity = %options.pod_name, lease = %args.lease_name, "waiting to become leader");
+    tokio::select! {
+        _ = leadership.acquired() => {}
+        _ = stopped() => {
+            leadership.release().await;
+            admin.abort();
+            return Ok(());
         }
     }
     metrics.leader.set(1);
-    info!(%identity, "became leader");
-    // Stop reconciling when asked to, or when the lease is lost (another replica takes over).
-    let mut lost = leader.clone();
-    let lost_leadership = async move {
-        let _ = lost.wait_for(|is_leader| !*is_leader).await;
+    info!(identity = %options.pod_name, "became leader");
+    let fence = leadership.fence();
+    let options = OperatorOptions {
+        fence: fence.clone(),
+        ..options
     };
-    let (end_tx, end_rx) = tokio::sync::oneshot::channel::<&'static str>();
-    let end_tx = Arc::new(std::sync::Mutex::new(Some(end_tx)));
+    // Stop reconciling when asked to, or when the Lease is lost (another replica may lead).
+    let (why_tx, mut why_rx) = tokio::sync::watch::channel(None::<&'static str>);
     let ended = {
-        let on_stop = end_tx.clone();
-        let on_lost = end_tx.clone();
+        let stopped = stopped();
+        let draining = fence.clone();
+        let mut leading = leadership.leading();
         async move {
-            tokio::select! {
-                _ = stopped => { if let Some(tx) = on_stop.lock().unwrap().take() { let _ = tx.send("shutdown"); } }
-                _ = lost_leadership => { if let Some(tx) = on_lost.lock().unwrap().take() { let _ = tx.send("lost"); } }
+            let why = tokio::select! {
+                _ = stopped => "shutdown",
+                _ = leading.wait_for(|leading| !*leading) => "lost",
+            };
+            // From here on nothing new is submitted; passes in progress finish their writes.
+            draining.drain();
+            let _ = why_tx.send(Some(why));
+        }
+    };
+    let mut controllers = std::pin::pin!(start(client, options, metrics.clone(), readiness, ended));
+    let result = tokio::select! {
+        result = &mut controllers => result,
+        _ = why_rx.wait_for(Option::is_some) => {
+            // Passes in progress get a bounded time to finish; one cut off mid-submission is
+            // the crash case the submission intent already covers.
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut controllers).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown; stopping them");
+                    Ok(())
+                }
             }
         }
     };
-    start(client, options, metrics.clone(), readiness, ended).await;
+    let result = match *why_rx.borrow() {
+        Some("lost") => Err("lost the leader Lease".to_string()),
+        _ => result,
+    };
     metrics.leader.set(0);
-    let why = end_rx.await.unwrap_or("shutdown");
-    drop(leader);
-    let _ = lease_task.await;
+    // Released only after the controllers stopped writing: the next leader starts at once.
+    leadership.release().await;
     admin.abort();
-    if why == "lost" {
-        error!("lost the leader lease; exiting so that a restart rejoins as a follower");
-        return Err("lost the leader lease".into());
+    if let Err(error) = &result {
+        error!(%error, "exiting so that a restart rejoins as a follower");
     }
-    Ok(())
+    result
 }
+
+/// How long passes in progress may take to finish after shutdown or loss of the Lease.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

@@ -35,6 +35,10 @@ pub(crate) enum Safety {
     CreatesJob,
 }
 
+/// Asked right before a request goes on the wire (after the rate limiter and the token): whether
+/// it may still go. A leader that lost its Lease while a submission waited must not send it.
+pub type SendGate<'a> = &'a (dyn Fn() -> bool + Send + Sync);
+
 impl std::fmt::Debug for MediaApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaApiClient")
@@ -96,6 +100,7 @@ impl MediaApiClient {
         query: &[(&str, String)],
         body: Option<&Value>,
         safety: Safety,
+        gate: Option<SendGate<'_>>,
     ) -> Result<String, MediaApiError> {
         let what = format!("{method} {path}");
         let no_retry = RetryPolicy {
@@ -107,13 +112,14 @@ impl MediaApiClient {
             Safety::CreatesJob => &no_retry,
         };
         with_retries(policy, || {
-            self.attempt(&what, &method, path, query, body, safety)
+            self.attempt(&what, &method, path, query, body, safety, gate)
         })
         .await
     }
 
     /// One try; on a 401 the token is refreshed and the request repeated once. That is safe even
     /// for a submit: a 401 means the request was not accepted.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         what: &str,
@@ -122,17 +128,18 @@ impl MediaApiClient {
         query: &[(&str, String)],
         body: Option<&Value>,
         safety: Safety,
+        gate: Option<SendGate<'_>>,
     ) -> Result<String, MediaApiError> {
         let bearer = self.inner.tokens.bearer().await?;
         match self
-            .send(what, method, path, query, body, safety, &bearer)
+            .send(what, method, path, query, body, safety, gate, &bearer)
             .await
         {
             Err(e) if e.http_status() == Some(401) => {
                 tracing::debug!("Media API answered 401; refreshing the token once");
                 self.inner.tokens.invalidate(bearer.generation).await;
                 let bearer = self.inner.tokens.bearer().await?;
-                self.send(what, method, path, query, body, safety, &bearer)
+                self.send(what, method, path, query, body, safety, gate, &bearer)
                     .await
             }
             other => other,
@@ -148,9 +155,15 @@ impl MediaApiClient {
         query: &[(&str, String)],
         body: Option<&Value>,
         safety: Safety,
+        gate: Option<SendGate<'_>>,
         bearer: &Bearer,
     ) -> Result<String, MediaApiError> {
         self.inner.limiter.acquire().await;
+        if gate.is_some_and(|may_send| !may_send()) {
+            // Not sent, so repeating it later (by whoever may) is safe.
+            let msg = format!("{what} not sent: this replica may no longer act");
+            return Err(MediaApiError::new(ErrorClass::Transient, msg));
+        }
         let mut request = self
             .inner
             .http

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::client::{MediaApiClient, Safety};
+use super::client::{MediaApiClient, Safety, SendGate};
 use super::error::{ErrorClass, MediaApiError};
 use super::request::{JobRequest, build_body};
 use super::wire::{JobId, JobStatus, JobSummary, JobsPage, RemoteStatus, SubmitResponse};
@@ -46,10 +46,26 @@ impl MediaApiClient {
     /// `POST /media/<op>`. Never repeated by the client except after one token refresh on 401: a 5xx,
     /// timeout or reset after sending is `OutcomeUnknown`; a connect failure or 429 is retryable.
     pub async fn submit(&self, request: &JobRequest) -> Result<JobId, MediaApiError> {
+        self.submit_gated(request, None).await
+    }
+
+    /// `submit`, asking `gate` right before the request goes on the wire (see `SendGate`).
+    pub async fn submit_gated(
+        &self,
+        request: &JobRequest,
+        gate: Option<SendGate<'_>>,
+    ) -> Result<JobId, MediaApiError> {
         let body = build_body(request)?;
         let path = media_path(request.operation);
         let text = self
-            .call(Method::POST, &path, &[], Some(&body), Safety::CreatesJob)
+            .call(
+                Method::POST,
+                &path,
+                &[],
+                Some(&body),
+                Safety::CreatesJob,
+                gate,
+            )
             .await?;
         // A 200 means the job exists; if we cannot read its id we do not know which one it is.
         let parsed: SubmitResponse = decode(&text, &format!("POST {path}"))
@@ -66,7 +82,7 @@ impl MediaApiClient {
         let path = media_path(operation);
         let query = [("job_id", job_id.to_string())];
         let text = self
-            .call(Method::GET, &path, &query, None, Safety::Idempotent)
+            .call(Method::GET, &path, &query, None, Safety::Idempotent, None)
             .await?;
         decode(&text, &format!("GET {path}"))
     }
@@ -82,7 +98,14 @@ impl MediaApiClient {
             query.push(("next_token", token.to_owned()));
         }
         let text = self
-            .call(Method::GET, "/media/jobs", &query, None, Safety::Idempotent)
+            .call(
+                Method::GET,
+                "/media/jobs",
+                &query,
+                None,
+                Safety::Idempotent,
+                None,
+            )
             .await?;
         decode(&text, "GET /media/jobs")
     }
@@ -117,6 +140,7 @@ impl MediaApiClient {
             &query,
             Some(&body),
             Safety::Idempotent,
+            None,
         )
         .await?;
         Ok(())

@@ -12,7 +12,7 @@ mod retry;
 mod token;
 pub mod wire;
 
-pub use client::MediaApiClient;
+pub use client::{MediaApiClient, SendGate};
 pub use config::{DEFAULT_AUTH_URL, DEFAULT_MEDIA_URL, MediaApiConfig, RetryPolicy};
 pub use error::{ErrorClass, MediaApiError, Problem};
 pub use jobs::{JobFilter, media_path};

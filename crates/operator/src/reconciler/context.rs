@@ -25,6 +25,7 @@ use super::search::{self, Presence, Unconfirmed, Verdict};
 use super::secret_cache::SecretCache;
 use super::signing::{self, PreparedRequest};
 use crate::crd::{AccessMode, MediaJob};
+use crate::leader::Fence;
 use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiError};
 use crate::metrics::Metrics;
 use crate::operation::Operation;
@@ -47,6 +48,8 @@ pub struct Deps {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// Whether this replica may submit and write status now (leader election).
+    pub fence: Fence,
 }
 
 /// Everything a pass shares: its dependencies, the operator-wide settings, the Secret cache, the
@@ -89,6 +92,7 @@ impl Context {
                 recorder: Recorder::new(client.clone(), reporter),
                 client: client.clone(),
                 metrics,
+                fence: options.fence.clone(),
             },
             media: MediaClients::new(media, settings.search.submit_timeout),
             settings,
@@ -406,7 +410,11 @@ impl Context {
         client: &MediaApiClient,
         prepared: &PreparedRequest,
     ) -> SubmitOutcome {
-        let result = client.submit(&prepared.request).await;
+        let fence = &self.deps.fence;
+        let may_submit = move || fence.may_submit();
+        let result = client
+            .submit_gated(&prepared.request, Some(&may_submit))
+            .await;
         self.deps
             .metrics
             .media_api_request("submit", result_label(&result));

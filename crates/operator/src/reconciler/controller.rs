@@ -10,6 +10,7 @@ use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::callback::Wakeup;
@@ -51,14 +52,15 @@ pub async fn wait_for_crd(client: &Client, scope: &Scope, on_wait: impl Fn(&str)
 }
 
 /// Runs the controllers until `shutdown` resolves; in-flight reconciles finish first.
-/// `wake` carries jobs to reconcile now (completion callbacks).
+/// `wake` carries jobs to reconcile now (completion callbacks). An error when a controller ended
+/// before shutdown.
 pub async fn run_controllers(
     ctx: Arc<Context>,
     scope: Scope,
     concurrency: u16,
     wake: tokio::sync::broadcast::Sender<Wakeup>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
+) -> Result<(), String> {
     let namespaces: Vec<Option<String>> = match scope {
         Scope::AllNamespaces => vec![None],
         Scope::Namespaces(list) => list.into_iter().map(Some).collect(),
@@ -68,22 +70,72 @@ pub async fn run_controllers(
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = vec![];
     for namespace in namespaces {
+        let name = match &namespace {
+            Some(ns) => format!("the MediaJob controller of namespace {ns}"),
+            None => "the MediaJob controller".to_string(),
+        };
         let ctx = ctx.clone();
         let mut stop = stop_tx.subscribe();
         let wake = wake.subscribe();
-        tasks.push(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop.recv().await;
             };
             run_one(ctx, namespace, concurrency, wake, stopped).await;
-        }));
+        });
+        tasks.push((name, task));
     }
-    shutdown.await;
-    info!("shutting down: finishing reconciles in progress");
-    let _ = stop_tx.send(());
-    for task in tasks {
+    supervise(tasks, shutdown, move || {
+        let _ = stop_tx.send(());
+    })
+    .await
+}
+
+/// Waits for `shutdown`, then for every controller to finish. A controller that ends before
+/// shutdown (kube-runtime re-raises a panic in a reconcile, which ends its task) stops the others
+/// and is an error: a process that stays up, healthy and holding the Lease while nothing
+/// reconciles would stall every job silently.
+async fn supervise(
+    mut tasks: Vec<(String, JoinHandle<()>)>,
+    shutdown: impl std::future::Future<Output = ()>,
+    stop: impl FnOnce(),
+) -> Result<(), String> {
+    let ended_early = if tasks.is_empty() {
+        shutdown.await;
+        None
+    } else {
+        let any_ended = futures::future::select_all(tasks.iter_mut().map(|(_, task)| task));
+        tokio::select! {
+            _ = shutdown => None,
+            (result, index, _) = any_ended => Some((index, result)),
+        }
+    };
+    let error = ended_early.map(|(index, result)| {
+        let (name, _) = tasks.remove(index);
+        let why = match result {
+            Ok(()) => "its watch stream ended".to_string(),
+            Err(error) if error.is_panic() => {
+                let panic = error.into_panic();
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                format!("a reconcile panicked: {text}")
+            }
+            Err(error) => error.to_string(),
+        };
+        format!("{name} stopped: {why}")
+    });
+    match &error {
+        None => info!("shutting down: finishing reconciles in progress"),
+        Some(error) => tracing::error!(%error, "a controller stopped; stopping the others"),
+    }
+    stop();
+    for (_, task) in tasks {
         let _ = task.await;
     }
+    error.map_or(Ok(()), Err)
 }
 
 async fn run_one(
@@ -187,4 +239,54 @@ fn tokio_stream_from(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_controller_that_panics_ends_the_run_with_an_error() {
+        let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let healthy = {
+            let mut stop = stop_tx.subscribe();
+            tokio::spawn(async move {
+                let _ = stop.recv().await;
+            })
+        };
+        let panicking = tokio::spawn(async {
+            tokio::task::yield_now().await;
+            panic!("reconcile bug");
+        });
+        let tasks = vec![
+            ("healthy".to_string(), healthy),
+            ("broken".to_string(), panicking),
+        ];
+        let result = tokio::time::timeout(
+            Duration::from_secs(5),
+            supervise(tasks, std::future::pending(), move || {
+                let _ = stop_tx.send(());
+            }),
+        )
+        .await
+        .expect("the run ends instead of idling");
+        assert_eq!(
+            result,
+            Err("broken stopped: a reconcile panicked: reconcile bug".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_every_controller_without_error() {
+        let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let mut stop = stop_tx.subscribe();
+        let task = tokio::spawn(async move {
+            let _ = stop.recv().await;
+        });
+        let result = supervise(vec![("one".into(), task)], async {}, move || {
+            let _ = stop_tx.send(());
+        })
+        .await;
+        assert_eq!(result, Ok(()));
+    }
 }

@@ -34,6 +34,9 @@ pub enum ReconcileError {
     /// Another job took the submission lane between this pass's look and its submission.
     #[error("another MediaJob took the submission lane first")]
     LaneTaken,
+    /// This replica no longer holds the leader Lease (or is shutting down); it writes nothing.
+    #[error("this replica is not the leader; leaving the MediaJob to the one that is")]
+    Fenced,
     /// The Media API answered with an error or could not be reached (the error is redacted).
     #[error("Media API error while {doing}: {error}")]
     MediaApi {
@@ -57,6 +60,7 @@ impl ReconcileError {
             ReconcileError::NoNamespace => "NoNamespace",
             ReconcileError::Stale => "Stale",
             ReconcileError::LaneTaken => "LaneTaken",
+            ReconcileError::Fenced => "Fenced",
             ReconcileError::MediaApi { .. } => "MediaApiUnavailable",
             ReconcileError::NoAccount { .. } => "NoMediaApiAccount",
         }
@@ -107,6 +111,10 @@ pub fn error_policy(job: Arc<MediaJob>, error: &ReconcileError, ctx: Arc<Context
 }
 
 async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, ReconcileError> {
+    // Checked again right before each submission and status write.
+    if !ctx.deps.fence.may_write() {
+        return Err(ReconcileError::Fenced);
+    }
     let namespace = job.namespace().ok_or(ReconcileError::NoNamespace)?;
     let api: Api<MediaJob> = Api::namespaced(ctx.deps.client.clone(), &namespace);
     let key = (namespace.clone(), job.name_any());
@@ -601,6 +609,9 @@ impl StatusWriter<'_> {
     ) -> Result<MediaJobStatus, ReconcileError> {
         if old == new {
             return Ok(new.clone());
+        }
+        if !self.ctx.deps.fence.may_write() {
+            return Err(ReconcileError::Fenced);
         }
         let written = match kube_writes::apply_status(
             self.api,
