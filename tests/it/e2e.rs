@@ -385,6 +385,87 @@ async fn a_public_diagnose_job_returns_its_result_in_status() {
     env.cleanup().await;
 }
 
+/// A Media API error with a long detail (a stack trace) must end the job in `Failed`, not in a
+/// loop of status writes the API server refuses (the CRD caps a condition message at 32 KiB).
+#[tokio::test]
+async fn a_failure_with_a_huge_error_detail_ends_in_failed_with_a_bounded_message() {
+    let faults = Faults {
+        fail_fraction: 1.0,
+        error_detail_bytes: 100_000,
+        ..Faults::none()
+    };
+    let mut env = Env::start_with(faults, 100).await;
+    env.start_operator();
+    let mut manifest = env.enhance("noisy");
+    manifest["spec"]["retry"] = json!({"limit": 0});
+    env.create(manifest).await.unwrap();
+    let job = env.wait_for_phase("noisy", Phase::Failed, T).await;
+    assert_eq!(reason_of(&job), "RemoteJobFailed");
+    for condition in &job.status.as_ref().unwrap().conditions {
+        assert!(
+            condition.message.len() <= 1024,
+            "{}: {} bytes",
+            condition.type_,
+            condition.message.len()
+        );
+    }
+    let failed = job
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed");
+    let message = &failed.expect("a Failed condition").message;
+    assert!(message.contains("injected by the emulator"), "{message}");
+    assert!(message.ends_with("bytes cut]"), "{message}");
+    env.cleanup().await;
+}
+
+/// An inline result too large for a Kubernetes object (etcd takes 1.5 MiB) is left with the
+/// Media API, and a condition says how to read it; the job still succeeds.
+#[tokio::test]
+async fn a_result_too_large_for_status_is_left_with_the_media_api_and_named() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/public/a.wav",
+        axum::routing::get(|| async { SAMPLE.to_vec() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let faults = Faults {
+        result_padding_bytes: 2_000_000,
+        ..Faults::none()
+    };
+    let mut env = Env::start_with(faults, 100).await;
+    env.start_operator();
+    env.create(json!({
+        "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+        "metadata": {"name": "big"},
+        "spec": {"operation": "diagnose", "access": "public", "input": {"url": format!("http://{addr}/public/a.wav")}},
+    }))
+    .await
+    .unwrap();
+    let job = env.wait_for_phase("big", Phase::Succeeded, T).await;
+    let status = job.status.unwrap();
+    assert!(status.result.is_none(), "the result is not in status");
+    let omitted = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ResultOmitted")
+        .expect("a condition says where the result is");
+    assert_eq!(omitted.reason, "ResultTooLarge");
+    let job_id = status.job_id.unwrap();
+    assert!(
+        omitted.message.contains(&format!(
+            "mediajob-operator api show --operation diagnose {job_id}"
+        )),
+        "{}",
+        omitted.message
+    );
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_transcode_writes_two_outputs() {
     let mut env = Env::start().await;

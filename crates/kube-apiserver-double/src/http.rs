@@ -69,6 +69,9 @@ pub async fn lose_answers(
     response
 }
 
+/// kube-apiserver's `MaxRequestBodyBytes`.
+const MAX_REQUEST_BODY_BYTES: usize = 3 * 1024 * 1024;
+
 fn error_response(e: &ApiError) -> Response {
     let mut r = json_response(e.code, &e.to_status());
     if let Some(secs) = e
@@ -253,6 +256,11 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         Ok(b) => b,
         Err(e) => return error_response(&ApiError::bad_request(e.to_string())),
     };
+    // The real server's limit on a write's body (MaxRequestBodyBytes, 3 MiB).
+    if body.len() > MAX_REQUEST_BODY_BYTES {
+        let message = format!("Request entity too large: limit is {MAX_REQUEST_BODY_BYTES}");
+        return error_response(&ApiError::new(413, "RequestEntityTooLarge", message));
+    }
     let manager = q.get("fieldManager").cloned().unwrap_or_else(|| {
         // The real server names an unnamed updater after its user agent's program name.
         user_agent

@@ -13,6 +13,9 @@ use super::schema;
 use super::ssa::{self, Entry};
 use super::status::ApiError;
 
+/// etcd's default `--max-request-bytes` (1.5 MiB).
+const MAX_STORED_BYTES: usize = 1536 * 1024;
+
 /// (group resource, namespace or "", name)
 pub type Key = (String, String, String);
 
@@ -260,6 +263,7 @@ impl State {
     }
 
     /// Create (old = None) or replace an object, applying the API conventions' write rules.
+    /// Objects larger than etcd's default request limit are refused.
     pub fn write(
         &mut self,
         res: &Resource,
@@ -339,6 +343,13 @@ impl State {
             && comparable(o) == comparable(&new)
         {
             return Ok(o.clone()); // a no-op write changes nothing, not even the resourceVersion
+        }
+        // etcd refuses a value over 1.5 MiB (`--max-request-bytes`); the real server passes the
+        // error on as a 500 (kubernetes#112152). JSON is larger than the protobuf the real server
+        // stores for built-ins, but custom resources are stored as JSON, like here.
+        let size = serde_json::to_vec(&new).map_or(0, |b| b.len());
+        if size > MAX_STORED_BYTES {
+            return Err(ApiError::internal("etcdserver: request is too large"));
         }
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());

@@ -111,6 +111,12 @@ pub struct EmulatorArgs {
     /// Fraction of jobs that stay Running forever.
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     pub stall_fraction: f64,
+    /// Pad the detail of injected failures to this many bytes.
+    #[arg(long, default_value_t = 0)]
+    pub error_detail_bytes: usize,
+    /// Add a `padding` field of this many bytes to inline results.
+    #[arg(long, default_value_t = 0)]
+    pub result_padding_bytes: usize,
     /// Fail analyze jobs on media shorter than 2 s (duration estimated from size at 128 kbit/s).
     #[arg(long)]
     pub enforce_min_analyze_duration: bool,
@@ -171,6 +177,8 @@ impl EmulatorArgs {
                 fail_fraction: self.fail_fraction,
                 internal_error_fraction: self.internal_error_fraction,
                 stall_fraction: self.stall_fraction,
+                error_detail_bytes: self.error_detail_bytes,
+                result_padding_bytes: self.result_padding_bytes,
                 enforce_min_analyze_duration: self.enforce_min_analyze_duration,
             },
         }

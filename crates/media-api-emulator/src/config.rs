@@ -101,6 +101,12 @@ pub struct Faults {
     pub internal_error_fraction: f64,
     /// Fraction of jobs that stay `Running` forever (until cancelled).
     pub stall_fraction: f64,
+    /// Pad the detail of injected failures to this many bytes (0: none). Real services return
+    /// long details (stack traces, lists of problems); the client must still end such a job.
+    pub error_detail_bytes: usize,
+    /// Add a `padding` field of this many bytes to inline results (diagnose, master preview), to
+    /// see that a result too large for a Kubernetes status is handled.
+    pub result_padding_bytes: usize,
     /// Fail analyze jobs whose media is shorter than 2 s, as the real service documents.
     /// Off by default because the emulator only estimates duration from the input's size.
     pub enforce_min_analyze_duration: bool,
@@ -129,6 +135,8 @@ impl Faults {
             fail_fraction: 0.0,
             internal_error_fraction: 0.0,
             stall_fraction: 0.0,
+            error_detail_bytes: 0,
+            result_padding_bytes: 0,
             enforce_min_analyze_duration: false,
         }
     }

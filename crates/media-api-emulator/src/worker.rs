@@ -154,13 +154,15 @@ async fn finish(state: &AppState, id: Uuid) {
     let Some((op, request, plan, inputs)) = claimed.flatten() else {
         return;
     };
+    let faults = state.faults();
+    let detail = |text: &str| padded(text, faults.error_detail_bytes);
     match plan {
         Plan::Fail => {
-            let error = JobError::processing("the job failed (injected by the emulator)");
+            let error = JobError::processing(detail("the job failed (injected by the emulator)"));
             return conclude(state, id, failed(error));
         }
         Plan::InternalError => {
-            let error = JobError::internal("internal error (injected by the emulator)");
+            let error = JobError::internal(detail("internal error (injected by the emulator)"));
             let outcome = Outcome {
                 status: Status::InternalError,
                 result: None,
@@ -184,12 +186,27 @@ async fn finish(state: &AppState, id: Uuid) {
             return conclude(state, id, failed(JobError::output_access(detail)));
         }
     }
+    let mut result = produced.result;
+    if faults.result_padding_bytes > 0 && result.as_object().is_some_and(|r| !r.is_empty()) {
+        result["padding"] = "x".repeat(faults.result_padding_bytes).into();
+    }
     let outcome = Outcome {
         status: Status::Success,
-        result: Some(produced.result),
+        result: Some(result),
         error: None,
     };
     conclude(state, id, outcome);
+}
+
+/// `text`, then a made-up trace up to `bytes` long.
+fn padded(text: &str, bytes: usize) -> String {
+    let mut out = text.to_string();
+    let mut frame = 0;
+    while out.len() < bytes {
+        out.push_str(&format!("\n  at frame {frame} (worker.py:{})", 100 + frame));
+        frame += 1;
+    }
+    out
 }
 
 fn failed(error: JobError) -> Outcome {

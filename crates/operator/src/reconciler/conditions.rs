@@ -10,6 +10,27 @@ pub const READY: &str = "Ready";
 pub const SUBMITTED: &str = "Submitted";
 pub const FAILED: &str = "Failed";
 pub const SUSPENDED: &str = "Suspended";
+/// True when the job's inline result was too large for status.
+pub const RESULT_OMITTED: &str = "ResultOmitted";
+
+/// The longest condition message written, in bytes. The CRD allows 32 KiB (metav1.Condition), but
+/// messages quote remote errors of any length, and a status the API server refuses for size
+/// would leave the job retrying forever; 1 KiB is what a person reads.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes at a character boundary, marked so that nobody mistakes it
+/// for the whole message.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let marker = format!(" … [{} bytes cut]", text.len());
+    let mut end = max.saturating_sub(marker.len() + 8);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{marker}", &text[..end])
+}
 
 /// Sets condition `type_` on the list, keeping its transition time unless its status flips.
 pub fn set_condition(
@@ -23,7 +44,7 @@ pub fn set_condition(
 ) {
     let status = if status { "True" } else { "False" }.to_string();
     // Defence in depth: messages may quote remote errors, which may quote our URLs.
-    let message = &redact_urls_in(message);
+    let message = &bounded(&redact_urls_in(message), MAX_MESSAGE_BYTES);
     let existing = conditions.iter_mut().find(|c| c.type_ == type_);
     match existing {
         Some(c) => {
@@ -57,6 +78,20 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary_and_say_so() {
+        assert_eq!(bounded("short", 1024), "short");
+        let long = "é".repeat(5000);
+        let cut = bounded(&long, MAX_MESSAGE_BYTES);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with(" … [10000 bytes cut]"), "{cut}");
+        assert!(cut.starts_with("éé"));
+        let mut conditions = vec![];
+        let now = Timestamp::UNIX_EPOCH;
+        set_condition(&mut conditions, FAILED, true, "Failed", &long, None, now);
+        assert!(conditions[0].message.len() <= MAX_MESSAGE_BYTES);
+    }
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Map, Value};
 
-use super::conditions::{self, FAILED, READY, SUBMITTED, SUSPENDED};
+use super::conditions::{self, FAILED, READY, RESULT_OMITTED, SUBMITTED, SUSPENDED};
 pub use super::reason::Reason;
 pub use super::search::Verdict;
 use super::search::{self, SearchSettings, Unconfirmed};
@@ -1034,7 +1034,31 @@ pub fn succeeded(
     status.job_id = Some(job_id.to_string());
     status.outputs = Some(valid.output_urls.iter().map(|u| redact_url(u)).collect())
         .filter(|o: &Vec<String>| !o.is_empty());
-    status.result = result.filter(|r| !r.is_empty());
+    let result = result.filter(|r| !r.is_empty());
+    let result_bytes = result
+        .as_ref()
+        .map_or(0, |r| serde_json::to_vec(r).map_or(0, |bytes| bytes.len()));
+    if result_bytes > MAX_RESULT_BYTES {
+        status.result = None;
+        let op = job.spec.operation.name();
+        let message = format!(
+            "the result of job {job_id} is {result_bytes} bytes, more than the {} KiB kept in status; \
+             the Media API has it: `mediajob-operator api show --operation {op} {job_id}` (GET /media/{op}?job_id={job_id})",
+            MAX_RESULT_BYTES / 1024
+        );
+        conditions::set_condition(
+            &mut status.conditions,
+            RESULT_OMITTED,
+            true,
+            Reason::ResultTooLarge.as_str(),
+            &message,
+            generation,
+            now,
+        );
+    } else {
+        status.result = result;
+        conditions::remove_condition(&mut status.conditions, RESULT_OMITTED);
+    }
     let message = format!("job {job_id} succeeded");
     conditions::set_condition(
         &mut status.conditions,
@@ -1053,6 +1077,11 @@ pub fn succeeded(
         requeue_after: ttl_wait(job),
     }
 }
+
+/// The largest inline result kept in `status.result`, as JSON bytes. The API server stores
+/// objects of up to 1.5 MiB, and every watcher of MediaJobs receives the whole object on each
+/// change; a larger result is left with the Media API and a condition says where.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
 
 /// URLs are about to expire under a job that is still queued or running.
 fn refresh(

@@ -8,6 +8,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::conditions::bounded;
 use super::decide::FINALIZER;
 use super::events::EventNote;
 use crate::crd::{MediaJob, MediaJobStatus};
@@ -102,31 +103,12 @@ pub async fn publish_event(recorder: &Recorder, job: &MediaJob, note: &EventNote
             EventType::Normal
         },
         reason: note.reason.clone(),
-        note: Some(truncate(&note.note, 1000)),
+        // events.k8s.io/v1 refuses a note over 1 kB.
+        note: Some(bounded(&note.note, 1000)),
         action: action.to_string(),
         secondary: None,
     };
     if let Err(error) = recorder.publish(&event, &reference).await {
         tracing::warn!(job = %job.name_any(), %error, "could not publish an Event");
-    }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(super::truncate("héllo", 2), "h…");
-        assert_eq!(super::truncate("abc", 3), "abc");
     }
 }

@@ -71,6 +71,8 @@ reasons! {
     /// The Media API app key changed while a submission made with the old one is in flight.
     MediaApiAccountChanged => true,
     UnknownRemoteStatus => true,
+    /// The job succeeded but its inline result is too large for status (`ResultOmitted`).
+    ResultTooLarge => false,
 }
 
 impl fmt::Display for Reason {
