@@ -56,6 +56,23 @@ impl Admission {
         self.forget_waiting(key);
     }
 
+    /// Releases the slots (and places in line) of jobs that no longer exist, and says which. A
+    /// MediaJob deleted after its finalizer was removed by hand never passes through the
+    /// operator again, so nothing else would free its slot.
+    pub fn prune(&mut self, exists: impl Fn(&JobKey) -> bool) -> Vec<JobKey> {
+        let gone: Vec<JobKey> = self
+            .in_flight
+            .iter()
+            .chain(self.last_seen.keys())
+            .filter(|key| !exists(key))
+            .cloned()
+            .collect();
+        for key in &gone {
+            self.release(key);
+        }
+        gone
+    }
+
     /// The job no longer holds a slot, but keeps its place in line if it has one.
     pub fn leave_flight(&mut self, key: &JobKey) {
         self.in_flight.remove(key);
@@ -218,5 +235,25 @@ mod tests {
         assert_eq!(a.in_flight(), 2);
         assert!(!a.try_admit(&key("c", "3"), now));
         assert!(a.holds(&key("a", "1")));
+    }
+
+    #[test]
+    fn slots_of_jobs_that_no_longer_exist_are_pruned() {
+        let now = Instant::now();
+        let mut admission = Admission::new(1, Duration::from_secs(60));
+        let deleted = key("a", "deleted-by-hand");
+        let waiting = key("b", "next");
+        assert!(admission.try_admit(&deleted, now));
+        assert!(
+            !admission.try_admit(&waiting, now),
+            "the only slot is taken"
+        );
+        let gone = admission.prune(|k| *k != deleted);
+        assert_eq!(gone, vec![deleted.clone()]);
+        assert!(
+            admission.try_admit(&waiting, now),
+            "the freed slot goes to the next job"
+        );
+        assert!(admission.prune(|_| true).is_empty());
     }
 }

@@ -121,18 +121,12 @@ impl Context {
     /// start) still has to resolve. Never waits: until every store is ready it says no, and the
     /// jobs that would submit look again shortly (polls, searches and deletions go on).
     pub fn try_seed_lanes(&self) -> bool {
-        use futures::FutureExt;
         if self.lanes_seeded.load(std::sync::atomic::Ordering::Acquire) {
             return true;
         }
-        let stores = self.jobs.lock().unwrap().clone();
-        let complete = stores.len() >= *self.expected_stores.lock().unwrap()
-            && stores
-                .iter()
-                .all(|s| s.wait_until_ready().now_or_never().is_some());
-        if !complete {
+        let Some(stores) = self.complete_stores() else {
             return false;
-        }
+        };
         let now = Timestamp::now();
         let mut lanes = self.lanes.lock().unwrap();
         if self.lanes_seeded.load(std::sync::atomic::Ordering::Acquire) {
@@ -221,6 +215,34 @@ impl Context {
         let now = Timestamp::now();
         let second = now.as_second() + i64::from(now.subsec_nanosecond() > 0);
         Timestamp::from_second(second).unwrap_or(now)
+    }
+
+    /// Every controller's store, once each has its first complete list; `None` before.
+    fn complete_stores(&self) -> Option<Vec<Store<MediaJob>>> {
+        use futures::FutureExt;
+        let stores = self.jobs.lock().unwrap().clone();
+        let complete = stores.len() >= *self.expected_stores.lock().unwrap()
+            && stores
+                .iter()
+                .all(|s| s.wait_until_ready().now_or_never().is_some());
+        complete.then_some(stores)
+    }
+
+    /// Frees the slots of MediaJobs the stores no longer hold (deleted after their finalizer was
+    /// removed by hand); returns how many. Nothing before the stores are complete.
+    pub fn prune_slots(&self) -> usize {
+        let Some(stores) = self.complete_stores() else {
+            return 0;
+        };
+        let exists = |(namespace, name): &(String, String)| {
+            let reference = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
+            stores.iter().any(|s| s.get(&reference).is_some())
+        };
+        let gone = self.admission.lock().unwrap().prune(exists);
+        for (namespace, name) in &gone {
+            tracing::warn!(%namespace, job = %name, "freed the slot of a MediaJob that no longer exists (deleted without the operator's finalizer)");
+        }
+        gone.len()
     }
 
     pub fn add_store(&self, store: Store<MediaJob>) {
@@ -554,5 +576,58 @@ fn result_label<T>(result: &Result<T, crate::media_api::MediaApiError>) -> &'sta
     match result {
         Ok(_) => "ok",
         Err(e) => e.class().name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconciler::controller::Scope;
+    use kube::runtime::watcher::Event;
+
+    fn job(name: &str) -> MediaJob {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+            "metadata": {"name": name, "namespace": "a", "uid": format!("uid-{name}")},
+            "spec": {"operation": "enhance", "input": {"url": "s3://raw/in.wav"},
+                     "output": {"url": "s3://out/o.wav"}},
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn slots_of_jobs_gone_from_the_store_are_freed_once_the_store_is_complete() {
+        // No request is made: the client only has to exist.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let media = MediaApiSettings {
+            auth_url: "http://127.0.0.1:9".into(),
+            media_url: "http://127.0.0.1:9".into(),
+            requests_per_second: 0.0,
+            default_account: DefaultAccount::Static {
+                app_key: "k".into(),
+                app_secret: SecretString::new("s"),
+            },
+        };
+        let options = OperatorOptions {
+            max_in_flight: 2,
+            ..OperatorOptions::in_process(Scope::AllNamespaces, media)
+        };
+        let ctx = Context::new(client, Arc::new(Metrics::default()), &options);
+        let (reader, mut writer) = kube::runtime::reflector::store::<MediaJob>();
+        ctx.add_store(reader);
+        {
+            let mut admission = ctx.admission.lock().unwrap();
+            admission.occupy(&("a".into(), "kept".into()));
+            admission.occupy(&("a".into(), "deleted-by-hand".into()));
+        }
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitApply(job("kept")));
+        assert_eq!(ctx.prune_slots(), 0, "an incomplete store proves nothing");
+        writer.apply_watcher_event(&Event::InitDone);
+        assert_eq!(ctx.prune_slots(), 1);
+        let admission = ctx.admission.lock().unwrap();
+        assert!(admission.holds(&("a".into(), "kept".into())));
+        assert_eq!(admission.in_flight(), 1);
     }
 }

@@ -798,10 +798,14 @@ fn describe_observation(observation: &RemoteObservation) -> String {
 }
 
 fn ask_for_slot(ctx: &Context, key: &(String, String)) -> bool {
-    let mut admission = ctx.admission.lock().unwrap();
-    let admitted = admission.try_admit(key, Instant::now());
-    debug!(job = %key.1, admitted, in_flight = admission.in_flight(), waiting = admission.waiting(), "asked for a slot");
-    admitted
+    let try_admit = || {
+        let mut admission = ctx.admission.lock().unwrap();
+        let admitted = admission.try_admit(key, Instant::now());
+        debug!(job = %key.1, admitted, in_flight = admission.in_flight(), waiting = admission.waiting(), "asked for a slot");
+        admitted
+    };
+    // Before a job waits, slots held by MediaJobs that no longer exist are freed.
+    try_admit() || (ctx.prune_slots() > 0 && try_admit())
 }
 
 /// Keeps the in-flight count in step with what status says.
