@@ -48,7 +48,34 @@ impl std::fmt::Debug for MediaApiClient {
 }
 
 impl MediaApiClient {
+    /// A client with its own connections and rate limit.
     pub fn new(config: MediaApiConfig) -> Result<Self, MediaApiError> {
+        let http = Self::http_client(&config)?;
+        let limiter = RateLimiter::new(config.requests_per_second);
+        Self::with_shared(config, http, limiter)
+    }
+
+    /// The HTTP client (connection pool, timeouts) `new` would build; clients of several accounts
+    /// can share one through `with_shared`.
+    pub fn http_client(config: &MediaApiConfig) -> Result<reqwest::Client, MediaApiError> {
+        reqwest::Client::builder()
+            .user_agent(concat!("mediajob-operator/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(|e| {
+                MediaApiError::from_transport(ErrorClass::InvalidRequest, "HTTP client", e)
+            })
+    }
+
+    /// A client for one account over a shared connection pool and rate limit (see
+    /// `RateLimiter::shared`); its token cache is its own. `config.requests_per_second` is not
+    /// used.
+    pub fn with_shared(
+        config: MediaApiConfig,
+        http: reqwest::Client,
+        limiter: RateLimiter,
+    ) -> Result<Self, MediaApiError> {
         for (name, base) in [
             ("auth", &config.auth_base_url),
             ("media", &config.media_base_url),
@@ -65,15 +92,7 @@ impl MediaApiClient {
             let msg = "the app key and app secret must not be empty";
             return Err(MediaApiError::new(ErrorClass::CredentialsRefused, msg));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("mediajob-operator/", env!("CARGO_PKG_VERSION")))
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout)
-            .build()
-            .map_err(|e| {
-                MediaApiError::from_transport(ErrorClass::InvalidRequest, "HTTP client", e)
-            })?;
-        let limiter = Arc::new(RateLimiter::new(config.requests_per_second));
+        let limiter = Arc::new(limiter);
         let tokens = TokenCache::new(&config, http.clone(), limiter.clone());
         let inner = Inner {
             http,
