@@ -940,6 +940,8 @@ async fn the_operator_makes_only_the_api_calls_its_rbac_grants() {
         return;
     }
     env.start_operator();
+    env.put_secret("unrelated", &[("password", "not for the operator")])
+        .await;
     // A tour of the lifecycle: success, a missing Secret, suspend, TTL deletion, user deletion.
     env.create(env.enhance("ok")).await.unwrap();
     let mut late = env.enhance("late");
@@ -962,6 +964,28 @@ async fn the_operator_makes_only_the_api_calls_its_rbac_grants() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let records = env.cluster.requests().unwrap().all();
+    // Secrets: listed and watched as metadata only; the data is read only of the Secrets the
+    // MediaJobs name, never of the other Secrets in the namespace.
+    let secret_calls: Vec<_> = records
+        .iter()
+        .filter(|r| r.user_agent == OPERATOR_AGENT && r.resource == "secrets")
+        .collect();
+    assert!(
+        secret_calls.iter().any(|r| r.verb == "watch"),
+        "{secret_calls:#?}"
+    );
+    for call in &secret_calls {
+        match call.verb.as_str() {
+            "list" | "watch" => {
+                assert!(call.metadata_only, "a full Secret {}: {call:?}", call.verb)
+            }
+            "get" => {
+                let name = call.path.rsplit('/').next().unwrap_or_default();
+                assert!(["studio-s3", "late-secret"].contains(&name), "read {name}");
+            }
+            other => panic!("unexpected Secret call {other}: {call:?}"),
+        }
+    }
     let calls: Vec<api_calls::ApiCall> = records
         .iter()
         .filter(|r| r.user_agent == OPERATOR_AGENT)

@@ -170,6 +170,8 @@ pub struct RequestRecord {
     pub namespace: String,
     pub field_manager: Option<String>,
     pub user_agent: String,
+    /// The client asked for metadata only (`Accept: ...;as=PartialObjectMetadata[List]`).
+    pub metadata_only: bool,
 }
 
 /// The log of requests served; cheap to clone.

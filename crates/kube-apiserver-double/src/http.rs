@@ -239,6 +239,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         namespace: record.3,
         field_manager: q.get("fieldManager").cloned(),
         user_agent: user_agent.clone(),
+        metadata_only,
     });
     let (fault, delay) = shared.faults.take(&verb, &path);
     if !delay.is_zero() {

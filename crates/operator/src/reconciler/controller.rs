@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Config as ControllerConfig;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::task::JoinHandle;
@@ -16,6 +17,7 @@ use tracing::{info, warn};
 use super::callback::Wakeup;
 use super::context::Context;
 use super::reconcile::{error_policy, reconcile};
+use super::secret_index::SecretIndex;
 use crate::crd::MediaJob;
 
 /// Where to watch: every namespace, or a list.
@@ -152,7 +154,7 @@ async fn run_one(
         async move { mine.then(|| ObjectRef::new(&name).within(&ns)) }
     });
     let client = ctx.deps.client.clone();
-    let (jobs, secrets): (Api<MediaJob>, Api<Secret>) = match &namespace {
+    let (jobs, secrets): (Api<MediaJob>, Api<PartialObjectMeta<Secret>>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
@@ -162,25 +164,32 @@ async fn run_one(
     // The store keeps every MediaJob in memory; managedFields are most of an object's size and the
     // operator never reads them, so they are dropped before the store sees the object.
     let (reader, writer) = reflector::store();
+    let index = Arc::new(SecretIndex::default());
     let jobs_stream = watcher(jobs, watcher::Config::default().any_semantic())
         .modify(|job: &mut MediaJob| job.managed_fields_mut().clear())
+        .inspect_ok({
+            let index = index.clone();
+            move |event| index.on_event(event)
+        })
         .reflect(writer)
         .applied_objects();
+    // Secrets: metadata only (name and namespace are all a change needs to be noticed); the data
+    // of a Secret is read only when a MediaJob names it.
+    let secret_changes =
+        watcher(secrets, watcher::Config::default().any_semantic()).touched_objects();
     let controller = Controller::for_stream(jobs_stream, reader);
-    let store = controller.store();
-    ctx.add_store(store.clone());
+    ctx.add_store(controller.store());
     controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .watches(secrets, watcher::Config::default(), {
+        .watches_stream(secret_changes, {
             let ctx = ctx.clone();
-            move |secret| {
-                ctx.invalidate_secret(&secret.namespace().unwrap_or_default(), &secret.name_any());
-                let jobs = jobs_using_secret(&store, &secret);
+            move |secret: PartialObjectMeta<Secret>| {
+                let namespace = secret.namespace().unwrap_or_default();
+                let name = secret.name_any();
+                ctx.invalidate_secret(&namespace, &name);
+                let jobs = index.jobs_naming(&namespace, &name);
                 for job in &jobs {
-                    ctx.memory.mark_credentials_changed(
-                        job.namespace.as_deref().unwrap_or_default(),
-                        &job.name,
-                    );
+                    ctx.memory.mark_credentials_changed(&namespace, &job.name);
                 }
                 jobs
             }
@@ -194,35 +203,6 @@ async fn run_one(
             }
         })
         .await;
-}
-
-/// The unfinished MediaJobs in the Secret's namespace that name it, so a fixed Secret reconciles
-/// its jobs at once.
-fn jobs_using_secret(store: &Store<MediaJob>, secret: &Secret) -> Vec<ObjectRef<MediaJob>> {
-    let namespace = secret.namespace();
-    let name = secret.name_any();
-    store
-        .state()
-        .iter()
-        .filter(|job| job.namespace() == namespace)
-        .filter(|job| {
-            !job.status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .is_some_and(|p| p.is_finished())
-        })
-        .filter(|job| {
-            let spec = &job.spec;
-            spec.credentials
-                .as_ref()
-                .is_some_and(|c| c.secret_ref.name == name)
-                || spec
-                    .media_api_credentials
-                    .as_ref()
-                    .is_some_and(|c| c.secret_ref.name == name)
-        })
-        .map(|job| ObjectRef::from_obj(job.as_ref()))
-        .collect()
 }
 
 /// A broadcast receiver as a stream (lagged messages are skipped: a missed wake-up only delays a

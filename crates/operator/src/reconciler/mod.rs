@@ -15,6 +15,7 @@ pub mod reconcile;
 pub mod remote;
 pub mod search;
 pub mod secret_cache;
+pub mod secret_index;
 pub mod signing;
 pub mod timing;
 pub mod validate;
