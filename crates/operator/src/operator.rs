@@ -54,6 +54,7 @@ impl OperatorOptions {
                     submit_timeout: Duration::from_secs(60),
                     recheck: Duration::from_millis(500),
                 },
+                ..Settings::default()
             },
             max_in_flight: 100,
             concurrency: 8,
@@ -84,6 +85,7 @@ impl OperatorOptions {
                     submit_timeout: args.media_api_timeout,
                     ..SearchSettings::default()
                 },
+                assumed_session_lifetime: args.assumed_session_lifetime,
             },
             max_in_flight: args.max_jobs_in_flight,
             concurrency: args.concurrency,

@@ -10,6 +10,8 @@ pub const READY: &str = "Ready";
 pub const SUBMITTED: &str = "Submitted";
 pub const FAILED: &str = "Failed";
 pub const SUSPENDED: &str = "Suspended";
+/// True while the job's temporary S3 credentials state no session end and one is assumed.
+pub const SESSION_END_ASSUMED: &str = "SessionEndAssumed";
 
 /// Sets condition `type_` on the list, keeping its transition time unless its status flips.
 pub fn set_condition(

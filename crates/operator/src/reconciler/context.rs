@@ -274,12 +274,14 @@ impl Context {
         self.secrets.invalidate(namespace, name);
     }
 
-    /// The job's S3 credentials (none for public access), as the core sees them.
+    /// The job's S3 credentials (none for public access), as the core sees them, with the end of
+    /// a session the Secret does not state assumed (and whether it was).
     pub async fn s3_credentials(
         &self,
         job: &MediaJob,
         namespace: &str,
-    ) -> Result<Option<S3Credentials>, CredentialsState> {
+        now: Timestamp,
+    ) -> Result<Option<(S3Credentials, bool)>, CredentialsState> {
         if job.spec.effective_access() == AccessMode::Public {
             return Ok(None);
         }
@@ -290,12 +292,18 @@ impl Context {
         };
         let name = &reference.secret_ref.name;
         let secret = self.referenced_secret(namespace, name).await?;
+        // A Secret without times (none on a real API server) is taken as written now.
+        let written_at = signing::last_written(&secret.metadata).unwrap_or(now);
         let data = secret.data.unwrap_or_default();
-        signing::credentials_from_secret(&data, reference)
-            .map(Some)
-            .map_err(|message| CredentialsState::Invalid {
-                message: format!("Secret {name:?}: {message}"),
-            })
+        let mut credentials =
+            signing::credentials_from_secret(&data, reference).map_err(|message| {
+                CredentialsState::Invalid {
+                    message: format!("Secret {name:?}: {message}"),
+                }
+            })?;
+        let assumed =
+            credentials.assume_session_end(written_at, self.settings.assumed_session_lifetime);
+        Ok(Some((credentials, assumed)))
     }
 
     /// The Media API client for this job's account.
@@ -363,16 +371,23 @@ impl Context {
         &self,
         job: &MediaJob,
         namespace: &str,
+        now: Timestamp,
     ) -> (CredentialsState, Option<S3Credentials>) {
-        let s3 = match self.s3_credentials(job, namespace).await {
-            Ok(credentials) => credentials,
+        let (s3, session_end_assumed) = match self.s3_credentials(job, namespace, now).await {
+            Ok(Some((credentials, assumed))) => (Some(credentials), assumed),
+            Ok(None) => (None, false),
             Err(state) => return (state, None),
         };
         if let Err(state) = self.media_client(job, namespace).await {
             return (state, None);
         }
+        // The signer caps URLs at `expires_at`, so an assumed end holds for them too.
         let expires_at = s3.as_ref().and_then(|c| c.expires_at);
-        (CredentialsState::Ready { expires_at }, s3)
+        let state = CredentialsState::Ready {
+            expires_at,
+            session_end_assumed,
+        };
+        (state, s3)
     }
 
     pub async fn prepare_request(

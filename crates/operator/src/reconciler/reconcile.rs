@@ -653,9 +653,9 @@ async fn observe(
         ctx.memory.clear_submitted(&uid);
     }
     let (credentials, s3) = if plan.credentials {
-        ctx.credentials_state(job, namespace).await
+        ctx.credentials_state(job, namespace, now).await
     } else {
-        (CredentialsState::Ready { expires_at: None }, None)
+        (CredentialsState::READY, None)
     };
 
     let remote = match &job_id {
