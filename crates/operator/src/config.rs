@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::crd::parse_duration;
+use crate::secret::SecretString;
 
 #[derive(Args, Clone, Debug)]
 pub struct OperatorArgs {
@@ -112,6 +113,12 @@ pub struct OperatorArgs {
     /// makes the job's next status poll happen now. Off (polling only) when unset.
     #[arg(long, env = "MEDIAJOB_CALLBACK_URL")]
     pub callback_url: Option<String>,
+
+    /// The key that callback URLs' tokens are made with (at least 32 characters; the chart
+    /// generates one in a Secret). Without it, each process makes a random one: callbacks of jobs
+    /// submitted before a restart are then refused, and polling finishes those jobs.
+    #[arg(long, env = "MEDIAJOB_CALLBACK_KEY", hide_env_values = true)]
+    pub callback_key: Option<SecretString>,
 
     /// Address the callback receiver listens on.
     #[arg(long, env = "MEDIAJOB_CALLBACK_LISTEN", default_value = "0.0.0.0:8081")]

@@ -12,7 +12,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use super::admission::Admission;
-use super::callback::Wakeup;
+use super::callback::{self, CallbackKey, Wakeup};
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
 use super::lanes::{LaneKey, Lanes, UNKNOWN_ACCOUNT};
 use super::media_clients::{
@@ -58,8 +58,8 @@ pub struct Context {
     pub memory: Memory,
     pub media: MediaClients,
     secrets: SecretCache,
-    /// Base URL of the completion-callback receiver, when one runs.
-    callback_base: Mutex<Option<String>>,
+    /// Base URL of the completion-callback receiver, when one runs, and the key of its tokens.
+    callback: Mutex<Option<(String, CallbackKey)>>,
     /// All MediaJobs the controllers see, to tell which remote job ids are already claimed.
     jobs: Mutex<Vec<Store<MediaJob>>>,
     /// How many stores `jobs` will hold once every controller runs.
@@ -96,7 +96,7 @@ impl Context {
             memory: Memory::default(),
             jobs: Mutex::new(vec![]),
             secrets: SecretCache::new(client),
-            callback_base: Mutex::new(None),
+            callback: Mutex::new(None),
             expected_stores: Mutex::new(1),
             lanes: Mutex::new(lanes),
             lanes_seeded: std::sync::atomic::AtomicBool::new(false),
@@ -223,8 +223,8 @@ impl Context {
         self.jobs.lock().unwrap().push(store);
     }
 
-    pub fn set_callback_base(&self, base: &str) {
-        *self.callback_base.lock().unwrap() = Some(base.trim_end_matches('/').to_string());
+    pub fn set_callback(&self, base: &str, key: CallbackKey) {
+        *self.callback.lock().unwrap() = Some((base.trim_end_matches('/').to_string(), key));
     }
 
     /// A MediaJob as the controllers last saw it.
@@ -390,22 +390,27 @@ impl Context {
         (state, s3)
     }
 
+    /// The request of submission `attempt`, signed at `now`.
     pub async fn prepare_request(
         &self,
         job: &MediaJob,
         valid: &super::validate::ValidatedJob,
         s3: Option<&S3Credentials>,
+        attempt: i32,
         now: Timestamp,
     ) -> Result<PreparedRequest, crate::s3::S3Error> {
         let mut prepared = signing::prepare(job, valid, s3, now).await?;
-        if let Some(base) = self.callback_base.lock().unwrap().clone() {
-            let path = super::callback::callback_path(
+        if let Some((base, key)) = self.callback.lock().unwrap().clone() {
+            let url = callback::callback_url(
+                &base,
+                &key,
                 job.metadata.namespace.as_deref().unwrap_or_default(),
                 job.metadata.name.as_deref().unwrap_or_default(),
                 job.metadata.uid.as_deref().unwrap_or_default(),
+                attempt,
             );
             prepared.request.on_complete = Some(crate::media_api::Callback {
-                url: SecretString::new(format!("{base}{path}")),
+                url,
                 headers: vec!["x-job-id".to_string()],
             });
         }

@@ -457,7 +457,7 @@ async fn submit(
     // Nothing is sent unless both the Media API account and the signed request can be had.
     let ready = match ctx.media_client(job, namespace).await {
         Ok(account) => ctx
-            .prepare_request(job, valid, s3, now)
+            .prepare_request(job, valid, s3, attempt, now)
             .await
             .map(|prepared| (account, prepared))
             .map_err(|e| e.to_string()),
