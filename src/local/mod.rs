@@ -299,6 +299,7 @@ async fn run(args: LocalArgs) -> Result<(), LocalError> {
         callback: emulator.as_ref().map(|_| CallbackSettings {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
+            key: None,
         }),
         ..OperatorOptions::in_process(Scope::AllNamespaces, media)
     };

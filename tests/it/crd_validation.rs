@@ -141,7 +141,7 @@ fn diagnose_takes_no_output() {
                           "credentials": {"secretRef": {"name": "s"}}});
     accepts(diagnose.clone());
     rejects(
-        with(diagnose, json!({"output": {"url": "s3://o/x"}})),
+        with(diagnose, json!({"output": {"url": "s3://out/x"}})),
         "takes no output",
     );
 }
@@ -154,7 +154,7 @@ fn exactly_one_of_output_and_outputs() {
     );
     let transcode = with(
         enhance(),
-        json!({"operation": "transcode", "outputs": [{"url": "s3://o/a.mp4"}]}),
+        json!({"operation": "transcode", "outputs": [{"url": "s3://out/a.mp4"}]}),
     );
     rejects(transcode.clone(), "exactly one of output or outputs");
     accepts(with(transcode, json!({"output": null})));
@@ -162,7 +162,8 @@ fn exactly_one_of_output_and_outputs() {
 
 #[test]
 fn several_outputs_only_for_transcode_and_mastering() {
-    let several = json!({"output": null, "outputs": [{"url": "s3://o/a"}, {"url": "s3://o/b"}]});
+    let several =
+        json!({"output": null, "outputs": [{"url": "s3://out/a"}, {"url": "s3://out/b"}]});
     rejects(with(enhance(), several.clone()), "only for transcode");
     for op in ["transcode", "master", "master/preview"] {
         accepts(with(
@@ -176,7 +177,7 @@ fn several_outputs_only_for_transcode_and_mastering() {
 fn master_writes_at_most_five_outputs() {
     let outputs = |n: usize| -> Value {
         (0..n)
-            .map(|i| json!({"url": format!("s3://o/{i}.wav")}))
+            .map(|i| json!({"url": format!("s3://out/{i}.wav")}))
             .collect::<Vec<_>>()
             .into()
     };
@@ -243,6 +244,70 @@ fn plain_http_only_for_public_objects() {
     accepts(with(
         enhance(),
         json!({"input": {"url": "https://raw.s3.eu-west-1.amazonaws.com/a.wav"}}),
+    ));
+}
+
+#[test]
+fn s3_urls_need_a_valid_bucket_and_a_key() {
+    let message = mediajob_operator::crd::S3_URL_MESSAGE;
+    for bad in [
+        "s3:///a.wav",
+        "s3://ab/x",
+        "s3://Bad_Bucket/x",
+        "s3://-bucket/x",
+        "s3://bucket-/x",
+        "s3://bucket",
+        "s3://bucket/",
+    ] {
+        rejects(with(enhance(), json!({"input": {"url": bad}})), message);
+        rejects(with(enhance(), json!({"output": {"url": bad}})), message);
+        // Public access names s3:// URLs too; they must still name an object.
+        rejects(
+            with(
+                enhance(),
+                json!({"access": "public", "credentials": null, "input": {"url": bad}}),
+            ),
+            message,
+        );
+    }
+    let long = format!("s3://{}/x", "b".repeat(64));
+    rejects(with(enhance(), json!({"input": {"url": long}})), message);
+    let transcode = with(
+        enhance(),
+        json!({"operation": "transcode", "output": null,
+               "outputs": [{"url": "s3://out/a.mp4"}, {"url": "s3://Out/b.mp4"}]}),
+    );
+    rejects(transcode, message);
+    for good in [
+        "s3://abc/x",
+        "s3://my.bucket-1/dir/a b.wav",
+        &format!("s3://{}/x", "b".repeat(63)),
+    ] {
+        accepts(with(enhance(), json!({"input": {"url": good}})));
+    }
+}
+
+#[test]
+fn urls_carry_no_fragment() {
+    let message = mediajob_operator::crd::NO_FRAGMENT_MESSAGE;
+    rejects(
+        with(enhance(), json!({"input": {"url": "s3://raw/k#frag"}})),
+        message,
+    );
+    rejects(
+        with(enhance(), json!({"output": {"url": "s3://out/k#"}})),
+        message,
+    );
+    rejects(
+        with(
+            enhance(),
+            json!({"access": "public", "credentials": null, "input": {"url": "https://h/x#frag"}}),
+        ),
+        message,
+    );
+    accepts(with(
+        enhance(),
+        json!({"input": {"url": "https://raw.s3.amazonaws.com/a%23b.wav"}}),
     ));
 }
 

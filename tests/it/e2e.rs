@@ -18,7 +18,7 @@ use mediajob_operator::admin::Readiness;
 use mediajob_operator::crd::{MediaJob, Phase};
 use mediajob_operator::metrics::Metrics;
 use mediajob_operator::operator::{OperatorOptions, start};
-use mediajob_operator::reconciler::callback::CallbackSettings;
+use mediajob_operator::reconciler::callback::{CallbackKey, CallbackSettings};
 use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
 use mediajob_operator::reconciler::controller::Scope;
 use mediajob_operator::reconciler::decide::Settings;
@@ -41,6 +41,8 @@ struct Env {
     max_in_flight: usize,
     /// Completion callbacks (off: polling only) and the poll interval the operator uses.
     callbacks: bool,
+    /// Where the callback receiver listens (a port free when the test started).
+    callback_port: u16,
     poll_min: Duration,
     raw: String,
     out: String,
@@ -84,6 +86,10 @@ impl Env {
             stop: None,
             max_in_flight,
             callbacks: false,
+            callback_port: std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port(),
             poll_min: Duration::from_millis(100),
             raw,
             out,
@@ -132,8 +138,9 @@ impl Env {
             max_in_flight: self.max_in_flight,
             concurrency: 16,
             callback: self.callbacks.then(|| CallbackSettings {
-                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], self.callback_port)),
                 public_url: None,
+                key: Some(callback_key()),
             }),
             ..defaults
         }
@@ -281,6 +288,11 @@ impl Env {
         self.emulator.shutdown().await;
         self.cluster.cleanup().await;
     }
+}
+
+/// The key the test's operator makes callback tokens with, so the test can make genuine ones.
+fn callback_key() -> CallbackKey {
+    CallbackKey::new(&SecretString::new("e2e-callback-key-".repeat(4))).unwrap()
 }
 
 fn phase_of(job: &MediaJob) -> Option<Phase> {
@@ -1086,6 +1098,95 @@ async fn a_completion_callback_finishes_the_job_before_the_next_poll() {
         "took {:?}",
         started.elapsed()
     );
+    env.cleanup().await;
+}
+
+/// Knowing a MediaJob's uid must not let anyone make the operator spend the shared Media API
+/// budget: a callback without the token of the job's submission is refused and costs nothing. A
+/// genuine one makes one early poll, repeats within 5 s make none, and a flood meets 429s.
+#[tokio::test]
+async fn forged_callbacks_cost_no_media_api_request() {
+    let mut env = Env::start_with(slow(Duration::from_secs(120)), 100).await;
+    env.callbacks = true;
+    env.poll_min = Duration::from_secs(60);
+    env.start_operator();
+    env.create(env.enhance("guarded")).await.unwrap();
+    let job = env
+        .wait_for("guarded", T, |j| {
+            j.status.as_ref().is_some_and(|s| s.job_id.is_some())
+        })
+        .await;
+    let (ns, uid) = (env.cluster.namespace.clone(), job.uid().unwrap());
+    let key = callback_key();
+    let base = format!("http://127.0.0.1:{}", env.callback_port);
+    let http = reqwest::Client::new();
+    let post = |path: String| {
+        let request = http
+            .post(format!("{base}{path}"))
+            .json(&json!({"job_id": "whatever"}));
+        async move {
+            request
+                .send()
+                .await
+                .expect("the receiver answers")
+                .status()
+                .as_u16()
+        }
+    };
+    let path = |attempt: i32| format!("/v1/callbacks/{ns}/guarded/{uid}/{attempt}");
+    // The first poll after the submission is a minute away: nothing else calls the Media API.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = env.emulator.requests_served();
+
+    let wrong_attempt = key.token(&ns, "guarded", &uid, 2);
+    let wrong_key = CallbackKey::random().token(&ns, "guarded", &uid, 1);
+    let forged = [
+        (path(1), 403),
+        (format!("{}?token=", path(1)), 403),
+        (format!("{}?token={}", path(1), "A".repeat(43)), 403),
+        (format!("{}?token={wrong_attempt}", path(1)), 403),
+        (format!("{}?token={wrong_key}", path(1)), 403),
+        (format!("/v1/callbacks/{ns}/guarded/{uid}"), 404),
+    ];
+    for (path, status) in forged {
+        assert_eq!(post(path.clone()).await, status, "{path}");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        env.emulator.requests_served(),
+        before,
+        "a forged callback made the operator call the Media API"
+    );
+
+    // The genuine callback: one status GET.
+    let genuine = format!("{}?token={}", path(1), key.token(&ns, "guarded", &uid, 1));
+    assert_eq!(post(genuine.clone()).await, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while env.emulator.requests_served() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the genuine callback made no poll"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_poll = env.emulator.requests_served();
+    assert_eq!(post(genuine.clone()).await, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        env.emulator.requests_served(),
+        after_poll,
+        "a second callback within 5 s made another poll"
+    );
+
+    // A flood: the global limit answers 429 before it costs anything.
+    let statuses = futures::future::join_all((0..150).map(|_| post(path(1)))).await;
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [403, 429].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(env.emulator.requests_served(), after_poll);
     env.cleanup().await;
 }
 

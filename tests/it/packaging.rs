@@ -27,12 +27,15 @@ const DEPLOY_CRD: &str = "deploy/crds/mediajob.io_mediajobs.yaml";
 /// Read by the binary outside clap (tracing's filter and the log format).
 const LOGGING_ENV: [&str; 2] = ["RUST_LOG", "MEDIAJOB_LOG_FORMAT"];
 /// Flags the chart sets only when a value turns them on (the binary's default is right otherwise).
-const CONDITIONAL_ENV: [&str; 4] = [
+const CONDITIONAL_ENV: [&str; 5] = [
     "MEDIAJOB_WATCH_NAMESPACES",
     "MEDIAJOB_ALLOW_AMBIENT_AWS_CREDENTIALS",
     "MEDIAJOB_CALLBACK_URL",
     "MEDIAJOB_CALLBACK_LISTEN",
+    "MEDIAJOB_CALLBACK_KEY",
 ];
+/// Flags whose value is a credential: from a Secret, never a literal in the manifest.
+const SECRET_ENV: [&str; 1] = ["MEDIAJOB_CALLBACK_KEY"];
 
 fn parse_docs(text: &str, what: &str) -> Vec<Value> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text)
@@ -252,6 +255,8 @@ struct Settings {
     service_account: String,
     watch_namespaces: Vec<String>,
     args: OperatorArgs,
+    /// The Secret the callback key comes from, when callbacks are on.
+    callback_key_secret: Option<String>,
 }
 
 fn operator_flags() -> Command {
@@ -307,6 +312,7 @@ fn check_env(deployment: &Value, what: &str) -> Settings {
 
     // Pass the same settings as flags: the binary's parsers (durations, numbers, addresses) decide.
     let mut argv = vec![];
+    let mut callback_key_secret = None;
     for (name, var) in &env {
         let Some(long) = by_env.get(name) else {
             continue;
@@ -319,6 +325,14 @@ fn check_env(deployment: &Value, what: &str) -> Settings {
                 "{what}: POD_NAME must come from the downward API"
             );
             "mediajob-operator-0".to_string()
+        } else if SECRET_ENV.contains(&name.as_str()) {
+            let reference = &var["valueFrom"]["secretKeyRef"];
+            assert_eq!(
+                reference["key"], "key",
+                "{what}: {name} comes from a Secret"
+            );
+            callback_key_secret = Some(reference["name"].as_str().unwrap().to_string());
+            "a-key-of-the-length-the-binary-wants-0123456789".to_string()
         } else {
             var["value"].as_str().expect("a literal value").to_string()
         };
@@ -333,6 +347,7 @@ fn check_env(deployment: &Value, what: &str) -> Settings {
         service_account: pod["serviceAccountName"].as_str().unwrap().to_string(),
         watch_namespaces: args.watch_namespaces.clone(),
         args,
+        callback_key_secret,
     }
 }
 
@@ -601,7 +616,24 @@ fn check_wiring(docs: &[Value], deployment: &Value, settings: &Settings, what: &
             assert!(egress_ports.contains(&port), "{what}: egress to {port}");
         }
     }
+    assert_eq!(
+        settings.callback_key_secret.is_some(),
+        settings.args.callback_url.is_some(),
+        "{what}: callbacks on, and only then, with a key"
+    );
     for secret in of_kind(docs, "Secret") {
+        let name = secret["metadata"]["name"].as_str();
+        if name.is_some() && name == settings.callback_key_secret.as_deref() {
+            let key = secret["data"]["key"].as_str().expect("a key");
+            let key =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key).unwrap();
+            assert!(
+                key.len() >= 32,
+                "{what}: a callback key of {} bytes",
+                key.len()
+            );
+            continue;
+        }
         assert_eq!(
             secret["metadata"]["name"], settings.args.media_api_secret,
             "{what}: the chart's Secret is the one the operator reads"

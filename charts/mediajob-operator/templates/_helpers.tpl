@@ -48,6 +48,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 {{- end }}
 
+{{/* The Secret whose key `key` signs callback URLs' tokens. */}}
+{{- define "mediajob-operator.callbackKeySecretName" -}}
+{{- if .Values.callbacks.existingKeySecret }}
+{{- .Values.callbacks.existingKeySecret }}
+{{- else }}
+{{- printf "%s-callback-key" (include "mediajob-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
 {{- define "mediajob-operator.leaseName" -}}
 {{- default (include "mediajob-operator.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}

@@ -1,11 +1,12 @@
 //! The HTTP server: router, middleware, start and stop, and the handle tests use.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub storage: Arc<TempStorage>,
     /// Where this server is reached, for the `dlb://` upload and download URLs it hands out.
     pub base_url: String,
+    /// Every request answered, for tests that check what a client spent.
+    requests: AtomicU64,
     /// Turns true at shutdown, so answers held on purpose (a lost answer's timeout, a slow token
     /// endpoint) end at once instead of keeping the graceful shutdown waiting for minutes.
     stopping: watch::Sender<bool>,
@@ -134,6 +137,7 @@ impl Emulator {
             storage,
             base_url: reachable_base_url(addr),
             stopping: watch::Sender::new(false),
+            requests: AtomicU64::new(0),
             config,
         });
         let dispatcher = spawn_dispatcher(state.clone(), events);
@@ -191,6 +195,11 @@ impl RunningEmulator {
     /// Replaces the fault knobs; requests and jobs submitted from now on see the new values.
     pub fn set_faults(&self, faults: Faults) {
         *self.state.faults.write().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
+    /// Requests answered so far, of any kind (token, job, listing, cancel, storage).
+    pub fn requests_served(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
     }
 
     /// Jobs submitted (and not yet past the 31-day window).
@@ -254,7 +263,17 @@ fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn(log_request))
+        .layer(from_fn_with_state(state.clone(), count_request))
         .with_state(state)
+}
+
+async fn count_request(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    next.run(request).await
 }
 
 async fn not_found(request: Request) -> Response {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::crd::parse_duration;
+use crate::secret::SecretString;
 
 #[derive(Args, Clone, Debug)]
 pub struct OperatorArgs {
@@ -101,11 +102,23 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_ALLOW_AMBIENT_AWS_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_ambient_aws_credentials: bool,
 
+    /// How long temporary S3 credentials (a session token) whose Secret states no
+    /// AWS_SESSION_EXPIRATION are taken to last after the Secret was last written: URLs are
+    /// signed to expire by then, and the job waits for fresh credentials after it.
+    #[arg(long, env = "MEDIAJOB_ASSUMED_SESSION_LIFETIME", default_value = "1h", value_parser = session_lifetime_arg)]
+    pub assumed_session_lifetime: Duration,
+
     /// Receive Media API completion callbacks: the URL at which the Media API reaches the
     /// receiver (for example https://mediajob.example.com, exposed by an Ingress). A callback only
     /// makes the job's next status poll happen now. Off (polling only) when unset.
     #[arg(long, env = "MEDIAJOB_CALLBACK_URL")]
     pub callback_url: Option<String>,
+
+    /// The key that callback URLs' tokens are made with (at least 32 characters; the chart
+    /// generates one in a Secret). Without it, each process makes a random one: callbacks of jobs
+    /// submitted before a restart are then refused, and polling finishes those jobs.
+    #[arg(long, env = "MEDIAJOB_CALLBACK_KEY", hide_env_values = true)]
+    pub callback_key: Option<SecretString>,
 
     /// Address the callback receiver listens on.
     #[arg(long, env = "MEDIAJOB_CALLBACK_LISTEN", default_value = "0.0.0.0:8081")]
@@ -118,6 +131,15 @@ pub struct OperatorArgs {
 
 fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text)
+}
+
+/// A session lasts from 15 minutes (STS's shortest) to 7 days (the longest a URL can be signed for).
+fn session_lifetime_arg(text: &str) -> Result<Duration, String> {
+    let lifetime = parse_duration(text)?;
+    if !(Duration::from_secs(15 * 60)..=Duration::from_secs(7 * 24 * 3600)).contains(&lifetime) {
+        return Err("must be between 15m and 168h".into());
+    }
+    Ok(lifetime)
 }
 
 #[cfg(test)]
@@ -138,6 +160,7 @@ mod tests {
         assert_eq!(cli.args.poll_min, Duration::from_secs(2));
         assert!(cli.args.leader_election);
         assert!(cli.args.watch_namespaces.is_empty());
+        assert_eq!(cli.args.assumed_session_lifetime, Duration::from_secs(3600));
     }
 
     #[test]
@@ -156,5 +179,11 @@ mod tests {
         assert_eq!(cli.args.poll_min, Duration::from_millis(500));
         assert!(!cli.args.leader_election);
         assert!(Cli::try_parse_from(["x", "--poll-max", "soon"]).is_err());
+        for lifetime in ["0s", "1m", "169h"] {
+            assert!(
+                Cli::try_parse_from(["x", "--assumed-session-lifetime", lifetime]).is_err(),
+                "{lifetime}"
+            );
+        }
     }
 }

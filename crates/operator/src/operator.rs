@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::admin::{self, Readiness};
 use crate::config::OperatorArgs;
 use crate::leader::{Fence, Leadership, LeaseSettings};
 use crate::metrics::Metrics;
-use crate::reconciler::callback::{self, CallbackSettings};
+use crate::reconciler::callback::{self, CallbackKey, CallbackSettings};
 use crate::reconciler::context::{Context, DefaultAccount, MediaApiSettings};
 use crate::reconciler::controller::{Scope, run_controllers, wait_for_crd};
 use crate::reconciler::decide::Settings;
@@ -56,6 +56,7 @@ impl OperatorOptions {
                     submit_timeout: Duration::from_secs(60),
                     recheck: Duration::from_millis(500),
                 },
+                ..Settings::default()
             },
             max_in_flight: 100,
             concurrency: 8,
@@ -66,13 +67,13 @@ impl OperatorOptions {
         }
     }
 
-    pub fn from_args(args: &OperatorArgs) -> Self {
+    pub fn from_args(args: &OperatorArgs) -> Result<Self, String> {
         let timing = Timing {
             poll_min: args.poll_min,
             poll_max: args.poll_max,
             ..Timing::default()
         };
-        Self {
+        Ok(Self {
             scope: if args.watch_namespaces.is_empty() {
                 Scope::AllNamespaces
             } else {
@@ -87,6 +88,7 @@ impl OperatorOptions {
                     submit_timeout: args.media_api_timeout,
                     ..SearchSettings::default()
                 },
+                assumed_session_lifetime: args.assumed_session_lifetime,
             },
             max_in_flight: args.max_jobs_in_flight,
             concurrency: args.concurrency,
@@ -95,10 +97,18 @@ impl OperatorOptions {
                 .clone()
                 .unwrap_or_else(|| format!("mediajob-operator-{}", uuid::Uuid::new_v4())),
             fence: Fence::open(),
-            callback: args.callback_url.as_ref().map(|url| CallbackSettings {
-                listen: args.callback_listen,
-                public_url: Some(url.clone()),
-            }),
+            callback: match &args.callback_url {
+                Some(url) => Some(CallbackSettings {
+                    listen: args.callback_listen,
+                    public_url: Some(url.clone()),
+                    key: args
+                        .callback_key
+                        .as_ref()
+                        .map(CallbackKey::new)
+                        .transpose()?,
+                }),
+                None => None,
+            },
             media: MediaApiSettings {
                 auth_url: args.auth_url.clone(),
                 media_url: args.media_url.clone(),
@@ -108,7 +118,7 @@ impl OperatorOptions {
                     name: args.media_api_secret.clone(),
                 },
             },
-        }
+        })
     }
 }
 
@@ -135,13 +145,17 @@ pub async fn start(
                     .map(|a| format!("http://{a}"))
                     .unwrap_or_default();
                 let base = settings.public_url.clone().unwrap_or(local);
-                ctx.set_callback_base(&base);
+                let key = settings.key.clone().unwrap_or_else(|| {
+                    // Expected when local; in a cluster, the chart's Secret gives every replica one.
+                    if settings.public_url.is_some() {
+                        warn!("no callback key (MEDIAJOB_CALLBACK_KEY): a random one for this process; after a restart, jobs submitted before it finish by polling");
+                    }
+                    CallbackKey::random()
+                });
+                ctx.set_callback(&base, key.clone());
                 info!(listen = %settings.listen, "completion callbacks enabled");
-                receiver = Some(tokio::spawn(callback::serve(
-                    listener,
-                    ctx.clone(),
-                    wake.clone(),
-                )));
+                let app = callback::router(ctx.clone(), wake.clone(), key);
+                receiver = Some(tokio::spawn(callback::serve(listener, app)));
             }
             // Polling alone still finishes every job; say so loudly and go on.
             Err(error) => {
@@ -186,7 +200,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), String> {
         metrics.clone(),
         readiness.clone(),
     ));
-    let options = OperatorOptions::from_args(&args);
+    let options = OperatorOptions::from_args(&args)?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

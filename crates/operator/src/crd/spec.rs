@@ -17,6 +17,41 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
 /// The forms of media URL a MediaJob may name; which ones an access mode allows is a CEL rule.
 pub const URL_PATTERN: &str = r"^(s3|https?)://[^\s]+$";
 
+/// CEL: no `#` anywhere. A fragment names no object: the Media API would fetch or write the URL
+/// without it, or take it into an `s3://` key, so what runs is not what the spec says.
+pub const NO_FRAGMENT_RULE: &str = "!self.url.contains('#')";
+pub const NO_FRAGMENT_MESSAGE: &str = "a URL must not contain '#' (a #fragment names no object; \
+    for a key with '#', use an https:// URL with %23)";
+/// CEL: an `s3://` URL names a valid bucket and a key. The bucket rule is S3's: 3-63 characters,
+/// lowercase letters, digits, '.' and '-', starting and ending with a letter or digit.
+pub const S3_URL_RULE: &str = "!self.url.startsWith('s3://') || self.url.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$')";
+pub const S3_URL_MESSAGE: &str = "an s3:// URL must be s3://BUCKET/KEY, where BUCKET has 3-63 \
+    lowercase letters, digits, '.' or '-' and starts and ends with a letter or digit";
+
+/// The same checks as [`NO_FRAGMENT_RULE`] and [`S3_URL_RULE`], with the same words, for objects
+/// the API server admitted before those rules existed.
+pub fn url_form_error(url: &str) -> Option<&'static str> {
+    if url.contains('#') {
+        return Some(NO_FRAGMENT_MESSAGE);
+    }
+    let rest = url.strip_prefix("s3://")?;
+    let valid = rest
+        .split_once('/')
+        .is_some_and(|(bucket, key)| valid_bucket_name(bucket) && !key.is_empty());
+    (!valid).then_some(S3_URL_MESSAGE)
+}
+
+/// S3's rule for bucket names (the part [`S3_URL_RULE`] checks).
+pub fn valid_bucket_name(bucket: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && edge(bucket.chars().next())
+        && edge(bucket.chars().last())
+}
+
 /// The job to run: operation, media locations, credentials and policies.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -147,6 +182,10 @@ pub const IMMUTABLE_ONCE_SUBMITTED: &str = "!has(oldSelf.status) || !has(oldSelf
 /// The job's input.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(NO_FRAGMENT_RULE).message(NO_FRAGMENT_MESSAGE),
+    validation = Rule::new(S3_URL_RULE).message(S3_URL_MESSAGE),
+)]
 pub struct InputLocation {
     /// `s3://bucket/key`, or an https URL of the object.
     #[schemars(length(min = 6, max = 2048), pattern(URL_PATTERN))]
@@ -161,6 +200,10 @@ pub struct InputLocation {
 /// One output of the job.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(NO_FRAGMENT_RULE).message(NO_FRAGMENT_MESSAGE),
+    validation = Rule::new(S3_URL_RULE).message(S3_URL_MESSAGE),
+)]
 pub struct OutputLocation {
     /// `s3://bucket/key`, or an https URL of the object.
     #[schemars(length(min = 6, max = 2048), pattern(URL_PATTERN))]
@@ -294,4 +337,38 @@ pub struct RetryPolicy {
     /// Submissions after the first one that may fail before the MediaJob fails. Default 3.
     #[schemars(range(min = 0, max = 20))]
     pub limit: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_forms_follow_the_crd_rules() {
+        for url in [
+            "s3://raw/a.wav",
+            "s3://my.bucket-1/dir/a b.wav",
+            "s3://abc/k",
+            "https://h/x",
+            "https://raw.s3.amazonaws.com/a%23b.wav",
+            "http://127.0.0.1:9000/raw/a.wav",
+        ] {
+            assert_eq!(url_form_error(url), None, "{url}");
+        }
+        for (url, message) in [
+            ("s3:///a.wav", S3_URL_MESSAGE),
+            ("s3://ab/x", S3_URL_MESSAGE),
+            ("s3://Bad_Bucket/x", S3_URL_MESSAGE),
+            ("s3://-bucket/x", S3_URL_MESSAGE),
+            ("s3://bucket./x", S3_URL_MESSAGE),
+            ("s3://bucket", S3_URL_MESSAGE),
+            ("s3://bucket/", S3_URL_MESSAGE),
+            (&format!("s3://{}/x", "b".repeat(64)), S3_URL_MESSAGE),
+            ("https://h/x#frag", NO_FRAGMENT_MESSAGE),
+            ("s3://b/k#frag", NO_FRAGMENT_MESSAGE),
+        ] {
+            assert_eq!(url_form_error(url), Some(message), "{url}");
+        }
+        assert!(valid_bucket_name(&"b".repeat(63)));
+    }
 }

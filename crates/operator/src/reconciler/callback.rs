@@ -1,19 +1,47 @@
 //! The inbound completion callback: when configured, each submission carries an `on_complete` URL
 //! that points here. A callback is only a hint that makes the job's next status poll due now and
-//! wakes its reconcile; the status GET stays the truth, so a lost, late or forged callback changes
-//! nothing but timing.
+//! wakes its reconcile; the status GET stays the truth, so a lost or late callback changes nothing
+//! but timing.
+//!
+//! The receiver faces the internet, and an early poll spends the Media API request budget that
+//! every tenant shares. So each URL carries a token, an HMAC over the job's namespace, name, uid
+//! and submission attempt: knowing a MediaJob's uid is not enough to make the operator poll. A
+//! request without the right token is refused before anything is looked up. Genuine callbacks
+//! make at most one early poll per job per [`EARLY_POLL_GAP`], all requests together are limited
+//! to [`MAX_CALLBACKS_PER_SECOND`], and slow or idle connections are closed.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::post;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use kube::ResourceExt;
-use tokio::sync::broadcast;
+use sha2::Sha256;
+use tokio::sync::{Semaphore, broadcast};
 
 use super::context::Context;
+use crate::secret::SecretString;
+
+/// A genuine callback moves a job's poll forward at most once in this long.
+pub const EARLY_POLL_GAP: Duration = Duration::from_secs(5);
+/// All callbacks together, genuine or not; more are answered 429.
+pub const MAX_CALLBACKS_PER_SECOND: f64 = 50.0;
+/// A connection that has not sent a request's headers by then is closed (also when idle).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed when accepted.
+pub const MAX_CONNECTIONS: usize = 256;
+/// The shortest key accepted from the operator's Secret (the chart makes 64 characters).
+pub const MIN_KEY_LEN: usize = 32;
 
 /// Where the Media API posts completions.
 #[derive(Clone, Debug)]
@@ -23,40 +51,236 @@ pub struct CallbackSettings {
     /// The URL the Media API can reach the receiver at (`https://mediajob.example.com`); the
     /// listener's own address when `None` (local runs).
     pub public_url: Option<String>,
+    /// The key of the URLs' tokens; a random one for this process when `None`.
+    pub key: Option<CallbackKey>,
+}
+
+/// The key callback tokens are made with. Prints as `[redacted]`.
+#[derive(Clone)]
+pub struct CallbackKey(Arc<[u8]>);
+
+impl CallbackKey {
+    /// A key given to the operator (`--callback-key`, from the chart's Secret).
+    pub fn new(key: &SecretString) -> Result<Self, String> {
+        let bytes = key.expose().trim().as_bytes();
+        if bytes.len() < MIN_KEY_LEN {
+            return Err(format!(
+                "the callback key (MEDIAJOB_CALLBACK_KEY) must be at least {MIN_KEY_LEN} characters"
+            ));
+        }
+        Ok(Self(bytes.into()))
+    }
+
+    /// A key for this process only. Enough without a configured one: a callback is only a hint,
+    /// so after a restart (or a new leader) the old jobs' callbacks are refused and polling
+    /// finishes those jobs as it would without callbacks.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the operating system's random numbers");
+        Self(bytes.as_slice().into())
+    }
+
+    fn mac(&self, namespace: &str, name: &str, uid: &str, attempt: i32) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC takes keys of any length");
+        // Names, uids and numbers never hold a newline, so the fields cannot run into each other.
+        mac.update(
+            format!("mediajob-callback-v1\n{namespace}\n{name}\n{uid}\n{attempt}").as_bytes(),
+        );
+        mac
+    }
+
+    /// The token of one submission's callback URL.
+    pub fn token(&self, namespace: &str, name: &str, uid: &str, attempt: i32) -> String {
+        let tag = self
+            .mac(namespace, name, uid, attempt)
+            .finalize()
+            .into_bytes();
+        URL_SAFE_NO_PAD.encode(tag)
+    }
+
+    /// Whether `token` is the one of this submission, compared in constant time.
+    pub fn verify(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        attempt: i32,
+        token: &str,
+    ) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        self.mac(namespace, name, uid, attempt)
+            .verify_slice(&tag)
+            .is_ok()
+    }
+}
+
+impl fmt::Debug for CallbackKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// A MediaJob to look at now: (namespace, name).
 pub type Wakeup = (String, String);
 
-/// The path of one job's callback. The uid makes it specific to this object (a recreated
-/// MediaJob of the same name gets a new one); it is not a secret, since a callback only
-/// triggers a look.
-pub fn callback_path(namespace: &str, name: &str, uid: &str) -> String {
-    format!("/v1/callbacks/{namespace}/{name}/{uid}")
+/// The path of one submission's callback. The uid makes it specific to this object (a recreated
+/// MediaJob of the same name gets a new one) and the attempt to this submission.
+pub fn callback_path(namespace: &str, name: &str, uid: &str, attempt: i32) -> String {
+    format!("/v1/callbacks/{namespace}/{name}/{uid}/{attempt}")
 }
 
-#[derive(Clone)]
+/// The callback URL of one submission, token included: a bearer credential, hence secret.
+pub fn callback_url(
+    base: &str,
+    key: &CallbackKey,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    attempt: i32,
+) -> SecretString {
+    let path = callback_path(namespace, name, uid, attempt);
+    let token = key.token(namespace, name, uid, attempt);
+    SecretString::new(format!("{base}{path}?token={token}"))
+}
+
+/// Whether a genuine callback may make the job's poll happen now, given when the last one did.
+pub fn early_poll_allowed(last: Option<Instant>, now: Instant, gap: Duration) -> bool {
+    last.is_none_or(|last| now.saturating_duration_since(last) >= gap)
+}
+
+/// Requests per second over all callbacks: a token bucket that refuses instead of waiting.
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    /// Full: a second's worth of callbacks may come at once.
+    fn new(rate: f64, now: Instant) -> Self {
+        Self {
+            rate,
+            tokens: rate,
+            updated: now,
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn admit(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 struct Receiver {
     ctx: Arc<Context>,
     wake: broadcast::Sender<Wakeup>,
+    key: CallbackKey,
+    bucket: Mutex<Bucket>,
+    /// When a callback last moved each job's poll forward, by uid. Entries older than the gap
+    /// are dropped as the map grows: the rate limit bounds it to a few hundred.
+    early_polls: Mutex<HashMap<String, Instant>>,
 }
 
-/// Serves the receiver on `listener` until the task is dropped.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    ctx: Arc<Context>,
-    wake: broadcast::Sender<Wakeup>,
-) {
-    let app = Router::new()
-        .route("/v1/callbacks/{namespace}/{name}/{uid}", post(received))
-        .with_state(Receiver { ctx, wake });
-    let _ = axum::serve(listener, app).await;
+impl Receiver {
+    fn take_early_poll(&self, uid: &str, now: Instant) -> bool {
+        let mut polls = self.early_polls.lock().unwrap();
+        if !early_poll_allowed(polls.get(uid).copied(), now, EARLY_POLL_GAP) {
+            return false;
+        }
+        if polls.len() >= 1024 {
+            polls.retain(|_, at| now.saturating_duration_since(*at) < EARLY_POLL_GAP);
+        }
+        polls.insert(uid.to_string(), now);
+        true
+    }
+}
+
+/// The receiver's routes, on its own (tests call it without a listener).
+pub fn router(ctx: Arc<Context>, wake: broadcast::Sender<Wakeup>, key: CallbackKey) -> Router {
+    let receiver = Receiver {
+        ctx,
+        wake,
+        key,
+        bucket: Mutex::new(Bucket::new(MAX_CALLBACKS_PER_SECOND, Instant::now())),
+        early_polls: Mutex::new(HashMap::new()),
+    };
+    Router::new()
+        .route(
+            "/v1/callbacks/{namespace}/{name}/{uid}/{attempt}",
+            post(received),
+        )
+        .with_state(Arc::new(receiver))
+}
+
+/// Serves the receiver on `listener` until the task is dropped. Not `axum::serve`: it sets no
+/// header read timeout, so a client that sends nothing would hold its connection for ever.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) {
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // Out of file descriptors, or a connection reset before it was accepted.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            continue; // dropped: closed at once
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(16 * 1024);
+            // The body is never read: everything the receiver needs is in the URL. Once the
+            // answer is written, hyper closes a connection whose body was not fully sent, so a
+            // large or slow body costs nothing.
+            let _ = builder
+                .http1_only()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
+    }
 }
 
 async fn received(
-    State(r): State<Receiver>,
-    Path((namespace, name, uid)): Path<(String, String, String)>,
+    State(r): State<Arc<Receiver>>,
+    Path((namespace, name, uid, attempt)): Path<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
 ) -> StatusCode {
+    if !r.bucket.lock().unwrap().admit(Instant::now()) {
+        return StatusCode::TOO_MANY_REQUESTS;
+    }
+    let token = query.as_deref().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    });
+    let genuine = match (attempt.parse::<i32>(), token) {
+        (Ok(attempt), Some(token)) => r.key.verify(&namespace, &name, &uid, attempt, &token),
+        _ => false,
+    };
+    // Before any lookup: a forged callback learns nothing, not even whether the job exists.
+    if !genuine {
+        return StatusCode::FORBIDDEN;
+    }
     let known = r
         .ctx
         .find_job(&namespace, &name)
@@ -64,8 +288,100 @@ async fn received(
     if !known {
         return StatusCode::NOT_FOUND;
     }
-    tracing::debug!(%namespace, %name, "completion callback: looking now");
-    r.ctx.memory.poll_now(&uid);
-    let _ = r.wake.send((namespace, name));
+    // Repeated callbacks are answered alike (the sender need not retry), but move nothing.
+    if r.take_early_poll(&uid, Instant::now()) {
+        tracing::debug!(%namespace, %name, "completion callback: looking now");
+        r.ctx.memory.poll_now(&uid);
+        let _ = r.wake.send((namespace, name));
+    }
     StatusCode::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(text: &str) -> CallbackKey {
+        CallbackKey::new(&SecretString::new(text.repeat(32))).unwrap()
+    }
+
+    #[test]
+    fn a_token_verifies_only_for_its_own_submission_and_key() {
+        let k = key("a");
+        let token = k.token("podcasts", "ep42", "uid-1", 2);
+        assert!(k.verify("podcasts", "ep42", "uid-1", 2, &token));
+        for (namespace, name, uid, attempt) in [
+            ("other", "ep42", "uid-1", 2),
+            ("podcasts", "ep43", "uid-1", 2),
+            ("podcasts", "ep42", "uid-2", 2),
+            ("podcasts", "ep42", "uid-1", 3),
+            // The fields cannot be shifted into each other.
+            ("podcasts\nep42", "", "uid-1", 2),
+        ] {
+            assert!(
+                !k.verify(namespace, name, uid, attempt, &token),
+                "{namespace}/{name}/{uid}/{attempt}"
+            );
+        }
+        assert!(!key("b").verify("podcasts", "ep42", "uid-1", 2, &token));
+        assert!(!CallbackKey::random().verify("podcasts", "ep42", "uid-1", 2, &token));
+        for forged in [
+            "",
+            "x",
+            "not base64 !",
+            &token[..token.len() - 1],
+            &"A".repeat(43),
+        ] {
+            assert!(
+                !k.verify("podcasts", "ep42", "uid-1", 2, forged),
+                "{forged}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_long_random_or_refused_and_never_printed() {
+        assert!(CallbackKey::new(&SecretString::new("short")).is_err());
+        let k = key("s3cr3t");
+        assert_eq!(format!("{k:?}"), "[redacted]");
+        let (a, b) = (CallbackKey::random(), CallbackKey::random());
+        assert_ne!(a.token("n", "j", "u", 1), b.token("n", "j", "u", 1));
+    }
+
+    #[test]
+    fn the_url_carries_path_and_token() {
+        let k = key("a");
+        let url = callback_url("https://cb.example.com", &k, "podcasts", "ep42", "uid-1", 1);
+        let token = k.token("podcasts", "ep42", "uid-1", 1);
+        assert_eq!(
+            url.expose(),
+            format!("https://cb.example.com/v1/callbacks/podcasts/ep42/uid-1/1?token={token}")
+        );
+        assert_eq!(format!("{url}"), "[redacted]");
+    }
+
+    #[test]
+    fn one_early_poll_per_job_per_gap() {
+        let t0 = Instant::now();
+        let gap = Duration::from_secs(5);
+        assert!(early_poll_allowed(None, t0, gap));
+        assert!(!early_poll_allowed(
+            Some(t0),
+            t0 + Duration::from_secs(4),
+            gap
+        ));
+        assert!(early_poll_allowed(Some(t0), t0 + gap, gap));
+    }
+
+    #[test]
+    fn the_bucket_admits_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(50.0, t0);
+        assert_eq!((0..60).filter(|_| b.admit(t0)).count(), 50);
+        // Half a second later: 25 more, not a new burst.
+        let later = t0 + Duration::from_millis(500);
+        assert_eq!((0..60).filter(|_| b.admit(later)).count(), 25);
+        let much_later = t0 + Duration::from_secs(60);
+        assert_eq!((0..60).filter(|_| b.admit(much_later)).count(), 50);
+    }
 }

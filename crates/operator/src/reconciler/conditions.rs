@@ -10,6 +10,8 @@ pub const READY: &str = "Ready";
 pub const SUBMITTED: &str = "Submitted";
 pub const FAILED: &str = "Failed";
 pub const SUSPENDED: &str = "Suspended";
+/// True while the job's temporary S3 credentials state no session end and one is assumed.
+pub const SESSION_END_ASSUMED: &str = "SessionEndAssumed";
 /// True when the job's inline result was too large for status.
 pub const RESULT_OMITTED: &str = "ResultOmitted";
 

@@ -12,7 +12,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use super::admission::Admission;
-use super::callback::Wakeup;
+use super::callback::{self, CallbackKey, Wakeup};
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
 use super::lanes::{LaneKey, Lanes, UNKNOWN_ACCOUNT};
 use super::media_clients::{
@@ -61,8 +61,8 @@ pub struct Context {
     pub memory: Memory,
     pub media: MediaClients,
     secrets: SecretCache,
-    /// Base URL of the completion-callback receiver, when one runs.
-    callback_base: Mutex<Option<String>>,
+    /// Base URL of the completion-callback receiver, when one runs, and the key of its tokens.
+    callback: Mutex<Option<(String, CallbackKey)>>,
     /// All MediaJobs the controllers see, to tell which remote job ids are already claimed.
     jobs: Mutex<Vec<Store<MediaJob>>>,
     /// How many stores `jobs` will hold once every controller runs.
@@ -100,7 +100,7 @@ impl Context {
             memory: Memory::default(),
             jobs: Mutex::new(vec![]),
             secrets: SecretCache::new(client),
-            callback_base: Mutex::new(None),
+            callback: Mutex::new(None),
             expected_stores: Mutex::new(1),
             lanes: Mutex::new(lanes),
             lanes_seeded: std::sync::atomic::AtomicBool::new(false),
@@ -249,8 +249,8 @@ impl Context {
         self.jobs.lock().unwrap().push(store);
     }
 
-    pub fn set_callback_base(&self, base: &str) {
-        *self.callback_base.lock().unwrap() = Some(base.trim_end_matches('/').to_string());
+    pub fn set_callback(&self, base: &str, key: CallbackKey) {
+        *self.callback.lock().unwrap() = Some((base.trim_end_matches('/').to_string(), key));
     }
 
     /// A MediaJob as the controllers last saw it.
@@ -300,12 +300,14 @@ impl Context {
         self.secrets.invalidate(namespace, name);
     }
 
-    /// The job's S3 credentials (none for public access), as the core sees them.
+    /// The job's S3 credentials (none for public access), as the core sees them, with the end of
+    /// a session the Secret does not state assumed (and whether it was).
     pub async fn s3_credentials(
         &self,
         job: &MediaJob,
         namespace: &str,
-    ) -> Result<Option<S3Credentials>, CredentialsState> {
+        now: Timestamp,
+    ) -> Result<Option<(S3Credentials, bool)>, CredentialsState> {
         if job.spec.effective_access() == AccessMode::Public {
             return Ok(None);
         }
@@ -316,12 +318,18 @@ impl Context {
         };
         let name = &reference.secret_ref.name;
         let secret = self.referenced_secret(namespace, name).await?;
+        // A Secret without times (none on a real API server) is taken as written now.
+        let written_at = signing::last_written(&secret.metadata).unwrap_or(now);
         let data = secret.data.unwrap_or_default();
-        signing::credentials_from_secret(&data, reference)
-            .map(Some)
-            .map_err(|message| CredentialsState::Invalid {
-                message: format!("Secret {name:?}: {message}"),
-            })
+        let mut credentials =
+            signing::credentials_from_secret(&data, reference).map_err(|message| {
+                CredentialsState::Invalid {
+                    message: format!("Secret {name:?}: {message}"),
+                }
+            })?;
+        let assumed =
+            credentials.assume_session_end(written_at, self.settings.assumed_session_lifetime);
+        Ok(Some((credentials, assumed)))
     }
 
     /// The Media API client for this job's account.
@@ -389,34 +397,46 @@ impl Context {
         &self,
         job: &MediaJob,
         namespace: &str,
+        now: Timestamp,
     ) -> (CredentialsState, Option<S3Credentials>) {
-        let s3 = match self.s3_credentials(job, namespace).await {
-            Ok(credentials) => credentials,
+        let (s3, session_end_assumed) = match self.s3_credentials(job, namespace, now).await {
+            Ok(Some((credentials, assumed))) => (Some(credentials), assumed),
+            Ok(None) => (None, false),
             Err(state) => return (state, None),
         };
         if let Err(state) = self.media_client(job, namespace).await {
             return (state, None);
         }
+        // The signer caps URLs at `expires_at`, so an assumed end holds for them too.
         let expires_at = s3.as_ref().and_then(|c| c.expires_at);
-        (CredentialsState::Ready { expires_at }, s3)
+        let state = CredentialsState::Ready {
+            expires_at,
+            session_end_assumed,
+        };
+        (state, s3)
     }
 
+    /// The request of submission `attempt`, signed at `now`.
     pub async fn prepare_request(
         &self,
         job: &MediaJob,
         valid: &super::validate::ValidatedJob,
         s3: Option<&S3Credentials>,
+        attempt: i32,
         now: Timestamp,
     ) -> Result<PreparedRequest, crate::s3::S3Error> {
         let mut prepared = signing::prepare(job, valid, s3, now).await?;
-        if let Some(base) = self.callback_base.lock().unwrap().clone() {
-            let path = super::callback::callback_path(
+        if let Some((base, key)) = self.callback.lock().unwrap().clone() {
+            let url = callback::callback_url(
+                &base,
+                &key,
                 job.metadata.namespace.as_deref().unwrap_or_default(),
                 job.metadata.name.as_deref().unwrap_or_default(),
                 job.metadata.uid.as_deref().unwrap_or_default(),
+                attempt,
             );
             prepared.request.on_complete = Some(crate::media_api::Callback {
-                url: SecretString::new(format!("{base}{path}")),
+                url,
                 headers: vec!["x-job-id".to_string()],
             });
         }

@@ -10,7 +10,9 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Map, Value};
 
-use super::conditions::{self, FAILED, READY, RESULT_OMITTED, SUBMITTED, SUSPENDED};
+use super::conditions::{
+    self, FAILED, READY, RESULT_OMITTED, SESSION_END_ASSUMED, SUBMITTED, SUSPENDED,
+};
 pub use super::reason::Reason;
 pub use super::search::Verdict;
 use super::search::{self, SearchSettings, Unconfirmed};
@@ -26,6 +28,9 @@ const LANE_WAIT_SHOWN_AFTER: Duration = Duration::from_secs(5);
 /// The longest wait any outside input (Retry-After, a time in status) can impose on one pass.
 const MAX_OUTSIDE_WAIT: Duration = Duration::from_secs(3600);
 
+/// An STS session's default length: what a session token without a stated end is taken to last.
+pub const DEFAULT_ASSUMED_SESSION_LIFETIME: Duration = Duration::from_secs(3600);
+
 /// The finalizer that lets the operator cancel the remote job before the MediaJob goes away.
 pub const FINALIZER: &str = "mediajob.io/cancel-remote-job";
 
@@ -37,6 +42,9 @@ pub struct Settings {
     pub max_url_refreshes: i32,
     /// How a submission with a lost answer is looked for.
     pub search: SearchSettings,
+    /// How long temporary S3 credentials whose Secret states no end are taken to last after the
+    /// Secret was written (`--assumed-session-lifetime`).
+    pub assumed_session_lifetime: Duration,
 }
 
 impl Default for Settings {
@@ -45,6 +53,7 @@ impl Default for Settings {
             timing: Timing::default(),
             max_url_refreshes: 10,
             search: SearchSettings::default(),
+            assumed_session_lifetime: DEFAULT_ASSUMED_SESSION_LIFETIME,
         }
     }
 }
@@ -59,12 +68,24 @@ pub struct Clock {
 /// Whether the S3 and Media API credentials the job needs can be had.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CredentialsState {
-    /// Everything needed is there; `expires_at` is the expiry of temporary S3 credentials.
-    Ready { expires_at: Option<Timestamp> },
+    /// Everything needed is there; `expires_at` is the expiry of temporary S3 credentials, which
+    /// the shell assumed (`session_end_assumed`) when the Secret has a session token but no end.
+    Ready {
+        expires_at: Option<Timestamp>,
+        session_end_assumed: bool,
+    },
     /// A referenced Secret does not exist (yet).
     SecretMissing { secret: String },
     /// A Secret exists but cannot be used; the message names the Secret and key, never a value.
     Invalid { message: String },
+}
+
+impl CredentialsState {
+    /// Ready, with credentials that do not expire (static keys, or none needed).
+    pub const READY: CredentialsState = CredentialsState::Ready {
+        expires_at: None,
+        session_end_assumed: false,
+    };
 }
 
 impl std::fmt::Display for CredentialsState {
@@ -617,6 +638,13 @@ pub fn decide_validated(
             action: Action::None,
         };
     }
+    note_session_end(
+        &mut status,
+        &observed.credentials,
+        settings,
+        generation,
+        now,
+    );
     let waiting_for_credentials = match &observed.credentials {
         CredentialsState::SecretMissing { secret } => Some((
             Reason::SecretNotFound,
@@ -627,10 +655,18 @@ pub fn decide_validated(
         }
         CredentialsState::Ready {
             expires_at: Some(expiry),
+            session_end_assumed,
         } if *expiry <= now => Some((
             Reason::CredentialsExpired,
-            "the temporary S3 credentials in the Secret have expired; waiting for new ones"
-                .to_string(),
+            if *session_end_assumed {
+                format!(
+                    "the Secret's temporary S3 credentials state no session expiration and were written more than {} ago, so they are taken as expired; put fresh ones in the Secret (with AWS_SESSION_EXPIRATION)",
+                    short_duration(settings.assumed_session_lifetime)
+                )
+            } else {
+                "the temporary S3 credentials in the Secret have expired; waiting for new ones"
+                    .to_string()
+            },
         )),
         CredentialsState::Ready { .. } => None,
     };
@@ -1093,12 +1129,20 @@ fn refresh(
     now: Timestamp,
 ) -> Decision {
     let generation = job.metadata.generation;
+    note_session_end(
+        &mut status,
+        &observed.credentials,
+        settings,
+        generation,
+        now,
+    );
     // Fresh signatures only help if the credentials outlive the URLs we have.
     let current_expiry = status.urls_expire_at.as_ref().map(|t| t.0);
     let credentials_help = match (&observed.credentials, current_expiry) {
         (
             CredentialsState::Ready {
                 expires_at: Some(creds),
+                ..
             },
             Some(urls),
         ) => *creds > urls,
@@ -1157,6 +1201,55 @@ fn refresh(
         },
         requeue_after: Some(Duration::ZERO),
     }
+}
+
+/// Whenever the credentials were read: a condition of its own says that the session's end is
+/// assumed (temporary credentials whose Secret states none), and goes once the Secret states it.
+fn note_session_end(
+    status: &mut MediaJobStatus,
+    credentials: &CredentialsState,
+    settings: &Settings,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    match credentials {
+        CredentialsState::Ready {
+            session_end_assumed: true,
+            ..
+        } => {
+            let message = format!(
+                "the S3 Secret has a session token but no session expiration (AWS_SESSION_EXPIRATION): the session is taken to end {} after the Secret was last written, so URLs are signed to expire by then and refreshed like any expiring URL; add the expiration to the Secret to sign for the session's real length",
+                short_duration(settings.assumed_session_lifetime)
+            );
+            conditions::set_condition(
+                &mut status.conditions,
+                SESSION_END_ASSUMED,
+                true,
+                Reason::SessionExpirationMissing.as_str(),
+                &message,
+                generation,
+                now,
+            );
+        }
+        CredentialsState::Ready { .. } => {
+            conditions::remove_condition(&mut status.conditions, SESSION_END_ASSUMED)
+        }
+        // Not read, or not usable: what was said last still holds.
+        _ => {}
+    }
+}
+
+/// `90m` → "1h30m": how a duration setting is written.
+fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() { "0s".into() } else { out }
 }
 
 /// Status after the current attempt was dropped to be resubmitted with fresh URLs.

@@ -212,6 +212,7 @@ impl Gen {
             credentials: match self.0.u8(..3) {
                 0 => CredentialsState::Ready {
                     expires_at: self.maybe(|g| g.time()),
+                    session_end_assumed: self.0.bool(),
                 },
                 1 => CredentialsState::SecretMissing {
                     secret: self.text(),

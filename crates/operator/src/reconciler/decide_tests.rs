@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::json;
 
 use super::*;
@@ -43,7 +43,7 @@ fn enhance() -> MediaJob {
 
 fn ready() -> Observed {
     Observed {
-        credentials: CredentialsState::Ready { expires_at: None },
+        credentials: CredentialsState::READY,
         remote: RemoteObservation::NotPolled,
         admitted: true,
         unrecorded_job_id: None,
@@ -246,6 +246,7 @@ fn expired_temporary_credentials_are_not_used() {
     let observed = Observed {
         credentials: CredentialsState::Ready {
             expires_at: Some(at(-1)),
+            session_end_assumed: false,
         },
         ..ready()
     };
@@ -848,12 +849,150 @@ fn no_refresh_when_the_credentials_cannot_sign_longer() {
     let observed = Observed {
         credentials: CredentialsState::Ready {
             expires_at: Some(at(6 * 3600 - 60)),
+            session_end_assumed: false,
         },
         ..remote(RemoteState::Running { progress: 50.0 })
     };
     let d = decide(&job, &observed, clock(6 * 3600 - 1800), &settings());
     assert_eq!(d.action, Action::None);
     assert_eq!(reason(&d.status), "CredentialsExpiring");
+}
+
+// --- temporary credentials whose Secret states no session end ---
+
+fn assumed_session(ends: i64) -> CredentialsState {
+    CredentialsState::Ready {
+        expires_at: Some(at(ends)),
+        session_end_assumed: true,
+    }
+}
+
+fn session_condition(status: &MediaJobStatus) -> Option<&Condition> {
+    conditions::find(&status.conditions, conditions::SESSION_END_ASSUMED)
+}
+
+#[test]
+fn a_session_without_a_stated_end_is_used_and_a_warning_condition_says_so() {
+    let observed = Observed {
+        credentials: assumed_session(3000),
+        ..ready()
+    };
+    let settings = Settings {
+        assumed_session_lifetime: Duration::from_secs(5400),
+        ..settings()
+    };
+    let d = decide(&enhance(), &observed, clock(0), &settings);
+    assert!(matches!(d.action, Action::Submit { attempt: 1, .. }));
+    let c = session_condition(&d.status).expect("the condition");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "SessionExpirationMissing")
+    );
+    assert!(
+        c.message.contains("AWS_SESSION_EXPIRATION"),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.message
+            .contains("1h30m after the Secret was last written"),
+        "{}",
+        c.message
+    );
+    assert!(Reason::SessionExpirationMissing.is_warning());
+}
+
+#[test]
+fn a_session_past_its_assumed_end_waits_for_fresh_credentials() {
+    let observed = Observed {
+        credentials: assumed_session(-1),
+        ..ready()
+    };
+    let d = decide(&enhance(), &observed, clock(0), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(reason(&d.status), "CredentialsExpired");
+    let ready = conditions::find(&d.status.conditions, READY).unwrap();
+    assert!(
+        ready.message.contains("written more than 1h ago"),
+        "{}",
+        ready.message
+    );
+    assert!(session_condition(&d.status).is_some());
+}
+
+#[test]
+fn the_warning_goes_once_the_secret_states_the_end() {
+    let observed = Observed {
+        credentials: assumed_session(3000),
+        ..ready()
+    };
+    let d = decide(&enhance(), &observed, clock(0), &settings());
+    let job = with_status(&enhance(), d.status);
+    let stated = Observed {
+        credentials: CredentialsState::Ready {
+            expires_at: Some(at(3000)),
+            session_end_assumed: false,
+        },
+        ..ready()
+    };
+    let d = decide(&job, &stated, clock(1), &settings());
+    assert!(session_condition(&d.status).is_none());
+}
+
+/// URLs signed at 0 with a session taken to end at 3000 (the Secret written at -600) expire then:
+/// the refresh is planned 30m before, like for a stated expiry.
+#[test]
+fn a_job_that_outlives_an_assumed_session_end_is_refreshed_like_a_real_expiry() {
+    let job = enhance();
+    let intent = intent_status(
+        &MediaJobStatus::default(),
+        1,
+        Some(at(3000)),
+        IntentLane::default(),
+        at(0),
+    );
+    let accepted = SubmitOutcome::Accepted {
+        job_id: "j1".into(),
+    };
+    let status = after_submit(&job, &intent, accepted, at(1));
+    assert_eq!(status.next_refresh_time, Some(Time(at(1200))));
+    let job = with_status(&job, status);
+    let running = remote(RemoteState::Running { progress: 50.0 });
+
+    // The Secret was not written since: its session ends with the URLs, so no new ones.
+    let unchanged = Observed {
+        credentials: assumed_session(3000),
+        ..running.clone()
+    };
+    let d = decide(&job, &unchanged, clock(1200), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(reason(&d.status), "CredentialsExpiring");
+
+    // Fresh credentials were written at 1100: cancel and resubmit with URLs signed by them.
+    let rotated = Observed {
+        credentials: assumed_session(1100 + 3600),
+        ..running
+    };
+    let d = decide(&job, &rotated, clock(1200), &settings());
+    assert_eq!(
+        d.action,
+        Action::Cancel {
+            job_id: "j1".into(),
+            purpose: CancelPurpose::UrlRefresh
+        }
+    );
+    assert!(session_condition(&d.status).is_some());
+    let job = with_status(&job, d.status);
+    let d = decide(
+        &job,
+        &Observed {
+            credentials: assumed_session(1100 + 3600),
+            ..ready()
+        },
+        clock(1201),
+        &settings(),
+    );
+    assert!(matches!(d.action, Action::Submit { attempt: 2, .. }));
 }
 
 #[test]

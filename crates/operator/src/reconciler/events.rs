@@ -3,7 +3,7 @@
 
 use crate::crd::MediaJobStatus;
 
-use super::conditions::{self, READY};
+use super::conditions::{self, READY, SESSION_END_ASSUMED};
 use super::reason::Reason;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,20 +14,33 @@ pub struct EventNote {
     pub note: String,
 }
 
-/// The Events to publish for the change from `old` to `new`.
+/// The Events to publish for the change from `old` to `new`: the Ready condition's new reason,
+/// and an assumed session end when it is first noted.
 pub fn transition_events(old: &MediaJobStatus, new: &MediaJobStatus) -> Vec<EventNote> {
+    let mut events = vec![];
+    let assumed = conditions::find(&new.conditions, SESSION_END_ASSUMED);
+    if let Some(assumed) = assumed
+        && conditions::find(&old.conditions, SESSION_END_ASSUMED).is_none()
+    {
+        events.push(EventNote {
+            warning: is_warning(&assumed.reason),
+            reason: assumed.reason.clone(),
+            note: assumed.message.clone(),
+        });
+    }
     let old_ready = conditions::find(&old.conditions, READY);
     let Some(new_ready) = conditions::find(&new.conditions, READY) else {
-        return vec![];
+        return events;
     };
     if old_ready.is_some_and(|c| c.reason == new_ready.reason) {
-        return vec![];
+        return events;
     }
-    vec![EventNote {
+    events.push(EventNote {
         warning: is_warning(&new_ready.reason),
         reason: new_ready.reason.clone(),
         note: new_ready.message.clone(),
-    }]
+    });
+    events
 }
 
 /// A reason the operator does not know (written by someone else) is worth a look: a Warning.
@@ -78,6 +91,31 @@ mod tests {
         let mut new = status("Running", "x");
         new.progress = Some(50);
         assert!(transition_events(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn an_assumed_session_end_is_one_warning_when_first_noted() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut new = status("Submitted", "a");
+        conditions::set_condition(
+            &mut new.conditions,
+            SESSION_END_ASSUMED,
+            true,
+            "SessionExpirationMissing",
+            "no expiration",
+            Some(1),
+            now,
+        );
+        let events = transition_events(&status("Submitted", "a"), &new);
+        assert_eq!(
+            events,
+            vec![EventNote {
+                warning: true,
+                reason: "SessionExpirationMissing".into(),
+                note: "no expiration".into()
+            }]
+        );
+        assert!(transition_events(&new, &new).is_empty());
     }
 
     #[test]

@@ -46,6 +46,9 @@ reasons! {
     CredentialsExpired => true,
     /// URLs expire soon and the Secret's credentials cannot sign longer ones.
     CredentialsExpiring => true,
+    /// The Secret has a session token but no session expiration: an end is assumed (the
+    /// `SessionEndAssumed` condition).
+    SessionExpirationMissing => true,
     /// The cluster-wide cap on jobs in flight is reached.
     WaitingForCapacity => false,
     /// Another submission on the same account and operation is being confirmed.

@@ -465,7 +465,7 @@ async fn submit(
     // Nothing is sent unless both the Media API account and the signed request can be had.
     let ready = match ctx.media_client(job, namespace).await {
         Ok(account) => ctx
-            .prepare_request(job, valid, s3, now)
+            .prepare_request(job, valid, s3, attempt, now)
             .await
             .map(|prepared| (account, prepared))
             .map_err(|e| e.to_string()),
@@ -664,9 +664,9 @@ async fn observe(
         ctx.memory.clear_submitted(&uid);
     }
     let (credentials, s3) = if plan.credentials {
-        ctx.credentials_state(job, namespace).await
+        ctx.credentials_state(job, namespace, now).await
     } else {
-        (CredentialsState::Ready { expires_at: None }, None)
+        (CredentialsState::READY, None)
     };
 
     let remote = match &job_id {

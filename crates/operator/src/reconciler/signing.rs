@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use url::Url;
 
 use super::validate::ValidatedJob;
@@ -45,6 +46,17 @@ pub fn credentials_from_secret(
             .unwrap_or(defaults.session_expiration),
     };
     S3Credentials::from_secret_data(data, &names)
+}
+
+/// When a Secret was last written, for the assumed end of a session it does not state: the latest
+/// time in its managedFields (an update stamps its manager's entry), else its creation.
+pub fn last_written(meta: &ObjectMeta) -> Option<Timestamp> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|entry| entry.time.as_ref().map(|t| t.0))
+        .max()
+        .or_else(|| meta.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 /// The S3 connection a job names; a custom endpoint defaults to path-style addressing, which is
@@ -258,6 +270,41 @@ mod tests {
         // Refused by the validate stage, before anything is signed.
         let error = super::super::validate::validate(&job).unwrap_err();
         assert!(error.contains("spec.s3.endpoint"), "{error}");
+    }
+
+    #[test]
+    fn a_secret_was_last_written_at_its_latest_managed_fields_time() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+        let entry = |s: i64| ManagedFieldsEntry {
+            time: Some(Time(at(s))),
+            ..Default::default()
+        };
+        let mut meta = ObjectMeta {
+            creation_timestamp: Some(Time(at(0))),
+            ..Default::default()
+        };
+        assert_eq!(last_written(&meta), Some(at(0)));
+        meta.managed_fields = Some(vec![entry(10), entry(300), entry(20)]);
+        assert_eq!(last_written(&meta), Some(at(300)));
+        assert_eq!(last_written(&ObjectMeta::default()), None);
+    }
+
+    #[tokio::test]
+    async fn urls_signed_with_a_session_of_assumed_end_die_with_it() {
+        let job = job(json!({
+            "operation": "enhance",
+            "input": {"url": "s3://raw/in.wav"}, "output": {"url": "s3://out/o.wav"},
+            "credentials": {"secretRef": {"name": "s"}},
+            "urls": {"ttl": "6h"},
+        }));
+        let mut credentials = S3Credentials::new("ASIA", "SK");
+        credentials.session_token = Some(SecretString::new("TOK"));
+        assert!(credentials.assume_session_end(at(-600), std::time::Duration::from_secs(3600)));
+        let valid = super::super::validate::validate(&job).unwrap();
+        let prepared = prepare(&job, &valid, Some(&credentials), at(0))
+            .await
+            .unwrap();
+        assert_eq!(prepared.urls_expire_at, Some(at(3000)), "not the 6h ttl");
     }
 
     #[test]

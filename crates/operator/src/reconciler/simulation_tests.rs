@@ -421,7 +421,7 @@ impl World {
             LaneObservation::Free
         };
         let observed = Observed {
-            credentials: CredentialsState::Ready { expires_at: None },
+            credentials: CredentialsState::READY,
             remote,
             admitted: true,
             unrecorded_job_id: match &status.submission {
@@ -662,6 +662,7 @@ fn settings() -> Settings {
             submit_timeout: Duration::from_secs(10),
             recheck: Duration::from_secs(1),
         },
+        ..Settings::default()
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::signing::connection;
-use crate::crd::{AccessMode, MediaJob};
+use crate::crd::{AccessMode, MediaJob, url_form_error};
 use crate::s3::{S3Connection, S3Location};
 
 /// What the spec says, checked beyond the CRD's schema and CEL rules.
@@ -41,6 +41,18 @@ pub fn validate(job: &MediaJob) -> Validation {
         return Err("spec.urls.refreshBefore must be shorter than spec.urls.ttl".into());
     }
     let output_urls: Vec<String> = spec.output_urls().into_iter().map(String::from).collect();
+    // The CRD's URL rules again, in their words: objects stored before the rules existed.
+    let urls = std::iter::once(("spec.input.url".to_string(), spec.input.url.as_str())).chain(
+        output_urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| (format!("output {}", i + 1), url.as_str())),
+    );
+    for (field, url) in urls {
+        if let Some(message) = url_form_error(url) {
+            return Err(format!("{field}: {message}"));
+        }
+    }
     if spec.operation.has_output() && output_urls.is_empty() {
         return Err(format!("operation {} needs an output", spec.operation));
     }
@@ -132,6 +144,38 @@ mod tests {
             "credentials": {"secretRef": {"name": "s"}}, "s3": {"endpoint": "::nope"},
         })));
         assert!(bad_endpoint.unwrap_err().contains("spec.s3.endpoint"));
+    }
+
+    #[test]
+    fn urls_the_crd_now_refuses_are_refused_in_the_same_words() {
+        let with_urls = |access: &str, input: &str, output: &str| {
+            validate(&job(json!({
+                "operation": "enhance", "access": access,
+                "input": {"url": input}, "output": {"url": output},
+                "credentials": {"secretRef": {"name": "s"}},
+            })))
+        };
+        use crate::crd::{NO_FRAGMENT_MESSAGE as FRAGMENT, S3_URL_MESSAGE as S3};
+        let out = "s3://out/o.wav";
+        for access in ["presign", "authBlock", "public"] {
+            for (input, output, field, message) in [
+                ("s3:///a.wav", out, "spec.input.url", S3),
+                ("s3://ab/x", out, "spec.input.url", S3),
+                ("s3://Bad_Bucket/x", out, "spec.input.url", S3),
+                ("s3://raw/k", "s3://-out/o.wav", "output 1", S3),
+                ("s3://raw/k#frag", out, "spec.input.url", FRAGMENT),
+                ("https://h/x#frag", out, "spec.input.url", FRAGMENT),
+            ] {
+                let error = with_urls(access, input, output).unwrap_err();
+                assert_eq!(
+                    error,
+                    format!("{field}: {message}"),
+                    "{access} {input} {output}"
+                );
+            }
+        }
+        assert!(with_urls("public", "https://h/x", "s3://out.1/o.wav").is_ok());
+        assert!(with_urls("presign", "s3://raw-1/a#b", "s3://out/o").is_err());
     }
 
     #[test]

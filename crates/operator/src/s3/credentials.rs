@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
@@ -89,6 +90,22 @@ impl S3Credentials {
             session_token,
             expires_at,
         })
+    }
+}
+
+impl S3Credentials {
+    /// Temporary credentials (a session token) whose Secret does not say when the session ends
+    /// are taken to end `lifetime` after `written_at` (when the Secret was last written), as an
+    /// STS session does by default: never signed for as if they were long-lived keys, which
+    /// would give URLs that die with the session mid-job. Returns whether the end was assumed.
+    pub fn assume_session_end(&mut self, written_at: Timestamp, lifetime: Duration) -> bool {
+        if self.session_token.is_none() || self.expires_at.is_some() {
+            return false;
+        }
+        let lifetime =
+            jiff::SignedDuration::try_from(lifetime).unwrap_or(jiff::SignedDuration::ZERO);
+        self.expires_at = Some(written_at.saturating_add(lifetime).unwrap_or(written_at));
+        true
     }
 }
 
@@ -212,6 +229,30 @@ mod tests {
             assert_eq!(error, want);
             assert!(!error.to_string().contains("soon"));
         }
+    }
+
+    #[test]
+    fn a_session_without_a_stated_end_is_taken_to_end_after_the_lifetime() {
+        let written = Timestamp::from_second(1_800_000_000).unwrap();
+        let hour = Duration::from_secs(3600);
+        let mut session = S3Credentials::new("ASIA1", "s");
+        session.session_token = Some(SecretString::new("tok"));
+        assert!(session.assume_session_end(written, hour));
+        assert_eq!(
+            session.expires_at,
+            Some(written + jiff::SignedDuration::from_hours(1))
+        );
+
+        // A stated end is kept, and static keys have none.
+        let stated = Timestamp::from_second(1_800_000_600).unwrap();
+        let mut known = S3Credentials::new("ASIA1", "s");
+        known.session_token = Some(SecretString::new("tok"));
+        known.expires_at = Some(stated);
+        assert!(!known.assume_session_end(written, hour));
+        assert_eq!(known.expires_at, Some(stated));
+        let mut keys = S3Credentials::new("AKIA1", "s");
+        assert!(!keys.assume_session_end(written, hour));
+        assert_eq!(keys.expires_at, None);
     }
 
     #[test]

@@ -132,12 +132,10 @@ impl S3Location {
 }
 
 fn check_bucket(bucket: &str) -> Result<(), String> {
-    let ok_chars = bucket
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-    if bucket.len() < 3 || bucket.len() > 63 || !ok_chars {
+    if !crate::crd::valid_bucket_name(bucket) {
         return Err(format!(
-            "{bucket:?} is not a valid bucket name (3-63 lowercase letters, digits, '-' or '.')"
+            "{bucket:?} is not a valid bucket name (3-63 lowercase letters, digits, '.' or '-', \
+             starting and ending with a letter or digit)"
         ));
     }
     Ok(())
