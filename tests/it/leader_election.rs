@@ -350,3 +350,124 @@ async fn a_leader_that_lost_the_lease_submits_nothing() {
     let _ = stop_tx.send(());
     let _ = operator.await;
 }
+
+/// Two releases with disjoint `--selector`s on one API server split the MediaJobs between them:
+/// every job is handled once, by the release its labels name (its Events say so), and a MediaJob
+/// no release selects is left untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_with_disjoint_selectors_split_the_jobs() {
+    let World {
+        s3,
+        emulator,
+        double,
+        client,
+    } = world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, double.kubeconfig_yaml()).unwrap();
+    let release = |team: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mediajob-dev"))
+            .args([
+                "run",
+                "--namespace",
+                "mediajob-system",
+                "--media-api-secret",
+                "dolbyio",
+                "--auth-url",
+                &emulator.base_url(),
+                "--media-url",
+                &emulator.base_url(),
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--poll-min",
+                "200ms",
+                "--selector",
+                &format!("team={team}"),
+                "--lease-name",
+                &format!("release-{team}"),
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAME", format!("release-{team}-0"))
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the operator binary starts")
+    };
+    let mut a = release("a");
+    let mut b = release("b");
+    let jobs: Api<MediaJob> = Api::namespaced(client.clone(), "podcasts");
+    let job = |name: &str, team: Option<&str>| {
+        let mut labels = serde_json::Map::new();
+        if let Some(team) = team {
+            labels.insert("team".into(), json!(team));
+        }
+        json!({
+            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"operation": "enhance", "input": {"url": "s3://raw/in.wav"},
+                     "output": {"url": format!("s3://out/{name}.wav")},
+                     "credentials": {"secretRef": {"name": "s3"}}, "s3": {"endpoint": s3.endpoint()}},
+        })
+    };
+    let teams = |i: usize| if i.is_multiple_of(2) { "a" } else { "b" };
+    for i in 0..100 {
+        create(&jobs, job(&format!("job-{i}"), Some(teams(i)))).await;
+    }
+    create(&jobs, job("nobodys", Some("c"))).await;
+    for i in 0..100 {
+        wait_succeeded(&jobs, &format!("job-{i}"), Duration::from_secs(120)).await;
+    }
+    assert_eq!(emulator.job_count(), 100, "each job ran once");
+
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "podcasts");
+    let events = events.list(&Default::default()).await.unwrap().items;
+    for i in 0..100 {
+        let name = format!("job-{i}");
+        let reporters: std::collections::BTreeSet<_> = events
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(&name))
+            .filter_map(|e| e.reporting_controller.clone())
+            .collect();
+        let expected = format!("release-{}", teams(i));
+        assert_eq!(
+            reporters.into_iter().collect::<Vec<_>>(),
+            vec![expected],
+            "{name} handled by its release only"
+        );
+    }
+    let untouched = jobs.get("nobodys").await.unwrap();
+    assert!(untouched.status.is_none(), "{:?}", untouched.status);
+    assert!(untouched.metadata.finalizers.is_none_or(|f| f.is_empty()));
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "mediajob-system");
+    for team in ["a", "b"] {
+        let lease = leases.get(&format!("release-{team}")).await.unwrap();
+        let holder = lease.spec.unwrap().holder_identity;
+        assert_eq!(
+            holder,
+            Some(format!("release-{team}-0")),
+            "each release leads its own Lease"
+        );
+    }
+    a.kill().await.unwrap();
+    b.kill().await.unwrap();
+}
+
+/// A release with a selector but the default Lease name is refused at start-up: it would share
+/// the Lease with another release, and one of the two would never lead.
+#[tokio::test]
+async fn a_selector_without_a_lease_of_its_own_is_refused() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_mediajob-dev"))
+        .args(["run", "--selector", "team=a"])
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--selector needs a --lease-name of its own"),
+        "{stderr}"
+    );
+}

@@ -27,8 +27,9 @@ const DEPLOY_CRD: &str = "deploy/crds/mediajob.io_mediajobs.yaml";
 /// Read by the binary outside clap (tracing's filter and the log format).
 const LOGGING_ENV: [&str; 2] = ["RUST_LOG", "MEDIAJOB_LOG_FORMAT"];
 /// Flags the chart sets only when a value turns them on (the binary's default is right otherwise).
-const CONDITIONAL_ENV: [&str; 5] = [
+const CONDITIONAL_ENV: [&str; 6] = [
     "MEDIAJOB_WATCH_NAMESPACES",
+    "MEDIAJOB_SELECTOR",
     "MEDIAJOB_ALLOW_AMBIENT_AWS_CREDENTIALS",
     "MEDIAJOB_CALLBACK_URL",
     "MEDIAJOB_CALLBACK_LISTEN",
@@ -229,11 +230,20 @@ fn every_rendered_chart_scenario_is_sound() {
         .count();
     assert_eq!(files.len(), scenarios, "one rendering per ci/ scenario");
     let mut namespaced = 0;
+    let mut selecting = 0;
     for file in &files {
         let what = file.display().to_string();
         let docs = read_docs(file);
         let settings = check_installation(&docs, &what);
         namespaced += usize::from(!settings.watch_namespaces.is_empty());
+        if let Some(selector) = &settings.args.selector {
+            selecting += 1;
+            // A release that selects must have a Lease of its own (the binary refuses the default).
+            assert_ne!(
+                settings.args.lease_name, "mediajob-operator",
+                "{what}: {selector}"
+            );
+        }
         for crd in of_kind(&docs, "CustomResourceDefinition") {
             let mut crd = crd.clone();
             crd["metadata"]
@@ -244,6 +254,7 @@ fn every_rendered_chart_scenario_is_sound() {
         }
     }
     assert!(namespaced > 0, "no scenario watches listed namespaces");
+    assert!(selecting > 0, "no scenario selects MediaJobs by label");
 }
 
 // ---------------------------------------------------------------------------------------------

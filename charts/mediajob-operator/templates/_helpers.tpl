@@ -57,8 +57,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 {{- end }}
 
+{{/* With a selector, the default Lease name carries a hash of it: releases that split the
+MediaJobs never share a Lease, even when their names are alike. */}}
 {{- define "mediajob-operator.leaseName" -}}
-{{- default (include "mediajob-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- if .Values.leaderElection.leaseName }}
+{{- .Values.leaderElection.leaseName }}
+{{- else if .Values.selector }}
+{{- printf "%s-%s" (include "mediajob-operator.fullname" . | trunc 54 | trimSuffix "-") (sha256sum .Values.selector | trunc 8) }}
+{{- else }}
+{{- include "mediajob-operator.fullname" . }}
+{{- end }}
 {{- end }}
 
 {{- define "mediajob-operator.image" -}}

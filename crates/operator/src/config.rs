@@ -15,6 +15,12 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
 
+    /// Reconcile only MediaJobs whose labels match this label selector (for example `team=a` or
+    /// `tier in (gold,silver)`), so several releases can split the MediaJobs between them. Each
+    /// release needs its own `--lease-name`.
+    #[arg(long, env = "MEDIAJOB_SELECTOR")]
+    pub selector: Option<String>,
+
     /// This replica's name: its identity in the leader Lease and in the Events it publishes.
     /// A random one when unset.
     #[arg(long, env = "POD_NAME")]
@@ -124,10 +130,13 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_CALLBACK_LISTEN", default_value = "0.0.0.0:8081")]
     pub callback_listen: SocketAddr,
 
-    /// Name of the leader Lease in the operator's namespace.
-    #[arg(long, env = "MEDIAJOB_LEASE_NAME", default_value = "mediajob-operator")]
+    /// Name of the leader Lease in the operator's namespace; also the controller named in the
+    /// release's Events.
+    #[arg(long, env = "MEDIAJOB_LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
     pub lease_name: String,
 }
+
+pub const DEFAULT_LEASE_NAME: &str = "mediajob-operator";
 
 fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text)

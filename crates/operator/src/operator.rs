@@ -10,7 +10,7 @@ use kube::Client;
 use tracing::{error, info, warn};
 
 use crate::admin::{self, Readiness};
-use crate::config::OperatorArgs;
+use crate::config::{DEFAULT_LEASE_NAME, OperatorArgs};
 use crate::leader::{Fence, Leadership, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::reconciler::callback::{self, CallbackKey, CallbackSettings};
@@ -34,6 +34,11 @@ pub struct OperatorOptions {
     pub pod_name: String,
     /// Checked before each remote submission and status write; open without leader election.
     pub fence: Fence,
+    /// Only MediaJobs whose labels match this label selector (`--selector`); all when `None`.
+    pub selector: Option<String>,
+    /// The name this release goes by: the controller named in its Events (the leader Lease's
+    /// name under `run`).
+    pub release: String,
 }
 
 impl OperatorOptions {
@@ -64,6 +69,8 @@ impl OperatorOptions {
             callback: None,
             pod_name: format!("mediajob-operator-{}", uuid::Uuid::new_v4()),
             fence: Fence::open(),
+            selector: None,
+            release: "mediajob-operator".into(),
         }
     }
 
@@ -97,6 +104,8 @@ impl OperatorOptions {
                 .clone()
                 .unwrap_or_else(|| format!("mediajob-operator-{}", uuid::Uuid::new_v4())),
             fence: Fence::open(),
+            selector: args.selector.clone().filter(|s| !s.trim().is_empty()),
+            release: args.lease_name.clone(),
             callback: match &args.callback_url {
                 Some(url) => Some(CallbackSettings {
                     listen: args.callback_listen,
@@ -133,7 +142,13 @@ pub async fn start(
     readiness: Arc<Readiness>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    wait_for_crd(&client, &options.scope, |what| readiness.waiting_for(what)).await;
+    wait_for_crd(
+        &client,
+        &options.scope,
+        options.selector.as_deref(),
+        |what| readiness.waiting_for(what),
+    )
+    .await?;
     let ctx = Arc::new(Context::new(client, metrics, &options));
     let (wake, _) = tokio::sync::broadcast::channel(1024);
     let mut receiver = None;
@@ -165,7 +180,15 @@ pub async fn start(
     }
     readiness.ready();
     info!(scope = ?options.scope, max_in_flight = options.max_in_flight, "reconciling MediaJobs");
-    let result = run_controllers(ctx, options.scope, options.concurrency, wake, shutdown).await;
+    let result = run_controllers(
+        ctx,
+        options.scope,
+        options.selector,
+        options.concurrency,
+        wake,
+        shutdown,
+    )
+    .await;
     if let Some(receiver) = receiver {
         receiver.abort();
     }
@@ -179,6 +202,14 @@ pub async fn run(args: OperatorArgs) -> Result<(), String> {
         return Err("--allow-ambient-aws-credentials (MEDIAJOB_ALLOW_AMBIENT_AWS_CREDENTIALS) is not implemented yet; \
                     give each MediaJob a credentials Secret"
             .into());
+    }
+    let has_selector = args.selector.as_ref().is_some_and(|s| !s.trim().is_empty());
+    if has_selector && args.leader_election && args.lease_name == DEFAULT_LEASE_NAME {
+        // Two releases on one Lease: one of them would never lead, and its jobs would stall.
+        return Err(format!(
+            "--selector needs a --lease-name of its own (MEDIAJOB_LEASE_NAME), not the default \
+             {DEFAULT_LEASE_NAME}: releases with different selectors must not share the leader Lease"
+        ));
     }
     let mut config = kube::Config::infer()
         .await
@@ -217,7 +248,13 @@ pub async fn run(args: OperatorArgs) -> Result<(), String> {
 
     // Ready means "can take over": the CRD is served. Followers are ready too, so a rolling
     // update's new pod becomes Ready while the old one still leads.
-    wait_for_crd(&client, &options.scope, |what| readiness.waiting_for(what)).await;
+    wait_for_crd(
+        &client,
+        &options.scope,
+        options.selector.as_deref(),
+        |what| readiness.waiting_for(what),
+    )
+    .await?;
     readiness.ready();
 
     if !args.leader_election {

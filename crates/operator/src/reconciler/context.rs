@@ -82,7 +82,7 @@ impl Context {
         let media = options.media.clone();
         let max_in_flight = options.max_in_flight;
         let reporter = Reporter {
-            controller: "mediajob-operator".into(),
+            controller: options.release.clone(),
             instance: Some(options.pod_name.clone()),
         };
         let stale_after = settings.timing.queued_recheck * 4;

@@ -28,15 +28,32 @@ pub enum Scope {
 }
 
 /// Waits until the MediaJob CRD is served, instead of crash-looping while it is not installed.
-pub async fn wait_for_crd(client: &Client, scope: &Scope, on_wait: impl Fn(&str)) {
+/// An error when the API server refuses the label selector (`--selector`): waiting would not fix
+/// it.
+pub async fn wait_for_crd(
+    client: &Client,
+    scope: &Scope,
+    selector: Option<&str>,
+    on_wait: impl Fn(&str),
+) -> Result<(), String> {
     let api: Api<MediaJob> = match scope {
         Scope::AllNamespaces => Api::all(client.clone()),
         Scope::Namespaces(list) => Api::namespaced(client.clone(), &list[0]),
     };
+    let mut params = kube::api::ListParams::default().limit(1);
+    if let Some(selector) = selector {
+        params = params.labels(selector);
+    }
     let mut logged = false;
     loop {
-        match api.list(&kube::api::ListParams::default().limit(1)).await {
-            Ok(_) => return,
+        match api.list(&params).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 400 && selector.is_some() => {
+                return Err(format!(
+                    "--selector is not a label selector the API server accepts: {}",
+                    e.message
+                ));
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 on_wait("the MediaJob CRD (mediajobs.mediajob.io) to be installed");
                 if !logged {
@@ -59,6 +76,7 @@ pub async fn wait_for_crd(client: &Client, scope: &Scope, on_wait: impl Fn(&str)
 pub async fn run_controllers(
     ctx: Arc<Context>,
     scope: Scope,
+    selector: Option<String>,
     concurrency: u16,
     wake: tokio::sync::broadcast::Sender<Wakeup>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -77,13 +95,14 @@ pub async fn run_controllers(
             None => "the MediaJob controller".to_string(),
         };
         let ctx = ctx.clone();
+        let selector = selector.clone();
         let mut stop = stop_tx.subscribe();
         let wake = wake.subscribe();
         let task = tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop.recv().await;
             };
-            run_one(ctx, namespace, concurrency, wake, stopped).await;
+            run_one(ctx, namespace, selector, concurrency, wake, stopped).await;
         });
         tasks.push((name, task));
     }
@@ -143,6 +162,7 @@ async fn supervise(
 async fn run_one(
     ctx: Arc<Context>,
     namespace: Option<String>,
+    selector: Option<String>,
     concurrency: u16,
     wake: tokio::sync::broadcast::Receiver<Wakeup>,
     stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -165,7 +185,12 @@ async fn run_one(
     // operator never reads them, so they are dropped before the store sees the object.
     let (reader, writer) = reflector::store();
     let index = Arc::new(SecretIndex::default());
-    let jobs_stream = watcher(jobs, watcher::Config::default().any_semantic())
+    // Only this release's MediaJobs (`--selector`); the others are another release's business.
+    let mut jobs_config = watcher::Config::default().any_semantic();
+    if let Some(selector) = &selector {
+        jobs_config = jobs_config.labels(selector);
+    }
+    let jobs_stream = watcher(jobs, jobs_config)
         .modify(|job: &mut MediaJob| job.managed_fields_mut().clear())
         .inspect_ok({
             let index = index.clone();
