@@ -353,7 +353,8 @@ async fn a_leader_that_lost_the_lease_submits_nothing() {
 
 /// Two releases with disjoint `--selector`s on one API server split the MediaJobs between them:
 /// every job is handled once, by the release its labels name (its Events say so), and a MediaJob
-/// no release selects is left untouched.
+/// no release selects is left untouched. Each release has its own Media API account (here, its own
+/// emulator with its own app key), as exactly-once submission requires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releases_with_disjoint_selectors_split_the_jobs() {
     let World {
@@ -362,63 +363,26 @@ async fn releases_with_disjoint_selectors_split_the_jobs() {
         double,
         client,
     } = world().await;
+    let second_account = second_account(&s3, &client).await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, double.kubeconfig_yaml()).unwrap();
-    let release = |team: &str| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_mediajob-dev"))
-            .args([
-                "run",
-                "--namespace",
-                "mediajob-system",
-                "--media-api-secret",
-                "dolbyio",
-                "--auth-url",
-                &emulator.base_url(),
-                "--media-url",
-                &emulator.base_url(),
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--poll-min",
-                "200ms",
-                "--selector",
-                &format!("team={team}"),
-                "--lease-name",
-                &format!("release-{team}"),
-            ])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("POD_NAME", format!("release-{team}-0"))
-            .env("RUST_LOG", "error")
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the operator binary starts")
-    };
-    let mut a = release("a");
-    let mut b = release("b");
+    let mut a = release(&kubeconfig, "a", &emulator.base_url(), "dolbyio");
+    let mut b = release(&kubeconfig, "b", &second_account.base_url(), "dolbyio-b");
     let jobs: Api<MediaJob> = Api::namespaced(client.clone(), "podcasts");
-    let job = |name: &str, team: Option<&str>| {
-        let mut labels = serde_json::Map::new();
-        if let Some(team) = team {
-            labels.insert("team".into(), json!(team));
-        }
-        json!({
-            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {"operation": "enhance", "input": {"url": "s3://raw/in.wav"},
-                     "output": {"url": format!("s3://out/{name}.wav")},
-                     "credentials": {"secretRef": {"name": "s3"}}, "s3": {"endpoint": s3.endpoint()}},
-        })
-    };
     let teams = |i: usize| if i.is_multiple_of(2) { "a" } else { "b" };
     for i in 0..100 {
-        create(&jobs, job(&format!("job-{i}"), Some(teams(i)))).await;
+        create(&jobs, labelled_job(&s3, &format!("job-{i}"), teams(i))).await;
     }
-    create(&jobs, job("nobodys", Some("c"))).await;
+    create(&jobs, labelled_job(&s3, "nobodys", "c")).await;
     for i in 0..100 {
         wait_succeeded(&jobs, &format!("job-{i}"), Duration::from_secs(120)).await;
     }
-    assert_eq!(emulator.job_count(), 100, "each job ran once");
+    assert_eq!(
+        (emulator.job_count(), second_account.job_count()),
+        (50, 50),
+        "each job ran once, on its release's account"
+    );
 
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(client.clone(), "podcasts");
@@ -452,6 +416,124 @@ async fn releases_with_disjoint_selectors_split_the_jobs() {
     }
     a.kill().await.unwrap();
     b.kill().await.unwrap();
+}
+
+/// Two releases on one Media API account would break exactly-once submission (a search after a
+/// lost answer could find the other release's job): the second one to submit finds the account
+/// claimed, submits nothing, and says by whom.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_release_on_the_same_account_waits_and_says_why() {
+    let World {
+        s3,
+        emulator,
+        double,
+        client,
+    } = world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, double.kubeconfig_yaml()).unwrap();
+    let mut a = release(&kubeconfig, "a", &emulator.base_url(), "dolbyio");
+    let jobs: Api<MediaJob> = Api::namespaced(client.clone(), "podcasts");
+    create(&jobs, labelled_job(&s3, "first", "a")).await;
+    wait_succeeded(&jobs, "first", Duration::from_secs(30)).await;
+    let mut b = release(&kubeconfig, "b", &emulator.base_url(), "dolbyio");
+    create(&jobs, labelled_job(&s3, "second", "b")).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let job = jobs.get("second").await.unwrap();
+        let ready = job
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"));
+        if let Some(ready) = ready.filter(|c| c.reason == "MediaApiAccountInUse") {
+            break ready;
+        }
+        assert!(Instant::now() < deadline, "no MediaApiAccountInUse");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        ready.message.contains("release release-a"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        emulator.job_count(),
+        1,
+        "the second release submitted nothing"
+    );
+    a.kill().await.unwrap();
+    b.kill().await.unwrap();
+}
+
+/// A Media API account of its own: another emulator with another app key, on the same S3 store,
+/// and its Secret in the operator's namespace (`dolbyio-b`).
+async fn second_account(
+    s3: &EmbeddedS3,
+    client: &kube::Client,
+) -> media_api_emulator::RunningEmulator {
+    let emulator = Emulator::start(EmulatorConfig {
+        app_key: "team-b-app-key".into(),
+        s3: S3Settings {
+            endpoint: Some(s3.endpoint()),
+            region: "us-east-1".into(),
+            path_style: true,
+        },
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    create(
+        &Api::<Secret>::namespaced(client.clone(), "mediajob-system"),
+        json!({"metadata": {"name": "dolbyio-b"},
+               "stringData": {"DOLBYIO_APP_KEY": "team-b-app-key", "DOLBYIO_APP_SECRET": "emulator-app-secret"}}),
+    )
+    .await;
+    emulator
+}
+
+/// `run` for the MediaJobs labelled `team=<team>`, with its own Lease.
+fn release(
+    kubeconfig: &std::path::Path,
+    team: &str,
+    media_api: &str,
+    media_api_secret: &str,
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_mediajob-dev"))
+        .args([
+            "run",
+            "--namespace",
+            "mediajob-system",
+            "--media-api-secret",
+            media_api_secret,
+            "--auth-url",
+            media_api,
+            "--media-url",
+            media_api,
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--poll-min",
+            "200ms",
+            "--selector",
+            &format!("team={team}"),
+            "--lease-name",
+            &format!("release-{team}"),
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", format!("release-{team}-0"))
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the operator binary starts")
+}
+
+fn labelled_job(s3: &EmbeddedS3, name: &str, team: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+        "metadata": {"name": name, "labels": {"team": team}},
+        "spec": {"operation": "enhance", "input": {"url": "s3://raw/in.wav"},
+                 "output": {"url": format!("s3://out/{name}.wav")},
+                 "credentials": {"secretRef": {"name": "s3"}}, "s3": {"endpoint": s3.endpoint()}},
+    })
 }
 
 /// A release with a selector but the default Lease name is refused at start-up: it would share

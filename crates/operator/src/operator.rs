@@ -36,9 +36,12 @@ pub struct OperatorOptions {
     pub fence: Fence,
     /// Only MediaJobs whose labels match this label selector (`--selector`); all when `None`.
     pub selector: Option<String>,
-    /// The name this release goes by: the controller named in its Events (the leader Lease's
-    /// name under `run`).
+    /// The name this release goes by: the controller named in its Events and the holder of its
+    /// Media API account claims (the leader Lease's name under `run`).
     pub release: String,
+    /// Where the operator keeps its Leases (leader, Media API account claims); `None`
+    /// in-process, where one operator is all there is and accounts are not claimed.
+    pub operator_namespace: Option<String>,
 }
 
 impl OperatorOptions {
@@ -71,6 +74,7 @@ impl OperatorOptions {
             fence: Fence::open(),
             selector: None,
             release: "mediajob-operator".into(),
+            operator_namespace: None,
         }
     }
 
@@ -106,6 +110,7 @@ impl OperatorOptions {
             fence: Fence::open(),
             selector: args.selector.clone().filter(|s| !s.trim().is_empty()),
             release: args.lease_name.clone(),
+            operator_namespace: Some(args.namespace.clone()),
             callback: match &args.callback_url {
                 Some(url) => Some(CallbackSettings {
                     listen: args.callback_listen,

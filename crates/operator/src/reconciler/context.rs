@@ -11,6 +11,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
+use super::account_claims::AccountClaims;
 use super::admission::Admission;
 use super::callback::{self, CallbackKey, Wakeup};
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
@@ -69,6 +70,8 @@ pub struct Context {
     expected_stores: Mutex<usize>,
     /// Submission lanes and claimed job ids (see `lanes.rs`).
     pub lanes: Mutex<Lanes>,
+    /// The Media API accounts this release submits on (see `account_claims.rs`).
+    pub account_claims: AccountClaims,
     lanes_seeded: std::sync::atomic::AtomicBool,
     /// Jobs waiting for each lane, woken one at a time as it frees up.
     lane_waiters: Mutex<HashMap<LaneKey, std::collections::VecDeque<Wakeup>>>,
@@ -99,6 +102,11 @@ impl Context {
             admission: Mutex::new(Admission::new(max_in_flight, stale_after)),
             memory: Memory::default(),
             jobs: Mutex::new(vec![]),
+            account_claims: AccountClaims::new(
+                client.clone(),
+                options.operator_namespace.as_deref(),
+                &options.release,
+            ),
             secrets: SecretCache::new(client),
             callback: Mutex::new(None),
             expected_stores: Mutex::new(1),

@@ -161,6 +161,10 @@ pub enum LaneObservation {
     Starting {
         until: Timestamp,
     },
+    /// Another operator release has claimed the job's Media API account.
+    ClaimedElsewhere {
+        owner: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -719,6 +723,24 @@ pub fn decide_validated(
                 requeue_after: Some(until(now, *ready).max(Duration::from_millis(100))),
                 status: quiet(status),
                 action: Action::None,
+            };
+        }
+        LaneObservation::ClaimedElsewhere { owner } => {
+            let message = format!(
+                "the Media API account is claimed by operator release {owner}: two releases submitting on one account cannot guarantee exactly-once submission. Use another account for this job (mediaApiCredentials) or let release {owner} handle it (labels)"
+            );
+            set_waiting(
+                &mut status,
+                Phase::Queued,
+                Reason::MediaApiAccountInUse,
+                &message,
+                generation,
+                now,
+            );
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(timing.secret_recheck),
             };
         }
         LaneObservation::Busy { held_for, free_at } => {

@@ -1580,3 +1580,30 @@ fn an_intent_this_process_never_sent_is_dropped_not_searched_for() {
     let d = decide(&job, &ready(), clock(1), &settings());
     assert!(matches!(d.action, Action::Search { .. }));
 }
+
+#[test]
+fn an_account_claimed_by_another_release_is_not_submitted_on_and_says_by_whom() {
+    let job = enhance();
+    let observed = Observed {
+        lane: LaneObservation::ClaimedElsewhere {
+            owner: "team-a".into(),
+        },
+        ..ready()
+    };
+    let d = decide(&job, &observed, clock(0), &settings());
+    assert_eq!(d.action, Action::None, "no submission");
+    assert_eq!(reason(&d.status), "MediaApiAccountInUse");
+    assert_eq!(d.status.phase, Some(Phase::Queued));
+    let ready = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert!(
+        ready.message.contains("release team-a"),
+        "{}",
+        ready.message
+    );
+    assert!(d.requeue_after.is_some(), "looked at again later");
+}

@@ -1,4 +1,5 @@
 //! The reconciler: a pure decision core (`decide`) and the shell that carries out its actions.
+pub mod account_claims;
 pub mod admission;
 pub mod callback;
 pub mod conditions;

@@ -73,6 +73,8 @@ reasons! {
     CancelledRemotely => true,
     /// The Media API app key changed while a submission made with the old one is in flight.
     MediaApiAccountChanged => true,
+    /// Another operator release claimed the job's Media API account.
+    MediaApiAccountInUse => true,
     UnknownRemoteStatus => true,
     /// The job succeeded but its inline result is too large for status (`ResultOmitted`).
     ResultTooLarge => false,

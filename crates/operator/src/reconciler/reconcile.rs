@@ -9,6 +9,7 @@ use kube::runtime::controller::Action as Requeue;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::account_claims::Claim;
 use super::context::{CancelOutcome, Context, MediaAccount, lane_key};
 use super::decide::{
     self, Action, CancelPurpose, Clock, CredentialsState, Decision, IntentLane, LaneObservation,
@@ -761,6 +762,16 @@ async fn observe_lane(
         // Without an account nothing is submitted; the credentials say why.
         return LaneObservation::Free;
     };
+    match ctx.account_claims.check(&account.account).await {
+        Claim::Ours => {}
+        Claim::Theirs { owner } => return LaneObservation::ClaimedElsewhere { owner },
+        Claim::Unknown { message } => {
+            warn!(job = %job.name_any(), %message, "not submitting until the account claim can be checked");
+            return LaneObservation::Starting {
+                until: now + jiff::SignedDuration::from_secs(5),
+            };
+        }
+    }
     if !ctx.try_seed_lanes() {
         // Every store must be complete before any lane is handed out (see lanes.rs).
         return LaneObservation::Starting {
