@@ -569,8 +569,11 @@ async fn a_secret_with_a_missing_key_is_reported_and_recovers_when_fixed() {
     env.cleanup().await;
 }
 
+/// A wrong secret key, or an input that does not exist, is found by the preflight HEAD: the job
+/// waits with a condition naming the object and the S3 answer, and no remote job is paid for
+/// while the cause stands. Fixing the Secret, or the spec, lets it run at once.
 #[tokio::test]
-async fn a_wrong_secret_key_fails_the_job_with_an_access_error() {
+async fn a_wrong_secret_key_or_a_missing_input_costs_no_remote_job() {
     let mut env = Env::start().await;
     env.start_operator();
     env.put_secret(
@@ -581,22 +584,73 @@ async fn a_wrong_secret_key_fails_the_job_with_an_access_error() {
         ],
     )
     .await;
-    let mut manifest = env.enhance("wrong");
-    manifest["spec"]["credentials"]["secretRef"]["name"] = json!("wrong");
-    manifest["spec"]["retry"] = json!({"limit": 1});
-    env.create(manifest).await.unwrap();
-    let job = env.wait_for_phase("wrong", Phase::Failed, T).await;
-    assert_eq!(reason_of(&job), "RemoteJobFailed");
-    let status = job.status.unwrap();
-    assert_eq!(status.failed_attempts, Some(2));
-    let message = &status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap()
-        .message;
-    assert!(message.to_lowercase().contains("input"), "{message}");
-    assert!(!message.contains("X-Amz-Signature"), "{message}");
+    let mut wrong_key = env.enhance("wrong-key");
+    wrong_key["spec"]["credentials"]["secretRef"]["name"] = json!("wrong");
+    env.create(wrong_key).await.unwrap();
+    let mut missing = env.enhance("missing");
+    missing["spec"]["input"]["url"] = json!(format!("s3://{}/not-there.wav", env.raw));
+    env.create(missing).await.unwrap();
+
+    let message = |job: &MediaJob| {
+        job.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    };
+    let job = env
+        .wait_for("wrong-key", T, |j| reason_of(j) == "InputNotReadable")
+        .await;
+    assert!(message(&job).contains("answered 403"), "{}", message(&job));
+    assert!(message(&job).contains(&format!("s3://{}/ep42.wav", env.raw)));
+    assert!(
+        !message(&job).contains("X-Amz-Signature"),
+        "{}",
+        message(&job)
+    );
+    let job = env
+        .wait_for("missing", T, |j| reason_of(j) == "InputNotReadable")
+        .await;
+    assert!(
+        message(&job).contains("404 (NoSuchKey)"),
+        "{}",
+        message(&job)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.emulator.job_count(),
+        0,
+        "no remote job while the cause stands"
+    );
+    let status = env.jobs().get("wrong-key").await.unwrap().status.unwrap();
+    assert_eq!(status.attempts, None, "no attempt and no retry budget used");
+
+    // The fixes: the right secret key; an input that exists.
+    env.put_secret(
+        "wrong",
+        &[
+            ("AWS_ACCESS_KEY_ID", &env.s3.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &env.s3.secret_key),
+        ],
+    )
+    .await;
+    env.jobs()
+        .patch(
+            "missing",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"input": {"url": format!("s3://{}/ep42.wav", env.raw)}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    env.wait_for_phase("wrong-key", Phase::Succeeded, T).await;
+    env.wait_for_phase("missing", Phase::Succeeded, T).await;
+    assert_eq!(
+        env.emulator.job_count(),
+        2,
+        "one remote job each, once fixed"
+    );
     env.cleanup().await;
 }
 
@@ -889,6 +943,7 @@ async fn two_hundred_jobs_under_a_cap_of_twenty() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(peak <= 20, "{peak} jobs in flight under a cap of 20");
+    eprintln!("peak in flight: {peak}");
     assert!(peak >= 5, "the cap was barely used ({peak})");
     let jobs = env.jobs().list(&Default::default()).await.unwrap();
     let attempts: i32 = jobs

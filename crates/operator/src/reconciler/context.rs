@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -21,6 +22,7 @@ use super::media_clients::{
 };
 pub use super::media_clients::{DefaultAccount, MediaAccount, MediaApiSettings};
 use super::memory::Memory;
+use super::preflight::{self, Preflight};
 use super::remote;
 use super::search::{self, Presence, Unconfirmed, Verdict};
 use super::secret_cache::SecretCache;
@@ -72,6 +74,8 @@ pub struct Context {
     pub lanes: Mutex<Lanes>,
     /// The Media API accounts this release submits on (see `account_claims.rs`).
     pub account_claims: AccountClaims,
+    /// For the preflight HEAD of inputs (see `preflight.rs`).
+    pub preflight_http: reqwest::Client,
     lanes_seeded: std::sync::atomic::AtomicBool,
     /// Jobs waiting for each lane, woken one at a time as it frees up.
     lane_waiters: Mutex<HashMap<LaneKey, std::collections::VecDeque<Wakeup>>>,
@@ -107,6 +111,10 @@ impl Context {
                 options.operator_namespace.as_deref(),
                 &options.release,
             ),
+            preflight_http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("an HTTP client with a timeout builds"),
             secrets: SecretCache::new(client),
             callback: Mutex::new(None),
             expected_stores: Mutex::new(1),
@@ -455,6 +463,41 @@ impl Context {
         Ok(prepared)
     }
 
+    /// The preflight of the job's input (see `preflight.rs`), remembered for a few minutes once
+    /// readable (per generation and credentials), so that the HEAD is off the path of a job woken
+    /// for its submission lane: it was made while the job waited.
+    pub async fn preflight(
+        &self,
+        job: &MediaJob,
+        valid: &super::validate::ValidatedJob,
+        s3: Option<&S3Credentials>,
+        now: Timestamp,
+    ) -> Preflight {
+        const READABLE_FOR: Duration = Duration::from_secs(300);
+        let uid = job.metadata.uid.as_deref().unwrap_or_default();
+        let generation = job.metadata.generation.unwrap_or(0);
+        let credentials = s3.map_or(0, credentials_fingerprint);
+        if self
+            .memory
+            .input_readable_since(uid, generation, credentials)
+            .is_some_and(|at| at.elapsed() < READABLE_FOR)
+        {
+            return Preflight::Readable;
+        }
+        let check = preflight::check_input(&self.preflight_http, job, valid, s3, now).await;
+        match &check {
+            Preflight::Readable => {
+                self.memory.clear_refused_input(uid);
+                let at = std::time::Instant::now();
+                self.memory
+                    .set_input_readable(uid, generation, credentials, at);
+            }
+            Preflight::Refused { .. } => {}
+            Preflight::Inconclusive => self.memory.clear_refused_input(uid),
+        }
+        check
+    }
+
     pub async fn submit_remote(
         &self,
         client: &MediaApiClient,
@@ -605,6 +648,19 @@ fn result_label<T>(result: &Result<T, crate::media_api::MediaApiError>) -> &'sta
         Ok(_) => "ok",
         Err(e) => e.class().name(),
     }
+}
+
+/// Tells credentials apart without keeping them: a hash of the key id and secret, in memory only.
+fn credentials_fingerprint(c: &S3Credentials) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    c.access_key_id.hash(&mut hasher);
+    c.secret_access_key.expose().hash(&mut hasher);
+    c.session_token
+        .as_ref()
+        .map(|t| t.expose())
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]

@@ -185,6 +185,29 @@ pub struct Observed {
     /// The job's Media API account (app key) is not the one its submission was made with: the
     /// operator cannot see that job any more, so it must conclude nothing about it.
     pub account_changed: bool,
+    /// The preflight HEAD of the input, made right before a submission.
+    pub input: InputCheck,
+}
+
+/// What the preflight of the input found (see `preflight.rs`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum InputCheck {
+    /// Not checked, or nothing to conclude: submit.
+    #[default]
+    NotChecked,
+    /// The input's server refused a HEAD (`status` 403 or 404), `failures` times in a row.
+    Refused {
+        location: String,
+        status: u16,
+        failures: u32,
+    },
+}
+
+/// How long a job whose input was refused waits before the next check (a Secret or spec change
+/// brings one at once): 30 s, doubling, at most 10 min.
+pub fn refused_input_backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(5);
+    (Duration::from_secs(30) * 2u32.pow(exponent)).min(Duration::from_secs(600))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -769,6 +792,30 @@ pub fn decide_validated(
                 requeue_after: Some(recheck),
             };
         }
+    }
+    if let InputCheck::Refused {
+        location,
+        status: code,
+        failures,
+    } = &observed.input
+    {
+        let name = super::preflight::error_name(*code);
+        let message = format!(
+            "the input {location} cannot be read: its server answered {code} ({name}) to a HEAD made with the job's credentials and endpoint. Nothing is submitted until it can be read; checked again when the Secret or the spec changes, and after a backoff"
+        );
+        set_waiting(
+            &mut status,
+            Phase::Pending,
+            Reason::InputNotReadable,
+            &message,
+            generation,
+            now,
+        );
+        return Decision {
+            status,
+            action: Action::None,
+            requeue_after: Some(refused_input_backoff(*failures)),
+        };
     }
     let attempt = status.attempts.unwrap_or(0).saturating_add(1);
     let cause = if status.url_refreshes.unwrap_or(0) > 0

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::crd::{MediaJob, MediaJobSpec, MediaJobStatus, Phase, SubmissionRecord};
 use crate::reconciler::decide::{
-    self, Clock, CredentialsState, FailureKind, IntentLane, LaneObservation, Observed,
+    self, Clock, CredentialsState, FailureKind, InputCheck, IntentLane, LaneObservation, Observed,
     RemoteObservation, RemoteState, SearchPurpose, Settings, SubmitOutcome, Verdict,
 };
 use crate::reconciler::search::Unconfirmed;
@@ -242,9 +242,21 @@ impl Gen {
                     held_for: self.duration(),
                     free_at: self.maybe(|g| g.time()),
                 },
-                _ => LaneObservation::Starting { until: self.time() },
+                2 => LaneObservation::Starting { until: self.time() },
+                _ => LaneObservation::ClaimedElsewhere {
+                    owner: "other-release".into(),
+                },
             },
             account_changed: self.0.bool(),
+            input: if self.0.bool() {
+                InputCheck::NotChecked
+            } else {
+                InputCheck::Refused {
+                    location: "s3://b/k".into(),
+                    status: 404,
+                    failures: self.0.u32(1..8),
+                }
+            },
         }
     }
 

@@ -51,6 +51,7 @@ fn ready() -> Observed {
         credentials_changed: false,
         lane: LaneObservation::Free,
         account_changed: false,
+        input: InputCheck::NotChecked,
     }
 }
 
@@ -1606,4 +1607,48 @@ fn an_account_claimed_by_another_release_is_not_submitted_on_and_says_by_whom() 
         ready.message
     );
     assert!(d.requeue_after.is_some(), "looked at again later");
+}
+
+#[test]
+fn an_unreadable_input_submits_nothing_names_the_object_and_backs_off() {
+    let job = enhance();
+    let refused = |failures| Observed {
+        input: InputCheck::Refused {
+            location: "s3://raw/missing.wav".into(),
+            status: 404,
+            failures,
+        },
+        ..ready()
+    };
+    let d = decide(&job, &refused(1), clock(0), &settings());
+    assert_eq!(
+        d.action,
+        Action::None,
+        "no remote job while the input cannot be read"
+    );
+    assert_eq!(reason(&d.status), "InputNotReadable");
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+    assert_eq!(d.status.attempts, None, "no attempt used");
+    let ready_condition = &d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(
+        ready_condition.contains("s3://raw/missing.wav"),
+        "{ready_condition}"
+    );
+    assert!(
+        ready_condition.contains("404 (NoSuchKey)"),
+        "{ready_condition}"
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(30)));
+    let later = decide(&job, &refused(3), clock(0), &settings());
+    assert_eq!(later.requeue_after, Some(Duration::from_secs(120)));
+    assert_eq!(refused_input_backoff(40), Duration::from_secs(600));
+    // Readable again: the submission goes ahead.
+    let d = decide(&job, &ready(), clock(0), &settings());
+    assert!(matches!(d.action, Action::Submit { .. }), "{:?}", d.action);
 }

@@ -19,6 +19,10 @@ struct Entry {
     empty_searches: u32,
     /// Settled empty looks for a job whose status answered 404 (gone needs two).
     empty_looks: u32,
+    /// Preflight checks in a row that found the input unreadable (for the backoff).
+    refused_inputs: u32,
+    /// The input was found readable: for which generation and credentials, and when.
+    input_readable: Option<(i64, u64, Instant)>,
     /// An attempt whose intent write failed (it may be stored) and whose request this process
     /// therefore never sent.
     unsent: Option<i32>,
@@ -144,6 +148,43 @@ impl Memory {
     pub fn unsent(&self, uid: &str, attempt: i32) -> bool {
         let entries = self.entries.lock().unwrap();
         entries.get(uid).and_then(|e| e.unsent) == Some(attempt)
+    }
+
+    /// Counts a preflight that found the input unreadable; returns how many in a row.
+    pub fn note_refused_input(&self, uid: &str) -> u32 {
+        let mut entries = self.entries.lock().unwrap();
+        let entry = entries.entry(uid.to_string()).or_default();
+        entry.refused_inputs += 1;
+        entry.refused_inputs
+    }
+
+    pub fn clear_refused_input(&self, uid: &str) {
+        if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
+            e.refused_inputs = 0;
+        }
+    }
+
+    /// When the input was last found readable for this generation and credentials.
+    pub fn input_readable_since(
+        &self,
+        uid: &str,
+        generation: i64,
+        credentials: u64,
+    ) -> Option<Instant> {
+        let entries = self.entries.lock().unwrap();
+        match entries.get(uid)?.input_readable {
+            Some((g, c, at)) if g == generation && c == credentials => Some(at),
+            _ => None,
+        }
+    }
+
+    pub fn set_input_readable(&self, uid: &str, generation: i64, credentials: u64, at: Instant) {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry(uid.to_string())
+            .or_default()
+            .input_readable = Some((generation, credentials, at));
     }
 
     /// Counts a failed pass; returns how many in a row.

@@ -11,6 +11,7 @@ pub mod kube_writes;
 pub mod lanes;
 pub mod media_clients;
 pub mod memory;
+pub mod preflight;
 pub mod reason;
 pub mod reconcile;
 pub mod remote;

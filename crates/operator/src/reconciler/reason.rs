@@ -49,6 +49,8 @@ reasons! {
     /// The Secret has a session token but no session expiration: an end is assumed (the
     /// `SessionEndAssumed` condition).
     SessionExpirationMissing => true,
+    /// The preflight HEAD of the input was refused (403/404); nothing is submitted.
+    InputNotReadable => true,
     /// The cluster-wide cap on jobs in flight is reached.
     WaitingForCapacity => false,
     /// Another submission on the same account and operation is being confirmed.

@@ -12,12 +12,14 @@ use tracing::{debug, info, warn};
 use super::account_claims::Claim;
 use super::context::{CancelOutcome, Context, MediaAccount, lane_key};
 use super::decide::{
-    self, Action, CancelPurpose, Clock, CredentialsState, Decision, IntentLane, LaneObservation,
-    Observed, Poll, RemoteObservation, RemoteState, SearchPurpose, Slot, SubmitOutcome,
+    self, Action, CancelPurpose, Clock, CredentialsState, Decision, InputCheck, IntentLane,
+    LaneObservation, Observed, Poll, RemoteObservation, RemoteState, SearchPurpose, Slot,
+    SubmitOutcome,
 };
 use super::events::transition_events;
 use super::kube_writes;
 use super::lanes::LaneWait;
+use super::preflight::Preflight;
 use super::search;
 use crate::crd::{MediaJob, MediaJobStatus};
 use crate::media_api::{ErrorClass, MediaApiError};
@@ -137,6 +139,34 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
             ..observed.clone()
         };
         decision = decide::decide_validated(job, &validated, &observed, clock, &ctx.settings);
+    }
+    // Right before a submission: is the input readable? A refusal is decided on again.
+    if let (Action::Submit { .. }, Ok(valid)) = (&decision.action, &validated)
+        && let Preflight::Refused { location, status } = ctx
+            .preflight(job, valid, s3_credentials.as_ref(), now)
+            .await
+    {
+        let failures = ctx.memory.note_refused_input(&uid);
+        debug!(job = %key.1, status, failures, "the input cannot be read; not submitting");
+        let observed = Observed {
+            input: InputCheck::Refused {
+                location,
+                status,
+                failures,
+            },
+            admitted: true,
+            ..observed.clone()
+        };
+        decision = decide::decide_validated(job, &validated, &observed, clock, &ctx.settings);
+    }
+    // While a job waits for its lane, its input is checked, so that the check is not on the
+    // lane's critical path when the job is woken.
+    if let (LaneObservation::Busy { .. }, Ok(valid)) = (&observed.lane, &validated)
+        && s3_credentials.is_some()
+    {
+        let _ = ctx
+            .preflight(job, valid, s3_credentials.as_ref(), now)
+            .await;
     }
     debug!(job = %key.1, namespace = %key.0, action = ?decision.action, "decided");
 
@@ -732,6 +762,7 @@ async fn observe(
         _ => false,
     };
     let observed = Observed {
+        input: InputCheck::NotChecked,
         account_changed,
         lane,
         credentials_changed: ctx.memory.take_credentials_changed(namespace, &key.1),

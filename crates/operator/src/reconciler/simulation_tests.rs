@@ -19,8 +19,9 @@ use serde_json::json;
 use crate::crd::{MediaJob, MediaJobSpec, MediaJobStatus, Phase};
 use crate::operation::Operation;
 use crate::reconciler::decide::{
-    self, Action, CancelPurpose, Clock, CredentialsState, Decision, IntentLane, LaneObservation,
-    Observed, RemoteObservation, RemoteState, SearchPurpose, Settings, SubmitOutcome, Verdict,
+    self, Action, CancelPurpose, Clock, CredentialsState, Decision, InputCheck, IntentLane,
+    LaneObservation, Observed, RemoteObservation, RemoteState, SearchPurpose, Settings,
+    SubmitOutcome, Verdict,
 };
 use crate::reconciler::lanes::{LaneKey, LaneWait, Lanes};
 use crate::reconciler::search::{self, Listed, Presence, SearchSettings};
@@ -437,6 +438,7 @@ impl World {
             credentials_changed: false,
             lane,
             account_changed: false,
+            input: InputCheck::NotChecked,
         };
         let validated = decide::validate(&job);
         let Decision {

@@ -116,6 +116,28 @@ impl Presigner {
         })
     }
 
+    /// A URL to HEAD the object: the preflight check that the input can be read.
+    pub async fn presign_head(
+        &self,
+        location: &S3Location,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<PresignedUrl, S3Error> {
+        let (config, expires_at) = self.config(location, ttl, now)?;
+        let request = self
+            .client
+            .head_object()
+            .bucket(&location.bucket)
+            .key(&location.key)
+            .presigned(config)
+            .await
+            .map_err(|e| presign_error(location, &e))?;
+        Ok(PresignedUrl {
+            url: SecretString::new(request.uri()),
+            expires_at,
+        })
+    }
+
     /// A URL to PUT the object (what the Media API does with an output).
     pub async fn presign_put(
         &self,
