@@ -46,8 +46,9 @@ pub struct OperatorOptions {
 
 impl OperatorOptions {
     /// The operator in-process against the project's emulator (local mode, tests, benches):
-    /// quick polls, and search settings for an emulator that lists new jobs at once. Callers
-    /// change what their run needs with struct update syntax.
+    /// quick polls (even with callbacks, so that `local` shows a job's progress), and search
+    /// settings for an emulator that lists new jobs at once. Callers change what their run needs
+    /// with struct update syntax.
     pub fn in_process(scope: Scope, media: MediaApiSettings) -> Self {
         Self {
             scope,
@@ -55,6 +56,8 @@ impl OperatorOptions {
                 timing: Timing {
                     poll_min: Duration::from_millis(500),
                     poll_max: Duration::from_secs(5),
+                    callback_poll_min: Duration::from_millis(500),
+                    callback_poll_max: Duration::from_secs(5),
                     ..Timing::default()
                 },
                 max_url_refreshes: 10,
@@ -100,6 +103,8 @@ impl OperatorOptions {
                     ..SearchSettings::default()
                 },
                 assumed_session_lifetime: args.assumed_session_lifetime,
+                // Set by `start` once the callback receiver listens.
+                callbacks_since: None,
             },
             max_in_flight: args.max_jobs_in_flight,
             concurrency: args.concurrency,
@@ -154,34 +159,46 @@ pub async fn start(
         |what| readiness.waiting_for(what),
     )
     .await?;
+    // The receiver listens before the context is built: whether callbacks will come decides how
+    // often jobs are polled.
+    let listener = match &options.callback {
+        Some(settings) => match tokio::net::TcpListener::bind(settings.listen).await {
+            Ok(listener) => Some((listener, settings.clone())),
+            // Polling alone still finishes every job; say so loudly and go on.
+            Err(error) => {
+                error!(%error, listen = %settings.listen, "cannot listen for completion callbacks; polling only");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut options = options;
+    if listener.is_some() {
+        // Submissions from now on carry a callback this process can verify (whole seconds: an
+        // intent time is recorded in whole seconds).
+        let now = jiff::Timestamp::now();
+        options.settings.callbacks_since = jiff::Timestamp::from_second(now.as_second()).ok();
+    }
     let ctx = Arc::new(Context::new(client, metrics, &options));
     let (wake, _) = tokio::sync::broadcast::channel(1024);
     let mut receiver = None;
-    if let Some(settings) = &options.callback {
-        match tokio::net::TcpListener::bind(settings.listen).await {
-            Ok(listener) => {
-                let local = listener
-                    .local_addr()
-                    .map(|a| format!("http://{a}"))
-                    .unwrap_or_default();
-                let base = settings.public_url.clone().unwrap_or(local);
-                let key = settings.key.clone().unwrap_or_else(|| {
-                    // Expected when local; in a cluster, the chart's Secret gives every replica one.
-                    if settings.public_url.is_some() {
-                        warn!("no callback key (MEDIAJOB_CALLBACK_KEY): a random one for this process; after a restart, jobs submitted before it finish by polling");
-                    }
-                    CallbackKey::random()
-                });
-                ctx.set_callback(&base, key.clone());
-                info!(listen = %settings.listen, "completion callbacks enabled");
-                let app = callback::router(ctx.clone(), wake.clone(), key);
-                receiver = Some(tokio::spawn(callback::serve(listener, app)));
+    if let Some((listener, settings)) = listener {
+        let local = listener
+            .local_addr()
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default();
+        let base = settings.public_url.clone().unwrap_or(local);
+        let key = settings.key.clone().unwrap_or_else(|| {
+            // Expected when local; in a cluster, the chart's Secret gives every replica one.
+            if settings.public_url.is_some() {
+                warn!("no callback key (MEDIAJOB_CALLBACK_KEY): a random one for this process; after a restart, jobs submitted before it finish by polling");
             }
-            // Polling alone still finishes every job; say so loudly and go on.
-            Err(error) => {
-                error!(%error, listen = %settings.listen, "cannot listen for completion callbacks; polling only")
-            }
-        }
+            CallbackKey::random()
+        });
+        ctx.set_callback(&base, key.clone());
+        info!(listen = %settings.listen, "completion callbacks enabled");
+        let app = callback::router(ctx.clone(), wake.clone(), key);
+        receiver = Some(tokio::spawn(callback::serve(listener, app)));
     }
     readiness.ready();
     info!(scope = ?options.scope, max_in_flight = options.max_in_flight, "reconciling MediaJobs");

@@ -45,6 +45,10 @@ pub struct Settings {
     /// How long temporary S3 credentials whose Secret states no end are taken to last after the
     /// Secret was written (`--assumed-session-lifetime`).
     pub assumed_session_lifetime: Duration,
+    /// Submissions made at or after this time carry a completion callback this process can
+    /// verify; their polls are only a safety net (`Timing::callback_poll_interval`). `None`:
+    /// no callbacks, poll on the usual schedule.
+    pub callbacks_since: Option<Timestamp>,
 }
 
 impl Default for Settings {
@@ -54,6 +58,7 @@ impl Default for Settings {
             max_url_refreshes: 10,
             search: SearchSettings::default(),
             assumed_session_lifetime: DEFAULT_ASSUMED_SESSION_LIFETIME,
+            callbacks_since: None,
         }
     }
 }
@@ -944,7 +949,16 @@ fn follow(
     let generation = job.metadata.generation;
     let timing = &settings.timing;
     let submitted_at = status.submission.as_ref().map_or(now, |s| s.intent_time.0);
-    let poll = timing.poll_interval(elapsed(submitted_at, now), clock.jitter);
+    let age = elapsed(submitted_at, now);
+    // A job whose completion will be called back is polled only as a safety net.
+    let called_back = settings
+        .callbacks_since
+        .is_some_and(|since| submitted_at >= since);
+    let poll = if called_back {
+        timing.callback_poll_interval(age, clock.jitter)
+    } else {
+        timing.poll_interval(age, clock.jitter)
+    };
     let refresh_due = status
         .next_refresh_time
         .as_ref()
@@ -1798,15 +1812,16 @@ pub fn has_finalizer(job: &MediaJob) -> bool {
         .any(|f| f == FINALIZER)
 }
 
-/// Progress in steps of ten, below 100 until the job has succeeded, so a long job writes
-/// status about ten times rather than on every poll.
+/// Progress in quarters (0, 25, 50, 75), below 100 until the job has succeeded, so a long job
+/// writes status at most three times for progress rather than on every poll: each write goes to
+/// the shared API server and to every watcher of MediaJobs.
 pub fn coarse_progress(progress: f64) -> i32 {
     let p = if progress.is_finite() {
         progress.clamp(0.0, 99.0)
     } else {
         0.0
     };
-    ((p as i32) / 10) * 10
+    ((p as i32) / 25) * 25
 }
 
 fn restarted(old: &MediaJobStatus, generation: Option<i64>) -> MediaJobStatus {

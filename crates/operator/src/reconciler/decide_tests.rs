@@ -568,9 +568,10 @@ fn refused_app_credentials_wait_for_a_fix() {
 #[test]
 fn progress_is_coarsened() {
     assert_eq!(coarse_progress(0.0), 0);
-    assert_eq!(coarse_progress(47.5), 40);
-    assert_eq!(coarse_progress(99.9), 90);
-    assert_eq!(coarse_progress(100.0), 90);
+    assert_eq!(coarse_progress(24.9), 0);
+    assert_eq!(coarse_progress(47.5), 25);
+    assert_eq!(coarse_progress(99.9), 75);
+    assert_eq!(coarse_progress(100.0), 75);
     assert_eq!(coarse_progress(f64::NAN), 0);
     assert_eq!(coarse_progress(-3.0), 0);
 }
@@ -587,7 +588,7 @@ fn a_running_job_shows_progress_and_is_polled_adaptively() {
     assert_eq!(d.action, Action::None);
     assert_eq!(
         (d.status.phase, d.status.progress),
-        (Some(Phase::Running), Some(40))
+        (Some(Phase::Running), Some(25))
     );
     assert_eq!(d.requeue_after, Some(Duration::from_secs(20)));
 }
@@ -1651,4 +1652,28 @@ fn an_unreadable_input_submits_nothing_names_the_object_and_backs_off() {
     // Readable again: the submission goes ahead.
     let d = decide(&job, &ready(), clock(0), &settings());
     assert!(matches!(d.action, Action::Submit { .. }), "{:?}", d.action);
+}
+
+#[test]
+fn a_job_whose_completion_is_called_back_is_polled_only_as_a_safety_net() {
+    // Submitted at T0 + 0 as "j1"; looked at right after.
+    let job = submitted(&enhance());
+    let polled = |callbacks_since: Option<Timestamp>| {
+        let settings = Settings {
+            callbacks_since,
+            ..settings()
+        };
+        let observed = Observed {
+            remote: RemoteObservation::NotPolled,
+            ..ready()
+        };
+        decide(&job, &observed, clock(1), &settings).requeue_after
+    };
+    let usual = polled(None).expect("a poll is scheduled");
+    let sparse = polled(Some(at(0))).expect("a safety poll is scheduled");
+    assert!(usual <= Duration::from_secs(3), "{usual:?}");
+    assert!(sparse >= Duration::from_secs(24), "{sparse:?}");
+    // A submission made before this process listened carries no callback it can verify.
+    let before = polled(Some(at(10))).unwrap();
+    assert!(before <= Duration::from_secs(3), "{before:?}");
 }

@@ -1,5 +1,8 @@
-//! Kubernetes Events for transitions only: one when the job's state (the Ready condition's reason)
-//! changes, never one per poll, so a healthy job produces a handful.
+//! Kubernetes Events for transitions a person may act on: a Warning whenever the job's state (the
+//! Ready condition's reason) changes to a problem, and one Normal Event when it succeeds. The
+//! steps of a healthy job (Submitted, Running, waiting for a slot or a lane, a URL refresh) are in
+//! status and its conditions, not in Events: each Event is a write to the shared API server, and
+//! a healthy job should cost as few as it can.
 
 use crate::crd::MediaJobStatus;
 
@@ -35,8 +38,12 @@ pub fn transition_events(old: &MediaJobStatus, new: &MediaJobStatus) -> Vec<Even
     if old_ready.is_some_and(|c| c.reason == new_ready.reason) {
         return events;
     }
+    let warning = is_warning(&new_ready.reason);
+    if !warning && new_ready.reason != Reason::Succeeded.as_str() {
+        return events;
+    }
     events.push(EventNote {
-        warning: is_warning(&new_ready.reason),
+        warning,
         reason: new_ready.reason.clone(),
         note: new_ready.message.clone(),
     });
@@ -69,19 +76,33 @@ mod tests {
     }
 
     #[test]
-    fn a_state_change_is_one_event() {
-        let events = transition_events(
-            &status("Submitted", "a"),
-            &status("Running", "job j1 is running"),
-        );
+    fn success_and_problems_are_events_the_steps_of_a_healthy_job_are_not() {
+        let healthy = [
+            "Submitted",
+            "Running",
+            "WaitingForCapacity",
+            "RefreshingUrls",
+        ];
+        for (from, to) in healthy.iter().zip(healthy.iter().skip(1)) {
+            assert!(
+                transition_events(&status(from, "a"), &status(to, "b")).is_empty(),
+                "{from} -> {to}"
+            );
+        }
         assert_eq!(
-            events,
+            transition_events(
+                &status("Running", "a"),
+                &status("Succeeded", "job j1 succeeded")
+            ),
             vec![EventNote {
                 warning: false,
-                reason: "Running".into(),
-                note: "job j1 is running".into()
+                reason: "Succeeded".into(),
+                note: "job j1 succeeded".into()
             }]
         );
+        let failed = transition_events(&status("Running", "a"), &status("RemoteJobFailed", "x"));
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].warning);
     }
 
     #[test]

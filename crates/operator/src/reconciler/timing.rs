@@ -9,6 +9,9 @@ pub struct Timing {
     pub poll_min: Duration,
     /// The slowest poll, for jobs that have run for a long time.
     pub poll_max: Duration,
+    /// The safety-net polls of a job whose completion will be called back.
+    pub callback_poll_min: Duration,
+    pub callback_poll_max: Duration,
     /// Backoff after a transient failure or a failed remote job, doubled each time.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -35,6 +38,8 @@ impl Default for Timing {
         Self {
             poll_min: Duration::from_secs(2),
             poll_max: Duration::from_secs(60),
+            callback_poll_min: Duration::from_secs(30),
+            callback_poll_max: Duration::from_secs(600),
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
             queued_recheck: Duration::from_secs(3),
@@ -58,6 +63,14 @@ impl Timing {
     }
 
     /// Exponential backoff for the `n`-th consecutive failure (0-based), with ±20 % jitter.
+    /// With a completion callback on its way, a poll only guards against a lost callback: the
+    /// first after `callback_poll_min`, then as old as the job is, at most `callback_poll_max`.
+    /// A short job is not polled at all before its callback; an hours-long one a few dozen times.
+    pub fn callback_poll_interval(&self, age: Duration, jitter: f64) -> Duration {
+        let base = age.clamp(self.callback_poll_min, self.callback_poll_max);
+        spread(base, jitter)
+    }
+
     pub fn backoff(&self, n: u32, jitter: f64) -> Duration {
         let factor = 2u32.saturating_pow(n.min(16));
         let base = self
@@ -89,6 +102,24 @@ mod tests {
             t.poll_interval(Duration::from_secs(86400), mid),
             Duration::from_secs(60)
         );
+    }
+
+    #[test]
+    fn with_callbacks_polls_are_a_sparse_safety_net() {
+        let t = Timing::default();
+        let mid = 0.5;
+        let s = Duration::from_secs;
+        assert_eq!(t.callback_poll_interval(Duration::ZERO, mid), s(30));
+        assert_eq!(t.callback_poll_interval(s(100), mid), s(100));
+        assert_eq!(t.callback_poll_interval(s(86400), mid), s(600));
+        // A two-hour job: about 17 polls (30, 60, 120, 240, 480, then every 600 s).
+        let mut age = Duration::ZERO;
+        let mut polls = 0;
+        while age < s(7200) {
+            age += t.callback_poll_interval(age, mid);
+            polls += 1;
+        }
+        assert!(polls <= 20, "{polls}");
     }
 
     #[test]
