@@ -1,8 +1,14 @@
 //! Jobs per second and API requests per job: N MediaJobs applied at once to the in-process
-//! Kubernetes API double, run by the operator against an instant Media API emulator and the
-//! embedded S3 store, until all have Succeeded. Run: `cargo bench --bench throughput [-- N ...]`
-//! (default 100 1000). Everything runs in one process, so the figures include the double, the
-//! emulator and S3, which a real deployment does not carry.
+//! Kubernetes API double, run by the operator against the Media API emulator and the embedded S3
+//! store, until all have Succeeded. Everything runs in one process, so the RSS includes the
+//! double, the emulator and S3, which a real deployment does not carry.
+//!
+//! `cargo bench --bench throughput [-- N ...]` (default 100 1000): instant jobs, quick polls.
+//! `cargo bench --bench throughput -- --job-seconds 4 [--callbacks] N`: jobs that take that long
+//! in the emulator, with the production poll schedule (`run`'s defaults), with or without
+//! completion callbacks, printing Media API requests and Kubernetes writes per job and the
+//! completion-to-Succeeded latency. `--cannot-succeed N`: N jobs with a wrong secret key and N with
+//! a missing input, and the remote jobs they cost (the target is 0).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +23,7 @@ use mediajob_operator::admin::Readiness;
 use mediajob_operator::crd::{MediaJob, Phase};
 use mediajob_operator::metrics::Metrics;
 use mediajob_operator::operator::{OperatorOptions, start};
+use mediajob_operator::reconciler::callback::CallbackSettings;
 use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
 use mediajob_operator::reconciler::controller::Scope;
 use mediajob_operator::secret::SecretString;
@@ -34,7 +41,16 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn run(n: usize) {
+/// What a run measures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scenario {
+    /// `None`: instant jobs and the in-process quick polls.
+    job_time: Option<Duration>,
+    callbacks: bool,
+    cannot_succeed: bool,
+}
+
+async fn run(n: usize, scenario: Scenario) {
     let s3 = EmbeddedS3::start(None, "BENCHKEY", "bench-secret")
         .await
         .unwrap();
@@ -49,7 +65,7 @@ async fn run(n: usize) {
         },
         faults: Faults {
             queue_delay: Duration::ZERO,
-            speed: Speed::Fixed(Duration::ZERO),
+            speed: Speed::Fixed(scenario.job_time.unwrap_or(Duration::ZERO)),
             ..Faults::none()
         },
         io_concurrency: 64,
@@ -91,11 +107,22 @@ async fn run(n: usize) {
             app_secret: SecretString::new("emulator-app-secret"),
         },
     };
-    let options = OperatorOptions {
-        max_in_flight: n,
+    let mut options = OperatorOptions {
+        max_in_flight: n.max(1) * 2,
         concurrency: 32,
         ..OperatorOptions::in_process(Scope::AllNamespaces, media)
     };
+    if scenario.job_time.is_some() {
+        // `run`'s poll schedule, not the in-process quick one.
+        options.settings.timing = Default::default();
+    }
+    if scenario.callbacks {
+        options.callback = Some(CallbackSettings {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            key: None,
+        });
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(start(
         operator_client,
@@ -109,6 +136,18 @@ async fn run(n: usize) {
 
     let rss_before = rss_mib();
     let jobs: Api<MediaJob> = Api::namespaced(client.clone(), ns);
+    if scenario.cannot_succeed {
+        cannot_succeed(n, &client, &jobs, &s3.endpoint()).await;
+        println!(
+            "{n} jobs with a wrong secret key and {n} with a missing input: {} remote jobs after 10 s (target 0)",
+            emulator.job_count()
+        );
+        let _ = stop_tx.send(());
+        let _ = operator.await;
+        emulator.shutdown().await;
+        double.shutdown().await;
+        return;
+    }
     let started = Instant::now();
     for i in 0..n {
         let job: MediaJob = serde_json::from_value(json!({
@@ -127,13 +166,20 @@ async fn run(n: usize) {
     }
     let applied = started.elapsed();
     let mut peak_rss = rss_mib();
+    // When each job was first seen Succeeded (a list every 100 ms: that is the resolution).
+    let mut seen_succeeded = std::collections::HashMap::new();
     loop {
         let list = jobs.list(&ListParams::default()).await.unwrap();
-        let done = list
-            .items
-            .iter()
-            .filter(|j| j.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded))
-            .count();
+        let now = jiff::Timestamp::now();
+        for job in &list.items {
+            if let Some(status) = &job.status
+                && status.phase == Some(Phase::Succeeded)
+                && let Some(job_id) = &status.job_id
+            {
+                seen_succeeded.entry(job_id.clone()).or_insert(now);
+            }
+        }
+        let done = seen_succeeded.len();
         peak_rss = peak_rss.max(rss_mib());
         if done == n {
             break;
@@ -147,6 +193,21 @@ async fn run(n: usize) {
     let elapsed = started.elapsed();
     let _ = stop_tx.send(());
     let _ = operator.await;
+    // Completion (by the emulator's clock) to Succeeded (first seen by this bench).
+    let mut latencies: Vec<f64> = seen_succeeded
+        .iter()
+        .filter_map(|(job_id, seen)| {
+            let done = emulator.job(job_id)?.finished_at?;
+            Some((seen.as_millisecond() - done.as_millisecond()) as f64 / 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
 
     let records = double.requests().all();
     let ours: Vec<_> = records.iter().filter(|r| r.user_agent == AGENT).collect();
@@ -172,7 +233,7 @@ async fn run(n: usize) {
     };
     let per = |x: f64| x / n as f64;
     println!(
-        "{n} jobs: applied in {:.2} s, all Succeeded after {:.2} s = {:.1} jobs/s; remote jobs {}",
+        "{n} jobs ({scenario:?}): applied in {:.2} s, all Succeeded after {:.2} s = {:.1} jobs/s; remote jobs {}",
         applied.as_secs_f64(),
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),
@@ -189,6 +250,16 @@ async fn run(n: usize) {
         per(media_calls("list") + media_calls("cancel")),
     );
     println!(
+        "  Media API requests per job: {:.2}; Kubernetes writes per job: {:.2}; completion to Succeeded seen: p50 {:.2} s, p99 {:.2} s (seen by a list every 100 ms)",
+        per(media_calls("submit")
+            + media_calls("status")
+            + media_calls("list")
+            + media_calls("cancel")),
+        per(writes as f64),
+        quantile(0.5),
+        quantile(0.99),
+    );
+    println!(
         "  process RSS (operator + double + emulator + S3): {rss_before:.0} MiB before, peak {peak_rss:.0} MiB"
     );
     let _ = jobs
@@ -199,11 +270,62 @@ async fn run(n: usize) {
     double.shutdown().await;
 }
 
+/// `n` MediaJobs that cannot succeed twice over (a wrong secret key; a missing input), then 10 s.
+async fn cannot_succeed(n: usize, client: &kube::Client, jobs: &Api<MediaJob>, endpoint: &str) {
+    let wrong: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "wrong", "namespace": "bench"},
+        "stringData": {"AWS_ACCESS_KEY_ID": "BENCHKEY", "AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), "bench")
+        .create(&PostParams::default(), &wrong)
+        .await
+        .unwrap();
+    for i in 0..n {
+        for (name, secret, input) in [
+            (format!("wrong-key-{i}"), "wrong", "s3://raw/in.wav"),
+            (format!("missing-{i}"), "s3", "s3://raw/not-there.wav"),
+        ] {
+            let job: MediaJob = serde_json::from_value(json!({
+                "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+                "metadata": {"name": name},
+                "spec": {"operation": "enhance", "input": {"url": input},
+                         "output": {"url": format!("s3://out/{name}.wav")},
+                         "credentials": {"secretRef": {"name": secret}},
+                         "s3": {"endpoint": endpoint}},
+            }))
+            .unwrap();
+            jobs.create(&PostParams::default(), &job).await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+}
+
 fn main() {
     mediajob_operator::logging::init(mediajob_operator::logging::LogFormat::Text, "error");
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut scenario = Scenario::default();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--job-seconds" => {
+                let secs: f64 = iter
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .expect("--job-seconds S");
+                scenario.job_time = Some(Duration::from_secs_f64(secs));
+            }
+            "--callbacks" => scenario.callbacks = true,
+            "--cannot-succeed" => scenario.cannot_succeed = true,
+            _ => {}
+        }
+    }
+    // Sizes are the numbers that are not a flag's value.
+    let sizes: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || args[i - 1] != "--job-seconds")
+        .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() {
         vec![100, 1000]
@@ -215,6 +337,6 @@ fn main() {
         .build()
         .unwrap();
     for n in sizes {
-        runtime.block_on(run(n));
+        runtime.block_on(run(n, scenario));
     }
 }

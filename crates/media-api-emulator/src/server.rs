@@ -92,6 +92,8 @@ pub struct JobView {
     /// Where the job writes its (first) output, without any query string: lets a test check
     /// which client's job this is.
     pub output: Option<String>,
+    /// When the job finished (any end), by the emulator's clock.
+    pub finished_at: Option<jiff::Timestamp>,
 }
 
 /// The first output location of a job request, redacted.
@@ -214,6 +216,7 @@ impl RunningEmulator {
             status: job.phase.status(),
             progress: progress(&job.phase, Instant::now()),
             output: first_output(&job.request),
+            finished_at: job.completed,
         })
     }
 

@@ -192,6 +192,8 @@ pub struct Observed {
     pub account_changed: bool,
     /// The preflight HEAD of the input, made right before a submission.
     pub input: InputCheck,
+    /// The progress the previous poll saw, and when: how fast the job moves.
+    pub earlier_progress: Option<(Timestamp, f64)>,
 }
 
 /// What the preflight of the input found (see `preflight.rs`).
@@ -935,6 +937,32 @@ fn suspended(
     }
 }
 
+/// When a job submitted at `submitted_at` is next polled. A job whose completion will be called
+/// back is polled only as a safety net; a running one near its expected end (`progress`, in
+/// percent, as the Media API last reported it).
+pub fn poll_interval(
+    settings: &Settings,
+    submitted_at: Timestamp,
+    progress: Option<f64>,
+    earlier: Option<(Timestamp, f64)>,
+    clock: Clock,
+) -> Duration {
+    let age = elapsed(submitted_at, clock.now);
+    let earlier = earlier.map(|(at, p)| (elapsed(submitted_at, at), p));
+    let called_back = settings
+        .callbacks_since
+        .is_some_and(|since| submitted_at >= since);
+    match progress {
+        _ if called_back => settings.timing.callback_poll_interval(age, clock.jitter),
+        Some(progress) => {
+            settings
+                .timing
+                .running_poll_interval(age, progress, earlier, clock.jitter)
+        }
+        None => settings.timing.poll_interval(age, clock.jitter),
+    }
+}
+
 /// A submitted job: read what the Media API says and act on it.
 fn follow(
     job: &MediaJob,
@@ -949,16 +977,17 @@ fn follow(
     let generation = job.metadata.generation;
     let timing = &settings.timing;
     let submitted_at = status.submission.as_ref().map_or(now, |s| s.intent_time.0);
-    let age = elapsed(submitted_at, now);
-    // A job whose completion will be called back is polled only as a safety net.
-    let called_back = settings
-        .callbacks_since
-        .is_some_and(|since| submitted_at >= since);
-    let poll = if called_back {
-        timing.callback_poll_interval(age, clock.jitter)
-    } else {
-        timing.poll_interval(age, clock.jitter)
+    let progress = match &observed.remote {
+        RemoteObservation::State(RemoteState::Running { progress }) => Some(*progress),
+        _ => None,
     };
+    let poll = poll_interval(
+        settings,
+        submitted_at,
+        progress,
+        observed.earlier_progress,
+        clock,
+    );
     let refresh_due = status
         .next_refresh_time
         .as_ref()

@@ -248,6 +248,7 @@ impl Gen {
                 },
             },
             account_changed: self.0.bool(),
+            earlier_progress: self.maybe(|g| (g.time(), g.0.f64() * 100.0)),
             input: if self.0.bool() {
                 InputCheck::NotChecked
             } else {

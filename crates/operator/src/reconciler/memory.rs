@@ -10,6 +10,10 @@ use std::time::Instant;
 #[derive(Default, Debug)]
 struct Entry {
     next_poll: Option<Instant>,
+    /// This pass polled: the next poll is scheduled from what it saw.
+    polled: bool,
+    /// The progress the last poll saw, and when.
+    progress: Option<(jiff::Timestamp, f64)>,
     /// The job id this process got for a submission attempt, kept until status shows it: a pass
     /// that sees the intent but not yet the id (a lagging watch cache, or a failed write) uses it
     /// instead of searching the Media API.
@@ -52,6 +56,40 @@ impl Memory {
             .entry(uid.to_string())
             .or_default()
             .next_poll = Some(at);
+    }
+
+    pub fn progress(&self, uid: &str) -> Option<(jiff::Timestamp, f64)> {
+        self.entries.lock().unwrap().get(uid)?.progress
+    }
+
+    pub fn set_progress(&self, uid: &str, at: jiff::Timestamp, progress: f64) {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry(uid.to_string())
+            .or_default()
+            .progress = Some((at, progress));
+    }
+
+    /// A poll is about to be made: the pass that made it schedules the next one.
+    pub fn note_polled(&self, uid: &str) {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry(uid.to_string())
+            .or_default()
+            .polled = true;
+    }
+
+    /// Sets the next poll if this pass polled or none is scheduled; a pass that did not poll
+    /// (our own status write coming back through the watch, a Secret event) keeps the schedule
+    /// the last poll made, which knew more (the job's progress).
+    pub fn schedule_poll(&self, uid: &str, at: Instant) {
+        let mut entries = self.entries.lock().unwrap();
+        let entry = entries.entry(uid.to_string()).or_default();
+        if std::mem::take(&mut entry.polled) || entry.next_poll.is_none() {
+            entry.next_poll = Some(at);
+        }
     }
 
     /// A completion callback arrived: the next pass polls whatever the schedule said.

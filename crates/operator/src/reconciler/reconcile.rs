@@ -290,6 +290,21 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                 remote_job = next.job_id.as_deref(),
                 "submission done"
             );
+            // Accepted: the first poll is scheduled now, so the pass our own status write
+            // brings does not poll a job that was just submitted.
+            if next.submission.as_ref().is_some_and(|s| s.job_id.is_some()) {
+                let first = decide::poll_interval(&ctx.settings, now, None, None, clock);
+                ctx.memory.set_next_poll(&uid, Instant::now() + first);
+                return Ok(after_pass(
+                    ctx,
+                    &key,
+                    &uid,
+                    job,
+                    &next,
+                    Some(first),
+                    writer.wrote,
+                ));
+            }
             next
         }
     };
@@ -324,7 +339,7 @@ fn after_pass(
             .and_then(|s| s.job_id.as_ref())
             .is_some()
     {
-        ctx.memory.set_next_poll(uid, Instant::now() + wait);
+        ctx.memory.schedule_poll(uid, Instant::now() + wait);
     }
     ctx.memory.clear_failures(uid);
     match requeue_after {
@@ -703,6 +718,7 @@ async fn observe(
     let remote = match &job_id {
         Some(job_id) if plan.poll != Poll::Never => {
             if plan.poll == Poll::Now || ctx.memory.poll_due(&uid, Instant::now()) {
+                ctx.memory.note_polled(&uid);
                 match ctx.media_client(job, namespace).await {
                     Ok(account) => {
                         let seen = ctx
@@ -761,7 +777,13 @@ async fn observe(
         }
         _ => false,
     };
+    // The previous poll's progress, and this one's for the next pass.
+    let earlier_progress = ctx.memory.progress(&uid);
+    if let RemoteObservation::State(RemoteState::Running { progress }) = &remote {
+        ctx.memory.set_progress(&uid, now, *progress);
+    }
     let observed = Observed {
+        earlier_progress,
         input: InputCheck::NotChecked,
         account_changed,
         lane,

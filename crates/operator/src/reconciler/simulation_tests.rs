@@ -439,6 +439,7 @@ impl World {
             lane,
             account_changed: false,
             input: InputCheck::NotChecked,
+            earlier_progress: None,
         };
         let validated = decide::validate(&job);
         let Decision {

@@ -38,8 +38,8 @@ impl Default for Timing {
         Self {
             poll_min: Duration::from_secs(2),
             poll_max: Duration::from_secs(60),
-            callback_poll_min: Duration::from_secs(30),
-            callback_poll_max: Duration::from_secs(600),
+            callback_poll_min: Duration::from_secs(300),
+            callback_poll_max: Duration::from_secs(3600),
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
             queued_recheck: Duration::from_secs(3),
@@ -62,15 +62,51 @@ impl Timing {
         spread(base, jitter)
     }
 
-    /// Exponential backoff for the `n`-th consecutive failure (0-based), with ±20 % jitter.
-    /// With a completion callback on its way, a poll only guards against a lost callback: the
-    /// first after `callback_poll_min`, then as old as the job is, at most `callback_poll_max`.
-    /// A short job is not polled at all before its callback; an hours-long one a few dozen times.
-    pub fn callback_poll_interval(&self, age: Duration, jitter: f64) -> Duration {
-        let base = age.clamp(self.callback_poll_min, self.callback_poll_max);
-        spread(base, jitter)
+    /// A running job's next poll: a little before its expected end, judged from the progress the
+    /// Media API reports (`progress` percent at `age`) and how fast it moves (since `earlier`,
+    /// the previous poll's age and progress, or since submission), but never later than the job's
+    /// age, so a wrong estimate at most doubles the wait; at least `poll_min`, and at most
+    /// `poll_max` or a tenth of the age, whichever is longer (an hours-long job costs a few dozen
+    /// polls, not one per `poll_max`). Without usable progress: `poll_interval`.
+    pub fn running_poll_interval(
+        &self,
+        age: Duration,
+        progress: f64,
+        earlier: Option<(Duration, f64)>,
+        jitter: f64,
+    ) -> Duration {
+        if !(progress > 0.0 && progress < 100.0) || age.is_zero() {
+            return self.poll_interval(age, jitter);
+        }
+        // Percent per second: over the last two polls when progress moved between them (a
+        // progress that does not start at 0 or is not linear in the job's age is read right).
+        let rate = match earlier {
+            Some((then, before)) if age > then && progress > before => {
+                (progress - before) / (age - then).as_secs_f64()
+            }
+            _ => progress / age.as_secs_f64(),
+        };
+        // Aim a little before the expected end: the poll there is precise about the rest.
+        let expected_end = Duration::from_secs_f64((100.0 - progress) / rate * 0.9);
+        let longest = self.poll_max.max(age / 10);
+        let base = expected_end.min(age).clamp(self.poll_min, longest);
+        // A narrow spread: a poll well after the expected end is latency, one well before it a
+        // wasted request.
+        base.mul_f64(0.95 + 0.1 * jitter.clamp(0.0, 1.0))
     }
 
+    /// With a completion callback on its way, a poll only guards against a lost callback: the
+    /// first after `callback_poll_min` (5 min), then as old as the job is, at most
+    /// `callback_poll_max` (1 h). A job shorter than 5 minutes is not polled before its
+    /// callback; a two-hour one about seven times. A lost callback is noticed within 5 minutes,
+    /// or within the job's age for a longer job.
+    pub fn callback_poll_interval(&self, age: Duration, jitter: f64) -> Duration {
+        let base = age.clamp(self.callback_poll_min, self.callback_poll_max);
+        // Never early: the callback is the expected way to learn of the end.
+        base.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// Exponential backoff for the `n`-th consecutive failure (0-based), with ±20 % jitter.
     pub fn backoff(&self, n: u32, jitter: f64) -> Duration {
         let factor = 2u32.saturating_pow(n.min(16));
         let base = self
@@ -105,21 +141,59 @@ mod tests {
     }
 
     #[test]
+    fn running_jobs_are_polled_near_their_expected_end() {
+        let t = Timing::default();
+        let s = Duration::from_secs;
+        let mid = 0.5; // no spread
+        // 25% after 4 s: 12 s to go, but never later than the age: 4 s.
+        assert_eq!(t.running_poll_interval(s(4), 25.0, None, mid), s(4));
+        // 80% after 40 s: 10 s to go; aimed at 9 s.
+        assert_eq!(t.running_poll_interval(s(40), 80.0, None, mid), s(9));
+        // Nearly done: at least poll_min.
+        assert_eq!(t.running_poll_interval(s(40), 99.9, None, mid), s(2));
+        // A job that waited 60 s in a queue, then moves 1 % a second: at 40 % after 100 s the
+        // last two polls say 60 s to go (aimed at 54 s); the age alone would say 150 s.
+        assert_eq!(
+            t.running_poll_interval(s(100), 40.0, Some((s(90), 30.0)), mid),
+            s(54)
+        );
+        // No progress yet: the age ladder.
+        assert_eq!(t.running_poll_interval(s(40), 0.0, None, 0.5), s(4));
+        // A job that will take 2 hours, polled as its progress grows linearly: a few dozen polls.
+        let total = 7200.0;
+        let mut age = s(2);
+        let mut polls = 1;
+        while age.as_secs_f64() < total {
+            let progress = 100.0 * age.as_secs_f64() / total;
+            age += t.running_poll_interval(age, progress, None, 0.5);
+            polls += 1;
+        }
+        assert!(polls <= 50, "{polls} polls for a 2-hour job");
+    }
+
+    #[test]
     fn with_callbacks_polls_are_a_sparse_safety_net() {
         let t = Timing::default();
         let mid = 0.5;
         let s = Duration::from_secs;
-        assert_eq!(t.callback_poll_interval(Duration::ZERO, mid), s(30));
-        assert_eq!(t.callback_poll_interval(s(100), mid), s(100));
-        assert_eq!(t.callback_poll_interval(s(86400), mid), s(600));
-        // A two-hour job: about 17 polls (30, 60, 120, 240, 480, then every 600 s).
+        let none = 0.0;
+        assert_eq!(t.callback_poll_interval(Duration::ZERO, none), s(300));
+        assert_eq!(t.callback_poll_interval(s(1000), none), s(1000));
+        assert_eq!(t.callback_poll_interval(s(86400), none), s(3600));
+        assert_eq!(
+            t.callback_poll_interval(s(1000), mid),
+            s(1100),
+            "jitter only delays"
+        );
+        // A two-hour job: safety polls at 300, 600, 1200, 2400 and 4800 s (and one at 9600 s
+        // that its callback makes unnecessary).
         let mut age = Duration::ZERO;
         let mut polls = 0;
         while age < s(7200) {
-            age += t.callback_poll_interval(age, mid);
+            age += t.callback_poll_interval(age, none);
             polls += 1;
         }
-        assert!(polls <= 20, "{polls}");
+        assert_eq!(polls, 6);
     }
 
     #[test]
