@@ -259,6 +259,12 @@ async fn run(n: usize, scenario: Scenario) {
         quantile(0.5),
         quantile(0.99),
     );
+    let passes: f64 = media
+        .lines()
+        .filter(|l| l.starts_with("mediajob_operator_reconcile_duration_seconds_count"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    println!("  reconcile passes per job: {:.1}", per(passes));
     println!(
         "  process RSS (operator + double + emulator + S3): {rss_before:.0} MiB before, peak {peak_rss:.0} MiB"
     );

@@ -194,6 +194,8 @@ pub struct Observed {
     pub input: InputCheck,
     /// The progress the previous poll saw, and when: how fast the job moves.
     pub earlier_progress: Option<(Timestamp, f64)>,
+    /// When a pass that does not poll finds the next poll already scheduled: how long until it.
+    pub poll_scheduled_in: Option<Duration>,
 }
 
 /// What the preflight of the input found (see `preflight.rs`).
@@ -992,7 +994,8 @@ fn follow(
         .next_refresh_time
         .as_ref()
         .is_some_and(|t| now >= t.0);
-    let next_wakeup = |status: &MediaJobStatus| -> Duration {
+    // The next poll, or an earlier refresh or deadline.
+    let wakeup = |status: &MediaJobStatus, poll: Duration| -> Duration {
         let mut wait = poll;
         if let Some(t) = &status.next_refresh_time {
             wait = wait.min(until(now, t.0));
@@ -1002,11 +1005,15 @@ fn follow(
         }
         wait
     };
+    let next_wakeup = |status: &MediaJobStatus| wakeup(status, poll);
 
     let state = match &observed.remote {
         RemoteObservation::NotPolled => {
-            // The shell polls whenever a refresh or the deadline is due; never spin here.
-            let wait = next_wakeup(&status).max(Duration::from_millis(500));
+            // The shell polls whenever a refresh or the deadline is due; never spin here. The
+            // poll the last poll scheduled stands (it knew the job's progress): wake up for it,
+            // not on the age ladder.
+            let wait = wakeup(&status, observed.poll_scheduled_in.unwrap_or(poll));
+            let wait = wait.max(Duration::from_millis(500));
             return Decision {
                 status,
                 action: Action::None,

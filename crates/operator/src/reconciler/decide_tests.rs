@@ -53,6 +53,7 @@ fn ready() -> Observed {
         account_changed: false,
         input: InputCheck::NotChecked,
         earlier_progress: None,
+        poll_scheduled_in: None,
     }
 }
 
@@ -1687,4 +1688,18 @@ fn a_job_whose_completion_is_called_back_is_polled_only_as_a_safety_net() {
     // A submission made before this process listened carries no callback it can verify.
     let before = polled(Some(at(10))).unwrap();
     assert!(before <= Duration::from_secs(3), "{before:?}");
+}
+
+#[test]
+fn a_pass_that_does_not_poll_wakes_for_the_scheduled_poll_not_the_age_ladder() {
+    let job = submitted(&enhance());
+    let observed = Observed {
+        poll_scheduled_in: Some(Duration::from_secs(50)),
+        ..ready()
+    };
+    let d = decide(&job, &observed, clock(100), &settings());
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(50)));
+    // Without a schedule: the age ladder (a tenth of 100 s).
+    let d = decide(&job, &ready(), clock(100), &settings());
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(10)));
 }

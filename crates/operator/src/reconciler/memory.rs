@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Default, Debug)]
 struct Entry {
@@ -47,6 +47,13 @@ impl Memory {
             .get(uid)
             .and_then(|e| e.next_poll)
             .is_none_or(|t| now >= t)
+    }
+
+    /// How long until the scheduled poll, if one is scheduled.
+    pub fn poll_scheduled_in(&self, uid: &str, now: Instant) -> Option<Duration> {
+        let entries = self.entries.lock().unwrap();
+        let at = entries.get(uid)?.next_poll?;
+        Some(at.saturating_duration_since(now))
     }
 
     pub fn set_next_poll(&self, uid: &str, at: Instant) {

@@ -783,6 +783,10 @@ async fn observe(
         ctx.memory.set_progress(&uid, now, *progress);
     }
     let observed = Observed {
+        poll_scheduled_in: match remote {
+            RemoteObservation::NotPolled => ctx.memory.poll_scheduled_in(&uid, Instant::now()),
+            _ => None,
+        },
         earlier_progress,
         input: InputCheck::NotChecked,
         account_changed,

@@ -440,6 +440,7 @@ impl World {
             account_changed: false,
             input: InputCheck::NotChecked,
             earlier_progress: None,
+            poll_scheduled_in: None,
         };
         let validated = decide::validate(&job);
         let Decision {
