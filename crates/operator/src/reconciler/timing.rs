@@ -86,8 +86,15 @@ impl Timing {
             }
             _ => progress / age.as_secs_f64(),
         };
-        // Aim a little before the expected end: the poll there is precise about the rest.
-        let expected_end = Duration::from_secs_f64((100.0 - progress) / rate * 0.9);
+        // Aim a little before the expected end: the poll there is precise about the rest. Close
+        // to the end, halve the rest: a job may finish before its progress reaches 100 %.
+        let rest = (100.0 - progress) / rate;
+        let aim = if rest < age.as_secs_f64() / 4.0 {
+            0.5
+        } else {
+            0.9
+        };
+        let expected_end = Duration::from_secs_f64(rest * aim);
         let longest = self.poll_max.max(age / 10);
         let base = expected_end.min(age).clamp(self.poll_min, longest);
         // A narrow spread: a poll well after the expected end is latency, one well before it a
