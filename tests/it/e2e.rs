@@ -307,6 +307,18 @@ fn reason_of(job: &MediaJob) -> String {
         .unwrap_or_default()
 }
 
+/// A public object, served without credentials by a tiny HTTP server at `/public/a.wav`.
+async fn serve_public_sample() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/public/a.wav",
+        axum::routing::get(|| async { SAMPLE.to_vec() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
 fn slow(processing: Duration) -> Faults {
     Faults {
         speed: Speed::Fixed(processing),
@@ -372,14 +384,7 @@ async fn an_auth_block_job_succeeds() {
 
 #[tokio::test]
 async fn a_public_diagnose_job_returns_its_result_in_status() {
-    // A public object: served without credentials by a tiny HTTP server.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route(
-        "/public/a.wav",
-        axum::routing::get(|| async { SAMPLE.to_vec() }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_public_sample().await;
     let mut env = Env::start().await;
     env.start_operator();
     env.create(json!({
@@ -438,13 +443,7 @@ async fn a_failure_with_a_huge_error_detail_ends_in_failed_with_a_bounded_messag
 /// Media API, and a condition says how to read it; the job still succeeds.
 #[tokio::test]
 async fn a_result_too_large_for_status_is_left_with_the_media_api_and_named() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route(
-        "/public/a.wav",
-        axum::routing::get(|| async { SAMPLE.to_vec() }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_public_sample().await;
     let faults = Faults {
         result_padding_bytes: 2_000_000,
         ..Faults::none()

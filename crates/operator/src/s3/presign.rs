@@ -1,4 +1,4 @@
-//! SigV4 pre-signed URLs with aws-sdk-s3: GET for inputs, PUT for outputs. The signing time is a
+//! SigV4 pre-signed URLs with aws-sdk-s3: GET for inputs, PUT for outputs, HEAD for the preflight. The signing time is a
 //! parameter (the clock is the caller's), and the URL comes back with the moment it stops working.
 
 use std::time::{Duration, SystemTime};
@@ -101,19 +101,13 @@ impl Presigner {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<PresignedUrl, S3Error> {
-        let (config, expires_at) = self.config(location, ttl, now)?;
         let request = self
             .client
             .get_object()
             .bucket(&location.bucket)
-            .key(&location.key)
-            .presigned(config)
+            .key(&location.key);
+        self.presign(location, ttl, now, |config| request.presigned(config))
             .await
-            .map_err(|e| presign_error(location, &e))?;
-        Ok(PresignedUrl {
-            url: SecretString::new(request.uri()),
-            expires_at,
-        })
     }
 
     /// A URL to HEAD the object: the preflight check that the input can be read.
@@ -123,19 +117,13 @@ impl Presigner {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<PresignedUrl, S3Error> {
-        let (config, expires_at) = self.config(location, ttl, now)?;
         let request = self
             .client
             .head_object()
             .bucket(&location.bucket)
-            .key(&location.key)
-            .presigned(config)
+            .key(&location.key);
+        self.presign(location, ttl, now, |config| request.presigned(config))
             .await
-            .map_err(|e| presign_error(location, &e))?;
-        Ok(PresignedUrl {
-            url: SecretString::new(request.uri()),
-            expires_at,
-        })
     }
 
     /// A URL to PUT the object (what the Media API does with an output).
@@ -145,13 +133,30 @@ impl Presigner {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<PresignedUrl, S3Error> {
-        let (config, expires_at) = self.config(location, ttl, now)?;
         let request = self
             .client
             .put_object()
             .bucket(&location.bucket)
-            .key(&location.key)
-            .presigned(config)
+            .key(&location.key);
+        self.presign(location, ttl, now, |config| request.presigned(config))
+            .await
+    }
+
+    /// Signs one operation's request (`sign` calls its builder's `presigned`) for `ttl` from
+    /// `now`, capped by the credentials' expiry.
+    async fn presign<F, E>(
+        &self,
+        location: &S3Location,
+        ttl: Duration,
+        now: Timestamp,
+        sign: impl FnOnce(PresigningConfig) -> F,
+    ) -> Result<PresignedUrl, S3Error>
+    where
+        F: std::future::Future<Output = Result<aws_sdk_s3::presigning::PresignedRequest, E>>,
+        E: std::error::Error,
+    {
+        let (config, expires_at) = self.config(location, ttl, now)?;
+        let request = sign(config)
             .await
             .map_err(|e| presign_error(location, &e))?;
         Ok(PresignedUrl {
