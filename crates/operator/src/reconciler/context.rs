@@ -485,6 +485,8 @@ impl Context {
             return Preflight::Readable;
         }
         let check = preflight::check_input(&self.preflight_http, job, valid, s3, now).await;
+        self.memory
+            .set_input_checked(uid, std::time::Instant::now());
         match &check {
             Preflight::Readable => {
                 self.memory.clear_refused_input(uid);

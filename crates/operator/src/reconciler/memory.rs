@@ -12,6 +12,8 @@ struct Entry {
     next_poll: Option<Instant>,
     /// This pass polled: the next poll is scheduled from what it saw.
     polled: bool,
+    /// When the input was last checked (any outcome).
+    input_checked_at: Option<Instant>,
     /// The progress the last poll saw, and when.
     progress: Option<(jiff::Timestamp, f64)>,
     /// The job id this process got for a submission attempt, kept until status shows it: a pass
@@ -207,6 +209,24 @@ impl Memory {
         if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
             e.refused_inputs = 0;
         }
+    }
+
+    /// Whether the input was checked (any outcome) less than `within` ago.
+    pub fn input_checked_within(&self, uid: &str, within: Duration, now: Instant) -> bool {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .get(uid)
+            .and_then(|e| e.input_checked_at)
+            .is_some_and(|at| now.saturating_duration_since(at) < within)
+    }
+
+    pub fn set_input_checked(&self, uid: &str, at: Instant) {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry(uid.to_string())
+            .or_default()
+            .input_checked_at = Some(at);
     }
 
     /// When the input was last found readable for this generation and credentials.

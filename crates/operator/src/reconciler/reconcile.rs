@@ -161,8 +161,13 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
     }
     // While a job waits for its lane, its input is checked, so that the check is not on the
     // lane's critical path when the job is woken.
+    // Not more than every 30 s: an unreadable input found while waiting is not remembered as
+    // readable, and the lane's rechecks come every few seconds.
     if let (LaneObservation::Busy { .. }, Ok(valid)) = (&observed.lane, &validated)
         && s3_credentials.is_some()
+        && !ctx
+            .memory
+            .input_checked_within(&uid, Duration::from_secs(30), Instant::now())
     {
         let _ = ctx
             .preflight(job, valid, s3_credentials.as_ref(), now)
