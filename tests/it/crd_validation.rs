@@ -192,17 +192,20 @@ fn master_writes_at_most_five_outputs() {
 }
 
 #[test]
-fn credentials_required_unless_public() {
-    rejects(
-        with(enhance(), json!({"credentials": null})),
-        "credentials.secretRef is required",
-    );
+fn only_auth_blocks_need_a_credentials_secret() {
+    // Without one, presign signs with the operator's own identity where allowed (decided by
+    // the operator per namespace, not by the schema).
+    accepts(with(enhance(), json!({"credentials": null})));
+    accepts(with(
+        enhance(),
+        json!({"credentials": null, "access": "presign"}),
+    ));
     rejects(
         with(
             enhance(),
             json!({"credentials": null, "access": "authBlock"}),
         ),
-        "credentials.secretRef is required",
+        "access authBlock sends the keys of spec.credentials",
     );
     accepts(with(
         enhance(),

@@ -17,12 +17,13 @@ use media_api_emulator::{Emulator, EmulatorConfig, Faults, RunningEmulator, S3Se
 use mediajob_operator::admin::Readiness;
 use mediajob_operator::crd::{MediaJob, Phase};
 use mediajob_operator::metrics::Metrics;
-use mediajob_operator::operator::{OperatorOptions, start};
+use mediajob_operator::operator::{AmbientAws, OperatorOptions, start};
 use mediajob_operator::reconciler::callback::{CallbackKey, CallbackSettings};
 use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
 use mediajob_operator::reconciler::controller::Scope;
 use mediajob_operator::reconciler::decide::Settings;
 use mediajob_operator::reconciler::timing::Timing;
+use mediajob_operator::s3::{AmbientCredentials, AmbientNamespaces, RefreshPolicy};
 use mediajob_operator::secret::SecretString;
 use serde_json::{Value, json};
 
@@ -44,6 +45,8 @@ struct Env {
     /// Where the callback receiver listens (a port free when the test started).
     callback_port: u16,
     poll_min: Duration,
+    /// The operator's own AWS identity and who may use it (`--ambient-aws-namespaces`).
+    ambient: Option<AmbientAws>,
     raw: String,
     out: String,
 }
@@ -91,6 +94,7 @@ impl Env {
                 .expect("a free port")
                 .port(),
             poll_min: Duration::from_millis(100),
+            ambient: None,
             raw,
             out,
         };
@@ -142,6 +146,7 @@ impl Env {
                 public_url: None,
                 key: Some(callback_key()),
             }),
+            ambient_aws: self.ambient.clone(),
             ..defaults
         }
     }
@@ -669,7 +674,7 @@ async fn an_invalid_spec_is_refused_by_the_api_server() {
         status.message
     );
     let mut manifest = env.enhance("bad2");
-    manifest["spec"]["credentials"] = Value::Null;
+    manifest["spec"]["access"] = json!("authBlock");
     manifest["spec"]
         .as_object_mut()
         .unwrap()
@@ -678,7 +683,7 @@ async fn an_invalid_spec_is_refused_by_the_api_server() {
     assert!(
         error
             .to_string()
-            .contains("credentials.secretRef is required"),
+            .contains("access authBlock sends the keys of spec.credentials"),
         "{error}"
     );
     env.cleanup().await;
@@ -987,6 +992,89 @@ async fn no_credential_reaches_events_or_status() {
         "emulator-app-secret",
     ] {
         assert!(!text.contains(secret), "{secret} leaked");
+    }
+    env.cleanup().await;
+}
+
+/// IRSA as a pod sees it (a web identity token file, a role, STS: moto), signature-checked by
+/// s3s given the keys STS issued: a MediaJob without `credentials` waits, named, while its
+/// namespace is not allowed, and succeeds once the operator allows it; no STS call is made for a
+/// namespace that may not use the identity, and nothing STS issued reaches status or Events.
+#[tokio::test]
+async fn a_mediajob_without_credentials_signs_with_the_operators_identity_where_allowed() {
+    let moto = crate::support::sts::Moto::start().await;
+    let mut env = Env::start().await;
+    let Some(keys) = env.s3.keys() else {
+        eprintln!("not run: an external S3 store (MEDIAJOB_TEST_S3_*) does not know moto's keys");
+        return env.cleanup().await;
+    };
+    let provider = crate::support::sts::Recording::new(moto.web_identity_chain().await, Some(keys));
+    let credentials = AmbientCredentials::with_provider(provider.clone(), RefreshPolicy::default());
+    let allow = |namespace: &str| AmbientAws {
+        namespaces: AmbientNamespaces::parse(&[namespace.to_string()]).unwrap(),
+        credentials: credentials.clone(),
+    };
+    env.ambient = Some(allow("elsewhere"));
+    env.start_operator();
+    let mut manifest = env.enhance("ambient");
+    manifest["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("credentials");
+    env.create(manifest).await.unwrap();
+    let job = env
+        .wait_for("ambient", T, |j| {
+            reason_of(j) == "AmbientCredentialsNotAllowed"
+        })
+        .await;
+    let message = job.status.as_ref().unwrap().conditions[0].message.clone();
+    assert!(
+        message.contains(&format!("namespace {:?}", env.cluster.namespace))
+            && message.contains("--ambient-aws-namespaces"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(env.emulator.job_count(), 0);
+    assert!(
+        provider.issued().is_empty(),
+        "no STS call for a namespace not allowed"
+    );
+
+    // The administrators allow the namespace: a new configuration, a restart.
+    env.stop_operator().await;
+    env.ambient = Some(allow(&env.cluster.namespace.clone()));
+    env.start_operator();
+    let job = env.wait_for_phase("ambient", Phase::Succeeded, T).await;
+    assert_eq!(
+        env.s3.get(&env.out, "ambient.wav").await.as_deref(),
+        Some(SAMPLE),
+        "the Media API wrote the output through a URL signed with STS credentials"
+    );
+    assert_eq!(env.emulator.job_count(), 1);
+    let issued = provider.issued();
+    assert_eq!(
+        issued.len(),
+        1,
+        "one STS session for the preflight and the submission"
+    );
+
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.cluster.client.clone(), &env.cluster.namespace);
+    let text = serde_json::to_string(&events.list(&Default::default()).await.unwrap()).unwrap()
+        + &serde_json::to_string(&job).unwrap();
+    for credentials in &issued {
+        assert!(
+            !text.contains(credentials.secret_access_key()),
+            "secret key leaked"
+        );
+        assert!(
+            !text.contains(credentials.session_token().unwrap()),
+            "session token leaked"
+        );
+        assert!(
+            !text.contains(credentials.access_key_id()),
+            "access key id in status or Events"
+        );
     }
     env.cleanup().await;
 }

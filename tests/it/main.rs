@@ -6,6 +6,7 @@
 #[macro_use]
 mod support;
 
+mod ambient_aws;
 mod apiserver_double;
 mod crd_validation;
 mod e2e;

@@ -1,18 +1,53 @@
 //! A real S3 server on 127.0.0.1, for `local` mode and the tests: s3s-fs stores objects in a
 //! directory and verifies SigV4 signatures (header and pre-signed), including expiry.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::auth::SimpleAuth;
+use s3s::auth::{S3Auth, SecretKey};
 use s3s::service::S3ServiceBuilder;
+use s3s::{S3Result, s3_error};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// The key pairs the server accepts; more can be added while it runs (temporary credentials a
+/// test's STS issued, say). An unknown key is refused as by S3 (`InvalidAccessKeyId`-like).
+#[derive(Clone, Default)]
+pub struct KeyRing(Arc<RwLock<HashMap<String, String>>>);
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Test keys, but keys: their number only.
+        write!(f, "KeyRing({} keys)", self.0.read().unwrap().len())
+    }
+}
+
+impl KeyRing {
+    pub fn insert(&self, access_key: &str, secret_key: &str) {
+        self.0
+            .write()
+            .unwrap()
+            .insert(access_key.to_string(), secret_key.to_string());
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for KeyRing {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.0.read().unwrap().get(access_key) {
+            Some(secret) => Ok(SecretKey::from(secret.as_str())),
+            None => Err(s3_error!(NotSignedUp, "Your account is not signed up")),
+        }
+    }
+}
+
 pub struct EmbeddedS3 {
     addr: SocketAddr,
+    keys: KeyRing,
     root: PathBuf,
     access_key: String,
     secret_key: String,
@@ -38,7 +73,9 @@ impl EmbeddedS3 {
         let fs =
             s3s_fs::FileSystem::new(&root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
         let mut builder = S3ServiceBuilder::new(fs);
-        builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
+        let keys = KeyRing::default();
+        keys.insert(access_key, secret_key);
+        builder.set_auth(keys.clone());
         let service = builder.build();
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -58,6 +95,7 @@ impl EmbeddedS3 {
         });
         Ok(Self {
             addr,
+            keys,
             root,
             access_key: access_key.to_string(),
             secret_key: secret_key.to_string(),
@@ -78,6 +116,17 @@ impl EmbeddedS3 {
     /// A test key, not a credential: the server exists only on 127.0.0.1 for tests and `local`.
     pub fn secret_key(&self) -> &str {
         &self.secret_key
+    }
+
+    /// Accept one more key pair from now on.
+    pub fn add_key(&self, access_key: &str, secret_key: &str) {
+        self.keys.insert(access_key, secret_key);
+    }
+
+    /// The key pairs the server accepts, to add more from elsewhere (a recording credentials
+    /// provider, say).
+    pub fn keys(&self) -> KeyRing {
+        self.keys.clone()
     }
 
     /// Buckets are directories of the root.

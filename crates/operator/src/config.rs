@@ -102,11 +102,12 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
 
-    /// Let MediaJobs sign with the operator's own AWS identity (IRSA, Pod Identity) instead of a
-    /// Secret. Off by default: in a multi-tenant cluster it lets every namespace act with the
-    /// operator's identity. Not implemented yet; `true` is refused at start-up.
-    #[arg(long, env = "MEDIAJOB_ALLOW_AMBIENT_AWS_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
-    pub allow_ambient_aws_credentials: bool,
+    /// Namespaces whose MediaJobs may omit `spec.credentials` and sign with the operator's own
+    /// AWS identity (IRSA, EKS Pod Identity, the environment), comma-separated; `*` for every
+    /// namespace. Empty (the default): every MediaJob names a credentials Secret. Whoever can
+    /// create a MediaJob in a listed namespace can read and write what that identity can.
+    #[arg(long, env = "MEDIAJOB_AMBIENT_AWS_NAMESPACES", value_delimiter = ',')]
+    pub ambient_aws_namespaces: Vec<String>,
 
     /// How long temporary S3 credentials (a session token) whose Secret states no
     /// AWS_SESSION_EXPIRATION are taken to last after the Secret was last written: URLs are
@@ -182,9 +183,19 @@ mod tests {
             "500ms",
             "--leader-election",
             "false",
+            "--ambient-aws-namespaces",
+            "podcasts,studio",
         ])
         .unwrap();
         assert_eq!(cli.args.watch_namespaces, vec!["a", "b"]);
+        assert_eq!(cli.args.ambient_aws_namespaces, vec!["podcasts", "studio"]);
+        assert!(
+            Cli::try_parse_from(["x"])
+                .unwrap()
+                .args
+                .ambient_aws_namespaces
+                .is_empty()
+        );
         assert_eq!(cli.args.poll_min, Duration::from_millis(500));
         assert!(!cli.args.leader_election);
         assert!(Cli::try_parse_from(["x", "--poll-max", "soon"]).is_err());

@@ -19,6 +19,7 @@ use crate::reconciler::controller::{Scope, run_controllers, wait_for_crd};
 use crate::reconciler::decide::Settings;
 use crate::reconciler::search::SearchSettings;
 use crate::reconciler::timing::Timing;
+use crate::s3::{AmbientCredentials, AmbientNamespaces};
 
 /// Everything the operator needs besides a Kubernetes client.
 #[derive(Clone, Debug)]
@@ -42,6 +43,16 @@ pub struct OperatorOptions {
     /// Where the operator keeps its Leases (leader, Media API account claims); `None`
     /// in-process, where one operator is all there is and accounts are not claimed.
     pub operator_namespace: Option<String>,
+    /// The operator's own AWS identity and the namespaces that may sign with it
+    /// (`--ambient-aws-namespaces`); `None`: every MediaJob names a credentials Secret.
+    pub ambient_aws: Option<AmbientAws>,
+}
+
+/// The operator's own AWS identity, for the namespaces allowed to use it.
+#[derive(Clone, Debug)]
+pub struct AmbientAws {
+    pub namespaces: AmbientNamespaces,
+    pub credentials: AmbientCredentials,
 }
 
 impl OperatorOptions {
@@ -78,6 +89,7 @@ impl OperatorOptions {
             selector: None,
             release: "mediajob-operator".into(),
             operator_namespace: None,
+            ambient_aws: None,
         }
     }
 
@@ -116,6 +128,8 @@ impl OperatorOptions {
             selector: args.selector.clone().filter(|s| !s.trim().is_empty()),
             release: args.lease_name.clone(),
             operator_namespace: Some(args.namespace.clone()),
+            // Set by `run` (the provider chain is built asynchronously).
+            ambient_aws: None,
             callback: match &args.callback_url {
                 Some(url) => Some(CallbackSettings {
                     listen: args.callback_listen,
@@ -219,12 +233,7 @@ pub async fn start(
 
 /// The `run` subcommand.
 pub async fn run(args: OperatorArgs) -> Result<(), String> {
-    if args.allow_ambient_aws_credentials {
-        // Refused rather than ignored: a setting that silently does nothing is worse than an error.
-        return Err("--allow-ambient-aws-credentials (MEDIAJOB_ALLOW_AMBIENT_AWS_CREDENTIALS) is not implemented yet; \
-                    give each MediaJob a credentials Secret"
-            .into());
-    }
+    let ambient_namespaces = AmbientNamespaces::parse(&args.ambient_aws_namespaces)?;
     let has_selector = args.selector.as_ref().is_some_and(|s| !s.trim().is_empty());
     if has_selector && args.leader_election && args.lease_name == DEFAULT_LEASE_NAME {
         // Two releases on one Lease: one of them would never lead, and its jobs would stall.
@@ -253,7 +262,14 @@ pub async fn run(args: OperatorArgs) -> Result<(), String> {
         metrics.clone(),
         readiness.clone(),
     ));
-    let options = OperatorOptions::from_args(&args)?;
+    let mut options = OperatorOptions::from_args(&args)?;
+    if !ambient_namespaces.is_none() {
+        info!(namespaces = ?ambient_namespaces, "MediaJobs of these namespaces may sign with the operator's own AWS identity");
+        options.ambient_aws = Some(AmbientAws {
+            namespaces: ambient_namespaces,
+            credentials: AmbientCredentials::from_standard_chain().await,
+        });
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

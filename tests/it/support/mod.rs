@@ -3,3 +3,4 @@ pub mod api_calls;
 #[macro_use]
 pub mod kube;
 pub mod s3;
+pub mod sts;

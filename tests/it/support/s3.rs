@@ -73,6 +73,12 @@ impl TestS3 {
         }
     }
 
+    /// The embedded server's key ring, to accept more keys (`None` on an external store, whose
+    /// keys a test cannot add).
+    pub fn keys(&self) -> Option<embedded_s3::KeyRing> {
+        self.embedded.as_ref().map(EmbeddedS3::keys)
+    }
+
     /// A bucket name unique to this run (external stores are shared).
     pub fn unique_bucket(base: &str) -> String {
         format!(

@@ -91,8 +91,8 @@ pub fn valid_bucket_name(bucket: &str) -> bool {
         .message("outputs (several) is only for transcode, master and master/preview; use output"),
     validation = Rule::new("!has(self.outputs) || self.operation != 'master' || size(self.outputs) <= 5")
         .message("master writes at most five outputs"),
-    validation = Rule::new("(has(self.access) && self.access == 'public') || has(self.credentials)")
-        .message("credentials.secretRef is required unless access is public"),
+    validation = Rule::new("!has(self.access) || self.access != 'authBlock' || has(self.credentials)")
+        .message("access authBlock sends the keys of spec.credentials to the Media API: name a credentials Secret (the operator's own AWS identity never leaves the cluster)"),
     validation = Rule::new("!has(self.access) || self.access != 'authBlock' || (self.input.url.startsWith('s3://') && (!has(self.output) || self.output.url.startsWith('s3://')) && (!has(self.outputs) || self.outputs.all(o, o.url.startsWith('s3://'))))")
         .message("access authBlock needs s3:// URLs"),
     validation = Rule::new("(has(self.access) && self.access == 'public') || (!self.input.url.startsWith('http://') && (!has(self.output) || !self.output.url.startsWith('http://')) && (!has(self.outputs) || self.outputs.all(o, !o.url.startsWith('http://'))))")
@@ -114,7 +114,9 @@ pub struct MediaJobSpec {
     #[schemars(length(min = 1, max = 10))]
     pub outputs: Option<Vec<OutputLocation>>,
 
-    /// The Secret (in this namespace) with the S3 credentials used to sign URLs or build auth blocks.
+    /// The Secret (in this namespace) with the S3 credentials used to sign URLs or build auth
+    /// blocks. Omit it (with access presign) to sign with the operator's own AWS identity, where
+    /// the operator allows this namespace to (`--ambient-aws-namespaces`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<S3CredentialsRef>,
 

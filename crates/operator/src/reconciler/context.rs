@@ -76,6 +76,8 @@ pub struct Context {
     pub account_claims: AccountClaims,
     /// For the preflight HEAD of inputs (see `preflight.rs`).
     pub preflight_http: reqwest::Client,
+    /// The operator's own AWS identity, for the namespaces allowed to use it.
+    ambient_aws: Option<crate::operator::AmbientAws>,
     lanes_seeded: std::sync::atomic::AtomicBool,
     /// Jobs waiting for each lane, woken one at a time as it frees up.
     lane_waiters: Mutex<HashMap<LaneKey, std::collections::VecDeque<Wakeup>>>,
@@ -115,6 +117,7 @@ impl Context {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("an HTTP client with a timeout builds"),
+            ambient_aws: options.ambient_aws.clone(),
             secrets: SecretCache::new(client),
             callback: Mutex::new(None),
             expected_stores: Mutex::new(1),
@@ -328,9 +331,7 @@ impl Context {
             return Ok(None);
         }
         let Some(reference) = &job.spec.credentials else {
-            return Err(CredentialsState::Invalid {
-                message: "spec.credentials is required unless access is public".into(),
-            });
+            return self.ambient_credentials(job, namespace, now).await;
         };
         let name = &reference.secret_ref.name;
         let secret = self.referenced_secret(namespace, name).await?;
@@ -346,6 +347,33 @@ impl Context {
         let assumed =
             credentials.assume_session_end(written_at, self.settings.assumed_session_lifetime);
         Ok(Some((credentials, assumed)))
+    }
+
+    /// For a job that names no credentials Secret: the operator's own AWS identity, if the
+    /// job's namespace may use it. Never for auth blocks, which would send the identity's keys
+    /// out of the cluster (the CRD and the validate stage refuse that combination too).
+    async fn ambient_credentials(
+        &self,
+        job: &MediaJob,
+        namespace: &str,
+        now: Timestamp,
+    ) -> Result<Option<(S3Credentials, bool)>, CredentialsState> {
+        if job.spec.effective_access() == AccessMode::AuthBlock {
+            return Err(CredentialsState::Invalid {
+                message: super::validate::AUTH_BLOCK_NEEDS_SECRET.into(),
+            });
+        }
+        match &self.ambient_aws {
+            Some(ambient) if ambient.namespaces.allows(namespace) => ambient
+                .credentials
+                .credentials(now)
+                .await
+                .map(|credentials| Some((credentials, false)))
+                .map_err(|message| CredentialsState::Invalid { message }),
+            _ => Err(CredentialsState::AmbientNotAllowed {
+                namespace: namespace.to_string(),
+            }),
+        }
     }
 
     /// The Media API client for this job's account.

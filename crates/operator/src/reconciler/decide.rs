@@ -81,8 +81,12 @@ pub enum CredentialsState {
     },
     /// A referenced Secret does not exist (yet).
     SecretMissing { secret: String },
-    /// A Secret exists but cannot be used; the message names the Secret and key, never a value.
+    /// A Secret exists but cannot be used, or the operator's own AWS identity failed; the
+    /// message names the Secret and key or the failing step, never a value.
     Invalid { message: String },
+    /// The job names no credentials Secret, and its namespace may not sign with the operator's
+    /// own AWS identity (`--ambient-aws-namespaces`).
+    AmbientNotAllowed { namespace: String },
 }
 
 impl CredentialsState {
@@ -99,6 +103,10 @@ impl std::fmt::Display for CredentialsState {
             CredentialsState::Ready { .. } => f.write_str("credentials ready"),
             CredentialsState::SecretMissing { secret } => write!(f, "Secret {secret:?} not found"),
             CredentialsState::Invalid { message } => f.write_str(message),
+            CredentialsState::AmbientNotAllowed { namespace } => write!(
+                f,
+                "namespace {namespace:?} may not use the operator's AWS identity"
+            ),
         }
     }
 }
@@ -689,6 +697,12 @@ pub fn decide_validated(
         CredentialsState::Invalid { message } => {
             Some((Reason::InvalidCredentials, message.clone()))
         }
+        CredentialsState::AmbientNotAllowed { namespace } => Some((
+            Reason::AmbientCredentialsNotAllowed,
+            format!(
+                "spec.credentials is omitted, and namespace {namespace:?} may not sign with the operator's own AWS identity (it is not among the operator's --ambient-aws-namespaces); name a credentials Secret in spec.credentials, or ask the operator's administrators to allow this namespace"
+            ),
+        )),
         CredentialsState::Ready {
             expires_at: Some(expiry),
             session_end_assumed,

@@ -209,7 +209,7 @@ impl Gen {
 
     fn observed(&mut self) -> Observed {
         Observed {
-            credentials: match self.0.u8(..3) {
+            credentials: match self.0.u8(..4) {
                 0 => CredentialsState::Ready {
                     expires_at: self.maybe(|g| g.time()),
                     session_end_assumed: self.0.bool(),
@@ -217,8 +217,11 @@ impl Gen {
                 1 => CredentialsState::SecretMissing {
                     secret: self.text(),
                 },
-                _ => CredentialsState::Invalid {
+                2 => CredentialsState::Invalid {
                     message: self.text(),
+                },
+                _ => CredentialsState::AmbientNotAllowed {
+                    namespace: self.text(),
                 },
             },
             remote: match self.0.u8(..4) {

@@ -245,6 +245,29 @@ fn an_unusable_secret_waits_with_its_reason() {
 }
 
 #[test]
+fn a_namespace_not_allowed_the_operators_identity_waits_named() {
+    let observed = Observed {
+        credentials: CredentialsState::AmbientNotAllowed {
+            namespace: "podcasts".into(),
+        },
+        ..ready()
+    };
+    let d = decide(&enhance(), &observed, clock(0), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Pending), "AmbientCredentialsNotAllowed")
+    );
+    let message = &conditions::find(&d.status.conditions, READY)
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("\"podcasts\"") && message.contains("spec.credentials"),
+        "{message}"
+    );
+}
+
+#[test]
 fn expired_temporary_credentials_are_not_used() {
     let observed = Observed {
         credentials: CredentialsState::Ready {

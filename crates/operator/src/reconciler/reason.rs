@@ -46,6 +46,9 @@ reasons! {
     CredentialsExpired => true,
     /// URLs expire soon and the Secret's credentials cannot sign longer ones.
     CredentialsExpiring => true,
+    /// The job names no credentials Secret and its namespace may not use the operator's own AWS
+    /// identity (`--ambient-aws-namespaces`).
+    AmbientCredentialsNotAllowed => true,
     /// The Secret has a session token but no session expiration: an end is assumed (the
     /// `SessionEndAssumed` condition).
     SessionExpirationMissing => true,

@@ -30,6 +30,9 @@ pub struct S3Objects {
     pub outputs: Vec<S3Location>,
 }
 
+/// Why `access: authBlock` needs `spec.credentials`: the block carries the keys to the Media API.
+pub const AUTH_BLOCK_NEEDS_SECRET: &str = "access authBlock sends the keys of spec.credentials to the Media API, so it needs a credentials Secret; the operator's own AWS identity never leaves the cluster (use access presign to sign with it)";
+
 /// The result of the stage: the values, or the message of an `InvalidSpec` condition.
 pub type Validation = Result<ValidatedJob, String>;
 
@@ -57,6 +60,9 @@ pub fn validate(job: &MediaJob) -> Validation {
         return Err(format!("operation {} needs an output", spec.operation));
     }
     let access = spec.effective_access();
+    if access == AccessMode::AuthBlock && spec.credentials.is_none() {
+        return Err(AUTH_BLOCK_NEEDS_SECRET.into());
+    }
     let s3 = match access {
         AccessMode::Public => None,
         AccessMode::Presign | AccessMode::AuthBlock => {
@@ -96,6 +102,22 @@ mod tests {
 
     fn job(spec: serde_json::Value) -> MediaJob {
         MediaJob::new("j", serde_json::from_value::<MediaJobSpec>(spec).unwrap())
+    }
+
+    #[test]
+    fn auth_blocks_need_a_secret_and_presign_may_do_without() {
+        let spec = |access: &str| {
+            json!({
+                "operation": "enhance", "access": access,
+                "input": {"url": "s3://raw/in.wav"}, "output": {"url": "s3://out/out.wav"},
+            })
+        };
+        let error = validate(&job(spec("authBlock"))).unwrap_err();
+        assert!(error.contains("never leaves the cluster"), "{error}");
+        assert!(
+            validate(&job(spec("presign"))).is_ok(),
+            "the operator's identity, if allowed"
+        );
     }
 
     #[test]
