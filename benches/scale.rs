@@ -2,28 +2,73 @@
 //! 10,000) with a cap of C in flight (default 1,000), against the API double, the emulator and the
 //! embedded S3 store hosted by this process. Reports the operator's peak resident memory, jobs per
 //! second and requests per job. Run: `cargo build --release -p mediajob-operator && cargo bench --bench scale [-- N C]`.
+//! Prints per job: Media API requests by call and Kubernetes writes by kind (the operator's own
+//! metrics, scraped before it is stopped), CPU (`/proc/<pid>/stat`), peak RSS (`VmHWM`), and
+//! completion-to-Succeeded latency (the emulator's completion time to the first list that shows
+//! the job Succeeded). MediaJobs are applied 32 at a time; apply and processing time are
+//! reported apart. With `MEDIAJOB_E2E_KUBECONFIG` the MediaJobs live in that cluster (the CRD is
+//! applied, two namespaces are made and removed); the operator, emulator and S3 stay local.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use embedded_s3::EmbeddedS3;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube_apiserver_double::ApiServerDouble;
 use media_api_emulator::{Emulator, EmulatorConfig, Faults, S3Settings, Speed};
 use mediajob_operator::crd::{MediaJob, Phase};
 use serde_json::json;
 
-fn rss_mib(child: &Child) -> f64 {
+/// A `/proc/<pid>/status` field in MiB (`VmRSS` now, `VmHWM` the peak so far).
+fn proc_mib(child: &Child, field: &str) -> f64 {
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// CPU seconds the process has used (user + system, `/proc/<pid>/stat` fields 14 and 15).
+fn cpu_seconds(child: &Child) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    // The command name may hold spaces; the fields after it are space-separated.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields 14 and 15 of the whole line are 12 and 13 after the name (state is field 3).
+    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The sum of a counter family's samples whose labels contain `labels` (all with `""`).
+fn counter(metrics: &str, family: &str, labels: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(family) && !l.starts_with('#'))
+        .filter(|l| l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The product binary (crates/operator), built beside this bench: the same profile directory.
@@ -90,13 +135,50 @@ async fn run(n: usize, cap: usize) {
     })
     .await
     .unwrap();
-    let double = ApiServerDouble::default()
-        .history_window(2_000)
-        .serve(vec![MediaJob::crd()])
-        .await
-        .unwrap();
-    let client = double.client();
-    for ns in ["mediajob-system", "scale"] {
+    // The API double, or the cluster MEDIAJOB_E2E_KUBECONFIG names (the operator still runs
+    // here, beside the emulator and S3; the MediaJob CRD is applied to the cluster).
+    let dir = tempfile::tempdir().unwrap();
+    let (double, client, kubeconfig, namespaces) = match std::env::var_os("MEDIAJOB_E2E_KUBECONFIG")
+    {
+        Some(path) => {
+            let path = std::path::PathBuf::from(path);
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(&path).expect("read the kubeconfig");
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .expect("a usable kubeconfig");
+            let client = kube::Client::try_from(config).unwrap();
+            Api::<CustomResourceDefinition>::all(client.clone())
+                .patch(
+                    "mediajobs.mediajob.io",
+                    &PatchParams::apply("mediajob-scale-bench").force(),
+                    &Patch::Apply(MediaJob::crd()),
+                )
+                .await
+                .expect("apply the MediaJob CRD");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+            let namespaces = (
+                format!("mediajob-bench-{suffix}"),
+                format!("scale-{suffix}"),
+            );
+            (None, client, path, namespaces)
+        }
+        None => {
+            let double = ApiServerDouble::default()
+                .history_window(2_000)
+                .serve(vec![MediaJob::crd()])
+                .await
+                .unwrap();
+            let client = double.client();
+            let kubeconfig = dir.path().join("kubeconfig");
+            std::fs::write(&kubeconfig, double.kubeconfig_yaml()).unwrap();
+            let namespaces = ("mediajob-system".to_string(), "scale".to_string());
+            (Some(double), client, kubeconfig, namespaces)
+        }
+    };
+    let (operator_ns, jobs_ns) = (namespaces.0.as_str(), namespaces.1.as_str());
+    for ns in [operator_ns, jobs_ns] {
         create(
             &Api::<Namespace>::all(client.clone()),
             json!({"metadata": {"name": ns}}),
@@ -104,25 +186,27 @@ async fn run(n: usize, cap: usize) {
         .await;
     }
     create(
-        &Api::<Secret>::namespaced(client.clone(), "mediajob-system"),
+        &Api::<Secret>::namespaced(client.clone(), operator_ns),
         json!({"metadata": {"name": "dolbyio"},
                "stringData": {"DOLBYIO_APP_KEY": "emulator-app-key", "DOLBYIO_APP_SECRET": "emulator-app-secret"}}),
     )
     .await;
     create(
-        &Api::<Secret>::namespaced(client.clone(), "scale"),
+        &Api::<Secret>::namespaced(client.clone(), jobs_ns),
         json!({"metadata": {"name": "s3"}, "stringData": {"AWS_ACCESS_KEY_ID": "SCALEKEY", "AWS_SECRET_ACCESS_KEY": "scale-secret"}}),
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, double.kubeconfig_yaml()).unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
 
     let mut operator = Command::new(operator_binary())
         .args([
             "run",
             "--namespace",
-            "mediajob-system",
+            operator_ns,
+            "--watch-namespaces",
+            jobs_ns,
             "--media-api-secret",
             "dolbyio",
         ])
@@ -138,44 +222,57 @@ async fn run(n: usize, cap: usize) {
             "--leader-election",
             "false",
         ])
-        .args(["--admin-addr", "127.0.0.1:0", "--media-api-rps", "0"])
+        .args(["--admin-addr", &admin.to_string(), "--media-api-rps", "0"])
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .spawn()
         .expect("the operator binary starts");
 
-    let jobs: Api<MediaJob> = Api::namespaced(client.clone(), "scale");
+    let jobs: Api<MediaJob> = Api::namespaced(client.clone(), jobs_ns);
     let started = Instant::now();
-    let mut peak = rss_mib(&operator);
-    for i in 0..n {
-        create(
-            &jobs,
-            json!({
-                "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob", "metadata": {"name": format!("job-{i}")},
-                "spec": {"operation": "enhance", "input": {"url": "s3://raw/in.wav"},
-                         "output": {"url": format!("s3://out/{i}.wav")},
-                         "credentials": {"secretRef": {"name": "s3"}}, "s3": {"endpoint": s3.endpoint()}},
-            }),
-        )
+    let cpu_at_start = cpu_seconds(&operator);
+    // Applied the way a GitOps sync or a script with a worker pool does: 32 creates at a time.
+    futures::stream::iter(0..n)
+        .for_each_concurrent(32, |i| {
+            let jobs = jobs.clone();
+            let endpoint = s3.endpoint();
+            async move {
+                create(
+                    &jobs,
+                    json!({
+                        "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob", "metadata": {"name": format!("job-{i}")},
+                        "spec": {"operation": "enhance", "input": {"url": "s3://raw/in.wav"},
+                                 "output": {"url": format!("s3://out/{i}.wav")},
+                                 "credentials": {"secretRef": {"name": "s3"}}, "s3": {"endpoint": endpoint}},
+                    }),
+                )
+                .await;
+            }
+        })
         .await;
-        if i % 500 == 0 {
-            peak = peak.max(rss_mib(&operator));
-        }
-    }
     let applied = started.elapsed();
     let mut peak_in_flight = 0;
+    // When each job was first seen Succeeded (a list every second: that is the resolution).
+    let mut seen_succeeded = std::collections::HashMap::new();
     loop {
-        peak = peak.max(rss_mib(&operator));
         let list = jobs.list(&ListParams::default()).await.unwrap();
-        let phase = |p: Phase| {
-            list.items
-                .iter()
-                .filter(|j| j.status.as_ref().and_then(|s| s.phase) == Some(p))
-                .count()
-        };
-        let done = phase(Phase::Succeeded);
-        peak_in_flight = peak_in_flight.max(phase(Phase::Submitted) + phase(Phase::Running));
+        let now = jiff::Timestamp::now();
+        let mut in_flight = 0;
+        for job in &list.items {
+            let Some(status) = &job.status else { continue };
+            match status.phase {
+                Some(Phase::Succeeded) => {
+                    if let Some(job_id) = &status.job_id {
+                        seen_succeeded.entry(job_id.clone()).or_insert(now);
+                    }
+                }
+                Some(Phase::Submitted | Phase::Running) => in_flight += 1,
+                _ => {}
+            }
+        }
+        peak_in_flight = peak_in_flight.max(in_flight);
+        let done = seen_succeeded.len();
         if done == n {
             break;
         }
@@ -186,31 +283,119 @@ async fn run(n: usize, cap: usize) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let elapsed = started.elapsed();
-    peak = peak.max(rss_mib(&operator));
-    let settled = rss_mib(&operator);
+    let cpu = cpu_seconds(&operator) - cpu_at_start;
+    let peak = proc_mib(&operator, "VmHWM:");
+    let settled = proc_mib(&operator, "VmRSS:");
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("the operator's /metrics")
+        .text()
+        .await
+        .unwrap();
     let _ = operator.kill();
     let _ = operator.wait();
 
-    let agent = concat!("mediajob-operator/", env!("CARGO_PKG_VERSION"));
-    let records = double.requests().all();
-    let ours: Vec<_> = records.iter().filter(|r| r.user_agent == agent).collect();
-    let status_writes = ours
+    let mut latencies: Vec<f64> = seen_succeeded
         .iter()
-        .filter(|r| r.verb == "patch" && r.subresource == "status")
-        .count();
-    let per = |x: usize| x as f64 / n as f64;
+        .filter_map(|(job_id, seen)| {
+            let done = emulator.job(job_id)?.finished_at?;
+            Some((seen.as_millisecond() - done.as_millisecond()) as f64 / 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let per = |x: f64| x / n as f64;
+    let media = |call: &str| {
+        per(counter(
+            &metrics,
+            "mediajob_operator_media_api_requests_total",
+            &format!("call=\"{call}\""),
+        ))
+    };
+    let writes = |kind: &str| {
+        per(counter(
+            &metrics,
+            "mediajob_operator_kube_writes_total",
+            &format!("kind=\"{kind}\""),
+        ))
+    };
     println!(
-        "{n} jobs, cap {cap}: applied in {:.1} s, all Succeeded after {:.1} s = {:.1} jobs/s; peak in flight {peak_in_flight}; remote jobs {}",
+        "{n} jobs, cap {cap}: applied in {:.1} s (32 at a time), processed in {:.1} s more, all Succeeded after {:.1} s = {:.1} jobs/s; peak in flight {peak_in_flight}; remote jobs {}",
         applied.as_secs_f64(),
+        (elapsed - applied).as_secs_f64(),
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),
         emulator.job_count()
     );
     println!(
-        "  operator process: peak RSS {peak:.0} MiB, {settled:.0} MiB with all jobs finished; Kubernetes {:.1} requests per job ({:.1} status writes)",
-        per(ours.len()),
-        per(status_writes)
+        "  operator process: CPU {:.2} ms per job ({cpu:.1} s in all), peak RSS (VmHWM) {peak:.0} MiB, {settled:.0} MiB with all jobs finished",
+        cpu * 1000.0 / n as f64
+    );
+    println!(
+        "  Media API requests per job: {:.2} (submit {:.2}, status {:.2}, list {:.2}, cancel {:.2}, token {:.3})",
+        media(""),
+        media("submit"),
+        media("status"),
+        media("list"),
+        media("cancel"),
+        media("token"),
+    );
+    println!(
+        "  Kubernetes writes per job (the operator's metrics): {:.2} (status {:.2}, finalizer {:.2}, event {:.2}, delete {:.2})",
+        writes(""),
+        writes("status"),
+        writes("finalizer"),
+        writes("event"),
+        writes("delete"),
+    );
+    if let Some(double) = &double {
+        let agent = concat!("mediajob-operator/", env!("CARGO_PKG_VERSION"));
+        let records = double.requests().all();
+        let ours: Vec<_> = records.iter().filter(|r| r.user_agent == agent).collect();
+        let written = ours
+            .iter()
+            .filter(|r| matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete"))
+            .count();
+        println!(
+            "  the API double's log of the operator: {:.2} requests per job, {:.2} writes per job (Leases included)",
+            per(ours.len() as f64),
+            per(written as f64)
+        );
+    }
+    println!(
+        "  completion to Succeeded seen: p50 {:.2} s, p99 {:.2} s (seen by a list every second; polls without callbacks)",
+        quantile(0.5),
+        quantile(0.99)
     );
     emulator.shutdown().await;
-    double.shutdown().await;
+    match double {
+        Some(double) => double.shutdown().await,
+        None => {
+            // A real cluster keeps what the bench made unless it is removed; the finalizers
+            // are the killed operator's, so take them off first.
+            let remove = serde_json::json!({"metadata": {"finalizers": null}});
+            for job in jobs
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+            {
+                let name = job.metadata.name.unwrap_or_default();
+                let _ = jobs
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&remove))
+                    .await;
+            }
+            for ns in [operator_ns, jobs_ns] {
+                let _ = Api::<Namespace>::all(client.clone())
+                    .delete(ns, &Default::default())
+                    .await;
+            }
+        }
+    }
 }
