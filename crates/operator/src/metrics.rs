@@ -729,3 +729,164 @@ mod tests {
         );
     }
 }
+
+/// The chart's dashboard and alert rules, and docs/observability.md, name only metrics this file
+/// exposes; every family is documented. A renamed metric or a typo in a query fails here rather
+/// than as an empty panel or an alert that never fires.
+#[cfg(test)]
+mod chart {
+    use std::collections::BTreeSet;
+
+    use super::Metrics;
+
+    const DASHBOARD: &str =
+        include_str!("../../../charts/mediajob-operator/dashboards/mediajob-operator.json");
+    const RULES: &str =
+        include_str!("../../../charts/mediajob-operator/templates/prometheusrule.yaml");
+    const DOCS: &str = include_str!("../../../docs/observability.md");
+    const PREFIX: &str = "mediajob_operator_";
+
+    /// The series names PromQL can ask for: counters as `_total`, histograms as
+    /// `_bucket`, `_sum` and `_count`, gauges as they are.
+    fn exposed() -> BTreeSet<String> {
+        let text = Metrics::default().encode();
+        let mut names = BTreeSet::new();
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let (name, kind) = line.split_once(' ').expect("# TYPE name kind");
+            match kind {
+                "counter" => {
+                    names.insert(format!("{name}_total"));
+                }
+                "histogram" => {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.insert(format!("{name}{suffix}"));
+                    }
+                }
+                _ => {
+                    names.insert(name.to_string());
+                }
+            }
+        }
+        names
+    }
+
+    /// Every `mediajob_operator_…` word in `text`.
+    fn named_in(text: &str) -> BTreeSet<String> {
+        text.match_indices(PREFIX)
+            .filter(|(at, _)| {
+                // Not the middle of a longer word.
+                !text[..*at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+            .map(|(at, _)| {
+                text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<String>()
+            })
+            // The prefix on its own is prose, not a name.
+            .filter(|name| name.len() > PREFIX.len())
+            .collect()
+    }
+
+    fn unknown(text: &str) -> Vec<String> {
+        unknown_among(text, &exposed())
+    }
+
+    fn unknown_among(text: &str, known: &BTreeSet<String>) -> Vec<String> {
+        named_in(text)
+            .into_iter()
+            .filter(|name| !known.contains(name))
+            .collect()
+    }
+
+    /// Every query in the dashboard: panel targets and template variables.
+    fn dashboard_queries() -> Vec<String> {
+        let dashboard: serde_json::Value = serde_json::from_str(DASHBOARD).expect("valid JSON");
+        let mut queries = vec![];
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().expect("every target has an expr");
+                queries.push(expr.to_string());
+            }
+        }
+        for variable in dashboard["templating"]["list"]
+            .as_array()
+            .expect("templating")
+        {
+            if let Some(query) = variable["query"]["query"].as_str() {
+                queries.push(query.to_string());
+            }
+        }
+        queries
+    }
+
+    #[test]
+    fn the_dashboard_queries_only_metrics_the_operator_exposes() {
+        let queries = dashboard_queries();
+        assert!(queries.len() > 20, "{} queries", queries.len());
+        for query in &queries {
+            assert!(
+                !named_in(query).is_empty(),
+                "a query without an operator metric: {query}"
+            );
+            assert_eq!(
+                unknown(query),
+                Vec::<String>::new(),
+                "in the dashboard query {query}"
+            );
+        }
+        // And nothing elsewhere in the file (legends, descriptions) names a metric that is gone.
+        assert_eq!(unknown(DASHBOARD), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_alert_rules_query_only_metrics_the_operator_exposes() {
+        assert!(named_in(RULES).len() >= 6, "{:?}", named_in(RULES));
+        assert_eq!(
+            unknown(RULES),
+            Vec::<String>::new(),
+            "in prometheusrule.yaml"
+        );
+    }
+
+    #[test]
+    fn the_observability_doc_names_every_family_and_nothing_else() {
+        let text = Metrics::default().encode();
+        // Prose names a histogram by its family name too.
+        let mut known = exposed();
+        known.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" histogram"))
+                .map(str::to_string),
+        );
+        assert_eq!(
+            unknown_among(DOCS, &known),
+            Vec::<String>::new(),
+            "in docs/observability.md"
+        );
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let (name, _) = line.split_once(' ').unwrap();
+            assert!(
+                DOCS.contains(&format!("`{name}")),
+                "docs/observability.md does not explain {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_misspelt_metric_name_is_caught() {
+        let query = "sum(rate(mediajob_operator_media_api_request_total[5m])) / sum(mediajob_operator_jobs_in_flight) + mediajob_operator_media_api_request_duration_seconds_bucket";
+        assert_eq!(
+            unknown(query),
+            ["mediajob_operator_media_api_request_total"]
+        );
+        // A counter without `_total` is not a series PromQL finds.
+        assert_eq!(
+            unknown("rate(mediajob_operator_submissions[5m])"),
+            ["mediajob_operator_submissions"]
+        );
+    }
+}
