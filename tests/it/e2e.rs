@@ -39,6 +39,8 @@ struct Env {
     emulator: RunningEmulator,
     operator: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The operator's metrics: the registry its admin server serves at `/metrics`.
+    metrics: Arc<Metrics>,
     max_in_flight: usize,
     /// Completion callbacks (off: polling only) and the poll interval the operator uses.
     callbacks: bool,
@@ -87,6 +89,7 @@ impl Env {
             emulator,
             operator: None,
             stop: None,
+            metrics: Arc::new(Metrics::default()),
             max_in_flight,
             callbacks: false,
             callback_port: std::net::TcpListener::bind("127.0.0.1:0")
@@ -172,6 +175,7 @@ impl Env {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let client = self.operator_client();
         let options = self.options();
+        let metrics = self.metrics.clone();
         self.operator = Some(tokio::spawn(async move {
             let stopped = async move {
                 let _ = rx.await;
@@ -179,7 +183,7 @@ impl Env {
             start(
                 client,
                 options,
-                Arc::new(Metrics::default()),
+                metrics,
                 Arc::new(Readiness::default()),
                 stopped,
             )
@@ -1372,5 +1376,201 @@ async fn status_writes_stored_but_answered_with_an_error_create_no_second_job() 
         .filter_map(|j| j.status.as_ref()?.job_id.clone())
         .collect();
     assert_eq!(ids.len(), 10, "distinct job ids");
+    env.cleanup().await;
+}
+
+/// The value of one series in a `/metrics` text (`name` or `name{labels}`, written as the
+/// operator writes it); `None` when there is no such sample.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().expect("a number"))
+}
+
+/// The sum of every sample of a family whose labels contain `matching` (all when empty).
+fn sum_of(text: &str, name: &str, matching: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .filter(|line| line.contains(matching))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The operator's `/metrics`, scraped over HTTP from the admin router `run` serves, through an
+/// end-to-end run: two jobs under a cap of one (one runs, one waits), then one that fails.
+/// Every family moves as it should, and the levels return to rest afterwards.
+#[tokio::test]
+async fn metrics_scraped_over_http_follow_an_end_to_end_run() {
+    let mut env = Env::start_with(slow(Duration::from_secs(3)), 1).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = listener.local_addr().unwrap();
+    let router =
+        mediajob_operator::admin::router(env.metrics.clone(), Arc::new(Readiness::default()));
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let scrape = || async move {
+        let response = reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    };
+    let before = scrape().await;
+    assert_eq!(sample(&before, "mediajob_operator_leader"), Some(0.0));
+    assert_eq!(sum_of(&before, "mediajob_operator_jobs", ""), 0.0);
+
+    env.start_operator();
+    let mut first = env.enhance("m1");
+    first["spec"]["urls"] = json!({"ttl": "1h", "refreshBefore": "5m"});
+    env.create(first).await.unwrap();
+    env.wait_for_phase("m1", Phase::Running, T).await;
+    env.create(env.enhance("m2")).await.unwrap();
+    env.wait_for("m2", T, |j| reason_of(j) == "WaitingForCapacity")
+        .await;
+
+    // Mid-run: one job in flight, one in line for its slot.
+    let during = scrape().await;
+    let gauge = |text: &str, series: &str| {
+        sample(text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(gauge(&during, "mediajob_operator_leader"), 1.0);
+    assert_eq!(
+        gauge(&during, "mediajob_operator_jobs{phase=\"Running\"}"),
+        1.0
+    );
+    assert_eq!(
+        gauge(&during, "mediajob_operator_jobs{phase=\"Queued\"}"),
+        1.0
+    );
+    assert_eq!(gauge(&during, "mediajob_operator_jobs_in_flight"), 1.0);
+    assert_eq!(gauge(&during, "mediajob_operator_jobs_waiting"), 1.0);
+    assert!(gauge(&during, "mediajob_operator_jobs_waiting_longest_seconds") > 0.0);
+    let expiry = gauge(&during, "mediajob_operator_earliest_url_expiry_seconds");
+    assert!(
+        (3000.0..=3600.0).contains(&expiry),
+        "m1's URLs were signed for an hour a few seconds ago: {expiry}"
+    );
+
+    env.wait_for_phase("m1", Phase::Succeeded, T).await;
+    env.wait_for_phase("m2", Phase::Succeeded, T).await;
+    env.emulator.set_faults(Faults {
+        fail_fraction: 1.0,
+        ..slow(Duration::from_millis(200))
+    });
+    let mut failing = env.enhance("m3");
+    failing["spec"]["retry"] = json!({"limit": 0});
+    env.create(failing).await.unwrap();
+    env.wait_for_phase("m3", Phase::Failed, T).await;
+
+    // At rest: counts match the jobs, nothing in flight or waiting, no URL left to expire.
+    let after = scrape().await;
+    for (series, value) in [
+        ("mediajob_operator_jobs{phase=\"Succeeded\"}", 2.0),
+        ("mediajob_operator_jobs{phase=\"Failed\"}", 1.0),
+        ("mediajob_operator_jobs{phase=\"Running\"}", 0.0),
+        ("mediajob_operator_jobs{phase=\"Queued\"}", 0.0),
+        ("mediajob_operator_jobs{phase=\"Pending\"}", 0.0),
+        (
+            "mediajob_operator_jobs_finished_total{phase=\"Succeeded\"}",
+            2.0,
+        ),
+        (
+            "mediajob_operator_jobs_finished_total{phase=\"Failed\"}",
+            1.0,
+        ),
+        (
+            "mediajob_operator_jobs_finished_total{phase=\"Cancelled\"}",
+            0.0,
+        ),
+        (
+            "mediajob_operator_submissions_total{outcome=\"accepted\"}",
+            3.0,
+        ),
+        (
+            "mediajob_operator_submissions_total{outcome=\"unconfirmed\"}",
+            0.0,
+        ),
+        (
+            "mediajob_operator_media_api_requests_total{call=\"submit\",result=\"ok\"}",
+            3.0,
+        ),
+        (
+            "mediajob_operator_media_api_request_duration_seconds_count{call=\"submit\"}",
+            3.0,
+        ),
+        (
+            "mediajob_operator_transitions_total{reason=\"Succeeded\"}",
+            2.0,
+        ),
+        (
+            "mediajob_operator_transitions_total{reason=\"RemoteJobFailed\"}",
+            1.0,
+        ),
+        ("mediajob_operator_jobs_in_flight", 0.0),
+        ("mediajob_operator_jobs_waiting", 0.0),
+        ("mediajob_operator_jobs_waiting_longest_seconds", 0.0),
+        ("mediajob_operator_url_refreshes_total", 0.0),
+        ("mediajob_operator_leader", 1.0),
+    ] {
+        assert_eq!(gauge(&after, series), value, "{series} in\n{after}");
+    }
+    assert_eq!(
+        sample(&after, "mediajob_operator_earliest_url_expiry_seconds"),
+        None,
+        "{after}"
+    );
+    assert_eq!(sum_of(&after, "mediajob_operator_jobs", ""), 3.0);
+    assert!(
+        gauge(
+            &after,
+            "mediajob_operator_media_api_requests_total{call=\"status\",result=\"ok\"}"
+        ) >= 3.0
+    );
+    assert!(
+        sum_of(
+            &after,
+            "mediajob_operator_media_api_request_duration_seconds_sum",
+            ""
+        ) > 0.0
+    );
+    // Each enhance job signs a GET for its input and a PUT for its output.
+    assert!(gauge(&after, "mediajob_operator_urls_signed_total") >= 6.0);
+    assert!(gauge(&after, "mediajob_operator_reconciles_total{outcome=\"ok\"}") > 0.0);
+    assert!(gauge(&after, "mediajob_operator_reconcile_duration_seconds_count") > 0.0);
+    assert_eq!(
+        sum_of(&after, "mediajob_operator_reconcile_errors_total", ""),
+        0.0,
+        "{after}"
+    );
+    assert!(
+        gauge(
+            &after,
+            "mediajob_operator_kube_writes_total{kind=\"status\"}"
+        ) > 0.0
+    );
+    // Nothing that names a job, a bucket, a URL or a key.
+    for secret in [
+        "m1",
+        "m2",
+        "m3",
+        env.raw.as_str(),
+        env.out.as_str(),
+        "http",
+        &env.s3.access_key,
+    ] {
+        let leaked = after
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| l.contains(secret));
+        assert_eq!(leaked, None, "{secret:?} in a sample");
+    }
+
+    env.stop_operator().await;
+    let stopped = scrape().await;
+    assert_eq!(sample(&stopped, "mediajob_operator_leader"), Some(0.0));
+    assert_eq!(sum_of(&stopped, "mediajob_operator_jobs", ""), 0.0);
+    server.abort();
     env.cleanup().await;
 }

@@ -95,3 +95,12 @@ tests/packaging.rs checks the rendered RBAC against it).
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* PromQL label matchers for this release's operator series (alert rules). */}}
+{{- define "mediajob-operator.metricSelector" -}}
+{{- if .Values.prometheusRule.metricSelector }}
+{{- .Values.prometheusRule.metricSelector }}
+{{- else }}
+{{- printf "namespace=%q,job=\"%s-metrics\"" .Release.Namespace (include "mediajob-operator.fullname" .) }}
+{{- end }}
+{{- end }}

@@ -193,7 +193,15 @@ pub async fn start(
         let now = jiff::Timestamp::now();
         options.settings.callbacks_since = jiff::Timestamp::from_second(now.as_second()).ok();
     }
-    let ctx = Arc::new(Context::new(client, metrics, &options));
+    let ctx = Arc::new(Context::new(client, metrics.clone(), &options));
+    // Gauges computed at scrape time from this context's caches. A weak reference: the metrics
+    // outlive the controllers (the admin server keeps serving), the context must not.
+    let weak = Arc::downgrade(&ctx);
+    metrics.observe_jobs(move || {
+        weak.upgrade()
+            .map(|ctx| ctx.jobs_snapshot())
+            .unwrap_or_default()
+    });
     let (wake, _) = tokio::sync::broadcast::channel(1024);
     let mut receiver = None;
     if let Some((listener, settings)) = listener {
@@ -216,6 +224,9 @@ pub async fn start(
     }
     readiness.ready();
     info!(scope = ?options.scope, max_in_flight = options.max_in_flight, "reconciling MediaJobs");
+    // This process reconciles from here on: with leader election it holds the Lease, without
+    // it is the only one.
+    metrics.leader.set(1);
     let result = run_controllers(
         ctx,
         options.scope,
@@ -228,6 +239,8 @@ pub async fn start(
     if let Some(receiver) = receiver {
         receiver.abort();
     }
+    metrics.leader.set(0);
+    metrics.stop_observing_jobs();
     result
 }
 

@@ -14,6 +14,8 @@ pub struct Admission {
     in_flight: HashSet<JobKey>,
     waiting: BTreeMap<String, VecDeque<String>>,
     last_seen: HashMap<JobKey, Instant>,
+    /// When each waiting job was put in line (for `longest_wait`).
+    queued_since: HashMap<JobKey, Instant>,
     /// The namespace that got the last slot; the next slot starts after it.
     last_namespace: Option<String>,
     /// A waiting job not seen for this long (deleted, suspended, fixed elsewhere) loses its place.
@@ -27,6 +29,7 @@ impl Admission {
             in_flight: HashSet::new(),
             waiting: BTreeMap::new(),
             last_seen: HashMap::new(),
+            queued_since: HashMap::new(),
             last_namespace: None,
             stale_after,
         }
@@ -38,6 +41,14 @@ impl Admission {
 
     pub fn waiting(&self) -> usize {
         self.waiting.values().map(VecDeque::len).sum()
+    }
+
+    /// How long the job that has waited longest for a slot has been in line.
+    pub fn longest_wait(&self, now: Instant) -> Option<Duration> {
+        self.queued_since
+            .values()
+            .map(|since| now.saturating_duration_since(*since))
+            .max()
     }
 
     pub fn holds(&self, key: &JobKey) -> bool {
@@ -84,6 +95,7 @@ impl Admission {
             return true;
         }
         self.last_seen.insert(key.clone(), now);
+        self.queued_since.entry(key.clone()).or_insert(now);
         let queue = self.waiting.entry(key.0.clone()).or_default();
         if !queue.contains(&key.1) {
             queue.push_back(key.1.clone());
@@ -140,6 +152,7 @@ impl Admission {
             }
         }
         self.last_seen.remove(key);
+        self.queued_since.remove(key);
     }
 
     fn drop_stale(&mut self, now: Instant) {
@@ -173,6 +186,27 @@ mod tests {
         assert_eq!((a.in_flight(), a.waiting()), (2, 1));
         a.release(&key("a", "1"));
         assert!(a.try_admit(&key("a", "3"), now));
+    }
+
+    #[test]
+    fn the_longest_wait_is_that_of_the_job_in_line_longest() {
+        let t0 = Instant::now();
+        let mut a = Admission::new(1, Duration::from_secs(60));
+        assert!(a.try_admit(&key("a", "0"), t0));
+        assert_eq!(a.longest_wait(t0), None);
+        assert!(!a.try_admit(&key("a", "1"), t0));
+        let t5 = t0 + Duration::from_secs(5);
+        assert!(!a.try_admit(&key("b", "2"), t5));
+        // Asking again does not restart the clock.
+        assert!(!a.try_admit(&key("a", "1"), t5));
+        assert_eq!(a.longest_wait(t5), Some(Duration::from_secs(5)));
+        // The freed slot goes to namespace b (a was served last): b's wait ends, a's goes on.
+        a.release(&key("a", "0"));
+        assert!(a.try_admit(&key("b", "2"), t5));
+        let t7 = t0 + Duration::from_secs(7);
+        assert_eq!(a.longest_wait(t7), Some(Duration::from_secs(7)));
+        a.release(&key("a", "1"));
+        assert_eq!(a.longest_wait(t7), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -30,7 +30,7 @@ use super::signing::{self, PreparedRequest};
 use crate::crd::{AccessMode, MediaJob};
 use crate::leader::Fence;
 use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiError};
-use crate::metrics::Metrics;
+use crate::metrics::{JobsSnapshot, Metrics};
 use crate::operation::Operation;
 use crate::operator::OperatorOptions;
 use crate::s3::S3Credentials;
@@ -266,6 +266,24 @@ impl Context {
 
     pub fn add_store(&self, store: Store<MediaJob>) {
         self.jobs.lock().unwrap().push(store);
+    }
+
+    /// What the scrape-time gauges show now: the stores' jobs by phase and earliest URL expiry,
+    /// and the admission queue.
+    pub fn jobs_snapshot(&self) -> JobsSnapshot {
+        let mut snapshot = {
+            let admission = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+            JobsSnapshot {
+                in_flight: admission.in_flight() as u64,
+                waiting: admission.waiting() as u64,
+                longest_wait: admission.longest_wait(Instant::now()),
+                ..JobsSnapshot::default()
+            }
+        };
+        let stores = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let jobs: Vec<Arc<MediaJob>> = stores.iter().flat_map(|s| s.state()).collect();
+        snapshot.count(jobs.iter().map(|j| j.as_ref()), Timestamp::now());
+        snapshot
     }
 
     pub fn set_callback(&self, base: &str, key: CallbackKey) {
@@ -535,12 +553,13 @@ impl Context {
     ) -> SubmitOutcome {
         let fence = &self.deps.fence;
         let may_submit = move || fence.may_submit();
+        let started = Instant::now();
         let result = client
             .submit_gated(&prepared.request, Some(&may_submit))
             .await;
         self.deps
             .metrics
-            .media_api_request("submit", result_label(&result));
+            .media_api_request("submit", result_label(&result), started.elapsed());
         remote::submit_outcome(result)
     }
 
@@ -550,10 +569,11 @@ impl Context {
         operation: Operation,
         job_id: &str,
     ) -> RemoteObservation {
+        let started = Instant::now();
         let result = client.status(operation, &JobId(job_id.to_string())).await;
         self.deps
             .metrics
-            .media_api_request("status", result_label(&result));
+            .media_api_request("status", result_label(&result), started.elapsed());
         remote::observation(result)
     }
 
@@ -571,10 +591,11 @@ impl Context {
             submitted_before: Some(to),
             ..Default::default()
         };
+        let started = Instant::now();
         let result = client.list_jobs(&filter).await;
         self.deps
             .metrics
-            .media_api_request("list", result_label(&result));
+            .media_api_request("list", result_label(&result), started.elapsed());
         let jobs = result?;
         let listed = remote::listed(&jobs);
         let uid = job.metadata.uid.clone().unwrap_or_default();
@@ -611,10 +632,11 @@ impl Context {
             job_id: Some(JobId(job_id.to_string())),
             ..Default::default()
         };
+        let started = Instant::now();
         let result = client.list_jobs(&filter).await;
         self.deps
             .metrics
-            .media_api_request("list", result_label(&result));
+            .media_api_request("list", result_label(&result), started.elapsed());
         let listed = match result {
             Ok(jobs) => jobs.iter().any(|j| j.job_id.0 == job_id),
             Err(error) => {
@@ -650,10 +672,11 @@ impl Context {
 
     /// Cancels a remote job.
     pub async fn cancel_remote(&self, client: &MediaApiClient, job_id: &str) -> CancelOutcome {
+        let started = Instant::now();
         let result = client.cancel(&JobId(job_id.to_string())).await;
         self.deps
             .metrics
-            .media_api_request("cancel", result_label(&result));
+            .media_api_request("cancel", result_label(&result), started.elapsed());
         match result {
             Ok(()) => CancelOutcome::Cancelled,
             Err(error) => match error.class() {

@@ -56,6 +56,15 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
+    /// The categories a pass can end in (Stale and LaneTaken are retried as a success).
+    pub const COUNTED_CATEGORIES: [&'static str; 5] = [
+        "KubeApiError",
+        "NoNamespace",
+        "Fenced",
+        "MediaApiUnavailable",
+        "NoMediaApiAccount",
+    ];
+
     /// A stable CamelCase category, used as a metric label.
     pub fn category(&self) -> &'static str {
         match self {
@@ -89,7 +98,10 @@ pub async fn reconcile(job: Arc<MediaJob>, ctx: Arc<Context>) -> Result<Requeue,
         .observe(started.elapsed().as_secs_f64());
     let outcome = match &result {
         Ok(_) => "ok",
-        Err(e) => e.category(),
+        Err(e) => {
+            ctx.deps.metrics.reconcile_error(e.category());
+            e.category()
+        }
     };
     ctx.deps
         .metrics
@@ -440,12 +452,8 @@ async fn cancel(
             error,
         }),
         (CancelOutcome::Cancelled, CancelPurpose::Deletion) => Ok(Cancelled::Deleted),
-        (CancelOutcome::Cancelled, purpose) => {
-            if purpose == CancelPurpose::UrlRefresh {
-                ctx.deps.metrics.url_refreshes.inc();
-            }
-            Ok(Cancelled::Then(Box::new(decided)))
-        }
+        // URL refreshes are counted when their status is written (`Metrics::status_written`).
+        (CancelOutcome::Cancelled, _) => Ok(Cancelled::Then(Box::new(decided))),
         // Refused (400/404): finished already, or not visible yet. Only a terminal status read
         // now says which; a success is kept, never run again.
         (CancelOutcome::AlreadyFinished, purpose) => {
@@ -590,6 +598,7 @@ async fn submit(
             message: format!("no answer within {}s of the intent", timeout.as_secs()),
         },
     };
+    ctx.deps.metrics.submission(&outcome);
     if let SubmitOutcome::Accepted { job_id } = &outcome {
         // Claimed before anything else can fail: no other MediaJob may ever adopt it.
         ctx.lanes.lock().unwrap().accepted(&lane, &uid, job_id, now);
@@ -679,6 +688,7 @@ impl StatusWriter<'_> {
         self.resource_version = written.resource_version();
         self.wrote = true;
         self.ctx.deps.metrics.kube_write("status");
+        self.ctx.deps.metrics.status_written(old, new);
         for note in transition_events(old, new) {
             self.ctx
                 .deps
@@ -895,12 +905,4 @@ fn sync_admission(
         Slot::Yield => admission.leave_flight(key),
         Slot::Keep => {}
     }
-    ctx.deps
-        .metrics
-        .jobs_in_flight
-        .set(admission.in_flight() as i64);
-    ctx.deps
-        .metrics
-        .jobs_waiting
-        .set(admission.waiting() as i64);
 }
