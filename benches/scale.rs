@@ -68,7 +68,7 @@ fn counter(metrics: &str, family: &str, labels: &str) -> f64 {
         .filter(|l| l.starts_with(family) && !l.starts_with('#'))
         .filter(|l| l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
 
 /// The product binary (crates/operator), built beside this bench: the same profile directory.
