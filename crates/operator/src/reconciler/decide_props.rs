@@ -337,8 +337,7 @@ fn one_case(seed: u64) {
     );
     let validated = decide::validate(&job);
     if let Ok(valid) = &validated {
-        let timing = &settings.timing;
-        let _ = decide::after_submit(&job, valid, &intent, g.outcome(), timing, clock.now);
+        let _ = decide::after_submit(&job, valid, &intent, g.outcome(), &settings, clock.now);
     }
     let purpose = g.pick(&[
         SearchPurpose::Submission,

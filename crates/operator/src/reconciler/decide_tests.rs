@@ -103,8 +103,14 @@ fn after_submit(
     outcome: SubmitOutcome,
     now: Timestamp,
 ) -> MediaJobStatus {
-    let timing = Settings::default().timing;
-    super::after_submit(job, &validate(job).unwrap(), status, outcome, &timing, now)
+    super::after_submit(
+        job,
+        &validate(job).unwrap(),
+        status,
+        outcome,
+        &Settings::default(),
+        now,
+    )
 }
 
 /// `after_search` as the shell calls it, with the job's validated spec.
@@ -1666,6 +1672,47 @@ fn an_unreadable_input_submits_nothing_names_the_object_and_backs_off() {
     assert!(matches!(d.action, Action::Submit { .. }), "{:?}", d.action);
 }
 
+/// The next check of a refused input is kept in status: the pass that the status write brings
+/// neither checks again nor writes another time, and a Secret or spec change ends the wait.
+#[test]
+fn a_refused_input_waits_for_its_next_check_without_a_write_per_pass() {
+    let refused = Observed {
+        input: InputCheck::Refused {
+            location: "s3://raw/missing.wav".into(),
+            status: 404,
+            failures: 1,
+        },
+        ..ready()
+    };
+    let first = decide(&enhance(), &refused, clock(0), &settings());
+    assert_eq!(first.status.retry_after, Some(Time(at(30))));
+    let job = with_status(&enhance(), first.status.clone());
+
+    let echo = decide(&job, &ready(), clock(1), &settings());
+    assert_eq!(
+        echo.action,
+        Action::None,
+        "no second HEAD before the time named"
+    );
+    assert_eq!(echo.status, first.status, "nothing to write");
+    assert_eq!(echo.requeue_after, Some(Duration::from_secs(29)));
+
+    let secret_changed = Observed {
+        credentials_changed: true,
+        ..ready()
+    };
+    let d = decide(&job, &secret_changed, clock(1), &settings());
+    assert!(matches!(d.action, Action::Submit { .. }), "{:?}", d.action);
+
+    let mut edited = job.clone();
+    edited.metadata.generation = Some(2);
+    let d = decide(&edited, &ready(), clock(1), &settings());
+    assert!(matches!(d.action, Action::Submit { .. }), "{:?}", d.action);
+
+    let d = decide(&job, &ready(), clock(30), &settings());
+    assert!(matches!(d.action, Action::Submit { .. }), "{:?}", d.action);
+}
+
 #[test]
 fn a_job_whose_completion_is_called_back_is_polled_only_as_a_safety_net() {
     // Submitted at T0 + 0 as "j1"; looked at right after.
@@ -1703,3 +1750,4 @@ fn a_pass_that_does_not_poll_wakes_for_the_scheduled_poll_not_the_age_ladder() {
     let d = decide(&job, &ready(), clock(100), &settings());
     assert_eq!(d.requeue_after, Some(Duration::from_secs(10)));
 }
+

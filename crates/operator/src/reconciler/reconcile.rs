@@ -530,7 +530,7 @@ async fn submit(
                 valid,
                 status,
                 SubmitOutcome::CredentialsUnusable { message },
-                &ctx.settings.timing,
+                &ctx.settings,
                 now,
             );
             return writer.write(old_status, &next).await;
@@ -601,7 +601,7 @@ async fn submit(
     } else {
         now
     };
-    let next = decide::after_submit(job, valid, &intent, outcome, &ctx.settings.timing, answered);
+    let next = decide::after_submit(job, valid, &intent, outcome, &ctx.settings, answered);
     writer.write(&intent, &next).await
 }
 
