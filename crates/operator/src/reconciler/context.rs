@@ -387,7 +387,7 @@ impl Context {
                 .credentials(now)
                 .await
                 .map(|credentials| Some((credentials, false)))
-                .map_err(|message| CredentialsState::Invalid { message }),
+                .map_err(|message| CredentialsState::AmbientFailed { message }),
             _ => Err(CredentialsState::AmbientNotAllowed {
                 namespace: namespace.to_string(),
             }),

@@ -81,9 +81,10 @@ pub enum CredentialsState {
     },
     /// A referenced Secret does not exist (yet).
     SecretMissing { secret: String },
-    /// A Secret exists but cannot be used, or the operator's own AWS identity failed; the
-    /// message names the Secret and key or the failing step, never a value.
+    /// A Secret exists but cannot be used; the message names the Secret and key, never a value.
     Invalid { message: String },
+    /// The operator's own AWS identity gave no credentials; the message has the SDK's reason.
+    AmbientFailed { message: String },
     /// The job names no credentials Secret, and its namespace may not sign with the operator's
     /// own AWS identity (`--ambient-aws-namespaces`).
     AmbientNotAllowed { namespace: String },
@@ -102,7 +103,9 @@ impl std::fmt::Display for CredentialsState {
         match self {
             CredentialsState::Ready { .. } => f.write_str("credentials ready"),
             CredentialsState::SecretMissing { secret } => write!(f, "Secret {secret:?} not found"),
-            CredentialsState::Invalid { message } => f.write_str(message),
+            CredentialsState::Invalid { message } | CredentialsState::AmbientFailed { message } => {
+                f.write_str(message)
+            }
             CredentialsState::AmbientNotAllowed { namespace } => write!(
                 f,
                 "namespace {namespace:?} may not use the operator's AWS identity"
@@ -432,13 +435,16 @@ pub fn decide_validated(
         if unseen && wants_cancel && !given_up {
             // The job cannot be seen or cancelled with the new key; a 404 now proves nothing.
             let mut status = old.clone();
-            let message = "deleting: the Media API app key changed since the job was submitted, so it cannot be cancelled; restore the previous key, or the finalizer goes when the deletion timeout passes and the job is orphaned";
+            let message = format!(
+                "deleting: the Media API app key changed since the job was submitted, so it cannot be cancelled; waiting until the previous key is restored, at the latest until {}, when the finalizer goes and the remote job is orphaned",
+                stamp(later(deleting_since, timing.cancel_on_delete_timeout))
+            );
             let phase = status.phase.unwrap_or(Phase::Pending);
             set_waiting(
                 &mut status,
                 phase,
                 Reason::MediaApiAccountChanged,
-                message,
+                &message,
                 generation,
                 now,
             );
@@ -492,7 +498,7 @@ pub fn decide_validated(
         Err(message) => {
             // Invalid before or after submission (spec.urls may change while a job runs): the
             // job ends, and a remote job it has is cancelled.
-            set_failed(&mut status, Reason::InvalidSpec, message, generation, now);
+            set_failed(&mut status, job, Reason::InvalidSpec, message, now);
             let job_id = current_job.or_else(|| observed.unrecorded_job_id.clone());
             let action = match (job_id, unconfirmed(&status)) {
                 (Some(job_id), _) => Action::Cancel {
@@ -502,8 +508,12 @@ pub fn decide_validated(
                 // A job may run that nobody knows the id of: find (and cancel) it before the
                 // MediaJob ends, or the job would be lost from view while it runs.
                 (None, Some(unconfirmed)) => {
-                    let text = format!(
-                        "{message}; looking for the last submission's job to cancel it first"
+                    let text = ending_with(
+                        message,
+                        &format!(
+                            "; looking for the last submission's job in the Media API job list to cancel it first, until the list settles at {} (searched again while it cannot be read)",
+                            stamp(search::settled_at(&unconfirmed, &settings.search))
+                        ),
                     );
                     let phase = old.phase.unwrap_or(Phase::Pending);
                     let mut waiting = status.clone();
@@ -553,7 +563,10 @@ pub fn decide_validated(
                 && let Some(unconfirmed) = unconfirmed(&status)
             {
                 // A job may run that nobody knows the id of: find it, then fail and cancel.
-                let text = format!("{message}; looking for the last submission's job to cancel it");
+                let text = format!(
+                    "{message}; looking for the last submission's job in the Media API job list to cancel it, until the list settles at {} (searched again while it cannot be read)",
+                    stamp(search::settled_at(&unconfirmed, &settings.search))
+                );
                 let phase = status.phase.unwrap_or(Phase::Pending);
                 set_waiting(
                     &mut status,
@@ -572,13 +585,7 @@ pub fn decide_validated(
                     requeue_after: None,
                 };
             }
-            set_failed(
-                &mut status,
-                Reason::DeadlineExceeded,
-                &message,
-                generation,
-                now,
-            );
+            set_failed(&mut status, job, Reason::DeadlineExceeded, &message, now);
             clear_attempt(&mut status);
             return match current_job.or_else(|| observed.unrecorded_job_id.clone()) {
                 Some(job_id) => Decision {
@@ -608,13 +615,16 @@ pub fn decide_validated(
     if observed.account_changed && status.submission.is_some() {
         // The submission was made with another app key: its job is invisible to this one, and
         // a 404 or an empty search would wrongly say it is gone.
-        let message = "the Media API app key changed since this job was submitted; the operator cannot see the submitted job with the new key. Restore the previous key until the job finishes, or delete the MediaJob";
+        let message = format!(
+            "the Media API app key changed since this job was submitted; the operator cannot see the submitted job with the new key. Waiting until the previous key is restored (Secrets are watched; also re-read every {}): restore it until the job finishes, or delete the MediaJob",
+            short_duration(timing.secret_recheck)
+        );
         let phase = status.phase.unwrap_or(Phase::Pending);
         set_waiting(
             &mut status,
             phase,
             Reason::MediaApiAccountChanged,
-            message,
+            &message,
             generation,
             now,
         );
@@ -638,7 +648,7 @@ pub fn decide_validated(
                         SubmitOutcome::Accepted {
                             job_id: job_id.clone(),
                         },
-                        timing,
+                        settings,
                         now,
                     ),
                     action: Action::None,
@@ -666,15 +676,22 @@ pub fn decide_validated(
     }
 
     // Not submitted: wait out a backoff, then credentials, then capacity.
-    // A backoff after refused or unusable credentials ends as soon as the Secret changes.
+    // A backoff after refused or unusable credentials, or a refused input, ends as soon as the
+    // Secret changes; a refused input's also when the spec does.
     let credentials_fixed = observed.credentials_changed
         && matches!(
             last_reason(&status),
-            Some(Reason::MediaApiCredentialsRefused | Reason::InvalidCredentials)
+            Some(
+                Reason::MediaApiCredentialsRefused
+                    | Reason::InvalidCredentials
+                    | Reason::InputNotReadable
+            )
         );
+    let input_changed = spec_changed && last_reason(&status) == Some(Reason::InputNotReadable);
     if let Some(retry_after) = &status.retry_after
         && retry_after.0 > now
         && !credentials_fixed
+        && !input_changed
     {
         return Decision {
             requeue_after: Some(until(now, retry_after.0)),
@@ -689,18 +706,41 @@ pub fn decide_validated(
         generation,
         now,
     );
+    // Event-driven waits: a Secret change wakes the job at once. The safety-net recheck is named
+    // as an interval, not a time: a time would change, and cost a status write, at every recheck.
+    let rechecked = format!(
+        "Secrets are watched, so the job goes on at once; also re-read every {}",
+        short_duration(timing.secret_recheck)
+    );
+    let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
     let waiting_for_credentials = match &observed.credentials {
         CredentialsState::SecretMissing { secret } => Some((
             Reason::SecretNotFound,
-            format!("Secret {secret:?} not found in namespace; waiting for it"),
+            format!(
+                "Secret {secret:?} not found in namespace {namespace:?}; waiting until it is created ({rechecked})"
+            ),
         )),
-        CredentialsState::Invalid { message } => {
-            Some((Reason::InvalidCredentials, message.clone()))
-        }
+        CredentialsState::Invalid { message } => Some((
+            Reason::InvalidCredentials,
+            ending_with(
+                message,
+                &format!("; waiting until the Secret is fixed ({rechecked})"),
+            ),
+        )),
+        CredentialsState::AmbientFailed { message } => Some((
+            Reason::InvalidCredentials,
+            ending_with(
+                message,
+                &format!(
+                    "; waiting until the operator's AWS identity gives credentials (asked again every {})",
+                    short_duration(timing.secret_recheck)
+                ),
+            ),
+        )),
         CredentialsState::AmbientNotAllowed { namespace } => Some((
             Reason::AmbientCredentialsNotAllowed,
             format!(
-                "spec.credentials is omitted, and namespace {namespace:?} may not sign with the operator's own AWS identity (it is not among the operator's --ambient-aws-namespaces); name a credentials Secret in spec.credentials, or ask the operator's administrators to allow this namespace"
+                "spec.credentials is omitted, and namespace {namespace:?} may not sign with the operator's own AWS identity (it is not among the operator's --ambient-aws-namespaces); waiting until spec.credentials names a Secret, or until the operator is restarted with this namespace allowed"
             ),
         )),
         CredentialsState::Ready {
@@ -710,12 +750,14 @@ pub fn decide_validated(
             Reason::CredentialsExpired,
             if *session_end_assumed {
                 format!(
-                    "the Secret's temporary S3 credentials state no session expiration and were written more than {} ago, so they are taken as expired; put fresh ones in the Secret (with AWS_SESSION_EXPIRATION)",
+                    "the Secret's temporary S3 credentials state no session expiration and were written more than {} ago, so they are taken as expired; waiting until fresh ones are in the Secret, with AWS_SESSION_EXPIRATION ({rechecked})",
                     short_duration(settings.assumed_session_lifetime)
                 )
             } else {
-                "the temporary S3 credentials in the Secret have expired; waiting for new ones"
-                    .to_string()
+                format!(
+                    "the temporary S3 credentials in the Secret expired at {}; waiting until the Secret holds new ones ({rechecked})",
+                    stamp(*expiry)
+                )
             },
         )),
         CredentialsState::Ready { .. } => None,
@@ -736,7 +778,7 @@ pub fn decide_validated(
         };
     }
     if !observed.admitted {
-        let message = "waiting for a slot: the operator's limit of jobs in flight is reached";
+        let message = "waiting for a slot: the operator's limit of jobs in flight is reached; queued until a job in flight finishes or gives its slot back (slots go to waiting jobs fairly across namespaces)";
         set_waiting(
             &mut status,
             Phase::Queued,
@@ -773,7 +815,8 @@ pub fn decide_validated(
         }
         LaneObservation::ClaimedElsewhere { owner } => {
             let message = format!(
-                "the Media API account is claimed by operator release {owner}: two releases submitting on one account cannot guarantee exactly-once submission. Use another account for this job (mediaApiCredentials) or let release {owner} handle it (labels)"
+                "the Media API account is claimed by operator release {owner}: two releases submitting on one account cannot guarantee exactly-once submission. Waiting until the claim is released, or the job uses another account (mediaApiCredentials) or is handled by release {owner} (labels); checked again every {}",
+                short_duration(timing.secret_recheck)
             );
             set_waiting(
                 &mut status,
@@ -793,12 +836,18 @@ pub fn decide_validated(
             if *held_for < LANE_WAIT_SHOWN_AFTER {
                 status = quiet(status);
             } else {
-                let message = "waiting for another MediaJob's submission on the same Media API account and operation to be confirmed (the Media API's job list cannot tell two unconfirmed submissions apart)";
+                let until = match free_at {
+                    Some(at) => format!("at the latest until {}", stamp(*at)),
+                    None => "until its answer arrives or its job is found in the job list".into(),
+                };
+                let message = format!(
+                    "waiting for another MediaJob's submission on the same Media API account and operation to be confirmed (the Media API's job list cannot tell two unconfirmed submissions apart), {until}"
+                );
                 set_waiting(
                     &mut status,
                     Phase::Queued,
                     Reason::WaitingForLane,
-                    message,
+                    &message,
                     generation,
                     now,
                 );
@@ -823,8 +872,14 @@ pub fn decide_validated(
     } = &observed.input
     {
         let name = super::preflight::error_name(*code);
+        // The next check is kept in status, so that the pass the status write brings neither
+        // checks again nor names another time (which would be one more write, and so on).
+        let backoff = refused_input_backoff(*failures);
+        let check_at = later(now, backoff);
+        status.retry_after = Some(Time(check_at));
         let message = format!(
-            "the input {location} cannot be read: its server answered {code} ({name}) to a HEAD made with the job's credentials and endpoint. Nothing is submitted until it can be read; checked again when the Secret or the spec changes, and after a backoff"
+            "the input {location} cannot be read: its server answered {code} ({name}) to a HEAD made with the job's credentials and endpoint. Nothing is submitted until it can be read; checked again at {}, or at once when the Secret or the spec changes",
+            stamp(check_at)
         );
         set_waiting(
             &mut status,
@@ -837,7 +892,7 @@ pub fn decide_validated(
         return Decision {
             status,
             action: Action::None,
-            requeue_after: Some(refused_input_backoff(*failures)),
+            requeue_after: Some(backoff),
         };
     }
     let attempt = status.attempts.unwrap_or(0).saturating_add(1);
@@ -917,7 +972,7 @@ fn suspended(
         };
     }
     let job_id = current_job.or_else(|| observed.unrecorded_job_id.clone());
-    let message = "spec.suspend is true; the job is not submitted until it is false";
+    let message = "spec.suspend is true; the job is not submitted until it is set to false";
     set_waiting(
         &mut status,
         Phase::Queued,
@@ -1062,10 +1117,30 @@ fn follow(
     };
 
     match state {
+        // URLs that cannot be refreshed stay what the job waits on (no refresh is planned any
+        // more), so a poll neither hides that warning nor rewrites the message.
+        RemoteState::Pending | RemoteState::Running { .. }
+            if last_reason(&status) == Some(Reason::CredentialsExpiring)
+                && status.next_refresh_time.is_none() =>
+        {
+            match state {
+                RemoteState::Running { progress } => {
+                    status.phase = Some(Phase::Running);
+                    status.progress = Some(coarse_progress(*progress));
+                }
+                _ => status.phase = Some(Phase::Submitted),
+            }
+            let wait = next_wakeup(&status);
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(wait),
+            }
+        }
         RemoteState::Pending | RemoteState::Running { .. } | RemoteState::Unknown(_) => {
             match state {
                 RemoteState::Pending => {
-                    let message = format!("job {job_id} is queued at the Media API");
+                    let message = queued_remotely(job, &status, job_id);
                     set_waiting(
                         &mut status,
                         Phase::Submitted,
@@ -1076,7 +1151,10 @@ fn follow(
                     );
                 }
                 RemoteState::Running { progress } => {
-                    let message = format!("job {job_id} is running");
+                    let message = format!(
+                        "job {job_id} is running at the Media API; {}",
+                        following_until(job, &status)
+                    );
                     set_waiting(
                         &mut status,
                         Phase::Running,
@@ -1089,7 +1167,8 @@ fn follow(
                 }
                 RemoteState::Unknown(other) => {
                     let message = format!(
-                        "job {job_id} reports status {other:?}, which this operator does not know; still following it"
+                        "job {job_id} reports status {other:?}, which this operator does not know; still following it: {}",
+                        following_until(job, &status)
                     );
                     let phase = status.phase.unwrap_or(Phase::Submitted);
                     set_waiting(
@@ -1129,7 +1208,10 @@ fn follow(
             status.phase = Some(Phase::Cancelled);
             status.completion_time = Some(Time(now));
             status.next_refresh_time = None;
-            let message = format!("job {job_id} was cancelled outside this operator");
+            let message = format!(
+                "job {job_id} was cancelled outside this operator{}",
+                ttl_note(job, now)
+            );
             conditions::set_condition(
                 &mut status.conditions,
                 READY,
@@ -1228,7 +1310,7 @@ pub fn succeeded(
         status.result = result;
         conditions::remove_condition(&mut status.conditions, RESULT_OMITTED);
     }
-    let message = format!("job {job_id} succeeded");
+    let message = format!("job {job_id} succeeded{}", ttl_note(job, now));
     conditions::set_condition(
         &mut status.conditions,
         READY,
@@ -1283,13 +1365,17 @@ fn refresh(
         _ => false,
     };
     if !credentials_help {
-        let message = "URLs expire soon and the Secret's credentials cannot sign longer ones; update the Secret";
+        let expiry =
+            current_expiry.map_or_else(|| "soon".to_string(), |e| format!("at {}", stamp(e)));
+        let message = format!(
+            "job {job_id}'s URLs expire {expiry} and the Secret's credentials cannot sign longer ones; the job is followed as it is until then, and if it fails on an expired URL it is resubmitted once the Secret holds newer credentials: update the Secret"
+        );
         let phase = status.phase.unwrap_or(Phase::Running);
         set_waiting(
             &mut status,
             phase,
             Reason::CredentialsExpiring,
-            message,
+            &message,
             generation,
             now,
         );
@@ -1310,9 +1396,9 @@ fn refresh(
         );
         set_failed(
             &mut status,
+            job,
             Reason::UrlRefreshLimitReached,
             &message,
-            generation,
             now,
         );
         clear_attempt(&mut status);
@@ -1389,8 +1475,9 @@ fn short_duration(d: Duration) -> String {
 fn refreshed(status: &mut MediaJobStatus, job_id: &str, generation: Option<i64>, now: Timestamp) {
     status.url_refreshes = Some(status.url_refreshes.unwrap_or(0).saturating_add(1));
     clear_attempt(status);
-    let message =
-        format!("job {job_id} is being resubmitted with freshly signed URLs before they expire");
+    let message = format!(
+        "job {job_id} was cancelled to be resubmitted with freshly signed URLs before they expire; resubmitting now"
+    );
     set_waiting(
         status,
         Phase::Pending,
@@ -1418,10 +1505,15 @@ fn failed_attempt(
         let wait = settings
             .timing
             .backoff(failures.saturating_sub(1).max(0) as u32, clock.jitter);
-        status.retry_after = Some(Time(later(now, wait)));
-        let text = format!(
-            "{message}; retrying ({failures} of {} retries)",
-            job.spec.retry_limit()
+        let retry_at = later(now, wait);
+        status.retry_after = Some(Time(retry_at));
+        let text = ending_with(
+            message,
+            &format!(
+                "; waiting until {} to retry (retry {failures} of {})",
+                stamp(retry_at),
+                job.spec.retry_limit()
+            ),
         );
         set_waiting(
             &mut status,
@@ -1437,13 +1529,7 @@ fn failed_attempt(
             requeue_after: Some(wait),
         }
     } else {
-        set_failed(
-            &mut status,
-            Reason::RemoteJobFailed,
-            message,
-            generation,
-            now,
-        );
+        set_failed(&mut status, job, Reason::RemoteJobFailed, message, now);
         Decision {
             status,
             action: Action::None,
@@ -1516,9 +1602,10 @@ pub fn after_submit(
     valid: &ValidatedJob,
     status: &MediaJobStatus,
     outcome: SubmitOutcome,
-    timing: &Timing,
+    settings: &Settings,
     now: Timestamp,
 ) -> MediaJobStatus {
+    let (timing, search_settings) = (&settings.timing, &settings.search);
     let generation = job.metadata.generation;
     let mut status = status.clone();
     status.observed_generation = generation;
@@ -1548,15 +1635,17 @@ pub fn after_submit(
                 }
                 _ => None,
             };
-            let message = format!("submitted as job {job_id}");
+            // The words of the first poll that finds the job queued, so that poll writes nothing.
+            let queued = queued_remotely(job, &status, &job_id);
             set_waiting(
                 &mut status,
                 Phase::Submitted,
                 Reason::Submitted,
-                &message,
+                &queued,
                 generation,
                 now,
             );
+            let message = format!("submitted as job {job_id}");
             conditions::set_condition(
                 &mut status.conditions,
                 SUBMITTED,
@@ -1570,12 +1659,19 @@ pub fn after_submit(
         SubmitOutcome::Rejected { message } => {
             status.submission = None;
             let text = format!("the Media API rejected the request: {message}");
-            set_failed(&mut status, Reason::RequestRejected, &text, generation, now);
+            set_failed(&mut status, job, Reason::RequestRejected, &text, now);
         }
         SubmitOutcome::CredentialsRefused { message } => {
             status.submission = None;
-            let text = format!("the Media API refused the app credentials: {message}");
-            status.retry_after = Some(Time(later(now, timing.credentials_refused_retry)));
+            let retry_at = later(now, timing.credentials_refused_retry);
+            status.retry_after = Some(Time(retry_at));
+            let text = ending_with(
+                &format!("the Media API refused the app credentials: {message}"),
+                &format!(
+                    "; waiting until the Media API Secret changes, at the latest until {}, to try again",
+                    stamp(retry_at)
+                ),
+            );
             set_waiting(
                 &mut status,
                 Phase::Pending,
@@ -1593,8 +1689,12 @@ pub fn after_submit(
             let wait = retry_after
                 .unwrap_or(timing.submit_retry)
                 .min(MAX_OUTSIDE_WAIT);
-            status.retry_after = Some(Time(later(now, wait)));
-            let text = format!("submission will be retried: {message}");
+            let retry_at = later(now, wait);
+            status.retry_after = Some(Time(retry_at));
+            let text = ending_with(
+                &format!("the submission was not sent: {message}"),
+                &format!("; waiting until {} to send it again", stamp(retry_at)),
+            );
             set_waiting(
                 &mut status,
                 Phase::Pending,
@@ -1609,8 +1709,18 @@ pub fn after_submit(
             if let Some(submission) = status.submission.as_mut() {
                 submission.outcome_time = Some(Time(now));
             }
-            let text = format!(
-                "submission outcome unknown, checking the Media API before resubmitting: {message}"
+            let until = match unconfirmed(&status) {
+                Some(u) => format!(
+                    "until the list settles at {}",
+                    stamp(search::settled_at(&u, search_settings))
+                ),
+                None => "until it is found or proven absent".into(),
+            };
+            let text = ending_with(
+                &format!("the submission's outcome is unknown ({message})"),
+                &format!(
+                    "; looking for its job in the Media API job list before submitting again, {until}"
+                ),
             );
             set_waiting(
                 &mut status,
@@ -1623,12 +1733,20 @@ pub fn after_submit(
         }
         SubmitOutcome::CredentialsUnusable { message } => {
             status.submission = None;
-            status.retry_after = Some(Time(later(now, timing.unusable_credentials_retry)));
+            let retry_at = later(now, timing.unusable_credentials_retry);
+            status.retry_after = Some(Time(retry_at));
+            let text = ending_with(
+                &message,
+                &format!(
+                    "; waiting until the Secret changes, at the latest until {}, to try again",
+                    stamp(retry_at)
+                ),
+            );
             set_waiting(
                 &mut status,
                 Phase::Pending,
                 Reason::InvalidCredentials,
-                &message,
+                &text,
                 generation,
                 now,
             );
@@ -1674,8 +1792,14 @@ pub fn after_search(
             // a deadline has passed already, and activeDeadlineSeconds bounds the rest.
             let wait = settings.timing.backoff(1, clock.jitter);
             if purpose == SearchPurpose::Submission {
-                let text = format!(
-                    "the last submission's outcome is unknown and the Media API job list cannot be read ({message}); looking again (bounded by activeDeadlineSeconds, if set)"
+                let text = ending_with(
+                    &format!(
+                        "the last submission's outcome is unknown and the Media API job list cannot be read ({message})"
+                    ),
+                    &format!(
+                        "; nothing is submitted again until the list can be read: looking again with backoff{}",
+                        deadline_note(job, &status)
+                    ),
                 );
                 let phase = status.phase.unwrap_or(Phase::Pending);
                 set_waiting(
@@ -1702,7 +1826,7 @@ pub fn after_search(
                     valid,
                     &status,
                     SubmitOutcome::Accepted { job_id },
-                    &settings.timing,
+                    settings,
                     now,
                 ),
                 action: Action::None,
@@ -1734,7 +1858,8 @@ pub fn after_search(
                     &settings.search,
                 );
                 let text = format!(
-                    "the last submission's outcome is unknown; looking for its job in the Media API job list until {settled} before submitting again"
+                    "the last submission's outcome is unknown; looking for its job in the Media API job list before submitting again, until the list settles at {}",
+                    stamp(settled)
                 );
                 let phase = status.phase.unwrap_or(Phase::Pending);
                 set_waiting(
@@ -1759,20 +1884,18 @@ pub fn after_search(
             if elapsed(intent_time, now) >= settings.timing.ambiguous_limit {
                 // The intent stays: one of the candidates may be this MediaJob's and running, so
                 // editing the spec does not start a second one.
-                set_failed(
-                    &mut status,
-                    Reason::SubmissionAmbiguous,
-                    &text,
-                    generation,
-                    now,
-                );
+                set_failed(&mut status, job, Reason::SubmissionAmbiguous, &text, now);
                 return Decision {
                     status,
                     action: Action::None,
                     requeue_after: None,
                 };
             }
-            let text = format!("{text}; looking again in case other MediaJobs claim them");
+            let text = format!(
+                "{text}; looking again every {} in case other MediaJobs claim them, until {}, when the job fails",
+                short_duration(settings.timing.ambiguous_recheck),
+                stamp(later(intent_time, settings.timing.ambiguous_limit))
+            );
             let phase = status.phase.unwrap_or(Phase::Pending);
             set_waiting(
                 &mut status,
@@ -1807,13 +1930,7 @@ pub fn after_search(
                     let limit = job.spec.active_deadline_seconds.unwrap_or_default();
                     let message =
                         format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
-                    set_failed(
-                        &mut status,
-                        Reason::DeadlineExceeded,
-                        &message,
-                        generation,
-                        now,
-                    );
+                    set_failed(&mut status, job, Reason::DeadlineExceeded, &message, now);
                     end_attempt(&mut status);
                     CancelPurpose::Deadline
                 }
@@ -1823,7 +1940,7 @@ pub fn after_search(
                         .err()
                         .cloned()
                         .unwrap_or_else(|| "the spec is not valid".into());
-                    set_failed(&mut status, Reason::InvalidSpec, &message, generation, now);
+                    set_failed(&mut status, job, Reason::InvalidSpec, &message, now);
                     end_attempt(&mut status);
                     CancelPurpose::InvalidSpec
                 }
@@ -1909,6 +2026,7 @@ fn set_waiting(
     generation: Option<i64>,
     now: Timestamp,
 ) {
+    debug_assert!(reason.is_waiting(), "{reason} is not a waiting reason");
     status.phase = Some(phase);
     conditions::set_condition(
         &mut status.conditions,
@@ -1923,11 +2041,12 @@ fn set_waiting(
 
 fn set_failed(
     status: &mut MediaJobStatus,
+    job: &MediaJob,
     reason: Reason,
     message: &str,
-    generation: Option<i64>,
     now: Timestamp,
 ) {
+    let generation = job.metadata.generation;
     status.phase = Some(Phase::Failed);
     status.completion_time = Some(Time(now));
     status.retry_after = None;
@@ -1936,7 +2055,7 @@ fn set_failed(
         READY,
         false,
         reason.as_str(),
-        message,
+        &ending_with(message, &ttl_note(job, now)),
         generation,
         now,
     );
@@ -1949,6 +2068,72 @@ fn set_failed(
         generation,
         now,
     );
+}
+
+/// A time in a condition message: RFC 3339 to the second, as status times are written. Messages
+/// name absolute times, never countdowns: a message that changed on every pass would cost a
+/// status write on every pass.
+fn stamp(t: Timestamp) -> String {
+    jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", t).unwrap_or_else(|_| t.to_string())
+}
+
+/// `text` then `tail`, with `text` cut so that the whole fits in a condition message: the part
+/// that says until when is never the part cut off a long remote error.
+fn ending_with(text: &str, tail: &str) -> String {
+    let room = conditions::MAX_MESSAGE_BYTES.saturating_sub(tail.len());
+    format!("{}{tail}", conditions::bounded(text, room))
+}
+
+/// What is left for a job that finished at `completed`: its deletion by ttlSecondsAfterFinished.
+fn ttl_note(job: &MediaJob, completed: Timestamp) -> String {
+    match job.spec.ttl_seconds_after_finished {
+        Some(ttl) => format!(
+            "; the MediaJob is deleted at {} (ttlSecondsAfterFinished)",
+            stamp(later_secs(completed, ttl))
+        ),
+        None => String::new(),
+    }
+}
+
+/// How long a submitted job is followed: until the Media API reports its end, and what bounds
+/// that wait (a URL refresh, activeDeadlineSeconds). Read from status fields that change only
+/// when the plan does, so the message is the same on every poll.
+fn following_until(job: &MediaJob, status: &MediaJobStatus) -> String {
+    let mut text = String::from("polled until the Media API reports it finished");
+    if let Some(refresh) = &status.next_refresh_time {
+        text.push_str(&format!(
+            "; if still unfinished at {}, it is cancelled and resubmitted with freshly signed URLs",
+            stamp(refresh.0)
+        ));
+    } else if let Some(expiry) = &status.urls_expire_at {
+        text.push_str(&format!("; its URLs expire at {}", stamp(expiry.0)));
+    }
+    if let (Some(start), Some(limit)) = (&status.start_time, job.spec.active_deadline_seconds) {
+        text.push_str(&format!(
+            "; it fails at {} if not finished (activeDeadlineSeconds)",
+            stamp(later_secs(start.0, limit))
+        ));
+    }
+    text
+}
+
+/// A job the Media API has accepted and not started, in the words of `Submitted`.
+fn queued_remotely(job: &MediaJob, status: &MediaJobStatus, job_id: &str) -> String {
+    format!(
+        "job {job_id} is queued at the Media API, waiting for it to start; {}",
+        following_until(job, status)
+    )
+}
+
+/// activeDeadlineSeconds as the end of a wait, when it applies (the job has started).
+fn deadline_note(job: &MediaJob, status: &MediaJobStatus) -> String {
+    match (&status.start_time, job.spec.active_deadline_seconds) {
+        (Some(start), Some(limit)) => format!(
+            ", at the latest until {} (activeDeadlineSeconds)",
+            stamp(later_secs(start.0, limit))
+        ),
+        _ => String::new(),
+    }
 }
 
 /// The reason of the Ready condition, if it is one of ours.

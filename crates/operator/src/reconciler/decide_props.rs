@@ -209,7 +209,7 @@ impl Gen {
 
     fn observed(&mut self) -> Observed {
         Observed {
-            credentials: match self.0.u8(..4) {
+            credentials: match self.0.u8(..5) {
                 0 => CredentialsState::Ready {
                     expires_at: self.maybe(|g| g.time()),
                     session_end_assumed: self.0.bool(),
@@ -218,6 +218,9 @@ impl Gen {
                     secret: self.text(),
                 },
                 2 => CredentialsState::Invalid {
+                    message: self.text(),
+                },
+                3 => CredentialsState::AmbientFailed {
                     message: self.text(),
                 },
                 _ => CredentialsState::AmbientNotAllowed {
@@ -340,8 +343,7 @@ fn one_case(seed: u64) {
     );
     let validated = decide::validate(&job);
     if let Ok(valid) = &validated {
-        let timing = &settings.timing;
-        let _ = decide::after_submit(&job, valid, &intent, g.outcome(), timing, clock.now);
+        let _ = decide::after_submit(&job, valid, &intent, g.outcome(), &settings, clock.now);
     }
     let purpose = g.pick(&[
         SearchPurpose::Submission,

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 macro_rules! reasons {
-    ($($(#[$doc:meta])* $name:ident => $warning:literal,)+) => {
+    ($($(#[$doc:meta])* $name:ident => $warning:literal, $waiting:literal,)+) => {
         /// A condition reason: CamelCase, stable, the same word in the Event of the transition.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Reason {
@@ -28,61 +28,72 @@ macro_rules! reasons {
                     $(Reason::$name => $warning,)+
                 }
             }
+
+            /// Whether a job that is not finished can show this reason: the operator waits for
+            /// something, and its message must say for what and until when (a time, or the
+            /// event that ends the wait). `decide_tests.rs` walks every such reason.
+            pub fn is_waiting(self) -> bool {
+                match self {
+                    $(Reason::$name => $waiting,)+
+                }
+            }
         }
     };
 }
 
+// `Name => warning, waiting,`: whether the transition into it is a Warning Event, and whether a
+// job that is not finished can show it (see `Reason::is_waiting`).
 reasons! {
     /// The Media API accepted the job.
-    Submitted => false,
+    Submitted => false, true,
     /// The Media API is processing the job.
-    Running => false,
-    Succeeded => false,
+    Running => false, true,
+    Succeeded => false, false,
     /// A Secret the job names does not exist in its namespace.
-    SecretNotFound => true,
+    SecretNotFound => true, true,
     /// A Secret lacks a key, or a value is empty or not UTF-8.
-    InvalidCredentials => true,
+    InvalidCredentials => true, true,
     /// The Secret's temporary S3 credentials have expired.
-    CredentialsExpired => true,
+    CredentialsExpired => true, true,
     /// URLs expire soon and the Secret's credentials cannot sign longer ones.
-    CredentialsExpiring => true,
+    CredentialsExpiring => true, true,
     /// The job names no credentials Secret and its namespace may not use the operator's own AWS
     /// identity (`--ambient-aws-namespaces`).
-    AmbientCredentialsNotAllowed => true,
+    AmbientCredentialsNotAllowed => true, true,
     /// The Secret has a session token but no session expiration: an end is assumed (the
     /// `SessionEndAssumed` condition).
-    SessionExpirationMissing => true,
+    SessionExpirationMissing => true, false,
     /// The preflight HEAD of the input was refused (403/404); nothing is submitted.
-    InputNotReadable => true,
+    InputNotReadable => true, true,
     /// The cluster-wide cap on jobs in flight is reached.
-    WaitingForCapacity => false,
+    WaitingForCapacity => false, true,
     /// Another submission on the same account and operation is being confirmed.
-    WaitingForLane => false,
-    Suspended => false,
+    WaitingForLane => false, true,
+    Suspended => false, true,
     /// Cancelled to be resubmitted with fresh URLs.
-    RefreshingUrls => false,
-    UrlRefreshLimitReached => true,
-    RetryingAfterFailure => true,
-    RemoteJobFailed => true,
+    RefreshingUrls => false, true,
+    UrlRefreshLimitReached => true, false,
+    RetryingAfterFailure => true, true,
+    RemoteJobFailed => true, false,
     /// The Media API refused the request as invalid.
-    RequestRejected => true,
-    InvalidSpec => true,
-    MediaApiCredentialsRefused => true,
+    RequestRejected => true, false,
+    InvalidSpec => true, true,
+    MediaApiCredentialsRefused => true, true,
     /// The submission could not be sent; retried with backoff.
-    SubmitRetrying => true,
+    SubmitRetrying => true, true,
     /// The submission's outcome is unknown; the job list is searched before anything is resent.
-    SubmissionUnconfirmed => true,
+    SubmissionUnconfirmed => true, true,
     /// Several jobs could be the lost submission's; none is adopted.
-    SubmissionAmbiguous => true,
-    DeadlineExceeded => true,
-    CancelledRemotely => true,
+    SubmissionAmbiguous => true, true,
+    DeadlineExceeded => true, true,
+    CancelledRemotely => true, false,
     /// The Media API app key changed while a submission made with the old one is in flight.
-    MediaApiAccountChanged => true,
+    MediaApiAccountChanged => true, true,
     /// Another operator release claimed the job's Media API account.
-    MediaApiAccountInUse => true,
-    UnknownRemoteStatus => true,
+    MediaApiAccountInUse => true, true,
+    UnknownRemoteStatus => true, true,
     /// The job succeeded but its inline result is too large for status (`ResultOmitted`).
-    ResultTooLarge => false,
+    ResultTooLarge => false, false,
 }
 
 impl fmt::Display for Reason {

@@ -538,7 +538,7 @@ async fn submit(
                 valid,
                 status,
                 SubmitOutcome::CredentialsUnusable { message },
-                &ctx.settings.timing,
+                &ctx.settings,
                 now,
             );
             return writer.write(old_status, &next).await;
@@ -610,7 +610,7 @@ async fn submit(
     } else {
         now
     };
-    let next = decide::after_submit(job, valid, &intent, outcome, &ctx.settings.timing, answered);
+    let next = decide::after_submit(job, valid, &intent, outcome, &ctx.settings, answered);
     writer.write(&intent, &next).await
 }
 

@@ -532,7 +532,7 @@ impl World {
                     validated.as_ref().unwrap(),
                     &intent,
                     outcome,
-                    &self.settings.timing,
+                    &self.settings,
                     answered,
                 );
                 self.write(i, version, &next)?;
