@@ -428,9 +428,13 @@ pub fn decide_validated(
             .map_or(now, |t| t.0);
         let given_up = elapsed(deleting_since, now) >= timing.cancel_on_delete_timeout;
         let wants_cancel = spec.effective_deletion_policy() == DeletionPolicy::Cancel;
+        // A job seen to succeed has nothing left to cancel: no cancel and no status read on its
+        // way out (TTL deletions are mostly of such jobs).
+        let ended_remotely = old.phase == Some(Phase::Succeeded);
         let job_id = current_job
             .clone()
-            .or_else(|| observed.unrecorded_job_id.clone());
+            .or_else(|| observed.unrecorded_job_id.clone())
+            .filter(|_| !ended_remotely);
         let unseen = observed.account_changed && (job_id.is_some() || unconfirmed(&old).is_some());
         if unseen && wants_cancel && !given_up {
             // The job cannot be seen or cancelled with the new key; a 404 now proves nothing.

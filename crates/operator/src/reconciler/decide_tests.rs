@@ -164,6 +164,24 @@ fn deleting_a_running_job_cancels_it_remotely() {
 }
 
 #[test]
+fn deleting_a_job_seen_to_succeed_cancels_nothing() {
+    let job = submitted(&enhance());
+    let done = decide(
+        &job,
+        &remote(RemoteState::Succeeded { result: None }),
+        clock(100),
+        &settings(),
+    );
+    let mut job = with_status(&job, done.status);
+    job.metadata.deletion_timestamp = Some(Time(at(200)));
+    assert_eq!(
+        decide(&job, &ready(), clock(200), &settings()).action,
+        Action::RemoveFinalizer,
+        "no cancel (and no status read) for a job that has ended"
+    );
+}
+
+#[test]
 fn deleting_with_orphan_policy_leaves_the_remote_job() {
     let mut job = submitted(&enhance());
     job.spec.deletion_policy = Some(DeletionPolicy::Orphan);
