@@ -349,8 +349,10 @@ pub fn observation_plan(job: &MediaJob, now: Timestamp) -> ObservationPlan {
         _ => false,
     };
     let live = !finished && !deleting;
+    // A job whose URLs the Secret's credentials could not outlive waits for newer ones.
+    let waits_for_longer_credentials = status.is_some_and(gave_up_refreshing);
     ObservationPlan {
-        credentials: live && (!has_job || refresh_due),
+        credentials: live && (!has_job || refresh_due || waits_for_longer_credentials),
         poll: if !live || !has_job || job.spec.is_suspended() || deadline_due {
             Poll::Never
         } else if refresh_due {
@@ -1063,6 +1065,17 @@ fn follow(
         observed.earlier_progress,
         clock,
     );
+    // Credentials that now outlive the URLs (the Secret was updated) bring back the refresh
+    // that `CredentialsExpiring` gave up.
+    if gave_up_refreshing(&status)
+        && valid.access == AccessMode::Presign
+        && credentials_outlive_urls(&observed.credentials, &status)
+    {
+        status.next_refresh_time = status
+            .urls_expire_at
+            .as_ref()
+            .map(|expiry| Time(earlier(expiry.0, valid.refresh_before)));
+    }
     let refresh_due = status
         .next_refresh_time
         .as_ref()
@@ -1123,10 +1136,7 @@ fn follow(
     match state {
         // URLs that cannot be refreshed stay what the job waits on (no refresh is planned any
         // more), so a poll neither hides that warning nor rewrites the message.
-        RemoteState::Pending | RemoteState::Running { .. }
-            if last_reason(&status) == Some(Reason::CredentialsExpiring)
-                && status.next_refresh_time.is_none() =>
-        {
+        RemoteState::Pending | RemoteState::Running { .. } if gave_up_refreshing(&status) => {
             match state {
                 RemoteState::Running { progress } => {
                     status.phase = Some(Phase::Running);
@@ -1355,24 +1365,12 @@ fn refresh(
         generation,
         now,
     );
-    // Fresh signatures only help if the credentials outlive the URLs we have.
     let current_expiry = status.urls_expire_at.as_ref().map(|t| t.0);
-    let credentials_help = match (&observed.credentials, current_expiry) {
-        (
-            CredentialsState::Ready {
-                expires_at: Some(creds),
-                ..
-            },
-            Some(urls),
-        ) => *creds > urls,
-        (CredentialsState::Ready { .. }, _) => true,
-        _ => false,
-    };
-    if !credentials_help {
+    if !credentials_outlive_urls(&observed.credentials, &status) {
         let expiry =
             current_expiry.map_or_else(|| "soon".to_string(), |e| format!("at {}", stamp(e)));
         let message = format!(
-            "job {job_id}'s URLs expire {expiry} and the Secret's credentials cannot sign longer ones; the job is followed as it is until then, and if it fails on an expired URL it is resubmitted once the Secret holds newer credentials: update the Secret"
+            "job {job_id}'s URLs expire {expiry} and the Secret's credentials cannot sign longer ones; the job is followed as it is until then, and refreshed as soon as the Secret holds credentials that outlive them (if it fails on an expired URL first, it is resubmitted then): update the Secret"
         );
         let phase = status.phase.unwrap_or(Phase::Running);
         set_waiting(
@@ -2141,6 +2139,27 @@ fn deadline_note(job: &MediaJob, status: &MediaJobStatus) -> String {
 }
 
 /// The reason of the Ready condition, if it is one of ours.
+/// Whether the job's URL refresh was given up because the credentials could not outlive the
+/// URLs (`CredentialsExpiring`, no refresh planned).
+fn gave_up_refreshing(status: &MediaJobStatus) -> bool {
+    last_reason(status) == Some(Reason::CredentialsExpiring) && status.next_refresh_time.is_none()
+}
+
+/// Fresh signatures only help if the credentials outlive the URLs the job has.
+fn credentials_outlive_urls(credentials: &CredentialsState, status: &MediaJobStatus) -> bool {
+    match (credentials, status.urls_expire_at.as_ref()) {
+        (
+            CredentialsState::Ready {
+                expires_at: Some(creds),
+                ..
+            },
+            Some(urls),
+        ) => *creds > urls.0,
+        (CredentialsState::Ready { .. }, _) => true,
+        _ => false,
+    }
+}
+
 fn last_reason(status: &MediaJobStatus) -> Option<Reason> {
     conditions::find(&status.conditions, READY).and_then(|c| c.reason.parse().ok())
 }

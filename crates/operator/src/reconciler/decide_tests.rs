@@ -917,6 +917,31 @@ fn no_refresh_when_the_credentials_cannot_sign_longer() {
     let d = decide(&job, &observed, clock(6 * 3600 - 1800), &settings());
     assert_eq!(d.action, Action::None);
     assert_eq!(reason(&d.status), "CredentialsExpiring");
+
+    // Given up: the shell keeps reading the credentials for the job, and a Secret that now
+    // holds longer ones brings the refresh back (it was lost: the job ran on to its URLs' end).
+    let job = with_status(&job, d.status);
+    assert!(observation_plan(&job, at(6 * 3600 - 1700)).credentials);
+    let same = decide(&job, &observed, clock(6 * 3600 - 1700), &settings());
+    assert_eq!(
+        (same.action, reason(&same.status)),
+        (Action::None, "CredentialsExpiring")
+    );
+    let rotated = Observed {
+        credentials: CredentialsState::Ready {
+            expires_at: Some(at(12 * 3600)),
+            session_end_assumed: false,
+        },
+        ..observed
+    };
+    let d = decide(&job, &rotated, clock(6 * 3600 - 1700), &settings());
+    assert_eq!(
+        d.action,
+        Action::Cancel {
+            job_id: "j1".into(),
+            purpose: CancelPurpose::UrlRefresh
+        }
+    );
 }
 
 // --- temporary credentials whose Secret states no session end ---
