@@ -1,7 +1,9 @@
 //! The operator binary in its own process, at the design brief's scale: N MediaJobs (default
 //! 10,000) with a cap of C in flight (default 1,000), against the API double, the emulator and the
 //! embedded S3 store hosted by this process. Reports the operator's peak resident memory, jobs per
-//! second and requests per job. Run: `cargo build --release -p mediajob-operator && cargo bench --bench scale [-- N C]`.
+//! second and requests per job. Run: `cargo build --release -p mediajob-operator && cargo bench --bench scale [-- N C]`
+//! (or a dev-profile bench driving the release operator: `MEDIAJOB_OPERATOR_BIN=target/release/mediajob-operator
+//! cargo bench --profile dev --bench scale -- N C`).
 //! Prints per job: Media API requests by call and Kubernetes writes by kind (the operator's own
 //! metrics, scraped before it is stopped), CPU (`/proc/<pid>/stat`), peak RSS (`VmHWM`), and
 //! completion-to-Succeeded latency (the emulator's completion time to the first list that shows
@@ -74,6 +76,10 @@ fn counter(metrics: &str, family: &str, labels: &str) -> f64 {
 /// The product binary (crates/operator), built beside this bench: the same profile directory.
 /// Benches of the root package do not build other packages' binaries, so say how if it is missing.
 fn operator_binary() -> std::path::PathBuf {
+    // A release operator beside a dev-profile bench (the harness need not be optimised).
+    if let Some(path) = std::env::var_os("MEDIAJOB_OPERATOR_BIN") {
+        return path.into();
+    }
     let exe = std::env::current_exe().expect("the bench's path");
     let profile_dir = exe
         .parent()
