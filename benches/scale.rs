@@ -11,6 +11,8 @@
 //! reported apart. With `MEDIAJOB_E2E_KUBECONFIG` the MediaJobs live in that cluster (the CRD is
 //! applied, two namespaces are made and removed); the operator, emulator and S3 stay local.
 
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -302,33 +304,26 @@ async fn run(n: usize, cap: usize) {
     let _ = operator.kill();
     let _ = operator.wait();
 
-    let mut latencies: Vec<f64> = seen_succeeded
-        .iter()
-        .filter_map(|(job_id, seen)| {
-            let done = emulator.job(job_id)?.finished_at?;
-            Some((seen.as_millisecond() - done.as_millisecond()) as f64 / 1000.0)
-        })
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
+    let latencies = support::Latencies::new(&emulator, &seen_succeeded);
+    let quantile = |q: f64| latencies.quantile(q);
     let per = |x: f64| x / n as f64;
+    // A label filter, or none for a family's total.
+    let label = |name: &str, value: &str| match value {
+        "" => String::new(),
+        _ => format!("{name}=\"{value}\""),
+    };
     let media = |call: &str| {
         per(counter(
             &metrics,
             "mediajob_operator_media_api_requests_total",
-            &format!("call=\"{call}\""),
+            &label("call", call),
         ))
     };
     let writes = |kind: &str| {
         per(counter(
             &metrics,
             "mediajob_operator_kube_writes_total",
-            &format!("kind=\"{kind}\""),
+            &label("kind", kind),
         ))
     };
     println!(

@@ -10,6 +10,8 @@
 //! completion-to-Succeeded latency. `--cannot-succeed N`: N jobs with a wrong secret key and N with
 //! a missing input, and the remote jobs they cost (the target is 0).
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -194,20 +196,8 @@ async fn run(n: usize, scenario: Scenario) {
     let _ = stop_tx.send(());
     let _ = operator.await;
     // Completion (by the emulator's clock) to Succeeded (first seen by this bench).
-    let mut latencies: Vec<f64> = seen_succeeded
-        .iter()
-        .filter_map(|(job_id, seen)| {
-            let done = emulator.job(job_id)?.finished_at?;
-            Some((seen.as_millisecond() - done.as_millisecond()) as f64 / 1000.0)
-        })
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
+    let latencies = support::Latencies::new(&emulator, &seen_succeeded);
+    let quantile = |q: f64| latencies.quantile(q);
 
     let records = double.requests().all();
     let ours: Vec<_> = records.iter().filter(|r| r.user_agent == AGENT).collect();

@@ -31,14 +31,21 @@ fn object(bucket: &str) -> S3Location {
     }
 }
 
-#[tokio::test]
-async fn web_identity_credentials_sign_urls_that_s3_accepts_until_the_session_ends() {
+/// moto's STS, an S3 server with an object, and the IRSA-style chain recording what STS issues
+/// (its keys go into the S3 server's key ring).
+async fn setup() -> (Moto, TestS3, String, Recording) {
     let moto = Moto::start().await;
     let s3 = TestS3::start().await;
     let bucket = TestS3::unique_bucket("ambient");
     s3.create_bucket(&bucket);
     s3.put(&bucket, "in.wav", BODY).await;
     let provider = Recording::new(moto.web_identity_chain().await, s3.keys());
+    (moto, s3, bucket, provider)
+}
+
+#[tokio::test]
+async fn web_identity_credentials_sign_urls_that_s3_accepts_until_the_session_ends() {
+    let (_moto, s3, bucket, provider) = setup().await;
     let ambient = AmbientCredentials::with_provider(provider.clone(), RefreshPolicy::default());
 
     let now = Timestamp::now();
@@ -117,12 +124,7 @@ async fn web_identity_credentials_sign_urls_that_s3_accepts_until_the_session_en
 
 #[tokio::test]
 async fn credentials_are_refreshed_before_they_expire_while_jobs_keep_being_signed() {
-    let moto = Moto::start().await;
-    let s3 = TestS3::start().await;
-    let bucket = TestS3::unique_bucket("ambient");
-    s3.create_bucket(&bucket);
-    s3.put(&bucket, "in.wav", BODY).await;
-    let provider = Recording::new(moto.web_identity_chain().await, s3.keys());
+    let (_moto, s3, bucket, provider) = setup().await;
     // moto's sessions last an hour; refresh after ~1.5 s of it instead of half of it, to see
     // several refreshes in a few seconds.
     let policy = RefreshPolicy {
