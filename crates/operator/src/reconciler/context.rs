@@ -16,7 +16,7 @@ use super::account_claims::AccountClaims;
 use super::admission::Admission;
 use super::callback::{self, CallbackKey, Wakeup};
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
-use super::lanes::{LaneKey, Lanes, UNKNOWN_ACCOUNT};
+use super::lanes::{LaneKey, Lanes, UNKNOWN_ACCOUNT, WaitQueue};
 use super::media_clients::{
     DEFAULT_APP_KEY_KEY, DEFAULT_APP_SECRET_KEY, MediaClients, app_credentials,
 };
@@ -80,7 +80,7 @@ pub struct Context {
     ambient_aws: Option<crate::operator::AmbientAws>,
     lanes_seeded: std::sync::atomic::AtomicBool,
     /// Jobs waiting for each lane, woken one at a time as it frees up.
-    lane_waiters: Mutex<HashMap<LaneKey, std::collections::VecDeque<Wakeup>>>,
+    lane_waiters: Mutex<HashMap<LaneKey, WaitQueue<Wakeup>>>,
     waker: Mutex<Option<tokio::sync::broadcast::Sender<Wakeup>>>,
 }
 
@@ -178,16 +178,17 @@ impl Context {
     /// Queues `job` to be woken when `key` frees up.
     pub fn wait_for_lane(&self, key: &LaneKey, job: Wakeup) {
         let mut waiters = self.lane_waiters.lock().unwrap();
-        let queue = waiters.entry(key.clone()).or_default();
-        if !queue.contains(&job) {
-            queue.push_back(job);
-        }
+        waiters.entry(key.clone()).or_default().push(job);
     }
 
     /// `job` took the lane: it is no longer one to wake.
     pub fn stop_waiting_for_lane(&self, key: &LaneKey, job: &Wakeup) {
-        if let Some(queue) = self.lane_waiters.lock().unwrap().get_mut(key) {
-            queue.retain(|waiting| waiting != job);
+        let mut waiters = self.lane_waiters.lock().unwrap();
+        if let Some(queue) = waiters.get_mut(key) {
+            queue.remove(job);
+            if queue.is_empty() {
+                waiters.remove(key);
+            }
         }
     }
 
@@ -218,7 +219,7 @@ impl Context {
             .lock()
             .unwrap()
             .get_mut(key)
-            .and_then(|q| q.pop_front());
+            .and_then(WaitQueue::pop);
         if let (Some(job), Some(waker)) = (next, self.waker.lock().unwrap().as_ref()) {
             let _ = waker.send(job);
         }

@@ -78,6 +78,9 @@ pub struct LanePermit {
     pub newly_taken: bool,
 }
 
+/// `claimed` is first pruned past this many claims.
+const MIN_PRUNE_CLAIMS_AT: usize = 4096;
+
 #[derive(Debug)]
 pub struct Lanes {
     lanes: HashMap<LaneKey, Lane>,
@@ -88,6 +91,9 @@ pub struct Lanes {
     started_at: Timestamp,
     skew: Duration,
     claim_memory: Duration,
+    /// Prune `claimed` when it grows past this: twice what the last pruning kept, so that
+    /// pruning stays amortised O(1) per claim when thousands of claims are all young.
+    prune_claims_at: usize,
 }
 
 impl Lanes {
@@ -98,6 +104,7 @@ impl Lanes {
             started_at,
             skew,
             claim_memory: Duration::from_secs(3600),
+            prune_claims_at: MIN_PRUNE_CLAIMS_AT,
         }
     }
 
@@ -207,6 +214,12 @@ impl Lanes {
             .is_some_and(|l| l.holders.contains_key(job))
     }
 
+    /// How many claims are pruned at first.
+    #[cfg(test)]
+    pub fn claims(&self) -> usize {
+        self.claimed.len()
+    }
+
     /// Remembers a job id as `job`'s (an answer named it, a search found it, or a status
     /// shows it). A claim is never moved to another job.
     pub fn claim(&mut self, job_id: &str, job: &str, now: Timestamp) {
@@ -216,8 +229,9 @@ impl Lanes {
         let keep_after = now
             .checked_sub(SignedDuration::try_from(self.claim_memory).unwrap_or(SignedDuration::MAX))
             .unwrap_or(Timestamp::MIN);
-        if self.claimed.len() > 4096 {
+        if self.claimed.len() > self.prune_claims_at {
             self.claimed.retain(|_, (_, at)| *at >= keep_after);
+            self.prune_claims_at = (self.claimed.len() * 2).max(MIN_PRUNE_CLAIMS_AT);
         }
     }
 
@@ -259,6 +273,57 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MAX)
 }
 
+/// Jobs waiting for one lane, each once, woken in the order they came: O(1) to add, to take
+/// out (a job that took the lane another way) and to wake the next. Thousands of jobs of one
+/// operation wait on one lane, so a scan per call would make a run quadratic.
+#[derive(Debug, Default)]
+pub struct WaitQueue<T: Clone + Eq + std::hash::Hash> {
+    /// Arrival order; an entry whose number is not the job's current one was taken out.
+    order: std::collections::VecDeque<(T, u64)>,
+    waiting: HashMap<T, u64>,
+    next: u64,
+}
+
+impl<T: Clone + Eq + std::hash::Hash> WaitQueue<T> {
+    /// Adds `job` at the back, unless it already waits (it keeps its place).
+    pub fn push(&mut self, job: T) {
+        if self.waiting.contains_key(&job) {
+            return;
+        }
+        self.next += 1;
+        self.waiting.insert(job.clone(), self.next);
+        self.order.push_back((job, self.next));
+    }
+
+    pub fn remove(&mut self, job: &T) {
+        self.waiting.remove(job);
+        // Entries taken out are dropped lazily; keep them from piling up.
+        if self.order.len() > 2 * self.waiting.len() + 64 {
+            let waiting = &self.waiting;
+            self.order.retain(|(job, n)| waiting.get(job) == Some(n));
+        }
+    }
+
+    /// The job that has waited longest, no longer waiting.
+    pub fn pop(&mut self) -> Option<T> {
+        while let Some((job, n)) = self.order.pop_front() {
+            if self.waiting.get(&job) == Some(&n) {
+                self.waiting.remove(&job);
+                return Some(job);
+            }
+        }
+        None
+    }
+
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +341,52 @@ mod tests {
 
     fn lanes() -> Lanes {
         Lanes::new(t(0), Duration::from_secs(2))
+    }
+
+    #[test]
+    fn a_wait_queue_wakes_in_order_each_job_once() {
+        let mut q = WaitQueue::default();
+        for job in ["a", "b", "c", "a"] {
+            q.push(job);
+        }
+        assert_eq!(q.len(), 3, "a waits once");
+        q.remove(&"b");
+        q.push("d");
+        // Taken out and back: at the back of the line.
+        q.remove(&"a");
+        q.push("a");
+        let woken: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(woken, ["c", "d", "a"]);
+        assert!(q.is_empty());
+        // Many in and out: what is left stays bounded.
+        let mut q = WaitQueue::default();
+        for i in 0..10_000 {
+            q.push(i);
+            q.remove(&i);
+        }
+        assert!(q.order.len() <= 64 + 1, "{}", q.order.len());
+    }
+
+    #[test]
+    fn young_claims_are_kept_and_pruning_is_amortised() {
+        let mut l = Lanes::new(t(0), Duration::from_secs(1));
+        // Ten thousand claims, all younger than the claim memory: none may go, and the map is
+        // scanned a handful of times, not once per claim.
+        for i in 0..10_000 {
+            l.claim(&format!("job-{i}"), "a", t(10));
+        }
+        assert_eq!(l.claims(), 10_000);
+        assert!(
+            l.prune_claims_at > 10_000,
+            "next pruning only past {}",
+            l.prune_claims_at
+        );
+        // An hour later, old ones go at the next pruning.
+        for i in 0..(l.prune_claims_at - 10_000 + 1) {
+            l.claim(&format!("late-{i}"), "a", t(10 + 3700));
+        }
+        assert!(!l.claimed_by_other("job-1", "b"), "old claims pruned");
+        assert!(l.claimed_by_other("late-1", "b"));
     }
 
     #[test]
