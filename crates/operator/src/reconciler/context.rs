@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use super::account_claims::AccountClaims;
@@ -46,10 +45,11 @@ pub enum CancelOutcome {
     Failed(MediaApiError),
 }
 
-/// What a pass talks to: the Kubernetes API, the Event recorder and the metrics.
+/// What a pass talks to: the Kubernetes API, who its Events name as their publisher, and the
+/// metrics.
 pub struct Deps {
     pub client: Client,
-    pub recorder: Recorder,
+    pub reporter: super::kube_writes::EventReporter,
     pub metrics: Arc<Metrics>,
     /// Whether this replica may submit and write status now (leader election).
     pub fence: Fence,
@@ -90,15 +90,15 @@ impl Context {
         let settings = options.settings.clone();
         let media = options.media.clone();
         let max_in_flight = options.max_in_flight;
-        let reporter = Reporter {
+        let reporter = super::kube_writes::EventReporter {
             controller: options.release.clone(),
-            instance: Some(options.pod_name.clone()),
+            instance: options.pod_name.clone(),
         };
         let stale_after = settings.timing.queued_recheck * 4;
         let lanes = Lanes::new(Timestamp::now(), settings.search.skew);
         Self {
             deps: Deps {
-                recorder: Recorder::new(client.clone(), reporter),
+                reporter,
                 client: client.clone(),
                 metrics,
                 fence: options.fence.clone(),

@@ -3,9 +3,10 @@
 //! ttlSecondsAfterFinished, and Events. The operator never writes `spec`.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Api, Resource, ResourceExt};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::conditions::bounded;
@@ -92,23 +93,50 @@ pub async fn delete_finished(api: &Api<MediaJob>, job: &MediaJob) -> kube::Resul
     }
 }
 
+/// Who Events say published them (events.k8s.io `reportingController`, `reportingInstance`).
+#[derive(Clone, Debug)]
+pub struct EventReporter {
+    pub controller: String,
+    pub instance: String,
+}
+
 /// Publishes one Event about `job`. Failures are logged, not returned: an Event is never worth
 /// failing a reconcile for.
-pub async fn publish_event(recorder: &Recorder, job: &MediaJob, note: &EventNote, action: &str) {
+///
+/// Each Event is created as it is. kube-runtime's `Recorder` keeps every Event of the last six
+/// minutes to count repeats into a series, and scans them all on every publish: with thousands of
+/// jobs finishing that was the operator's largest CPU cost and megabytes of memory, while the
+/// operator publishes only on transitions, which do not repeat.
+pub async fn publish_event(
+    client: &Client,
+    reporter: &EventReporter,
+    job: &MediaJob,
+    note: &EventNote,
+    action: &str,
+) {
     let reference: ObjectReference = job.object_ref(&());
+    let now = jiff::Timestamp::now();
+    let namespace = job.namespace().unwrap_or_else(|| "default".into());
     let event = Event {
-        type_: if note.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
+        metadata: ObjectMeta {
+            // Unique per job and moment, as `kubectl` and client-go name them.
+            name: Some(format!("{}.{:x}", job.name_any(), now.as_nanosecond())),
+            namespace: Some(namespace.clone()),
+            ..Default::default()
         },
-        reason: note.reason.clone(),
+        event_time: Some(MicroTime(now)),
+        type_: Some(if note.warning { "Warning" } else { "Normal" }.into()),
+        reason: Some(note.reason.clone()),
         // events.k8s.io/v1 refuses a note over 1 kB.
         note: Some(bounded(&note.note, 1000)),
-        action: action.to_string(),
-        secondary: None,
+        action: Some(action.to_string()),
+        regarding: Some(reference),
+        reporting_controller: Some(reporter.controller.clone()),
+        reporting_instance: Some(reporter.instance.clone()),
+        ..Default::default()
     };
-    if let Err(error) = recorder.publish(&event, &reference).await {
+    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    if let Err(error) = api.create(&PostParams::default(), &event).await {
         tracing::warn!(job = %job.name_any(), %error, "could not publish an Event");
     }
 }

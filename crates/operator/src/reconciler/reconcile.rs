@@ -698,7 +698,14 @@ impl StatusWriter<'_> {
                     reason: note.reason.clone(),
                 })
                 .inc();
-            kube_writes::publish_event(&self.ctx.deps.recorder, self.job, &note, "Reconcile").await;
+            kube_writes::publish_event(
+                &self.ctx.deps.client,
+                &self.ctx.deps.reporter,
+                self.job,
+                &note,
+                "Reconcile",
+            )
+            .await;
             self.ctx.deps.metrics.kube_write("event");
         }
         Ok(new.clone())
