@@ -3,7 +3,7 @@
 //! embedded S3 store hosted by this process. Reports the operator's peak resident memory, jobs per
 //! second and requests per job. Run: `cargo build --release -p mediajob-operator && cargo bench --bench scale [-- N C]`
 //! (or a dev-profile bench driving the release operator: `MEDIAJOB_OPERATOR_BIN=target/release/mediajob-operator
-//! cargo bench --profile dev --bench scale -- N C`).
+//! cargo bench --profile dev --bench scale -- N C`); `--callbacks` gives the operator a callback receiver.
 //! Prints per job: Media API requests by call and Kubernetes writes by kind (the operator's own
 //! metrics, scraped before it is stopped), CPU (`/proc/<pid>/stat`), peak RSS (`VmHWM`), and
 //! completion-to-Succeeded latency (the emulator's completion time to the first list that shows
@@ -106,6 +106,7 @@ where
 
 fn main() {
     mediajob_operator::logging::init(mediajob_operator::logging::LogFormat::Text, "error");
+    let callbacks = std::env::args().any(|a| a == "--callbacks");
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -116,10 +117,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(n, cap));
+    runtime.block_on(run(n, cap, callbacks));
 }
 
-async fn run(n: usize, cap: usize) {
+async fn run(n: usize, cap: usize, callbacks: bool) {
     let s3 = EmbeddedS3::start(None, "SCALEKEY", "scale-secret")
         .await
         .unwrap();
@@ -231,6 +232,22 @@ async fn run(n: usize, cap: usize) {
             "false",
         ])
         .args(["--admin-addr", &admin.to_string(), "--media-api-rps", "0"])
+        .args(match callbacks {
+            // The receiver on a free port of this machine, where the emulator calls it.
+            true => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                vec![
+                    "--callback-url".to_string(),
+                    format!("http://127.0.0.1:{port}"),
+                    "--callback-listen".to_string(),
+                    format!("127.0.0.1:{port}"),
+                ]
+            }
+            false => vec![],
+        })
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
@@ -370,9 +387,14 @@ async fn run(n: usize, cap: usize) {
         );
     }
     println!(
-        "  completion to Succeeded seen: p50 {:.2} s, p99 {:.2} s (seen by a list every second; polls without callbacks)",
+        "  completion to Succeeded seen: p50 {:.2} s, p99 {:.2} s (seen by a list every second; {})",
         quantile(0.5),
-        quantile(0.99)
+        quantile(0.99),
+        if callbacks {
+            "completion callbacks"
+        } else {
+            "polls, no callbacks"
+        }
     );
     emulator.shutdown().await;
     match double {
