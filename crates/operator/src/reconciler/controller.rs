@@ -159,6 +159,16 @@ async fn supervise(
     error.map_or(Ok(()), Err)
 }
 
+/// What the store need not keep of a MediaJob: managedFields (most of an object's size) and
+/// kubectl's last-applied-configuration annotation (a second copy of the spec, for every MediaJob
+/// applied with client-side `kubectl apply`). The operator reads neither, and writes no metadata
+/// but finalizers (a merge patch of that field alone), so nothing dropped here is written back.
+fn trim_for_store(job: &mut MediaJob) {
+    job.managed_fields_mut().clear();
+    job.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
 async fn run_one(
     ctx: Arc<Context>,
     namespace: Option<String>,
@@ -181,8 +191,7 @@ async fn run_one(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    // The store keeps every MediaJob in memory; managedFields are most of an object's size and the
-    // operator never reads them, so they are dropped before the store sees the object.
+    // The store keeps every MediaJob in memory: what the operator never reads is dropped first.
     let (reader, writer) = reflector::store();
     let index = Arc::new(SecretIndex::default());
     // Only this release's MediaJobs (`--selector`); the others are another release's business.
@@ -191,7 +200,7 @@ async fn run_one(
         jobs_config = jobs_config.labels(selector);
     }
     let jobs_stream = watcher(jobs, jobs_config)
-        .modify(|job: &mut MediaJob| job.managed_fields_mut().clear())
+        .modify(trim_for_store)
         .inspect_ok({
             let index = index.clone();
             move |event| index.on_event(event)
@@ -249,6 +258,30 @@ fn tokio_stream_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_keeps_neither_managed_fields_nor_a_second_copy_of_the_spec() {
+        let mut job: MediaJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+            "metadata": {
+                "name": "j",
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}",
+                    "team": "podcasts"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "spec": {"operation": "diagnose", "access": "public", "input": {"url": "https://example.com/a.wav"}}
+        }))
+        .unwrap();
+        trim_for_store(&mut job);
+        assert!(job.managed_fields().is_empty());
+        assert_eq!(
+            job.annotations().keys().collect::<Vec<_>>(),
+            ["team"],
+            "other annotations stay"
+        );
+    }
 
     #[tokio::test]
     async fn a_controller_that_panics_ends_the_run_with_an_error() {
