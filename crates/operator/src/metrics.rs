@@ -75,30 +75,6 @@ pub const MEDIA_API_CALLS: [&str; 4] = ["submit", "status", "list", "cancel"];
 /// The kinds of Kubernetes writes (the `kind` label of `kube_writes_total`).
 pub const KUBE_WRITES: [&str; 4] = ["status", "finalizer", "delete", "event"];
 
-/// Every phase, in lifecycle order: each is a sample of `jobs`, even at 0.
-pub const PHASES: [Phase; 7] = [
-    Phase::Pending,
-    Phase::Queued,
-    Phase::Submitted,
-    Phase::Running,
-    Phase::Succeeded,
-    Phase::Failed,
-    Phase::Cancelled,
-];
-
-/// The label value of a phase: the word `kubectl get mj` shows.
-pub fn phase_label(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Pending => "Pending",
-        Phase::Queued => "Queued",
-        Phase::Submitted => "Submitted",
-        Phase::Running => "Running",
-        Phase::Succeeded => "Succeeded",
-        Phase::Failed => "Failed",
-        Phase::Cancelled => "Cancelled",
-    }
-}
-
 /// The outcomes of `submissions_total`, one per answer to a submission's POST.
 pub const SUBMISSION_OUTCOMES: [&str; 5] = [
     "accepted",
@@ -130,7 +106,7 @@ pub const URL_REFRESH_FAILURES: [Reason; 2] =
 /// What the scrape-time gauges show, read from the operator's caches when `/metrics` is scraped.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobsSnapshot {
-    /// MediaJobs in the controllers' caches, by phase (in the order of [`PHASES`]). A job the
+    /// MediaJobs in the controllers' caches, by phase (in the order of [`Phase::ALL`]). A job the
     /// operator has not written status for yet counts as Pending.
     pub by_phase: [u64; 7],
     /// Jobs holding a slot under `--max-jobs-in-flight`.
@@ -151,7 +127,7 @@ impl JobsSnapshot {
         for job in jobs {
             let status = job.status.as_ref();
             let phase = status.and_then(|s| s.phase).unwrap_or(Phase::Pending);
-            let index = PHASES.iter().position(|p| *p == phase).unwrap_or(0);
+            let index = Phase::ALL.iter().position(|p| *p == phase).unwrap_or(0);
             self.by_phase[index] += 1;
             if phase.is_finished() {
                 continue;
@@ -196,9 +172,9 @@ impl Collector for JobsCollector {
             None,
             gauge.metric_type(),
         )?;
-        for (phase, count) in PHASES.iter().zip(snapshot.by_phase) {
+        for (phase, count) in Phase::ALL.iter().zip(snapshot.by_phase) {
             let labels = PhaseLabels {
-                phase: phase_label(*phase).into(),
+                phase: phase.as_str().into(),
             };
             ConstGauge::new(count as i64).encode(family.encode_family(&labels)?)?;
         }
@@ -315,9 +291,9 @@ impl Default for Metrics {
             submissions.clone(),
         );
         let jobs_finished = Family::<PhaseLabels, Counter>::default();
-        for phase in PHASES.iter().filter(|p| p.is_finished()) {
+        for phase in Phase::ALL.iter().filter(|p| p.is_finished()) {
             let _ = jobs_finished.get_or_create(&PhaseLabels {
-                phase: phase_label(*phase).into(),
+                phase: phase.as_str().into(),
             });
         }
         registry.register(
@@ -472,7 +448,7 @@ impl Metrics {
         {
             self.jobs_finished
                 .get_or_create(&PhaseLabels {
-                    phase: phase_label(phase).into(),
+                    phase: phase.as_str().into(),
                 })
                 .inc();
         }

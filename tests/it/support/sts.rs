@@ -23,20 +23,7 @@ pub struct Moto {
 
 impl Moto {
     pub async fn start() -> Moto {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let installed = root.join("target/test-tools/moto/bin/moto_server");
-        let binary = if installed.exists() {
-            installed
-        } else {
-            eprintln!("installing moto with .ci/test-tools (once per target/)");
-            let out = Command::new("bash")
-                .arg(root.join(".ci/test-tools"))
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("run .ci/test-tools");
-            assert!(out.status.success(), ".ci/test-tools failed");
-            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-        };
+        let binary = moto_server();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -91,6 +78,29 @@ impl Moto {
             .await;
         config.credentials_provider().expect("a credentials chain")
     }
+}
+
+/// moto_server, installed once per `target/` (tests start in parallel: one installs, the others
+/// wait for it rather than racing on the same directory).
+fn moto_server() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let installed = root.join("target/test-tools/moto/bin/moto_server");
+            if installed.exists() {
+                return installed;
+            }
+            eprintln!("installing moto with .ci/test-tools (once per target/)");
+            let out = Command::new("bash")
+                .arg(root.join(".ci/test-tools"))
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run .ci/test-tools");
+            assert!(out.status.success(), ".ci/test-tools failed");
+            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        })
+        .clone()
 }
 
 impl Drop for Moto {

@@ -96,6 +96,30 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 7] = [
+        Phase::Pending,
+        Phase::Queued,
+        Phase::Submitted,
+        Phase::Running,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Cancelled,
+    ];
+
+    /// The word status and `kubectl get mj` show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Queued => "Queued",
+            Phase::Submitted => "Submitted",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Cancelled => "Cancelled",
+        }
+    }
+
     pub fn is_finished(self) -> bool {
         matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled)
     }

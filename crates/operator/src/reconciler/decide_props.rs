@@ -148,17 +148,8 @@ impl Gen {
     }
 
     fn status(&mut self) -> MediaJobStatus {
-        let phases = [
-            Phase::Pending,
-            Phase::Queued,
-            Phase::Submitted,
-            Phase::Running,
-            Phase::Succeeded,
-            Phase::Failed,
-            Phase::Cancelled,
-        ];
         MediaJobStatus {
-            phase: self.maybe(|g| g.pick(&phases)),
+            phase: self.maybe(|g| g.pick(&Phase::ALL)),
             job_id: self.maybe(|g| g.text()),
             progress: self.maybe(|g| g.i32()),
             attempts: self.maybe(|g| g.i32()),

@@ -204,7 +204,7 @@ impl AmbientCredentials {
                 Ok(credentials)
             }
             Err(error) => {
-                let error = aws_smithy_error_text(&error);
+                let error = super::error::sdk_error_text(&error);
                 let margin = SignedDuration::try_from(self.inner.policy.margin).unwrap_or_default();
                 match cached.as_ref() {
                     Some(fetched)
@@ -221,21 +221,6 @@ impl AmbientCredentials {
             }
         }
     }
-}
-
-/// The provider's error with its causes, as the SDK words them (they name the provider and
-/// the failing step, never a key or token).
-fn aws_smithy_error_text(
-    error: &aws_credential_types::provider::error::CredentialsError,
-) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn s3_credentials(credentials: &Credentials) -> S3Credentials {

@@ -22,3 +22,16 @@ pub enum S3Error {
     #[error("no S3 credentials to sign with")]
     NoCredentials,
 }
+
+/// An AWS SDK error with its causes, as the SDK words them (they describe the request or the
+/// provider's step, never a signature, key or token), with any URL's query string cut off.
+pub(crate) fn sdk_error_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    crate::secret::redact_urls_in(&text)
+}

@@ -192,17 +192,9 @@ impl Presigner {
 }
 
 fn presign_error(location: &S3Location, error: &dyn std::error::Error) -> S3Error {
-    // SDK errors describe the request, never the signature; keep only the message chain.
-    let mut reason = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        reason.push_str(": ");
-        reason.push_str(&inner.to_string());
-        source = inner.source();
-    }
     S3Error::Presign {
         location: location.to_s3_url(),
-        reason: crate::secret::redact_urls_in(&reason),
+        reason: super::error::sdk_error_text(error),
     }
 }
 
