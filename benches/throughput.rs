@@ -7,7 +7,8 @@
 //! `cargo bench --bench throughput -- --job-seconds 4 [--callbacks] N`: jobs that take that long
 //! in the emulator, with the production poll schedule (`run`'s defaults), with or without
 //! completion callbacks, printing Media API requests and Kubernetes writes per job and the
-//! completion-to-Succeeded latency. `--cannot-succeed N`: N jobs with a wrong secret key and N with
+//! completion-to-Succeeded latency. `--warm-up K` first runs K such jobs to the end, uncounted,
+//! so the measured ones meet an operator that has seen how long the operation takes. `--cannot-succeed N`: N jobs with a wrong secret key and N with
 //! a missing input, and the remote jobs they cost (the target is 0).
 
 mod support;
@@ -50,6 +51,9 @@ struct Scenario {
     job_time: Option<Duration>,
     callbacks: bool,
     cannot_succeed: bool,
+    /// Jobs run to the end before the measured ones, so the operator has seen how long the
+    /// operation takes (a steady stream rather than a cold start); not counted.
+    warm_up: usize,
 }
 
 async fn run(n: usize, scenario: Scenario) {
@@ -150,21 +154,56 @@ async fn run(n: usize, scenario: Scenario) {
         double.shutdown().await;
         return;
     }
-    let started = Instant::now();
-    for i in 0..n {
-        let job: MediaJob = serde_json::from_value(json!({
+    let new_job = |name: String| -> MediaJob {
+        serde_json::from_value(json!({
             "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
-            "metadata": {"name": format!("job-{i}")},
+            "metadata": {"name": name},
             "spec": {
                 "operation": "enhance",
                 "input": {"url": "s3://raw/in.wav"},
-                "output": {"url": format!("s3://out/{i}.wav")},
+                "output": {"url": format!("s3://out/{name}.wav")},
                 "credentials": {"secretRef": {"name": "s3"}},
                 "s3": {"endpoint": s3.endpoint()},
             }
         }))
-        .unwrap();
-        jobs.create(&PostParams::default(), &job).await.unwrap();
+        .unwrap()
+    };
+    // The counters at the start of the measured run.
+    let mut baseline = Baseline::default();
+    if scenario.warm_up > 0 {
+        for i in 0..scenario.warm_up {
+            jobs.create(&PostParams::default(), &new_job(format!("warm-up-{i}")))
+                .await
+                .unwrap();
+        }
+        let warm_start = Instant::now();
+        loop {
+            let list = jobs.list(&ListParams::default()).await.unwrap();
+            let done = list
+                .items
+                .iter()
+                .filter(|j| j.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded))
+                .count();
+            if done == scenario.warm_up {
+                break;
+            }
+            assert!(
+                warm_start.elapsed() < Duration::from_secs(600),
+                "warm-up stuck"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        baseline = Baseline {
+            requests: double.requests().all().len(),
+            metrics: metrics.encode(),
+            remote_jobs: emulator.job_count(),
+        };
+    }
+    let started = Instant::now();
+    for i in 0..n {
+        jobs.create(&PostParams::default(), &new_job(format!("job-{i}")))
+            .await
+            .unwrap();
     }
     let applied = started.elapsed();
     let mut peak_rss = rss_mib();
@@ -173,7 +212,11 @@ async fn run(n: usize, scenario: Scenario) {
     loop {
         let list = jobs.list(&ListParams::default()).await.unwrap();
         let now = jiff::Timestamp::now();
-        for job in &list.items {
+        for job in list
+            .items
+            .iter()
+            .filter(|j| j.name_any().starts_with("job-"))
+        {
             if let Some(status) = &job.status
                 && status.phase == Some(Phase::Succeeded)
                 && let Some(job_id) = &status.job_id
@@ -200,7 +243,10 @@ async fn run(n: usize, scenario: Scenario) {
     let quantile = |q: f64| latencies.quantile(q);
 
     let records = double.requests().all();
-    let ours: Vec<_> = records.iter().filter(|r| r.user_agent == AGENT).collect();
+    let ours: Vec<_> = records[baseline.requests..]
+        .iter()
+        .filter(|r| r.user_agent == AGENT)
+        .collect();
     let writes = ours
         .iter()
         .filter(|r| matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete"))
@@ -211,15 +257,16 @@ async fn run(n: usize, scenario: Scenario) {
         .count();
     let events = ours.iter().filter(|r| r.resource == "events").count();
     let media = metrics.encode();
-    let media_calls = |call: &str| -> f64 {
-        media
-            .lines()
-            .filter(|l| {
-                l.starts_with("mediajob_operator_media_api_requests_total")
-                    && l.contains(&format!("call=\"{call}\""))
-            })
+    let sum = |text: &str, prefix: &str, label: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .fold(0.0, |a, b| a + b)
+            .sum()
+    };
+    let media_calls = |call: &str| -> f64 {
+        let prefix = "mediajob_operator_media_api_requests_total";
+        let label = format!("call=\"{call}\"");
+        sum(&media, prefix, &label) - sum(&baseline.metrics, prefix, &label)
     };
     let per = |x: f64| x / n as f64;
     println!(
@@ -227,7 +274,7 @@ async fn run(n: usize, scenario: Scenario) {
         applied.as_secs_f64(),
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),
-        emulator.job_count()
+        emulator.job_count() - baseline.remote_jobs
     );
     println!(
         "  per job: Kubernetes {:.1} requests ({:.1} writes: {:.1} status, {:.1} events), Media API {:.1} submit + {:.1} status + {:.1} list/cancel",
@@ -249,11 +296,8 @@ async fn run(n: usize, scenario: Scenario) {
         quantile(0.5),
         quantile(0.99),
     );
-    let passes: f64 = media
-        .lines()
-        .filter(|l| l.starts_with("mediajob_operator_reconcile_duration_seconds_count"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let passes_prefix = "mediajob_operator_reconcile_duration_seconds_count";
+    let passes = sum(&media, passes_prefix, "") - sum(&baseline.metrics, passes_prefix, "");
     println!("  reconcile passes per job: {:.1}", per(passes));
     println!(
         "  process RSS (operator + double + emulator + S3): {rss_before:.0} MiB before, peak {peak_rss:.0} MiB"
@@ -264,6 +308,14 @@ async fn run(n: usize, scenario: Scenario) {
         .map(|l| l.items.first().map(|j| j.name_any()));
     emulator.shutdown().await;
     double.shutdown().await;
+}
+
+/// What the warm-up left on the counters.
+#[derive(Default)]
+struct Baseline {
+    requests: usize,
+    metrics: String,
+    remote_jobs: usize,
 }
 
 /// `n` MediaJobs that cannot succeed twice over (a wrong secret key; a missing input), then 10 s.
@@ -312,6 +364,12 @@ fn main() {
                 scenario.job_time = Some(Duration::from_secs_f64(secs));
             }
             "--callbacks" => scenario.callbacks = true,
+            "--warm-up" => {
+                scenario.warm_up = iter
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .expect("--warm-up K");
+            }
             "--cannot-succeed" => scenario.cannot_succeed = true,
             _ => {}
         }
@@ -320,7 +378,7 @@ fn main() {
     let sizes: Vec<usize> = args
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i == 0 || args[i - 1] != "--job-seconds")
+        .filter(|(i, _)| *i == 0 || !["--job-seconds", "--warm-up"].contains(&args[i - 1].as_str()))
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() {

@@ -979,16 +979,27 @@ async fn no_credential_reaches_events_or_status() {
     env.start_operator();
     env.create(env.enhance("quiet")).await.unwrap();
     env.wait_for_phase("quiet", Phase::Succeeded, T).await;
+    // A remote failure: its Warning carries the Media API's words.
+    env.emulator.set_faults(Faults {
+        fail_fraction: 1.0,
+        ..slow(Duration::from_millis(200))
+    });
+    let mut failing = env.enhance("loud");
+    failing["spec"]["retry"] = json!({"limit": 0});
+    env.create(failing).await.unwrap();
+    env.wait_for_phase("loud", Phase::Failed, T).await;
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(env.cluster.client.clone(), &env.cluster.namespace);
     let list = events.list(&Default::default()).await.unwrap();
+    let reasons: Vec<_> = list.items.iter().map(|e| e.reason.as_deref()).collect();
+    assert!(reasons.contains(&Some("RemoteJobFailed")), "{reasons:?}");
     assert!(
-        list.items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("Succeeded"))
+        !reasons.contains(&Some("Succeeded")),
+        "success is in status, not an Event: {reasons:?}"
     );
     let text = serde_json::to_string(&list).unwrap()
-        + &serde_json::to_string(&env.jobs().get("quiet").await.unwrap()).unwrap();
+        + &serde_json::to_string(&env.jobs().get("quiet").await.unwrap()).unwrap()
+        + &serde_json::to_string(&env.jobs().get("loud").await.unwrap()).unwrap();
     for secret in [
         env.s3.secret_key.as_str(),
         "X-Amz-Signature",
@@ -1499,10 +1510,6 @@ async fn metrics_scraped_over_http_follow_an_end_to_end_run() {
         (
             "mediajob_operator_media_api_request_duration_seconds_count{call=\"submit\"}",
             3.0,
-        ),
-        (
-            "mediajob_operator_transitions_total{reason=\"Succeeded\"}",
-            2.0,
         ),
         (
             "mediajob_operator_transitions_total{reason=\"RemoteJobFailed\"}",

@@ -384,23 +384,27 @@ async fn releases_with_disjoint_selectors_split_the_jobs() {
         "each job ran once, on its release's account"
     );
 
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "podcasts");
-    let events = events.list(&Default::default()).await.unwrap().items;
+    // Each job was submitted on its own release's account (a healthy job publishes no Event):
+    // one account fingerprint per team, and two different ones.
+    let mut accounts: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> =
+        Default::default();
     for i in 0..100 {
-        let name = format!("job-{i}");
-        let reporters: std::collections::BTreeSet<_> = events
-            .iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(&name))
-            .filter_map(|e| e.reporting_controller.clone())
-            .collect();
-        let expected = format!("release-{}", teams(i));
-        assert_eq!(
-            reporters.into_iter().collect::<Vec<_>>(),
-            vec![expected],
-            "{name} handled by its release only"
-        );
+        let job = jobs.get(&format!("job-{i}")).await.unwrap();
+        let account = job
+            .status
+            .and_then(|s| s.submission)
+            .and_then(|s| s.account);
+        accounts
+            .entry(teams(i))
+            .or_default()
+            .insert(account.unwrap_or_default());
     }
+    assert_eq!(accounts["a"].len(), 1, "{accounts:?}");
+    assert_eq!(accounts["b"].len(), 1, "{accounts:?}");
+    assert_ne!(
+        accounts["a"], accounts["b"],
+        "each release on its own account"
+    );
     let untouched = jobs.get("nobodys").await.unwrap();
     assert!(untouched.status.is_none(), "{:?}", untouched.status);
     assert!(untouched.metadata.finalizers.is_none_or(|f| f.is_empty()));

@@ -271,12 +271,13 @@ impl Default for Metrics {
             reconcile_seconds.clone(),
         );
         let transitions = Family::<TransitionLabels, Counter>::default();
+        // One series from the start, so the family is exposed before the first problem.
         let _ = transitions.get_or_create(&TransitionLabels {
-            reason: Reason::Succeeded.as_str().into(),
+            reason: Reason::RemoteJobFailed.as_str().into(),
         });
         registry.register(
             "transitions",
-            "Events published for MediaJob transitions, by reason (problems and success)",
+            "Warning Events published for MediaJob transitions into a problem, by reason",
             transitions.clone(),
         );
         let submissions = Family::<OutcomeLabels, Counter>::default();

@@ -2,6 +2,7 @@
 //! pass makes through it: credentials, signing, the Media API calls with their metrics, the
 //! search for a lost answer, and the lanes' book-keeping.
 
+use super::durations::DurationBook;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,6 +63,8 @@ pub struct Context {
     pub settings: Settings,
     pub admission: Mutex<Admission>,
     pub memory: Memory,
+    /// How long each operation's recent jobs took (see `durations.rs`).
+    pub durations: DurationBook,
     pub media: MediaClients,
     secrets: SecretCache,
     /// Base URL of the completion-callback receiver, when one runs, and the key of its tokens.
@@ -107,6 +110,7 @@ impl Context {
             settings,
             admission: Mutex::new(Admission::new(max_in_flight, stale_after)),
             memory: Memory::default(),
+            durations: DurationBook::default(),
             jobs: Mutex::new(vec![]),
             account_claims: AccountClaims::new(
                 client.clone(),

@@ -207,6 +207,9 @@ pub struct Observed {
     pub earlier_progress: Option<(Timestamp, f64)>,
     /// When a pass that does not poll finds the next poll already scheduled: how long until it.
     pub poll_scheduled_in: Option<Duration>,
+    /// By when the recent jobs of this operation were done (`durations.rs`); `None` when there
+    /// are none yet, or this job is one of the probes.
+    pub expected_duration: Option<Duration>,
 }
 
 /// What the preflight of the input found (see `preflight.rs`).
@@ -1015,13 +1018,15 @@ fn suspended(
 }
 
 /// When a job submitted at `submitted_at` is next polled. A job whose completion will be called
-/// back is polled only as a safety net; a running one near its expected end (`progress`, in
-/// percent, as the Media API last reported it).
+/// back is polled only as a safety net; one whose operation's recent jobs were done by
+/// `expected`, right after that; a running one near the end its progress predicts (`progress`,
+/// in percent, as the Media API last reported it).
 pub fn poll_interval(
     settings: &Settings,
     submitted_at: Timestamp,
     progress: Option<f64>,
     earlier: Option<(Timestamp, f64)>,
+    expected: Option<Duration>,
     clock: Clock,
 ) -> Duration {
     let age = elapsed(submitted_at, clock.now);
@@ -1029,8 +1034,20 @@ pub fn poll_interval(
     let called_back = settings
         .callbacks_since
         .is_some_and(|since| submitted_at >= since);
+    if called_back {
+        return settings.timing.callback_poll_interval(age, clock.jitter);
+    }
+    if let Some(expected) = expected
+        && let Some(wait) = settings.timing.expected_end_interval(
+            age,
+            expected,
+            progress.map(|p| (p, earlier)),
+            clock.jitter,
+        )
+    {
+        return wait;
+    }
     match progress {
-        _ if called_back => settings.timing.callback_poll_interval(age, clock.jitter),
         Some(progress) => {
             settings
                 .timing
@@ -1063,6 +1080,7 @@ fn follow(
         submitted_at,
         progress,
         observed.earlier_progress,
+        observed.expected_duration,
         clock,
     );
     // Credentials that now outlive the URLs (the Secret was updated) bring back the refresh
@@ -2186,7 +2204,7 @@ fn earlier(t: Timestamp, d: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MIN)
 }
 
-fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
+pub fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(now.duration_since(since)).unwrap_or_default()
 }
 

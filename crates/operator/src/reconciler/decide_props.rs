@@ -247,6 +247,7 @@ impl Gen {
             account_changed: self.0.bool(),
             earlier_progress: self.maybe(|g| (g.time(), g.0.f64() * 100.0)),
             poll_scheduled_in: self.maybe(|g| g.duration()),
+            expected_duration: self.maybe(|g| g.duration()),
             input: if self.0.bool() {
                 InputCheck::NotChecked
             } else {

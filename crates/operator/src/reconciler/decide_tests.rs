@@ -54,6 +54,7 @@ fn ready() -> Observed {
         input: InputCheck::NotChecked,
         earlier_progress: None,
         poll_scheduled_in: None,
+        expected_duration: None,
     }
 }
 
@@ -650,6 +651,44 @@ fn a_running_job_shows_progress_and_is_polled_adaptively() {
     );
     let wait = d.requeue_after.unwrap().as_secs_f64();
     assert!((wait - 10.0).abs() < 0.01, "{wait}");
+}
+
+#[test]
+fn a_job_like_its_operations_recent_ones_is_polled_at_their_end() {
+    let job = submitted(&enhance());
+    let like_the_others = |remote_state| Observed {
+        expected_duration: Some(Duration::from_secs(120)),
+        ..remote(remote_state)
+    };
+    // Queued after 10 s (the early look): the next poll is at the expected end.
+    let d = decide(
+        &job,
+        &like_the_others(RemoteState::Pending),
+        clock(10),
+        &settings(),
+    );
+    // 110 s to go, and a little spread (at most half a second; a quarter at this jitter).
+    assert_eq!(d.requeue_after, Some(Duration::from_millis(110_250)));
+    // Running, but its progress says it needs far longer than the others: follow the progress.
+    let d = decide(
+        &job,
+        &like_the_others(RemoteState::Running { progress: 2.0 }),
+        clock(10),
+        &settings(),
+    );
+    assert_eq!(
+        d.requeue_after,
+        Some(Duration::from_secs(10)),
+        "never later than its age"
+    );
+    // Past the expected end and still running: its progress decides.
+    let d = decide(
+        &job,
+        &like_the_others(RemoteState::Running { progress: 90.0 }),
+        clock(180),
+        &settings(),
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(10)));
 }
 
 #[test]

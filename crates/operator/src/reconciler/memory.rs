@@ -16,6 +16,8 @@ struct Entry {
     input_checked_at: Option<Instant>,
     /// The progress the last poll saw, and when.
     progress: Option<(jiff::Timestamp, f64)>,
+    /// When a poll last found the job pending or running.
+    unfinished_at: Option<jiff::Timestamp>,
     /// The job id this process got for a submission attempt, kept until status shows it: a pass
     /// that sees the intent but not yet the id (a lagging watch cache, or a failed write) uses it
     /// instead of searching the Media API.
@@ -78,6 +80,20 @@ impl Memory {
             .entry(uid.to_string())
             .or_default()
             .progress = Some((at, progress));
+    }
+
+    /// When a poll last found the job pending or running.
+    pub fn unfinished_at(&self, uid: &str) -> Option<jiff::Timestamp> {
+        self.entries.lock().unwrap().get(uid)?.unfinished_at
+    }
+
+    pub fn set_unfinished_at(&self, uid: &str, at: jiff::Timestamp) {
+        self.entries
+            .lock()
+            .unwrap()
+            .entry(uid.to_string())
+            .or_default()
+            .unfinished_at = Some(at);
     }
 
     /// A poll is about to be made: the pass that made it schedules the next one.

@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod context;
 pub mod controller;
 pub mod decide;
+pub mod durations;
 pub mod events;
 pub mod kube_writes;
 pub mod lanes;

@@ -1,6 +1,7 @@
 //! The imperative shell: observe (Secrets, the remote job, capacity), ask `decide`, carry out the
 //! one action, write status if it changed, publish Events for transitions.
 
+use super::durations::Span;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -310,7 +311,8 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
             // Accepted: the first poll is scheduled now, so the pass our own status write
             // brings does not poll a job that was just submitted.
             if next.submission.as_ref().is_some_and(|s| s.job_id.is_some()) {
-                let first = decide::poll_interval(&ctx.settings, now, None, None, clock);
+                let expected = ctx.durations.expected(job.spec.operation, &uid);
+                let first = decide::poll_interval(&ctx.settings, now, None, None, expected, clock);
                 ctx.memory.set_next_poll(&uid, Instant::now() + first);
                 return Ok(after_pass(
                     ctx,
@@ -801,8 +803,24 @@ async fn observe(
     };
     // The previous poll's progress, and this one's for the next pass.
     let earlier_progress = ctx.memory.progress(&uid);
-    if let RemoteObservation::State(RemoteState::Running { progress }) = &remote {
-        ctx.memory.set_progress(&uid, now, *progress);
+    match &remote {
+        RemoteObservation::State(RemoteState::Running { progress }) => {
+            ctx.memory.set_progress(&uid, now, *progress);
+            ctx.memory.set_unfinished_at(&uid, now);
+        }
+        RemoteObservation::State(RemoteState::Pending) => ctx.memory.set_unfinished_at(&uid, now),
+        // How long it took, as far as the polls tell, for the next jobs of its operation.
+        RemoteObservation::State(RemoteState::Succeeded { .. }) => {
+            if let Some(submitted_at) = status.submission.as_ref().map(|s| s.intent_time.0) {
+                let age = |at| decide::elapsed(submitted_at, at);
+                let span = Span {
+                    running_at: ctx.memory.unfinished_at(&uid).map_or(Duration::ZERO, age),
+                    done_by: age(now),
+                };
+                ctx.durations.record(job.spec.operation, span);
+            }
+        }
+        _ => {}
     }
     let observed = Observed {
         poll_scheduled_in: match remote {
@@ -810,6 +828,7 @@ async fn observe(
             _ => None,
         },
         earlier_progress,
+        expected_duration: ctx.durations.expected(job.spec.operation, &uid),
         input: InputCheck::NotChecked,
         account_changed,
         lane,

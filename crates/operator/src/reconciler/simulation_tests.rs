@@ -441,6 +441,7 @@ impl World {
             input: InputCheck::NotChecked,
             earlier_progress: None,
             poll_scheduled_in: None,
+            expected_duration: None,
         };
         let validated = decide::validate(&job);
         let Decision {

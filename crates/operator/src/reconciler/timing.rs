@@ -75,21 +75,17 @@ impl Timing {
         earlier: Option<(Duration, f64)>,
         jitter: f64,
     ) -> Duration {
-        if !(progress > 0.0 && progress < 100.0) || age.is_zero() {
+        let Some(rest) = rest_by_progress(age, progress, earlier) else {
             return self.poll_interval(age, jitter);
-        }
-        // Percent per second: over the last two polls when progress moved between them (a
-        // progress that does not start at 0 or is not linear in the job's age is read right).
-        let rate = match earlier {
-            Some((then, before)) if age > then && progress > before => {
-                (progress - before) / (age - then).as_secs_f64()
-            }
-            _ => progress / age.as_secs_f64(),
         };
         // Aim a little before the expected end: the poll there is precise about the rest. Close
-        // to the end, halve the rest: a job may finish before its progress reaches 100 %.
-        let rest = (100.0 - progress) / rate;
-        let aim = if rest < age.as_secs_f64() / 4.0 {
+        // to the end, aim at half the rest, and very close at a third: a job may finish well
+        // before its progress reaches 100 % (the emulator's ends at 95 %), and the poll that
+        // finds it done is then late by at most that part of the rest.
+        let age_secs = age.as_secs_f64();
+        let aim = if rest < age_secs / 10.0 {
+            0.35
+        } else if rest < age_secs / 4.0 {
             0.5
         } else {
             0.9
@@ -100,6 +96,43 @@ impl Timing {
         // A narrow spread: a poll well after the expected end is latency, one well before it a
         // wasted request.
         base.mul_f64(0.95 + 0.1 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// A job whose operation's recent jobs were done by `expected` (see `durations.rs`): poll
+    /// right after that, rather than up the ladder. One expected to take longer than
+    /// `EARLY_LOOK_BEYOND` is first looked at once after `EARLY_LOOK_AT`, so a job that fails
+    /// early is not left for its whole expected length. `None` once the job is past its
+    /// expected end, or when its progress says it will run much longer or shorter than
+    /// expected: then its progress and the ladder decide.
+    pub fn expected_end_interval(
+        &self,
+        age: Duration,
+        expected: Duration,
+        progress: Option<(f64, Option<(Duration, f64)>)>,
+        jitter: f64,
+    ) -> Option<Duration> {
+        if age >= expected {
+            return None;
+        }
+        if let Some((progress, earlier)) = progress
+            && let Some(rest) = rest_by_progress(age, progress, earlier)
+        {
+            let by_progress = age.as_secs_f64() + rest;
+            let expected = expected.as_secs_f64();
+            if !(0.67 * expected..=1.5 * expected).contains(&by_progress) {
+                return None;
+            }
+        }
+        if expected > EARLY_LOOK_BEYOND && age < EARLY_LOOK_AT {
+            return Some((EARLY_LOOK_AT - age).max(self.poll_min));
+        }
+        // Never early: a poll before the end is a request wasted. The spread is small (5 %, at
+        // most half a second): it only separates jobs submitted together, and every second of
+        // it is latency.
+        let rest = expected - age;
+        let spread = (rest.as_secs_f64() * 0.05).min(0.5) * jitter.clamp(0.0, 1.0);
+        let slack = Duration::from_secs_f64(spread);
+        Some(rest.saturating_add(slack).max(Duration::from_millis(500)))
     }
 
     /// With a completion callback on its way, a poll only guards against a lost callback: the
@@ -122,6 +155,27 @@ impl Timing {
             .min(self.backoff_max);
         spread(base, jitter)
     }
+}
+
+/// A job expected to run longer than this is looked at once early (`EARLY_LOOK_AT`).
+pub const EARLY_LOOK_BEYOND: Duration = Duration::from_secs(30);
+pub const EARLY_LOOK_AT: Duration = Duration::from_secs(10);
+
+/// Seconds until the job reaches 100 %, judged from the `progress` (percent) it reports at `age`
+/// and how fast it moves: over the last two polls when progress moved between them (`earlier`,
+/// the previous poll's age and progress; a progress that does not start at 0 or is not linear
+/// in the job's age is read right), else since submission. `None` without usable progress.
+fn rest_by_progress(age: Duration, progress: f64, earlier: Option<(Duration, f64)>) -> Option<f64> {
+    if !(progress > 0.0 && progress < 100.0) || age.is_zero() {
+        return None;
+    }
+    let rate = match earlier {
+        Some((then, before)) if age > then && progress > before => {
+            (progress - before) / (age - then).as_secs_f64()
+        }
+        _ => progress / age.as_secs_f64(),
+    };
+    Some((100.0 - progress) / rate)
 }
 
 fn spread(base: Duration, jitter: f64) -> Duration {
@@ -175,7 +229,44 @@ mod tests {
             age += t.running_poll_interval(age, progress, None, 0.5);
             polls += 1;
         }
-        assert!(polls <= 50, "{polls} polls for a 2-hour job");
+        assert!(polls <= 60, "{polls} polls for a 2-hour job");
+    }
+
+    #[test]
+    fn a_job_like_its_predecessors_is_polled_right_after_their_end() {
+        let t = Timing::default();
+        let s = Duration::from_secs;
+        let none = 0.0;
+        // Recent jobs were done by 6 s: poll once, at 6 s, never before.
+        assert_eq!(t.expected_end_interval(s(0), s(6), None, none), Some(s(6)));
+        assert_eq!(
+            t.expected_end_interval(s(0), s(6), None, 1.0),
+            Some(Duration::from_secs_f64(6.3)),
+            "jitter only delays"
+        );
+        // Past the expected end: progress and the ladder decide.
+        assert_eq!(t.expected_end_interval(s(7), s(6), None, none), None);
+        // A 2-minute operation: one early look after 10 s, then at the expected end.
+        assert_eq!(
+            t.expected_end_interval(s(0), s(122), None, none),
+            Some(s(10))
+        );
+        let on_track = Some((10.0, None)); // 10 % at 10 s: about 100 s in all
+        assert_eq!(
+            t.expected_end_interval(s(10), s(122), on_track, 1.0),
+            Some(Duration::from_millis(112_500)),
+            "half a second of spread at most"
+        );
+        // Progress says this one is much longer (or shorter) than its predecessors.
+        let slow = Some((2.0, None));
+        assert_eq!(t.expected_end_interval(s(10), s(122), slow, none), None);
+        let fast = Some((50.0, None));
+        assert_eq!(t.expected_end_interval(s(10), s(122), fast, none), None);
+        // Close to the end, never a busy loop.
+        assert_eq!(
+            t.expected_end_interval(Duration::from_millis(5900), s(6), None, none),
+            Some(Duration::from_millis(500))
+        );
     }
 
     #[test]
