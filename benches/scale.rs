@@ -7,7 +7,8 @@
 //! Prints per job: Media API requests by call and Kubernetes writes by kind (the operator's own
 //! metrics, scraped before it is stopped), CPU (`/proc/<pid>/stat`), peak RSS (`VmHWM`), and
 //! completion-to-Succeeded latency (the emulator's completion time to the first list that shows
-//! the job Succeeded). MediaJobs are applied 32 at a time; apply and processing time are
+//! the job Succeeded); then it restarts the operator with all N stored and reports how long the
+//! new process took to list them, its CPU and its peak RSS. MediaJobs are applied 32 at a time; apply and processing time are
 //! reported apart. With `MEDIAJOB_E2E_KUBECONFIG` the MediaJobs live in that cluster (the CRD is
 //! applied, two namespaces are made and removed); the operator, emulator and S3 stay local.
 
@@ -209,50 +210,53 @@ async fn run(n: usize, cap: usize, callbacks: bool) {
         .and_then(|l| l.local_addr())
         .expect("a free port");
 
-    let mut operator = Command::new(operator_binary())
-        .args([
-            "run",
-            "--namespace",
-            operator_ns,
-            "--watch-namespaces",
-            jobs_ns,
-            "--media-api-secret",
-            "dolbyio",
-        ])
-        .args([
-            "--auth-url",
-            &emulator.base_url(),
-            "--media-url",
-            &emulator.base_url(),
-        ])
-        .args([
-            "--max-jobs-in-flight",
-            &cap.to_string(),
-            "--leader-election",
-            "false",
-        ])
-        .args(["--admin-addr", &admin.to_string(), "--media-api-rps", "0"])
-        .args(match callbacks {
-            // The receiver on a free port of this machine, where the emulator calls it.
-            true => {
-                let port = std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .expect("a free port")
-                    .port();
-                vec![
-                    "--callback-url".to_string(),
-                    format!("http://127.0.0.1:{port}"),
-                    "--callback-listen".to_string(),
-                    format!("127.0.0.1:{port}"),
-                ]
-            }
-            false => vec![],
-        })
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the operator binary starts");
+    let spawn_operator = || {
+        Command::new(operator_binary())
+            .args([
+                "run",
+                "--namespace",
+                operator_ns,
+                "--watch-namespaces",
+                jobs_ns,
+                "--media-api-secret",
+                "dolbyio",
+            ])
+            .args([
+                "--auth-url",
+                &emulator.base_url(),
+                "--media-url",
+                &emulator.base_url(),
+            ])
+            .args([
+                "--max-jobs-in-flight",
+                &cap.to_string(),
+                "--leader-election",
+                "false",
+            ])
+            .args(["--admin-addr", &admin.to_string(), "--media-api-rps", "0"])
+            .args(match callbacks {
+                // The receiver on a free port of this machine, where the emulator calls it.
+                true => {
+                    let port = std::net::TcpListener::bind("127.0.0.1:0")
+                        .and_then(|l| l.local_addr())
+                        .expect("a free port")
+                        .port();
+                    vec![
+                        "--callback-url".to_string(),
+                        format!("http://127.0.0.1:{port}"),
+                        "--callback-listen".to_string(),
+                        format!("127.0.0.1:{port}"),
+                    ]
+                }
+                false => vec![],
+            })
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the operator binary starts")
+    };
+    let mut operator = spawn_operator();
 
     let jobs: Api<MediaJob> = Api::namespaced(client.clone(), jobs_ns);
     let started = Instant::now();
@@ -321,6 +325,31 @@ async fn run(n: usize, cap: usize, callbacks: bool) {
     let _ = operator.kill();
     let _ = operator.wait();
 
+    // A restart with every MediaJob stored: the initial list and one pass over each.
+    let restarted_at = Instant::now();
+    let mut restarted = spawn_operator();
+    let listed = loop {
+        let seen = match reqwest::get(format!("http://{admin}/metrics")).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let succeeded = counter(&seen, "mediajob_operator_jobs{", "phase=\"Succeeded\"");
+        if succeeded as usize == n {
+            break restarted_at.elapsed();
+        }
+        assert!(
+            restarted_at.elapsed() < Duration::from_secs(600),
+            "after a restart the operator saw {succeeded} of {n} MediaJobs"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Let the passes over the listed jobs finish.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let restart_cpu = cpu_seconds(&restarted);
+    let restart_peak = proc_mib(&restarted, "VmHWM:");
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+
     let latencies = support::Latencies::new(&emulator, &seen_succeeded);
     let quantile = |q: f64| latencies.quantile(q);
     let per = |x: f64| x / n as f64;
@@ -354,6 +383,18 @@ async fn run(n: usize, cap: usize, callbacks: bool) {
     println!(
         "  operator process: CPU {:.2} ms per job ({cpu:.1} s in all), peak RSS (VmHWM) {peak:.0} MiB, {settled:.0} MiB with all jobs finished",
         cpu * 1000.0 / n as f64
+    );
+    println!(
+        "  reconcile passes per job: {:.1}",
+        per(counter(
+            &metrics,
+            "mediajob_operator_reconcile_duration_seconds_count",
+            ""
+        ))
+    );
+    println!(
+        "  a restart with all {n} stored: listed in {:.1} s, CPU {restart_cpu:.1} s, peak RSS (VmHWM) {restart_peak:.0} MiB",
+        listed.as_secs_f64()
     );
     println!(
         "  Media API requests per job: {:.2} (submit {:.2}, status {:.2}, list {:.2}, cancel {:.2}, token {:.3})",

@@ -325,7 +325,7 @@ impl Context {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Secret, CredentialsState> {
+    ) -> Result<Arc<Secret>, CredentialsState> {
         match self.secrets.get(namespace, name).await {
             Ok(Some(secret)) => Ok(secret),
             Ok(None) => Err(CredentialsState::SecretMissing {
@@ -360,9 +360,10 @@ impl Context {
         let secret = self.referenced_secret(namespace, name).await?;
         // A Secret without times (none on a real API server) is taken as written now.
         let written_at = signing::last_written(&secret.metadata).unwrap_or(now);
-        let data = secret.data.unwrap_or_default();
+        let empty = Default::default();
+        let data = secret.data.as_ref().unwrap_or(&empty);
         let mut credentials =
-            signing::credentials_from_secret(&data, reference).map_err(|message| {
+            signing::credentials_from_secret(data, reference).map_err(|message| {
                 CredentialsState::Invalid {
                     message: format!("Secret {name:?}: {message}"),
                 }

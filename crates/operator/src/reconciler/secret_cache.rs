@@ -2,7 +2,7 @@
 //! every change, so a thousand queued jobs sharing one Secret read it once.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -11,8 +11,9 @@ use kube::{Api, Client};
 /// A safety net in case a watch event was missed: cached Secrets are re-read after this long.
 const SECRET_CACHE_TTL: Duration = Duration::from_secs(60);
 
-/// A Secret as last read (`None`: it did not exist), and when.
-type CachedSecret = (Instant, Option<Secret>);
+/// A Secret as last read (`None`: it did not exist), and when. Shared, not copied: every pass of
+/// every job reads one.
+type CachedSecret = (Instant, Option<Arc<Secret>>);
 
 pub struct SecretCache {
     client: Client,
@@ -28,7 +29,11 @@ impl SecretCache {
     }
 
     /// The Secret, from the cache while a recent read is still valid.
-    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Secret>, kube::Error> {
+    pub async fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Secret>>, kube::Error> {
         let key = (namespace.to_string(), name.to_string());
         if let Some((read_at, secret)) = self.entries.lock().unwrap().get(&key)
             && read_at.elapsed() < SECRET_CACHE_TTL
@@ -37,7 +42,8 @@ impl SecretCache {
         }
         let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
-            .await?;
+            .await?
+            .map(Arc::new);
         self.entries
             .lock()
             .unwrap()

@@ -6,6 +6,12 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_s3::presigning::PresigningConfig;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use jiff::Timestamp;
 use url::Url;
 
@@ -60,6 +66,30 @@ pub fn effective_expiry(
     }
 }
 
+/// The HTTP client of a presigner: presigning sends nothing. Without one, every `Presigner::new`
+/// built the SDK's default HTTPS client, parsing the whole root certificate store: the largest
+/// CPU cost of a submission at 10,000 jobs (`docs/benchmarks.md`).
+#[derive(Debug)]
+struct SignsOnly;
+
+impl HttpClient for SignsOnly {
+    fn http_connector(
+        &self,
+        _settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(SignsOnly)
+    }
+}
+
+impl HttpConnector for SignsOnly {
+    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+        HttpConnectorFuture::ready(Err(ConnectorError::user(
+            "a presigner sends no requests".into(),
+        )))
+    }
+}
+
 /// Signs URLs for one job's credentials and connection. Cheap to build; no network.
 pub struct Presigner {
     client: aws_sdk_s3::Client,
@@ -84,7 +114,8 @@ impl Presigner {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(connection.region.clone()))
             .credentials_provider(aws_credentials)
-            .force_path_style(connection.force_path_style);
+            .force_path_style(connection.force_path_style)
+            .http_client(SignsOnly);
         if let Some(endpoint) = &connection.endpoint {
             config = config.endpoint_url(endpoint.as_str().trim_end_matches('/'));
         }
