@@ -179,10 +179,13 @@ impl Context {
         true
     }
 
-    /// Queues `job` to be woken when `key` frees up.
-    pub fn wait_for_lane(&self, key: &LaneKey, job: Wakeup) {
+    /// Queues `job` to be woken when `key` frees up (it keeps its place if it already waits);
+    /// returns about how many wait ahead of it.
+    pub fn wait_for_lane(&self, key: &LaneKey, job: Wakeup) -> usize {
         let mut waiters = self.lane_waiters.lock().unwrap();
-        waiters.entry(key.clone()).or_default().push(job);
+        let queue = waiters.entry(key.clone()).or_default();
+        queue.push(job.clone());
+        queue.ahead_of(&job)
     }
 
     /// `job` took the lane: it is no longer one to wake.

@@ -1512,7 +1512,11 @@ fn a_job_confirmed_gone_is_cancelled_before_it_is_retried() {
 fn a_busy_lane_waits_quietly_at_first_then_says_so() {
     let job = enhance();
     let busy = |held_for, free_at| Observed {
-        lane: LaneObservation::Busy { held_for, free_at },
+        lane: LaneObservation::Busy {
+            held_for,
+            free_at,
+            ahead: 0,
+        },
         ..ready()
     };
     let d = decide(
@@ -1543,6 +1547,23 @@ fn a_busy_lane_waits_quietly_at_first_then_says_so() {
         &settings(),
     );
     assert_eq!(d.requeue_after, Some(Duration::from_secs(1)));
+    // A lane released hands over to the longest waiter; the others look again by themselves
+    // only as a safety net, less often the further back they are.
+    let far_back = Observed {
+        lane: LaneObservation::Busy {
+            held_for: Duration::from_secs(6),
+            free_at: None,
+            ahead: 1000,
+        },
+        ..ready()
+    };
+    let d = decide(&job, &far_back, clock(0), &settings());
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(20)));
+    assert_eq!(lane_recheck(&Timing::default(), 0), Duration::from_secs(3));
+    assert_eq!(
+        lane_recheck(&Timing::default(), usize::MAX),
+        Duration::from_secs(60)
+    );
     let starting = Observed {
         lane: LaneObservation::Starting { until: at(4) },
         ..ready()
@@ -2061,6 +2082,7 @@ fn every_wait() -> Vec<Wait> {
         lane: LaneObservation::Busy {
             held_for: Duration::from_secs(10),
             free_at,
+            ahead: 0,
         },
         ..ready()
     };

@@ -887,10 +887,11 @@ async fn observe_lane(
             holder,
         }) => {
             debug!(job = %job.name_any(), holder = %holder, until = until.map(|u| u.to_string()), "waiting for the submission lane");
-            ctx.wait_for_lane(&lane, (namespace.to_string(), job.name_any()));
+            let ahead = ctx.wait_for_lane(&lane, (namespace.to_string(), job.name_any()));
             LaneObservation::Busy {
                 held_for: Duration::try_from(now.duration_since(since)).unwrap_or_default(),
                 free_at: until,
+                ahead,
             }
         }
     }
