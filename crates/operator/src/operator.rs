@@ -202,7 +202,7 @@ pub async fn start(
             .map(|ctx| ctx.jobs_snapshot())
             .unwrap_or_default()
     });
-    let (wake, _) = tokio::sync::broadcast::channel(1024);
+    let wake = Arc::new(crate::reconciler::wakeups::Wakeups::default());
     let mut receiver = None;
     if let Some((listener, settings)) = listener {
         let local = listener

@@ -107,7 +107,7 @@ pub struct MediaJobSpec {
 
     /// Where the result goes (all operations but diagnose).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<OutputLocation>,
+    pub output: Option<Box<OutputLocation>>,
 
     /// Several outputs, for transcode and mastering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,7 +118,7 @@ pub struct MediaJobSpec {
     /// blocks. Omit it (with access presign) to sign with the operator's own AWS identity, where
     /// the operator allows this namespace to (`--ambient-aws-namespaces`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials: Option<S3CredentialsRef>,
+    pub credentials: Option<Box<S3CredentialsRef>>,
 
     /// How the Media API reaches the objects. Default presign.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,11 +126,11 @@ pub struct MediaJobSpec {
 
     /// Expiry policy for pre-signed URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub urls: Option<UrlPolicy>,
+    pub urls: Option<Box<UrlPolicy>>,
 
     /// Where the S3 objects live, for S3-compatible stores and non-default regions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3: Option<S3Settings>,
+    pub s3: Option<Box<S3Settings>>,
 
     /// Passed through into the Media API request body (content, audio, loudness, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,7 +161,7 @@ pub struct MediaJobSpec {
 
     /// A Secret (in this namespace) with Media API app credentials, instead of the operator's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_api_credentials: Option<MediaApiCredentialsRef>,
+    pub media_api_credentials: Option<Box<MediaApiCredentialsRef>>,
 }
 
 /// The root-level transition rule. It lives on the whole object because "submitted" is status.

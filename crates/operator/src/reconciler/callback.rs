@@ -27,7 +27,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use kube::ResourceExt;
 use sha2::Sha256;
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::Semaphore;
+
+use super::wakeups::Wakeups;
 
 use super::context::Context;
 use crate::secret::SecretString;
@@ -123,9 +125,6 @@ impl fmt::Debug for CallbackKey {
     }
 }
 
-/// A MediaJob to look at now: (namespace, name).
-pub type Wakeup = (String, String);
-
 /// The path of one submission's callback. The uid makes it specific to this object (a recreated
 /// MediaJob of the same name gets a new one) and the attempt to this submission.
 pub fn callback_path(namespace: &str, name: &str, uid: &str, attempt: i32) -> String {
@@ -185,7 +184,7 @@ impl Bucket {
 
 struct Receiver {
     ctx: Arc<Context>,
-    wake: broadcast::Sender<Wakeup>,
+    wake: Arc<Wakeups>,
     key: CallbackKey,
     bucket: Mutex<Bucket>,
     /// When a callback last moved each job's poll forward, by uid. Entries older than the gap
@@ -208,7 +207,7 @@ impl Receiver {
 }
 
 /// The receiver's routes, on its own (tests call it without a listener).
-pub fn router(ctx: Arc<Context>, wake: broadcast::Sender<Wakeup>, key: CallbackKey) -> Router {
+pub fn router(ctx: Arc<Context>, wake: Arc<Wakeups>, key: CallbackKey) -> Router {
     let receiver = Receiver {
         ctx,
         wake,

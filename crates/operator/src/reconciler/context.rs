@@ -14,7 +14,7 @@ use kube::runtime::reflector::Store;
 
 use super::account_claims::AccountClaims;
 use super::admission::Admission;
-use super::callback::{self, CallbackKey, Wakeup};
+use super::callback::{self, CallbackKey};
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
 use super::lanes::{LaneKey, Lanes, UNKNOWN_ACCOUNT, WaitQueue};
 use super::media_clients::{
@@ -27,6 +27,7 @@ use super::remote;
 use super::search::{self, Presence, Unconfirmed, Verdict};
 use super::secret_cache::SecretCache;
 use super::signing::{self, PreparedRequest};
+use super::wakeups::{Wakeup, Wakeups};
 use crate::crd::{AccessMode, MediaJob};
 use crate::leader::Fence;
 use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiError};
@@ -84,7 +85,7 @@ pub struct Context {
     lanes_seeded: std::sync::atomic::AtomicBool,
     /// Jobs waiting for each lane, woken one at a time as it frees up.
     lane_waiters: Mutex<HashMap<LaneKey, WaitQueue<Wakeup>>>,
-    waker: Mutex<Option<tokio::sync::broadcast::Sender<Wakeup>>>,
+    waker: Mutex<Option<Arc<Wakeups>>>,
 }
 
 impl Context {
@@ -133,7 +134,7 @@ impl Context {
     }
 
     /// The channel that wakes a job's reconcile (lane hand-over, completion callbacks).
-    pub fn set_waker(&self, waker: tokio::sync::broadcast::Sender<Wakeup>, stores: usize) {
+    pub fn set_waker(&self, waker: Arc<Wakeups>, stores: usize) {
         *self.waker.lock().unwrap() = Some(waker);
         *self.expected_stores.lock().unwrap() = stores.max(1);
     }
@@ -179,13 +180,28 @@ impl Context {
         true
     }
 
-    /// Queues `job` to be woken when `key` frees up (it keeps its place if it already waits);
-    /// returns about how many wait ahead of it.
-    pub fn wait_for_lane(&self, key: &LaneKey, job: Wakeup) -> usize {
+    /// Queues `job` to be woken when `key` frees up (it keeps its place if it already waits).
+    pub fn wait_for_lane(&self, key: &LaneKey, job: Wakeup) {
         let mut waiters = self.lane_waiters.lock().unwrap();
-        let queue = waiters.entry(key.clone()).or_default();
-        queue.push(job.clone());
-        queue.ahead_of(&job)
+        waiters.entry(key.clone()).or_default().push(job);
+    }
+
+    /// Wakes the longest waiter of every lane that stands free with jobs waiting for it: the
+    /// safety net for a hand-over that woke a job which then did not take the lane (it was
+    /// deleted, suspended, or is waiting for capacity). Waiting jobs have no timer of their own.
+    /// Returns how many were woken.
+    pub fn wake_free_lanes(&self) -> usize {
+        let now = Timestamp::now();
+        let waited_for: Vec<LaneKey> = self.lane_waiters.lock().unwrap().keys().cloned().collect();
+        let free: Vec<LaneKey> = {
+            let lanes = self.lanes.lock().unwrap();
+            // No job has the empty uid: any holder blocks.
+            waited_for
+                .into_iter()
+                .filter(|key| lanes.check(key, "", now).is_ok())
+                .collect()
+        };
+        free.iter().filter(|key| self.wake_next(key)).count()
     }
 
     /// `job` took the lane: it is no longer one to wake.
@@ -220,15 +236,19 @@ impl Context {
         }
     }
 
-    fn wake_next(&self, key: &LaneKey) {
-        let next = self
-            .lane_waiters
-            .lock()
-            .unwrap()
-            .get_mut(key)
-            .and_then(WaitQueue::pop);
-        if let (Some(job), Some(waker)) = (next, self.waker.lock().unwrap().as_ref()) {
-            let _ = waker.send(job);
+    /// Wakes the longest waiter of `key`, if any; true when one was woken.
+    fn wake_next(&self, key: &LaneKey) -> bool {
+        let next = {
+            let mut waiters = self.lane_waiters.lock().unwrap();
+            let next = waiters.get_mut(key).and_then(WaitQueue::pop);
+            if waiters.get(key).is_some_and(WaitQueue::is_empty) {
+                waiters.remove(key);
+            }
+            next
+        };
+        match (next, self.waker.lock().unwrap().as_ref()) {
+            (Some(job), Some(waker)) => waker.send(job),
+            _ => false,
         }
     }
 
@@ -741,25 +761,64 @@ mod tests {
         .unwrap()
     }
 
+    impl Context {
+        /// A context whose clients point nowhere: for tests of the shell's book-keeping, which make
+        /// no request.
+        pub(crate) fn for_tests(max_in_flight: usize) -> Context {
+            // No request is made: the client only has to exist.
+            let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+            let client = Client::try_from(config).unwrap();
+            let media = MediaApiSettings {
+                auth_url: "http://127.0.0.1:9".into(),
+                media_url: "http://127.0.0.1:9".into(),
+                requests_per_second: 0.0,
+                default_account: DefaultAccount::Static {
+                    app_key: "k".into(),
+                    app_secret: SecretString::new("s"),
+                },
+            };
+            let options = OperatorOptions {
+                max_in_flight,
+                ..OperatorOptions::in_process(Scope::AllNamespaces, media)
+            };
+            Context::new(client, Arc::new(Metrics::default()), &options)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lane_left_free_with_waiters_is_handed_on_by_the_sweeper() {
+        use futures::StreamExt;
+        let ctx = Context::for_tests(10);
+        let wakeups = Arc::new(Wakeups::default());
+        let mut woken = Box::pin(wakeups.subscribe(None));
+        ctx.set_waker(wakeups, 1);
+        let key = LaneKey {
+            account: "acct".into(),
+            operation: crate::operation::Operation::Enhance,
+        };
+        let now = Timestamp::now();
+        ctx.lanes.lock().unwrap().hold(&key, "holder", None, now);
+        ctx.lanes
+            .lock()
+            .unwrap()
+            .accepted(&key, "holder", "job-0", now);
+        for name in ["first", "second"] {
+            ctx.wait_for_lane(&key, ("a".into(), name.into()));
+        }
+        assert_eq!(ctx.wake_free_lanes(), 0, "a held lane wakes nobody");
+        // The hand-over's wake-up went to a job that did not take the lane (it was deleted,
+        // say): released without a wake, as far as the waiters can tell.
+        ctx.lanes.lock().unwrap().release(&key, "holder");
+        assert_eq!(ctx.wake_free_lanes(), 1);
+        assert_eq!(woken.next().await, Some(("a".into(), "first".into())));
+        assert_eq!(ctx.wake_free_lanes(), 1);
+        assert_eq!(woken.next().await, Some(("a".into(), "second".into())));
+        assert_eq!(ctx.wake_free_lanes(), 0, "nobody waits any more");
+    }
+
     #[tokio::test]
     async fn slots_of_jobs_gone_from_the_store_are_freed_once_the_store_is_complete() {
-        // No request is made: the client only has to exist.
-        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        let client = Client::try_from(config).unwrap();
-        let media = MediaApiSettings {
-            auth_url: "http://127.0.0.1:9".into(),
-            media_url: "http://127.0.0.1:9".into(),
-            requests_per_second: 0.0,
-            default_account: DefaultAccount::Static {
-                app_key: "k".into(),
-                app_secret: SecretString::new("s"),
-            },
-        };
-        let options = OperatorOptions {
-            max_in_flight: 2,
-            ..OperatorOptions::in_process(Scope::AllNamespaces, media)
-        };
-        let ctx = Context::new(client, Arc::new(Metrics::default()), &options);
+        let ctx = Context::for_tests(2);
         let (reader, mut writer) = kube::runtime::reflector::store::<MediaJob>();
         ctx.add_store(reader);
         {

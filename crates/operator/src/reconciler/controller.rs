@@ -14,10 +14,10 @@ use kube::{Api, Client, ResourceExt};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::callback::Wakeup;
 use super::context::Context;
 use super::reconcile::{error_policy, reconcile};
 use super::secret_index::SecretIndex;
+use super::wakeups::{Wakeup, Wakeups};
 use crate::crd::MediaJob;
 
 /// Where to watch: every namespace, or a list.
@@ -78,7 +78,7 @@ pub async fn run_controllers(
     scope: Scope,
     selector: Option<String>,
     concurrency: u16,
-    wake: tokio::sync::broadcast::Sender<Wakeup>,
+    wake: Arc<Wakeups>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let namespaces: Vec<Option<String>> = match scope {
@@ -97,7 +97,7 @@ pub async fn run_controllers(
         let ctx = ctx.clone();
         let selector = selector.clone();
         let mut stop = stop_tx.subscribe();
-        let wake = wake.subscribe();
+        let wake = wake.subscribe(namespace.clone());
         let task = tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop.recv().await;
@@ -106,10 +106,27 @@ pub async fn run_controllers(
         });
         tasks.push((name, task));
     }
-    supervise(tasks, shutdown, move || {
+    // Jobs waiting for a lane have no timer: a lane left free with waiters is handed on here.
+    let sweeper = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            let mut tick = tokio::time::interval(ctx.settings.timing.queued_recheck);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let woken = ctx.wake_free_lanes();
+                if woken > 0 {
+                    tracing::debug!(woken, "woke the next waiter of lanes left free");
+                }
+            }
+        }
+    });
+    let result = supervise(tasks, shutdown, move || {
         let _ = stop_tx.send(());
     })
-    .await
+    .await;
+    sweeper.abort();
+    result
 }
 
 /// Waits for `shutdown`, then for every controller to finish. A controller that ends before
@@ -159,30 +176,16 @@ async fn supervise(
     error.map_or(Ok(()), Err)
 }
 
-/// What the store need not keep of a MediaJob: managedFields (most of an object's size) and
-/// kubectl's last-applied-configuration annotation (a second copy of the spec, for every MediaJob
-/// applied with client-side `kubectl apply`). The operator reads neither, and writes no metadata
-/// but finalizers (a merge patch of that field alone), so nothing dropped here is written back.
-fn trim_for_store(job: &mut MediaJob) {
-    job.managed_fields_mut().clear();
-    job.annotations_mut()
-        .remove("kubectl.kubernetes.io/last-applied-configuration");
-}
-
 async fn run_one(
     ctx: Arc<Context>,
     namespace: Option<String>,
     selector: Option<String>,
     concurrency: u16,
-    wake: tokio::sync::broadcast::Receiver<Wakeup>,
+    wake: impl futures::Stream<Item = Wakeup> + Send + 'static,
     stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     // Wake-ups for this controller's scope, as object references.
-    let scope = namespace.clone();
-    let wakeups = tokio_stream_from(wake).filter_map(move |(ns, name)| {
-        let mine = scope.as_ref().is_none_or(|s| *s == ns);
-        async move { mine.then(|| ObjectRef::new(&name).within(&ns)) }
-    });
+    let wakeups = wake.map(|(ns, name)| ObjectRef::new(&name).within(&ns));
     let client = ctx.deps.client.clone();
     let (jobs, secrets): (Api<MediaJob>, Api<PartialObjectMeta<Secret>>) = match &namespace {
         Some(ns) => (
@@ -200,7 +203,7 @@ async fn run_one(
         jobs_config = jobs_config.labels(selector);
     }
     let jobs_stream = watcher(jobs, jobs_config)
-        .modify(trim_for_store)
+        .modify(super::projection::trim_for_store)
         .inspect_ok({
             let index = index.clone();
             move |event| index.on_event(event)
@@ -239,49 +242,9 @@ async fn run_one(
         .await;
 }
 
-/// A broadcast receiver as a stream (lagged messages are skipped: a missed wake-up only delays a
-/// look until the next scheduled poll).
-fn tokio_stream_from(
-    receiver: tokio::sync::broadcast::Receiver<Wakeup>,
-) -> impl futures::Stream<Item = Wakeup> {
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(item) => return Some((item, receiver)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_store_keeps_neither_managed_fields_nor_a_second_copy_of_the_spec() {
-        let mut job: MediaJob = serde_json::from_value(serde_json::json!({
-            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
-            "metadata": {
-                "name": "j",
-                "annotations": {
-                    "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}",
-                    "team": "podcasts"
-                },
-                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
-            },
-            "spec": {"operation": "diagnose", "access": "public", "input": {"url": "https://example.com/a.wav"}}
-        }))
-        .unwrap();
-        trim_for_store(&mut job);
-        assert!(job.managed_fields().is_empty());
-        assert_eq!(
-            job.annotations().keys().collect::<Vec<_>>(),
-            ["team"],
-            "other annotations stay"
-        );
-    }
 
     #[tokio::test]
     async fn a_controller_that_panics_ends_the_run_with_an_error() {

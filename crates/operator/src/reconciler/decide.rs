@@ -172,8 +172,6 @@ pub enum LaneObservation {
     Busy {
         held_for: Duration,
         free_at: Option<Timestamp>,
-        /// About how many jobs wait for the lane ahead of this one.
-        ahead: usize,
     },
     /// The operator started less than twice the clock skew ago.
     Starting {
@@ -843,11 +841,7 @@ pub fn decide_validated(
                 requeue_after: Some(timing.secret_recheck),
             };
         }
-        LaneObservation::Busy {
-            held_for,
-            free_at,
-            ahead,
-        } => {
+        LaneObservation::Busy { held_for, free_at } => {
             if *held_for < LANE_WAIT_SHOWN_AFTER {
                 status = quiet(status);
             } else {
@@ -867,8 +861,11 @@ pub fn decide_validated(
                     now,
                 );
             }
-            // Woken when the lane is released; this is the safety net.
-            let recheck = free_at.map_or(lane_recheck(timing, *ahead), |at| {
+            // Woken when the lane is released (the longest waiter first), or by the lane sweeper
+            // while it stands free (`Context::wake_free_lanes`); a lane held by a lost answer
+            // frees itself at a known time, and is looked at then. At 10,000 jobs on one lane,
+            // timed looks by every waiter were most of the passes and a timer each.
+            let recheck = free_at.map(|at| {
                 until(now, at)
                     .max(Duration::from_millis(100))
                     .min(timing.queued_recheck)
@@ -876,7 +873,7 @@ pub fn decide_validated(
             return Decision {
                 status,
                 action: Action::None,
-                requeue_after: Some(recheck),
+                requeue_after: recheck,
             };
         }
     }
@@ -1021,20 +1018,6 @@ fn suspended(
             requeue_after: None,
         },
     }
-}
-
-/// How often a job waiting for a lane looks again by itself. Each release of the lane wakes the
-/// job that has waited longest, so these looks only guard against a lost wake-up: the first jobs
-/// in line look every `queued_recheck`, and one with many ahead (each submission takes a few tens
-/// of milliseconds) less often, at most every minute. At 10,000 jobs on one lane these looks were
-/// most of the operator's reconcile passes.
-pub fn lane_recheck(timing: &Timing, ahead: usize) -> Duration {
-    const PER_JOB_AHEAD: Duration = Duration::from_millis(20);
-    let ahead = u32::try_from(ahead).unwrap_or(u32::MAX);
-    PER_JOB_AHEAD.saturating_mul(ahead).clamp(
-        timing.queued_recheck,
-        timing.queued_recheck.max(Duration::from_secs(60)),
-    )
 }
 
 /// When a job submitted at `submitted_at` is next polled. A job whose completion will be called

@@ -238,7 +238,6 @@ impl Gen {
                 1 => LaneObservation::Busy {
                     held_for: self.duration(),
                     free_at: self.maybe(|g| g.time()),
-                    ahead: self.0.usize(..100_000),
                 },
                 2 => LaneObservation::Starting { until: self.time() },
                 _ => LaneObservation::ClaimedElsewhere {

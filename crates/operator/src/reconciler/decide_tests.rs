@@ -324,10 +324,10 @@ fn over_the_cap_the_job_is_queued() {
 #[test]
 fn an_invalid_spec_fails_until_it_is_fixed() {
     let mut job = enhance();
-    job.spec.urls = Some(crate::crd::UrlPolicy {
+    job.spec.urls = Some(Box::new(crate::crd::UrlPolicy {
         ttl: Some("1h".into()),
         refresh_before: Some("2h".into()),
-    });
+    }));
     let d = decide(&job, &ready(), clock(0), &settings());
     assert_eq!(d.action, Action::None);
     assert_eq!(
@@ -730,10 +730,10 @@ fn success_records_outputs_without_query_strings_and_inline_results() {
     let mut job = submitted(&enhance());
     // A public output URL may carry its own signature (a SAS or a user's pre-signed URL).
     job.spec.access = Some(crate::crd::AccessMode::Public);
-    job.spec.output = Some(crate::crd::OutputLocation {
+    job.spec.output = Some(Box::new(crate::crd::OutputLocation {
         url: "https://out.s3.amazonaws.com/a.wav?X-Amz-Signature=secret".into(),
         parameters: None,
-    });
+    }));
     let result = json!({"audio": {"loudness": {"measured": -14.9}}})
         .as_object()
         .cloned();
@@ -1512,11 +1512,7 @@ fn a_job_confirmed_gone_is_cancelled_before_it_is_retried() {
 fn a_busy_lane_waits_quietly_at_first_then_says_so() {
     let job = enhance();
     let busy = |held_for, free_at| Observed {
-        lane: LaneObservation::Busy {
-            held_for,
-            free_at,
-            ahead: 0,
-        },
+        lane: LaneObservation::Busy { held_for, free_at },
         ..ready()
     };
     let d = decide(
@@ -1547,23 +1543,15 @@ fn a_busy_lane_waits_quietly_at_first_then_says_so() {
         &settings(),
     );
     assert_eq!(d.requeue_after, Some(Duration::from_secs(1)));
-    // A lane released hands over to the longest waiter; the others look again by themselves
-    // only as a safety net, less often the further back they are.
-    let far_back = Observed {
-        lane: LaneObservation::Busy {
-            held_for: Duration::from_secs(6),
-            free_at: None,
-            ahead: 1000,
-        },
-        ..ready()
-    };
-    let d = decide(&job, &far_back, clock(0), &settings());
-    assert_eq!(d.requeue_after, Some(Duration::from_secs(20)));
-    assert_eq!(lane_recheck(&Timing::default(), 0), Duration::from_secs(3));
-    assert_eq!(
-        lane_recheck(&Timing::default(), usize::MAX),
-        Duration::from_secs(60)
+    // Otherwise a lane released hands over to the longest waiter (and the sweeper wakes the
+    // next one of a lane left free): a waiter keeps no timer.
+    let d = decide(
+        &job,
+        &busy(Duration::from_secs(6), None),
+        clock(0),
+        &settings(),
     );
+    assert_eq!(d.requeue_after, None);
     let starting = Observed {
         lane: LaneObservation::Starting { until: at(4) },
         ..ready()
@@ -1642,10 +1630,10 @@ fn a_changed_app_key_concludes_nothing_about_the_job_it_cannot_see() {
 #[test]
 fn a_spec_invalid_in_flight_ends_the_job_after_finding_a_lost_submission() {
     let mut job = unconfirmed_job();
-    job.spec.urls = Some(crate::crd::UrlPolicy {
+    job.spec.urls = Some(Box::new(crate::crd::UrlPolicy {
         ttl: Some("1h".into()),
         refresh_before: Some("soon".into()),
-    });
+    }));
     let d = decide(&job, &ready(), clock(5), &settings());
     assert!(matches!(
         d.action,
@@ -2082,7 +2070,6 @@ fn every_wait() -> Vec<Wait> {
         lane: LaneObservation::Busy {
             held_for: Duration::from_secs(10),
             free_at,
-            ahead: 0,
         },
         ..ready()
     };
@@ -2253,10 +2240,10 @@ fn every_wait() -> Vec<Wait> {
         .until(At(settled)),
     );
     let mut broken = unconfirmed_job();
-    broken.spec.urls = Some(crate::crd::UrlPolicy {
+    broken.spec.urls = Some(Box::new(crate::crd::UrlPolicy {
         ttl: Some("1h".into()),
         refresh_before: Some("soon".into()),
-    });
+    }));
     waits.push(
         Wait::decided(
             "spec invalid, lost submission looked for",

@@ -297,7 +297,6 @@ impl<T: Clone + Eq + std::hash::Hash> WaitQueue<T> {
 
     pub fn remove(&mut self, job: &T) {
         self.waiting.remove(job);
-        // The front is always a job still waiting (`ahead_of` counts from it).
         while let Some((first, n)) = self.order.front()
             && self.waiting.get(first) != Some(n)
         {
@@ -323,15 +322,6 @@ impl<T: Clone + Eq + std::hash::Hash> WaitQueue<T> {
 
     pub fn len(&self) -> usize {
         self.waiting.len()
-    }
-
-    /// About how many wait ahead of `job`: at least that many, at most about twice (jobs taken
-    /// out of the middle are counted until the queue is compacted).
-    pub fn ahead_of(&self, job: &T) -> usize {
-        let (Some(mine), Some((_, first))) = (self.waiting.get(job), self.order.front()) else {
-            return 0;
-        };
-        usize::try_from(mine.saturating_sub(*first)).unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -370,8 +360,6 @@ mod tests {
         // Taken out and back: at the back of the line.
         q.remove(&"a");
         q.push("a");
-        assert_eq!((q.ahead_of(&"c"), q.ahead_of(&"a")), (0, 2));
-        assert_eq!(q.ahead_of(&"z"), 0, "not waiting");
         let woken: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
         assert_eq!(woken, ["c", "d", "a"]);
         assert!(q.is_empty());

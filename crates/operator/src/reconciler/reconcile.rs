@@ -351,6 +351,12 @@ fn after_pass(
 ) -> Requeue {
     sync_admission(ctx, key, written, requeue_after);
     sync_lane(ctx, job, uid, written, wrote);
+    // A finished job has nothing left to poll, search or check: 10,000 of them stay in the store,
+    // none in memory.
+    if written.phase.is_some_and(|p| p.is_finished()) {
+        ctx.memory.forget(uid);
+        return requeue_after.map_or_else(Requeue::await_change, Requeue::requeue);
+    }
     if let Some(wait) = requeue_after
         && written
             .submission
@@ -887,11 +893,10 @@ async fn observe_lane(
             holder,
         }) => {
             debug!(job = %job.name_any(), holder = %holder, until = until.map(|u| u.to_string()), "waiting for the submission lane");
-            let ahead = ctx.wait_for_lane(&lane, (namespace.to_string(), job.name_any()));
+            ctx.wait_for_lane(&lane, (namespace.to_string(), job.name_any()));
             LaneObservation::Busy {
                 held_for: Duration::try_from(now.duration_since(since)).unwrap_or_default(),
                 free_at: until,
-                ahead,
             }
         }
     }
@@ -931,5 +936,73 @@ fn sync_admission(
         Slot::Occupy => admission.occupy(key),
         Slot::Yield => admission.leave_flight(key),
         Slot::Keep => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{Phase, SubmissionRecord};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn job() -> MediaJob {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+            "metadata": {"name": "j", "namespace": "a", "uid": "u1"},
+            "spec": {"operation": "enhance", "input": {"url": "s3://raw/in.wav"},
+                     "output": {"url": "s3://out/o.wav"}},
+        }))
+        .unwrap()
+    }
+
+    fn status(phase: Phase) -> MediaJobStatus {
+        MediaJobStatus {
+            phase: Some(phase),
+            job_id: Some("job-1".into()),
+            submission: Some(SubmissionRecord {
+                attempt: 1,
+                intent_time: Time(Timestamp::now()),
+                urls_expire_at: None,
+                job_id: Some("job-1".into()),
+                account: None,
+                fence: None,
+                outcome_time: None,
+            }),
+            ..MediaJobStatus::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_job_is_remembered_no_longer() {
+        let ctx = Context::for_tests(10);
+        let key = ("a".to_string(), "j".to_string());
+        let wait = Some(Duration::from_secs(30));
+        ctx.memory.set_progress("u1", Timestamp::now(), 40.0);
+        after_pass(
+            &ctx,
+            &key,
+            "u1",
+            &job(),
+            &status(Phase::Running),
+            wait,
+            true,
+        );
+        assert_eq!(
+            ctx.memory.len(),
+            1,
+            "a running job's next poll is remembered"
+        );
+        // With a TTL still to wait for: the requeue stays, the memory goes.
+        let requeue = after_pass(
+            &ctx,
+            &key,
+            "u1",
+            &job(),
+            &status(Phase::Succeeded),
+            wait,
+            true,
+        );
+        assert_eq!(requeue, Requeue::requeue(Duration::from_secs(30)));
+        assert!(ctx.memory.is_empty());
     }
 }

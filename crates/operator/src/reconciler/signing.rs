@@ -92,7 +92,7 @@ pub async fn prepare(
 ) -> Result<PreparedRequest, S3Error> {
     let spec = &job.spec;
     let output_specs: Vec<_> = match (&spec.output, &spec.outputs) {
-        (Some(one), _) => vec![one.clone()],
+        (Some(one), _) => vec![(**one).clone()],
         (None, Some(many)) => many.clone(),
         (None, None) => vec![],
     };

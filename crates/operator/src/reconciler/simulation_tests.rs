@@ -416,7 +416,6 @@ impl World {
                 Err(LaneWait::Held { since, until, .. }) => LaneObservation::Busy {
                     held_for: Duration::try_from(now.duration_since(since)).unwrap_or_default(),
                     free_at: until,
-                    ahead: 0,
                 },
             }
         } else {
