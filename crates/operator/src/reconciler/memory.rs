@@ -12,8 +12,6 @@ struct Entry {
     next_poll: Option<Instant>,
     /// This pass polled: the next poll is scheduled from what it saw.
     polled: bool,
-    /// When the input was last checked (any outcome).
-    input_checked_at: Option<Instant>,
     /// The progress the last poll saw, and when.
     progress: Option<(jiff::Timestamp, f64)>,
     /// When a poll last found the job pending or running.
@@ -27,18 +25,27 @@ struct Entry {
     empty_searches: u32,
     /// Settled empty looks for a job whose status answered 404 (gone needs two).
     empty_looks: u32,
-    /// Preflight checks in a row that found the input unreadable (for the backoff).
-    refused_inputs: u32,
-    /// The input was found readable: for which generation and credentials, and when.
-    input_readable: Option<(i64, u64, Instant)>,
     /// An attempt whose intent write failed (it may be stored) and whose request this process
     /// therefore never sent.
     unsent: Option<i32>,
 }
 
+/// What the preflight checks of a job's input found. Apart from `Entry`: the thousands of jobs
+/// waiting for a lane have their input checked, and nothing else to remember.
+#[derive(Default, Debug)]
+struct InputMemory {
+    /// When the input was last checked (any outcome).
+    checked_at: Option<Instant>,
+    /// Preflight checks in a row that found the input unreadable (for the backoff).
+    refused: u32,
+    /// The input was found readable: for which generation and credentials, and when.
+    readable: Option<(i64, u64, Instant)>,
+}
+
 #[derive(Default, Debug)]
 pub struct Memory {
     entries: Mutex<HashMap<String, Entry>>,
+    inputs: Mutex<HashMap<String, InputMemory>>,
     /// Jobs (namespace, name) one of whose Secrets changed since their last pass.
     credentials_changed: Mutex<HashSet<(String, String)>>,
 }
@@ -215,34 +222,34 @@ impl Memory {
 
     /// Counts a preflight that found the input unreadable; returns how many in a row.
     pub fn note_refused_input(&self, uid: &str) -> u32 {
-        let mut entries = self.entries.lock().unwrap();
-        let entry = entries.entry(uid.to_string()).or_default();
-        entry.refused_inputs += 1;
-        entry.refused_inputs
+        let mut inputs = self.inputs.lock().unwrap();
+        let input = inputs.entry(uid.to_string()).or_default();
+        input.refused += 1;
+        input.refused
     }
 
     pub fn clear_refused_input(&self, uid: &str) {
-        if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
-            e.refused_inputs = 0;
+        if let Some(input) = self.inputs.lock().unwrap().get_mut(uid) {
+            input.refused = 0;
         }
     }
 
     /// Whether the input was checked (any outcome) less than `within` ago.
     pub fn input_checked_within(&self, uid: &str, within: Duration, now: Instant) -> bool {
-        let entries = self.entries.lock().unwrap();
-        entries
+        let inputs = self.inputs.lock().unwrap();
+        inputs
             .get(uid)
-            .and_then(|e| e.input_checked_at)
+            .and_then(|input| input.checked_at)
             .is_some_and(|at| now.saturating_duration_since(at) < within)
     }
 
     pub fn set_input_checked(&self, uid: &str, at: Instant) {
-        self.entries
+        self.inputs
             .lock()
             .unwrap()
             .entry(uid.to_string())
             .or_default()
-            .input_checked_at = Some(at);
+            .checked_at = Some(at);
     }
 
     /// When the input was last found readable for this generation and credentials.
@@ -252,20 +259,20 @@ impl Memory {
         generation: i64,
         credentials: u64,
     ) -> Option<Instant> {
-        let entries = self.entries.lock().unwrap();
-        match entries.get(uid)?.input_readable {
+        let inputs = self.inputs.lock().unwrap();
+        match inputs.get(uid)?.readable {
             Some((g, c, at)) if g == generation && c == credentials => Some(at),
             _ => None,
         }
     }
 
     pub fn set_input_readable(&self, uid: &str, generation: i64, credentials: u64, at: Instant) {
-        self.entries
+        self.inputs
             .lock()
             .unwrap()
             .entry(uid.to_string())
             .or_default()
-            .input_readable = Some((generation, credentials, at));
+            .readable = Some((generation, credentials, at));
     }
 
     /// Counts a failed pass; returns how many in a row.
@@ -284,10 +291,12 @@ impl Memory {
 
     pub fn forget(&self, uid: &str) {
         self.entries.lock().unwrap().remove(uid);
+        self.inputs.lock().unwrap().remove(uid);
     }
 
+    /// How many things are remembered about jobs (a job may count twice).
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap().len()
+        self.entries.lock().unwrap().len() + self.inputs.lock().unwrap().len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -978,6 +978,7 @@ mod tests {
         let key = ("a".to_string(), "j".to_string());
         let wait = Some(Duration::from_secs(30));
         ctx.memory.set_progress("u1", Timestamp::now(), 40.0);
+        ctx.memory.set_input_checked("u1", Instant::now());
         after_pass(
             &ctx,
             &key,
@@ -989,8 +990,8 @@ mod tests {
         );
         assert_eq!(
             ctx.memory.len(),
-            1,
-            "a running job's next poll is remembered"
+            2,
+            "a running job's next poll and its input check are remembered"
         );
         // With a TTL still to wait for: the requeue stays, the memory goes.
         let requeue = after_pass(
