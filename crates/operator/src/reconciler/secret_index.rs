@@ -22,8 +22,9 @@ pub struct SecretIndex {
 
 #[derive(Default)]
 struct IndexState {
-    /// Each unfinished job and the Secrets it names.
-    by_job: HashMap<Key, Vec<Key>>,
+    /// Each unfinished job and the Secrets it names (in its own namespace: by name only, as
+    /// thousands of jobs may wait at once).
+    by_job: HashMap<Key, Box<[String]>>,
     by_secret: HashMap<Key, HashSet<String>>,
     /// During a re-list: the jobs seen so far; the others are gone when it ends.
     relisting: Option<HashSet<Key>>,
@@ -82,8 +83,9 @@ impl SecretIndex {
 }
 
 impl IndexState {
-    fn set(&mut self, job: Key, secrets: Vec<Key>) {
+    fn set(&mut self, job: Key, secrets: Vec<String>) {
         for old in self.by_job.remove(&job).unwrap_or_default() {
+            let old = (job.0.clone(), old);
             if let Some(names) = self.by_secret.get_mut(&old) {
                 names.remove(&job.1);
                 if names.is_empty() {
@@ -96,11 +98,11 @@ impl IndexState {
         }
         for secret in &secrets {
             self.by_secret
-                .entry(secret.clone())
+                .entry((job.0.clone(), secret.clone()))
                 .or_default()
                 .insert(job.1.clone());
         }
-        self.by_job.insert(job, secrets);
+        self.by_job.insert(job, secrets.into_boxed_slice());
     }
 }
 
@@ -108,8 +110,8 @@ fn job_key(job: &MediaJob) -> Key {
     (job.namespace().unwrap_or_default(), job.name_any())
 }
 
-/// The Secrets an unfinished job reads (a finished one reads none).
-fn secrets_named(job: &MediaJob) -> Vec<Key> {
+/// The Secrets (in its namespace) an unfinished job reads (a finished one reads none).
+fn secrets_named(job: &MediaJob) -> Vec<String> {
     let finished = job
         .status
         .as_ref()
@@ -118,9 +120,8 @@ fn secrets_named(job: &MediaJob) -> Vec<Key> {
     if finished {
         return vec![];
     }
-    let namespace = job.namespace().unwrap_or_default();
     let spec = &job.spec;
-    let mut names: Vec<Key> = [
+    let mut names: Vec<String> = [
         spec.credentials.as_ref().map(|c| &c.secret_ref.name),
         spec.media_api_credentials
             .as_ref()
@@ -128,7 +129,7 @@ fn secrets_named(job: &MediaJob) -> Vec<Key> {
     ]
     .into_iter()
     .flatten()
-    .map(|name| (namespace.clone(), name.clone()))
+    .cloned()
     .collect();
     names.dedup();
     names
