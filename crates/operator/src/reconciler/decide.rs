@@ -2217,7 +2217,7 @@ fn until(now: Timestamp, then: Timestamp) -> Duration {
 
 #[cfg(test)]
 #[path = "decide_tests.rs"]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 #[path = "simulation_tests.rs"]

@@ -41,7 +41,8 @@ fn enhance() -> MediaJob {
     }))
 }
 
-fn ready() -> Observed {
+/// An observation with nothing in the way: credentials ready, a slot, a free lane.
+pub(crate) fn ready() -> Observed {
     Observed {
         credentials: CredentialsState::READY,
         remote: RemoteObservation::NotPolled,

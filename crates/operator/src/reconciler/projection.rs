@@ -80,10 +80,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::reconciler::decide::{
-        self, Clock, CredentialsState, InputCheck, LaneObservation, Observed, RemoteObservation,
-        Settings,
-    };
+    use crate::reconciler::decide::{self, Clock, Settings};
 
     fn job(value: serde_json::Value) -> MediaJob {
         serde_json::from_value(value).unwrap()
@@ -191,20 +188,7 @@ mod tests {
                         now: completed + after,
                         jitter: 0.5,
                     };
-                    let observed = Observed {
-                        credentials: CredentialsState::READY,
-                        remote: RemoteObservation::NotPolled,
-                        admitted: true,
-                        unrecorded_job_id: None,
-                        unsent_intent: false,
-                        credentials_changed: false,
-                        lane: LaneObservation::Free,
-                        account_changed: false,
-                        input: InputCheck::NotChecked,
-                        earlier_progress: None,
-                        poll_scheduled_in: None,
-                        expected_duration: None,
-                    };
+                    let observed = decide::tests::ready();
                     let on_whole = decide::decide(&whole, &observed, clock, &settings);
                     let on_projected = decide::decide(&projected, &observed, clock, &settings);
                     assert_eq!(on_projected.action, on_whole.action, "{phase} {after:?}");
