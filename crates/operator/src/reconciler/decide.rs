@@ -1190,6 +1190,9 @@ fn follow(
                         "job {job_id} is running at the Media API; {}",
                         following_until(job, &status)
                     );
+                    let shown = status
+                        .progress
+                        .filter(|_| status.phase == Some(Phase::Running));
                     set_waiting(
                         &mut status,
                         Phase::Running,
@@ -1198,7 +1201,13 @@ fn follow(
                         generation,
                         now,
                     );
-                    status.progress = Some(coarse_progress(*progress));
+                    status.progress = Some(progress_to_show(
+                        shown,
+                        *progress,
+                        status.submission.as_ref().map_or(now, |s| s.intent_time.0),
+                        observed.earlier_progress,
+                        now,
+                    ));
                 }
                 RemoteState::Unknown(other) => {
                     let message = format!(
@@ -2000,6 +2009,34 @@ pub fn has_finalizer(job: &MediaJob) -> bool {
         .iter()
         .flatten()
         .any(|f| f == FINALIZER)
+}
+
+/// A running job's progress step not written within this long of its predicted end: the outcome
+/// is about to replace it, and each write goes to the shared API server.
+pub const PROGRESS_QUIET_BEFORE_END: Duration = Duration::from_secs(60);
+
+/// The progress status shows for a running job: its quarter (`coarse_progress`), unless it is
+/// already shown as running (`shown`) and its progress predicts the end within
+/// `PROGRESS_QUIET_BEFORE_END`, when the step shown stays (no write for a step about to be
+/// overtaken by the outcome). A 30-second job writes `Running` and its outcome; an hour-long
+/// one all three steps.
+pub fn progress_to_show(
+    shown: Option<i32>,
+    progress: f64,
+    submitted_at: Timestamp,
+    earlier: Option<(Timestamp, f64)>,
+    now: Timestamp,
+) -> i32 {
+    let step = coarse_progress(progress);
+    let Some(shown) = shown else {
+        return step;
+    };
+    let earlier = earlier.map(|(at, p)| (elapsed(submitted_at, at), p));
+    let rest = super::timing::rest_by_progress(elapsed(submitted_at, now), progress, earlier);
+    match rest {
+        Some(rest) if rest < PROGRESS_QUIET_BEFORE_END.as_secs_f64() => shown,
+        _ => step,
+    }
 }
 
 /// Progress in quarters (0, 25, 50, 75), below 100 until the job has succeeded, so a long job

@@ -628,6 +628,39 @@ fn progress_is_coarsened() {
 }
 
 #[test]
+fn a_progress_step_is_not_written_within_a_minute_of_the_predicted_end() {
+    let submitted = at(0);
+    // First seen running: the step is shown with the phase, whatever the rest.
+    assert_eq!(progress_to_show(None, 60.0, submitted, None, at(20)), 50);
+    // A 40-second job: at 60 % after 20 s, 13 s to go; the step shown stays.
+    assert_eq!(progress_to_show(Some(0), 60.0, submitted, None, at(20)), 0);
+    // An hour-long job: 30 % after 18 minutes, 42 minutes to go.
+    assert_eq!(
+        progress_to_show(Some(0), 30.0, submitted, None, at(1080)),
+        25
+    );
+    // The rate between the last two polls decides: 10 % → 80 % in the last 7 s of 100.
+    assert_eq!(
+        progress_to_show(Some(0), 80.0, submitted, Some((at(93), 10.0)), at(100)),
+        0
+    );
+    // Slow between the last two polls (1 % a minute), though fast before: steps are written.
+    assert_eq!(
+        progress_to_show(Some(25), 51.0, submitted, Some((at(60), 50.0)), at(120)),
+        50
+    );
+    // Without usable progress nothing predicts the end: the step is written.
+    assert_eq!(
+        progress_to_show(Some(0), f64::NAN, submitted, None, at(20)),
+        0
+    );
+    assert_eq!(
+        progress_to_show(Some(0), 100.0, submitted, None, at(20)),
+        75
+    );
+}
+
+#[test]
 fn a_running_job_shows_progress_and_is_polled_adaptively() {
     let job = submitted(&enhance());
     let d = decide(

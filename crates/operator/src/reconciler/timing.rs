@@ -165,7 +165,11 @@ pub const EARLY_LOOK_AT: Duration = Duration::from_secs(10);
 /// and how fast it moves: over the last two polls when progress moved between them (`earlier`,
 /// the previous poll's age and progress; a progress that does not start at 0 or is not linear
 /// in the job's age is read right), else since submission. `None` without usable progress.
-fn rest_by_progress(age: Duration, progress: f64, earlier: Option<(Duration, f64)>) -> Option<f64> {
+pub fn rest_by_progress(
+    age: Duration,
+    progress: f64,
+    earlier: Option<(Duration, f64)>,
+) -> Option<f64> {
     if !(progress > 0.0 && progress < 100.0) || age.is_zero() {
         return None;
     }
