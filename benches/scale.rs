@@ -333,14 +333,17 @@ async fn run(n: usize, cap: usize, callbacks: bool) {
     let applied = started.elapsed();
     // Done when the watch has shown every job Succeeded.
     let (peak_in_flight, seen_succeeded) = loop {
-        let seen = progress.borrow().clone();
-        if seen.succeeded.len() == n {
-            break (seen.peak_in_flight, seen.succeeded);
+        let done = {
+            let seen = progress.borrow();
+            (seen.succeeded.len() == n).then(|| (seen.peak_in_flight, seen.succeeded.clone()))
+        };
+        if let Some(done) = done {
+            break done;
         }
+        let succeeded = progress.borrow().succeeded.len();
         assert!(
             started.elapsed() < Duration::from_secs(1800),
-            "only {} of {n} succeeded",
-            seen.succeeded.len()
+            "only {succeeded} of {n} succeeded"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };

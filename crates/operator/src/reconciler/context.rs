@@ -236,8 +236,12 @@ impl Context {
         }
     }
 
-    /// Wakes the longest waiter of `key`, if any; true when one was woken.
+    /// Wakes the longest waiter of `key`, if any; true when one was woken. Before the
+    /// controllers set a waker nobody is taken out of line.
     fn wake_next(&self, key: &LaneKey) -> bool {
+        let Some(waker) = self.waker.lock().unwrap().clone() else {
+            return false;
+        };
         let next = {
             let mut waiters = self.lane_waiters.lock().unwrap();
             let next = waiters.get_mut(key).and_then(WaitQueue::pop);
@@ -246,10 +250,7 @@ impl Context {
             }
             next
         };
-        match (next, self.waker.lock().unwrap().as_ref()) {
-            (Some(job), Some(waker)) => waker.send(job),
-            _ => false,
-        }
+        next.is_some_and(|job| waker.send(job))
     }
 
     /// The clock, in whole seconds: status times then compare equal across passes.
@@ -785,26 +786,30 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_lane_left_free_with_waiters_is_handed_on_by_the_sweeper() {
-        use futures::StreamExt;
-        let ctx = Context::for_tests(10);
-        let wakeups = Arc::new(Wakeups::default());
-        let mut woken = Box::pin(wakeups.subscribe(None));
-        ctx.set_waker(wakeups, 1);
+    /// A lane `holder` has submitted on (so it is known, past the start-up wait) and still holds.
+    fn lane_held_by(ctx: &Context, holder: &str) -> LaneKey {
         let key = LaneKey {
             account: "acct".into(),
             operation: crate::operation::Operation::Enhance,
         };
         let now = Timestamp::now();
-        ctx.lanes.lock().unwrap().hold(&key, "holder", None, now);
-        ctx.lanes
-            .lock()
-            .unwrap()
-            .accepted(&key, "holder", "job-0", now);
+        let mut lanes = ctx.lanes.lock().unwrap();
+        lanes.hold(&key, holder, None, now);
+        lanes.accepted(&key, holder, "job-0", now);
+        key
+    }
+
+    #[tokio::test]
+    async fn a_lane_left_free_with_waiters_is_handed_on_by_the_sweeper() {
+        use futures::StreamExt;
+        let ctx = Context::for_tests(10);
+        let key = lane_held_by(&ctx, "holder");
         for name in ["first", "second"] {
             ctx.wait_for_lane(&key, ("a".into(), name.into()));
         }
+        let wakeups = Arc::new(Wakeups::default());
+        let mut woken = Box::pin(wakeups.subscribe(None));
+        ctx.set_waker(wakeups.clone(), 1);
         assert_eq!(ctx.wake_free_lanes(), 0, "a held lane wakes nobody");
         // The hand-over's wake-up went to a job that did not take the lane (it was deleted,
         // say): released without a wake, as far as the waiters can tell.
@@ -814,6 +819,23 @@ mod tests {
         assert_eq!(ctx.wake_free_lanes(), 1);
         assert_eq!(woken.next().await, Some(("a".into(), "second".into())));
         assert_eq!(ctx.wake_free_lanes(), 0, "nobody waits any more");
+    }
+
+    #[tokio::test]
+    async fn without_a_waker_nobody_is_taken_out_of_line() {
+        let ctx = Context::for_tests(10);
+        let key = lane_held_by(&ctx, "holder");
+        ctx.wait_for_lane(&key, ("a".into(), "first".into()));
+        ctx.release_lane(&key, "holder");
+        assert_eq!(ctx.wake_free_lanes(), 0);
+        let wakeups = Arc::new(Wakeups::default());
+        let _inbox = wakeups.subscribe(None);
+        ctx.set_waker(wakeups, 1);
+        assert_eq!(
+            ctx.wake_free_lanes(),
+            1,
+            "still in line once there is a waker"
+        );
     }
 
     #[tokio::test]

@@ -1160,8 +1160,17 @@ fn follow(
         RemoteState::Pending | RemoteState::Running { .. } if gave_up_refreshing(&status) => {
             match state {
                 RemoteState::Running { progress } => {
+                    let shown = status
+                        .progress
+                        .filter(|_| status.phase == Some(Phase::Running));
                     status.phase = Some(Phase::Running);
-                    status.progress = Some(coarse_progress(*progress));
+                    status.progress = Some(progress_to_show(
+                        shown,
+                        *progress,
+                        submitted_at,
+                        observed.earlier_progress,
+                        now,
+                    ));
                 }
                 _ => status.phase = Some(Phase::Submitted),
             }
@@ -1204,7 +1213,7 @@ fn follow(
                     status.progress = Some(progress_to_show(
                         shown,
                         *progress,
-                        status.submission.as_ref().map_or(now, |s| s.intent_time.0),
+                        submitted_at,
                         observed.earlier_progress,
                         now,
                     ));
