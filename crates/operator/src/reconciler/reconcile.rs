@@ -135,6 +135,12 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
     let api: Api<MediaJob> = Api::namespaced(ctx.deps.client.clone(), &namespace);
     let key = (namespace.clone(), job.name_any());
     let uid = job.uid().unwrap_or_default();
+    if let Some(rv) = job.metadata.resource_version.as_deref()
+        && ctx.memory.is_outrun(&uid, rv)
+    {
+        debug!(job = %key.1, "a copy older than this process's own write; the watch brings the newer one");
+        return Ok(Requeue::requeue(OUTRUN_RECHECK));
+    }
     let now = ctx.now();
     let clock = Clock {
         now,
@@ -205,8 +211,9 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
         Action::AddFinalizer => {
             return match kube_writes::add_finalizer(&api, job).await {
                 // The watch event of this write brings the next pass.
-                Ok(_) => {
+                Ok(written) => {
                     ctx.deps.metrics.kube_write("finalizer");
+                    note_own_write(ctx, &uid, job.metadata.resource_version.as_deref(), &written);
                     Ok(Requeue::await_change())
                 }
                 // We acted on a stale copy; the newer one is on its way through the watch.
@@ -383,7 +390,7 @@ async fn finish_deletion(
     let uid = job.uid().unwrap_or_default();
     ctx.admission.lock().unwrap().release(key);
     ctx.release_all_lanes(&uid);
-    ctx.memory.forget(&uid);
+    ctx.memory.forget_all(&uid);
     kube_writes::remove_finalizer(api, job).await?;
     ctx.deps.metrics.kube_write("finalizer");
     Ok(Requeue::await_change())
@@ -622,6 +629,17 @@ async fn submit(
     writer.write(&intent, &next).await
 }
 
+/// A pass skipped on a copy this process's own write replaced looks again after this, should
+/// the watch event of the newer version not bring a pass first.
+const OUTRUN_RECHECK: Duration = Duration::from_secs(5);
+
+fn note_own_write(ctx: &Context, uid: &str, replaced: Option<&str>, written: &MediaJob) {
+    if let (Some(replaced), Some(newest)) = (replaced, written.metadata.resource_version.as_deref())
+    {
+        ctx.memory.note_own_write(uid, replaced, newest);
+    }
+}
+
 /// Writes status for one pass, each write conditional on the resourceVersion of the last.
 struct StatusWriter<'a> {
     api: &'a Api<MediaJob>,
@@ -693,6 +711,12 @@ impl StatusWriter<'_> {
             Err(kube::Error::Api(e)) if e.code == 409 => return Err(ReconcileError::Stale),
             Err(e) => return Err(e.into()),
         };
+        note_own_write(
+            self.ctx,
+            &self.job.uid().unwrap_or_default(),
+            self.resource_version.as_deref(),
+            &written,
+        );
         self.resource_version = written.resource_version();
         self.wrote = true;
         self.ctx.deps.metrics.kube_write("status");
@@ -1005,5 +1029,21 @@ mod tests {
         );
         assert_eq!(requeue, Requeue::requeue(Duration::from_secs(30)));
         assert!(ctx.memory.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_copy_that_our_own_write_replaced_is_not_acted_on() {
+        // The context's clients point nowhere: a pass that made any request would fail.
+        let ctx = Context::for_tests(10);
+        let mut stale = job();
+        stale.metadata.resource_version = Some("5".into());
+        ctx.memory.note_own_write("u1", "5", "6");
+        let requeue = reconcile_inner(&stale, &ctx).await.expect("no request made");
+        assert_eq!(requeue, Requeue::requeue(OUTRUN_RECHECK));
+        // The newer copy is acted on (here: a finalizer patch, which fails against nothing).
+        let mut current = job();
+        current.metadata.resource_version = Some("6".into());
+        assert!(reconcile_inner(&current, &ctx).await.is_err());
+        assert!(!ctx.memory.is_outrun("u1", "5"), "caught up: forgotten");
     }
 }
