@@ -2024,11 +2024,16 @@ pub fn has_finalizer(job: &MediaJob) -> bool {
 /// is about to replace it, and each write goes to the shared API server.
 pub const PROGRESS_QUIET_BEFORE_END: Duration = Duration::from_secs(60);
 
+/// Nor within this long of its submission, when `Running` was shown a moment ago. With
+/// `PROGRESS_QUIET_BEFORE_END`, a job shorter than two and a half minutes writes no step.
+pub const PROGRESS_QUIET_AFTER_SUBMISSION: Duration = Duration::from_secs(90);
+
 /// The progress status shows for a running job: its quarter (`coarse_progress`), unless it is
-/// already shown as running (`shown`) and its progress predicts the end within
-/// `PROGRESS_QUIET_BEFORE_END`, when the step shown stays (no write for a step about to be
-/// overtaken by the outcome). A 30-second job writes `Running` and its outcome; an hour-long
-/// one all three steps.
+/// already shown as running (`shown`) and it was submitted less than
+/// `PROGRESS_QUIET_AFTER_SUBMISSION` ago or its progress predicts the end within
+/// `PROGRESS_QUIET_BEFORE_END`: then the step shown stays. Progress steps are for jobs that run
+/// for minutes: a two-minute job writes `Running` and its outcome; an hour-long one all three
+/// steps.
 pub fn progress_to_show(
     shown: Option<i32>,
     progress: f64,
@@ -2040,8 +2045,12 @@ pub fn progress_to_show(
     let Some(shown) = shown else {
         return step;
     };
+    let age = elapsed(submitted_at, now);
+    if age < PROGRESS_QUIET_AFTER_SUBMISSION {
+        return shown;
+    }
     let earlier = earlier.map(|(at, p)| (elapsed(submitted_at, at), p));
-    let rest = super::timing::rest_by_progress(elapsed(submitted_at, now), progress, earlier);
+    let rest = super::timing::rest_by_progress(age, progress, earlier);
     match rest {
         Some(rest) if rest < PROGRESS_QUIET_BEFORE_END.as_secs_f64() => shown,
         _ => step,
