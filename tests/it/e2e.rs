@@ -114,6 +114,7 @@ impl Env {
 
     fn options(&self) -> OperatorOptions {
         let timing = Timing {
+            first_poll: self.poll_min,
             poll_min: self.poll_min,
             poll_max: self.poll_min.max(Duration::from_millis(500)),
             backoff_base: Duration::from_millis(200),

@@ -71,6 +71,10 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
 
+    /// When a job is first polled, unless its operation's recent jobs say when it will be done.
+    #[arg(long, env = "MEDIAJOB_FIRST_POLL", default_value = "5s", value_parser = duration_arg)]
+    pub first_poll: Duration,
+
     /// Shortest status poll interval (young jobs).
     #[arg(long, env = "MEDIAJOB_POLL_MIN", default_value = "2s", value_parser = duration_arg)]
     pub poll_min: Duration,
@@ -167,6 +171,7 @@ mod tests {
     fn defaults_are_usable() {
         let cli = Cli::try_parse_from(["x"]).unwrap();
         assert_eq!(cli.args.max_jobs_in_flight, 100);
+        assert_eq!(cli.args.first_poll, Duration::from_secs(5));
         assert_eq!(cli.args.poll_min, Duration::from_secs(2));
         assert!(cli.args.leader_election);
         assert!(cli.args.watch_namespaces.is_empty());

@@ -65,6 +65,7 @@ impl OperatorOptions {
             scope,
             settings: Settings {
                 timing: Timing {
+                    first_poll: Duration::from_millis(500),
                     poll_min: Duration::from_millis(500),
                     poll_max: Duration::from_secs(5),
                     callback_poll_min: Duration::from_millis(500),
@@ -95,6 +96,7 @@ impl OperatorOptions {
 
     pub fn from_args(args: &OperatorArgs) -> Result<Self, String> {
         let timing = Timing {
+            first_poll: args.first_poll,
             poll_min: args.poll_min,
             poll_max: args.poll_max,
             ..Timing::default()

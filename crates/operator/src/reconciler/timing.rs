@@ -5,6 +5,10 @@ use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct Timing {
+    /// The first look at a job whose operation has no recent durations (`durations.rs`): a
+    /// job shorter than this is then done by its first poll, as with a script polling at this
+    /// pace, and a longer one has shown how fast its progress moves.
+    pub first_poll: Duration,
     /// First polls of a young job.
     pub poll_min: Duration,
     /// The slowest poll, for jobs that have run for a long time.
@@ -36,6 +40,7 @@ pub struct Timing {
 impl Default for Timing {
     fn default() -> Self {
         Self {
+            first_poll: Duration::from_secs(5),
             poll_min: Duration::from_secs(2),
             poll_max: Duration::from_secs(60),
             callback_poll_min: Duration::from_secs(300),
@@ -55,9 +60,15 @@ impl Default for Timing {
 }
 
 impl Timing {
-    /// A job is polled about ten times per order of magnitude of its age: a 20 s old job every 2 s,
-    /// a 10 min old job every minute. Jitter spreads polls of jobs submitted together by ±20 %.
+    /// A job is first looked at after `first_poll` (never earlier: jitter only delays, by up to
+    /// 20 %), then polled about ten times per order of magnitude of its age: a 20 s old job
+    /// every 2 s, a 10 min old job every minute. Jitter spreads polls of jobs submitted together
+    /// by ±20 %.
     pub fn poll_interval(&self, age: Duration, jitter: f64) -> Duration {
+        if age < self.first_poll {
+            let wait = (self.first_poll - age).max(self.poll_min);
+            return wait.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0));
+        }
         let base = (age / 10).clamp(self.poll_min, self.poll_max);
         spread(base, jitter)
     }
@@ -194,7 +205,23 @@ mod tests {
     fn polling_slows_down_with_age_within_bounds() {
         let t = Timing::default();
         let mid = 0.5; // no spread
-        assert_eq!(t.poll_interval(Duration::ZERO, mid), Duration::from_secs(2));
+        let none = 0.0;
+        // The first look after 5 s, never before; a pending job then every 2 s.
+        assert_eq!(t.poll_interval(Duration::ZERO, none), Duration::from_secs(5));
+        assert_eq!(
+            t.poll_interval(Duration::ZERO, 1.0),
+            Duration::from_secs(6),
+            "jitter only delays the first look"
+        );
+        assert_eq!(
+            t.poll_interval(Duration::from_secs(4), none),
+            Duration::from_secs(2),
+            "at least poll_min"
+        );
+        assert_eq!(
+            t.poll_interval(Duration::from_secs(5), mid),
+            Duration::from_secs(2)
+        );
         assert_eq!(
             t.poll_interval(Duration::from_secs(200), mid),
             Duration::from_secs(20)
@@ -301,14 +328,9 @@ mod tests {
     #[test]
     fn jitter_spreads_twenty_percent_each_way() {
         let t = Timing::default();
-        assert_eq!(
-            t.poll_interval(Duration::ZERO, 0.0),
-            Duration::from_millis(1600)
-        );
-        assert_eq!(
-            t.poll_interval(Duration::ZERO, 1.0),
-            Duration::from_millis(2400)
-        );
+        let young = Duration::from_secs(10);
+        assert_eq!(t.poll_interval(young, 0.0), Duration::from_millis(1600));
+        assert_eq!(t.poll_interval(young, 1.0), Duration::from_millis(2400));
     }
 
     #[test]
