@@ -89,17 +89,18 @@ impl Timing {
         let Some(rest) = rest_by_progress(age, progress, earlier) else {
             return self.poll_interval(age, jitter);
         };
-        // Aim a little before the expected end: the poll there is precise about the rest. Close
-        // to the end, aim at half the rest, and very close at a third: a job may finish well
-        // before its progress reaches 100 % (the emulator's ends at 95 %), and the poll that
-        // finds it done is then late by at most that part of the rest.
+        // Aim before the expected end, at four fifths of the rest: the poll there is precise
+        // about the rest, and one aimed closer lands after the end as often as not (a job may
+        // finish before its progress reaches 100 %; the emulator's jumps from 95 %), late by up
+        // to the whole spread. Close to the end, aim at under half the rest, and very close at
+        // under a third: the poll that finds the job done is late by at most that part of it.
         let age_secs = age.as_secs_f64();
         let aim = if rest < age_secs / 10.0 {
-            0.35
+            0.3
         } else if rest < age_secs / 4.0 {
-            0.5
+            0.45
         } else {
-            0.9
+            0.8
         };
         let expected_end = Duration::from_secs_f64(rest * aim);
         let longest = self.poll_max.max(age / 10);
@@ -239,15 +240,20 @@ mod tests {
         let mid = 0.5; // no spread
         // 25% after 4 s: 12 s to go, but never later than the age: 4 s.
         assert_eq!(t.running_poll_interval(s(4), 25.0, None, mid), s(4));
-        // 80% after 40 s: 10 s to go; aimed at 9 s.
-        assert_eq!(t.running_poll_interval(s(40), 80.0, None, mid), s(9));
+        // 80% after 40 s: 10 s to go; aimed at 8 s.
+        assert_eq!(t.running_poll_interval(s(40), 80.0, None, mid), s(8));
+        // 95% after 100 s: 5.3 s to go; aimed at a third of that, at least poll_min.
+        assert_eq!(t.running_poll_interval(s(100), 95.0, None, mid), s(2));
+        // 90% after 100 s: 11 s to go; aimed at under half.
+        let under_half = t.running_poll_interval(s(100), 90.0, None, mid);
+        assert!((under_half.as_secs_f64() - 5.0).abs() < 0.01, "{under_half:?}");
         // Nearly done: at least poll_min.
         assert_eq!(t.running_poll_interval(s(40), 99.9, None, mid), s(2));
         // A job that waited 60 s in a queue, then moves 1 % a second: at 40 % after 100 s the
-        // last two polls say 60 s to go (aimed at 54 s); the age alone would say 150 s.
+        // last two polls say 60 s to go (aimed at 48 s); the age alone would say 150 s.
         assert_eq!(
             t.running_poll_interval(s(100), 40.0, Some((s(90), 30.0)), mid),
-            s(54)
+            s(48)
         );
         // No progress yet: the age ladder.
         assert_eq!(t.running_poll_interval(s(40), 0.0, None, 0.5), s(4));
