@@ -685,7 +685,11 @@ fn steps_written(total: i64, every: i64) -> usize {
 fn jobs_of_up_to_two_minutes_write_running_and_no_step() {
     for total in [4, 30, 90, 120, 140] {
         for every in [2, 5, 10].into_iter().filter(|&e| e < total) {
-            assert_eq!(steps_written(total, every), 1, "{total} s polled every {every} s");
+            assert_eq!(
+                steps_written(total, every),
+                1,
+                "{total} s polled every {every} s"
+            );
         }
     }
     // Longer jobs show their progress: a 4-minute one two steps of three, an hour-long one all.

@@ -213,7 +213,12 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                 // The watch event of this write brings the next pass.
                 Ok(written) => {
                     ctx.deps.metrics.kube_write("finalizer");
-                    note_own_write(ctx, &uid, job.metadata.resource_version.as_deref(), &written);
+                    note_own_write(
+                        ctx,
+                        &uid,
+                        job.metadata.resource_version.as_deref(),
+                        &written,
+                    );
                     Ok(Requeue::await_change())
                 }
                 // We acted on a stale copy; the newer one is on its way through the watch.
@@ -1038,7 +1043,9 @@ mod tests {
         let mut stale = job();
         stale.metadata.resource_version = Some("5".into());
         ctx.memory.note_own_write("u1", "5", "6");
-        let requeue = reconcile_inner(&stale, &ctx).await.expect("no request made");
+        let requeue = reconcile_inner(&stale, &ctx)
+            .await
+            .expect("no request made");
         assert_eq!(requeue, Requeue::requeue(OUTRUN_RECHECK));
         // The newer copy is acted on (here: a finalizer patch, which fails against nothing).
         let mut current = job();

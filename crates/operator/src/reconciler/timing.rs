@@ -208,7 +208,10 @@ mod tests {
         let mid = 0.5; // no spread
         let none = 0.0;
         // The first look after 5 s, never before; a pending job then every 2 s.
-        assert_eq!(t.poll_interval(Duration::ZERO, none), Duration::from_secs(5));
+        assert_eq!(
+            t.poll_interval(Duration::ZERO, none),
+            Duration::from_secs(5)
+        );
         assert_eq!(
             t.poll_interval(Duration::ZERO, 1.0),
             Duration::from_secs(6),
@@ -246,7 +249,10 @@ mod tests {
         assert_eq!(t.running_poll_interval(s(100), 95.0, None, mid), s(2));
         // 90% after 100 s: 11 s to go; aimed at under half.
         let under_half = t.running_poll_interval(s(100), 90.0, None, mid);
-        assert!((under_half.as_secs_f64() - 5.0).abs() < 0.01, "{under_half:?}");
+        assert!(
+            (under_half.as_secs_f64() - 5.0).abs() < 0.01,
+            "{under_half:?}"
+        );
         // Nearly done: at least poll_min.
         assert_eq!(t.running_poll_interval(s(40), 99.9, None, mid), s(2));
         // A job that waited 60 s in a queue, then moves 1 % a second: at 40 % after 100 s the
