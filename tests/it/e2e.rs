@@ -922,6 +922,52 @@ async fn finished_jobs_are_deleted_after_their_ttl() {
     env.cleanup().await;
 }
 
+/// A job that goes Pending → Submitted → Running → Succeeded writes at most five times to the
+/// API server: the finalizer patch, the intent, the job id, `Running` and the outcome; a
+/// success is no Event. A pass on a copy one of our own writes had replaced used to re-send that
+/// write with the old resourceVersion (a 409), which shows here as a sixth request.
+#[tokio::test]
+async fn a_successful_job_costs_at_most_five_kubernetes_writes() {
+    let mut env = Env::start_with(slow(Duration::from_secs(1)), 100).await;
+    env.start_operator();
+    let names: Vec<String> = (0..30).map(|i| format!("cost-{i}")).collect();
+    for name in &names {
+        env.create(env.enhance(name)).await.unwrap();
+    }
+    for name in &names {
+        env.wait_for_phase(name, Phase::Succeeded, T).await;
+    }
+    // Any pass still running on a late watch event has had time to write.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let Some(log) = env.cluster.requests() else {
+        // A real cluster keeps no request log.
+        return env.cleanup().await;
+    };
+    let writes: Vec<_> = log
+        .all()
+        .into_iter()
+        .filter(|r| r.user_agent == OPERATOR_AGENT)
+        .filter(|r| matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .filter(|r| r.resource != "leases")
+        .collect();
+    let events: Vec<_> = writes.iter().filter(|r| r.resource == "events").collect();
+    assert!(events.is_empty(), "Events for successes: {events:#?}");
+    for name in &names {
+        let own: Vec<_> = writes
+            .iter()
+            .filter(|r| r.resource == "mediajobs" && r.path.split('/').any(|part| part == name))
+            .map(|r| format!("{} {}", r.verb, r.path))
+            .collect();
+        assert!(
+            (3..=5).contains(&own.len()),
+            "{name}: {} writes: {own:#?}",
+            own.len()
+        );
+    }
+    assert_eq!(env.emulator.job_count(), names.len());
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn two_hundred_jobs_under_a_cap_of_twenty() {
     let mut env = Env::start_with(slow(Duration::from_millis(200)), 20).await;
