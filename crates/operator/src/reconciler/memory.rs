@@ -42,14 +42,6 @@ struct InputMemory {
     readable: Option<(i64, u64, Instant)>,
 }
 
-/// The versions of a job that this process's own writes replaced, kept until a pass is given the
-/// newest version it wrote (or one someone else wrote after it).
-#[derive(Default, Debug)]
-struct OwnWrites {
-    replaced: Vec<String>,
-    newest: String,
-}
-
 /// At most this many replaced versions are remembered per job (a pass writes at most twice).
 const REPLACED_KEPT: usize = 4;
 
@@ -57,9 +49,10 @@ const REPLACED_KEPT: usize = 4;
 pub struct Memory {
     entries: Mutex<HashMap<String, Entry>>,
     inputs: Mutex<HashMap<String, InputMemory>>,
-    /// Apart from `entries`: a finished job's entry is forgotten at its last write, whose echo
-    /// still needs this.
-    own_writes: Mutex<HashMap<String, OwnWrites>>,
+    /// The versions of each job that this process's own writes replaced, kept until a pass is
+    /// given any other version (the watch has caught up). Apart from `entries`: a finished
+    /// job's entry is forgotten at its last write, whose echo still needs this.
+    replaced_by_own_writes: Mutex<HashMap<String, Vec<String>>>,
     /// Jobs (namespace, name) one of whose Secrets changed since their last pass.
     credentials_changed: Mutex<HashSet<(String, String)>>,
 }
@@ -303,15 +296,14 @@ impl Memory {
         }
     }
 
-    /// This process's write replaced version `replaced` of the job with `newest`.
-    pub fn note_own_write(&self, uid: &str, replaced: &str, newest: &str) {
-        let mut own = self.own_writes.lock().unwrap();
-        let writes = own.entry(uid.to_string()).or_default();
-        if writes.replaced.len() == REPLACED_KEPT {
-            writes.replaced.remove(0);
+    /// This process's write replaced version `replaced` of the job.
+    pub fn note_own_write(&self, uid: &str, replaced: &str) {
+        let mut own = self.replaced_by_own_writes.lock().unwrap();
+        let versions = own.entry(uid.to_string()).or_default();
+        if versions.len() == REPLACED_KEPT {
+            versions.remove(0);
         }
-        writes.replaced.push(replaced.to_string());
-        writes.newest = newest.to_string();
+        versions.push(replaced.to_string());
     }
 
     /// Whether version `rv` of the job is one this process's own write replaced: a copy the
@@ -319,14 +311,14 @@ impl Memory {
     /// with 409) or a request; the watch event of the newer version brings the next pass.
     /// Versions are compared for equality only (their order is the API server's business).
     pub fn is_outrun(&self, uid: &str, rv: &str) -> bool {
-        let mut own = self.own_writes.lock().unwrap();
-        let Some(writes) = own.get(uid) else {
+        let mut own = self.replaced_by_own_writes.lock().unwrap();
+        let Some(versions) = own.get(uid) else {
             return false;
         };
-        if writes.replaced.iter().any(|r| r == rv) {
+        if versions.iter().any(|r| r == rv) {
             return true;
         }
-        // The newest we wrote, or a later version: the watch has caught up.
+        // The version we wrote, or a later one: the watch has caught up.
         own.remove(uid);
         false
     }
@@ -334,7 +326,7 @@ impl Memory {
     /// The job is gone: nothing of it is kept.
     pub fn forget_all(&self, uid: &str) {
         self.forget(uid);
-        self.own_writes.lock().unwrap().remove(uid);
+        self.replaced_by_own_writes.lock().unwrap().remove(uid);
     }
 
     pub fn forget(&self, uid: &str) {
@@ -346,7 +338,7 @@ impl Memory {
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap().len()
             + self.inputs.lock().unwrap().len()
-            + self.own_writes.lock().unwrap().len()
+            + self.replaced_by_own_writes.lock().unwrap().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -364,8 +356,8 @@ mod tests {
         let m = Memory::default();
         assert!(!m.is_outrun("a", "10"), "nothing written");
         // A pass wrote twice: 10 -> 11 (intent), 11 -> 12 (job id).
-        m.note_own_write("a", "10", "11");
-        m.note_own_write("a", "11", "12");
+        m.note_own_write("a", "10");
+        m.note_own_write("a", "11");
         assert!(m.is_outrun("a", "10"));
         assert!(m.is_outrun("a", "11"));
         assert!(!m.is_outrun("b", "10"), "another job");
@@ -374,20 +366,20 @@ mod tests {
         assert!(!m.is_outrun("a", "11"));
 
         // Someone else wrote after us: their version is current.
-        m.note_own_write("a", "12", "13");
+        m.note_own_write("a", "12");
         assert!(!m.is_outrun("a", "20"));
         assert!(m.is_empty());
 
         // Only the last few replaced versions are kept; a deleted job keeps none.
         for v in 0..10 {
-            m.note_own_write("a", &v.to_string(), &(v + 1).to_string());
+            m.note_own_write("a", &v.to_string());
         }
         assert!(m.is_outrun("a", "9"));
         assert!(
             !m.is_outrun("a", "0"),
             "no longer known: decided on, as without this memory"
         );
-        m.note_own_write("a", "10", "11");
+        m.note_own_write("a", "10");
         m.forget_all("a");
         assert!(m.is_empty());
     }

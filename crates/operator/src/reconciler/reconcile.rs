@@ -211,14 +211,11 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
         Action::AddFinalizer => {
             return match kube_writes::add_finalizer(&api, job).await {
                 // The watch event of this write brings the next pass.
-                Ok(written) => {
+                Ok(_) => {
                     ctx.deps.metrics.kube_write("finalizer");
-                    note_own_write(
-                        ctx,
-                        &uid,
-                        job.metadata.resource_version.as_deref(),
-                        &written,
-                    );
+                    if let Some(replaced) = job.metadata.resource_version.as_deref() {
+                        ctx.memory.note_own_write(&uid, replaced);
+                    }
                     Ok(Requeue::await_change())
                 }
                 // We acted on a stale copy; the newer one is on its way through the watch.
@@ -638,13 +635,6 @@ async fn submit(
 /// the watch event of the newer version not bring a pass first.
 const OUTRUN_RECHECK: Duration = Duration::from_secs(5);
 
-fn note_own_write(ctx: &Context, uid: &str, replaced: Option<&str>, written: &MediaJob) {
-    if let (Some(replaced), Some(newest)) = (replaced, written.metadata.resource_version.as_deref())
-    {
-        ctx.memory.note_own_write(uid, replaced, newest);
-    }
-}
-
 /// Writes status for one pass, each write conditional on the resourceVersion of the last.
 struct StatusWriter<'a> {
     api: &'a Api<MediaJob>,
@@ -716,12 +706,10 @@ impl StatusWriter<'_> {
             Err(kube::Error::Api(e)) if e.code == 409 => return Err(ReconcileError::Stale),
             Err(e) => return Err(e.into()),
         };
-        note_own_write(
-            self.ctx,
-            &self.job.uid().unwrap_or_default(),
-            self.resource_version.as_deref(),
-            &written,
-        );
+        if let Some(replaced) = self.resource_version.as_deref() {
+            let uid = self.job.uid().unwrap_or_default();
+            self.ctx.memory.note_own_write(&uid, replaced);
+        }
         self.resource_version = written.resource_version();
         self.wrote = true;
         self.ctx.deps.metrics.kube_write("status");
@@ -1042,7 +1030,7 @@ mod tests {
         let ctx = Context::for_tests(10);
         let mut stale = job();
         stale.metadata.resource_version = Some("5".into());
-        ctx.memory.note_own_write("u1", "5", "6");
+        ctx.memory.note_own_write("u1", "5");
         let requeue = reconcile_inner(&stale, &ctx)
             .await
             .expect("no request made");
