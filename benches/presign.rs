@@ -43,6 +43,41 @@ fn main() {
                 elapsed.as_secs_f64() * 1e6 / URLS as f64
             );
         }
+        // The same URLs through the AWS SDK's request pipeline: how the operator presigned until
+        // 2026-12-02 (`docs/benchmarks.md`).
+        let sdk = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "AKIDEXAMPLE",
+                    "secret",
+                    None,
+                    None,
+                    "bench",
+                ))
+                .build(),
+        );
+        let started = Instant::now();
+        for i in 0..URLS {
+            let config = aws_sdk_s3::presigning::PresigningConfig::builder()
+                .start_time(now.into())
+                .expires_in(ttl)
+                .build()
+                .unwrap();
+            let url = sdk
+                .get_object()
+                .bucket("studio-raw")
+                .key(format!("ep/{i}.wav"))
+                .presigned(config)
+                .await;
+            std::hint::black_box(url.expect("signs"));
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "presign GET through the SDK's pipeline (before): {:.1} µs each",
+            elapsed.as_secs_f64() * 1e6 / URLS as f64
+        );
         // A new Presigner per job (the operator's pattern: one per submission).
         let started = Instant::now();
         for i in 0..URLS / 10 {

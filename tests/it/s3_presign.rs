@@ -175,6 +175,8 @@ async fn keys_with_spaces_unicode_and_plus_round_trip() {
         "dir/ünï cødé.wav",
         "dir/a+b=c&d.wav",
         "dir/%41.wav",
+        "dir/!*'()~,;:@$ x.wav",
+        "dir//double/slash.wav",
     ] {
         let location = S3Location::parse(&format!("s3://{}/{key}", f.bucket), None).unwrap();
         assert_eq!(location.key, key);
@@ -240,4 +242,88 @@ async fn a_session_token_is_carried_and_credential_expiry_caps_the_url() {
     );
     // s3s-fs does not validate session tokens (AWS does): with the embedded server the token is
     // only carried, which is what this test can honestly assert.
+}
+
+/// The operator signs with aws-sigv4 and takes addresses from the SDK's endpoint rules; the SDK's
+/// own presigner is the reference for where each URL points and which scope it is signed for.
+#[tokio::test]
+async fn urls_point_where_the_sdk_would_point_them() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_s3::presigning::PresigningConfig;
+    let at = Timestamp::from_second(1_800_000_000).unwrap();
+    let connections = [
+        S3Connection::default(),
+        S3Connection {
+            region: "eu-west-1".into(),
+            endpoint: None,
+            force_path_style: false,
+        },
+        S3Connection {
+            region: "eu-west-1".into(),
+            endpoint: None,
+            force_path_style: true,
+        },
+        S3Connection {
+            region: "us-east-1".into(),
+            endpoint: Some(Url::parse("http://127.0.0.1:9000").unwrap()),
+            force_path_style: true,
+        },
+        S3Connection {
+            region: "ap-south-1".into(),
+            endpoint: Some(Url::parse("https://minio.example.com/base/").unwrap()),
+            force_path_style: false,
+        },
+    ];
+    for connection in connections {
+        let mut config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(connection.region.clone()))
+            .force_path_style(connection.force_path_style)
+            .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"));
+        if let Some(endpoint) = &connection.endpoint {
+            config = config.endpoint_url(endpoint.as_str().trim_end_matches('/'));
+        }
+        let sdk = aws_sdk_s3::Client::from_conf(config.build());
+        let ours = Presigner::new(&connection, &S3Credentials::new("AKID", "secret"));
+        for (bucket, key) in [
+            ("media", "in.wav"),
+            ("media.with.dots", "dir/a b+c.wav"),
+            ("media", "ü/!*'()~,;:@$.wav"),
+        ] {
+            let location = S3Location {
+                bucket: bucket.into(),
+                key: key.into(),
+                region: None,
+            };
+            let config = || {
+                PresigningConfig::builder()
+                    .start_time(at.into())
+                    .expires_in(HOUR)
+                    .build()
+                    .unwrap()
+            };
+            let reference = sdk
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(config())
+                .await
+                .unwrap();
+            let signed = ours.presign_get(&location, HOUR, at).await.unwrap();
+            let (theirs, mine) = (
+                Url::parse(reference.uri()).unwrap(),
+                Url::parse(signed.url.expose()).unwrap(),
+            );
+            let context = format!("{connection:?} {bucket} {key}");
+            assert_eq!(mine.origin(), theirs.origin(), "{context}");
+            assert_eq!(mine.path(), theirs.path(), "{context}");
+            let query = |url: &Url| -> std::collections::BTreeMap<String, String> {
+                url.query_pairs()
+                    .into_owned()
+                    .filter(|(name, _)| name != "x-id" && name != "X-Amz-Signature")
+                    .collect()
+            };
+            assert_eq!(query(&mine), query(&theirs), "{context}");
+        }
+    }
 }

@@ -1,18 +1,24 @@
-//! SigV4 pre-signed URLs with aws-sdk-s3: GET for inputs, PUT for outputs, HEAD for the preflight. The signing time is a
-//! parameter (the clock is the caller's), and the URL comes back with the moment it stops working.
+//! SigV4 pre-signed URLs: GET for inputs, PUT for outputs, HEAD for the preflight. The signing
+//! time is a parameter (the clock is the caller's), and the URL comes back with the moment it stops
+//! working.
+//!
+//! The address comes from aws-sdk-s3's endpoint rules (virtual-hosted or path-style, the region's
+//! host, a custom endpoint), the signature from aws-sigv4 with S3's settings: the path encoded
+//! once and not normalised, an unsigned payload, the session token signed. Presigning through the
+//! SDK's whole request pipeline cost about a tenth of the operator's CPU (`docs/benchmarks.md`).
 
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sdk_s3::config::{BehaviorVersion, Region};
-use aws_sdk_s3::presigning::PresigningConfig;
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+use aws_sdk_s3::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+use aws_sigv4::http_request::{
+    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    UriPathNormalizationMode, sign,
 };
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
 use jiff::Timestamp;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use url::Url;
 
 use super::{S3Credentials, S3Error, S3Location};
@@ -20,6 +26,16 @@ use crate::secret::SecretString;
 
 /// SigV4 query signatures are valid for at most seven days.
 pub const MAX_PRESIGN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What SigV4 leaves unencoded: RFC 3986's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An object key in a path: encoded once, its slashes kept as separators (S3's rule).
+const KEY_IN_PATH: &AsciiSet = &UNRESERVED.remove(b'/');
 
 /// Where the objects live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,33 +82,21 @@ pub fn effective_expiry(
     }
 }
 
-/// The HTTP client of a presigner: presigning sends nothing. Without one, every `Presigner::new`
-/// built the SDK's default HTTPS client, parsing the whole root certificate store: the largest
-/// CPU cost of a submission at 10,000 jobs (`docs/benchmarks.md`).
-#[derive(Debug)]
-struct SignsOnly;
-
-impl HttpClient for SignsOnly {
-    fn http_connector(
-        &self,
-        _settings: &HttpConnectorSettings,
-        _components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        SharedHttpConnector::new(SignsOnly)
-    }
-}
-
-impl HttpConnector for SignsOnly {
-    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
-        HttpConnectorFuture::ready(Err(ConnectorError::user(
-            "a presigner sends no requests".into(),
-        )))
-    }
+/// Where a bucket's objects are addressed, and the scope their signatures are made for.
+#[derive(Debug, PartialEq, Eq)]
+struct BucketEndpoint {
+    /// The bucket's URL without a trailing slash: `https://bkt.s3.eu-west-1.amazonaws.com`, or
+    /// `http://127.0.0.1:9000/bkt` path-style.
+    base: String,
+    signing_region: String,
+    signing_name: String,
 }
 
 /// Signs URLs for one job's credentials and connection. Cheap to build; no network.
 pub struct Presigner {
-    client: aws_sdk_s3::Client,
+    identity: Identity,
+    connection: S3Connection,
+    resolver: DefaultResolver,
     credential_expiry: Option<Timestamp>,
 }
 
@@ -105,22 +109,14 @@ impl Presigner {
                 .session_token
                 .as_ref()
                 .map(|t| t.expose().to_string()),
-            // The session's end is enforced by effective_expiry; the SDK's own check would
-            // refuse to sign at a `now` other than the wall clock.
+            // The session's end is enforced by effective_expiry, against the caller's clock.
             None,
             "mediajob-secret",
         );
-        let mut config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(connection.region.clone()))
-            .credentials_provider(aws_credentials)
-            .force_path_style(connection.force_path_style)
-            .http_client(SignsOnly);
-        if let Some(endpoint) = &connection.endpoint {
-            config = config.endpoint_url(endpoint.as_str().trim_end_matches('/'));
-        }
         Self {
-            client: aws_sdk_s3::Client::from_conf(config.build()),
+            identity: aws_credentials.into(),
+            connection: connection.clone(),
+            resolver: DefaultResolver::new(),
             credential_expiry: credentials.expires_at,
         }
     }
@@ -132,13 +128,7 @@ impl Presigner {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<PresignedUrl, S3Error> {
-        let request = self
-            .client
-            .get_object()
-            .bucket(&location.bucket)
-            .key(&location.key);
-        self.presign(location, ttl, now, |config| request.presigned(config))
-            .await
+        self.presign("GET", location, ttl, now).await
     }
 
     /// A URL to HEAD the object: the preflight check that the input can be read.
@@ -148,13 +138,7 @@ impl Presigner {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<PresignedUrl, S3Error> {
-        let request = self
-            .client
-            .head_object()
-            .bucket(&location.bucket)
-            .key(&location.key);
-        self.presign(location, ttl, now, |config| request.presigned(config))
-            .await
+        self.presign("HEAD", location, ttl, now).await
     }
 
     /// A URL to PUT the object (what the Media API does with an output).
@@ -164,68 +148,112 @@ impl Presigner {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<PresignedUrl, S3Error> {
-        let request = self
-            .client
-            .put_object()
-            .bucket(&location.bucket)
-            .key(&location.key);
-        self.presign(location, ttl, now, |config| request.presigned(config))
-            .await
+        self.presign("PUT", location, ttl, now).await
     }
 
-    /// Signs one operation's request (`sign` calls its builder's `presigned`) for `ttl` from
-    /// `now`, capped by the credentials' expiry.
-    async fn presign<F, E>(
+    /// Signs `method` on the object for `ttl` from `now`, capped by the credentials' expiry.
+    async fn presign(
         &self,
+        method: &'static str,
         location: &S3Location,
         ttl: Duration,
         now: Timestamp,
-        sign: impl FnOnce(PresigningConfig) -> F,
-    ) -> Result<PresignedUrl, S3Error>
-    where
-        F: std::future::Future<Output = Result<aws_sdk_s3::presigning::PresignedRequest, E>>,
-        E: std::error::Error,
-    {
-        let (config, expires_at) = self.config(location, ttl, now)?;
-        let request = sign(config)
-            .await
-            .map_err(|e| presign_error(location, &e))?;
+    ) -> Result<PresignedUrl, S3Error> {
+        let failed = |reason: String| S3Error::Presign {
+            location: location.to_s3_url(),
+            reason,
+        };
+        let expires_at = effective_expiry(now, ttl, self.credential_expiry)?;
+        // Whole seconds, at least one: X-Amz-Expires is an integer.
+        let expires_in =
+            Duration::from_secs(expires_at.duration_since(now).as_secs().max(1) as u64);
+        let endpoint = self.endpoint(&location.bucket).await.map_err(failed)?;
+        let unsigned = format!(
+            "{}/{}",
+            endpoint.base,
+            utf8_percent_encode(&location.key, KEY_IN_PATH)
+        );
+
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(expires_in);
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&endpoint.signing_region)
+            .name(&endpoint.signing_name)
+            .time(SystemTime::from(now))
+            .settings(settings)
+            .build()
+            .map_err(|e| failed(e.to_string()))?
+            .into();
+        let request = SignableRequest::new(
+            method,
+            &unsigned,
+            std::iter::empty(),
+            SignableBody::UnsignedPayload,
+        )
+        .map_err(|e| failed(super::error::sdk_error_text(&e)))?;
+        let (instructions, _signature) = sign(request, &params)
+            .map_err(|e| failed(super::error::sdk_error_text(&e)))?
+            .into_parts();
+
+        let mut url = unsigned;
+        for (i, (name, value)) in instructions.params().iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(name);
+            url.push('=');
+            url.extend(utf8_percent_encode(value, UNRESERVED));
+        }
         Ok(PresignedUrl {
-            url: SecretString::new(request.uri()),
-            expires_at,
+            url: SecretString::new(url),
+            expires_at: now + jiff::SignedDuration::try_from(expires_in).unwrap_or_default(),
         })
     }
 
-    fn config(
-        &self,
-        location: &S3Location,
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<(PresigningConfig, Timestamp), S3Error> {
-        let expires_at = effective_expiry(now, ttl, self.credential_expiry)?;
-        let expires_in = Duration::try_from(expires_at.duration_since(now))
-            .unwrap_or_default()
-            .max(Duration::from_secs(1));
-        let start = SystemTime::from(now);
-        let config = PresigningConfig::builder()
-            .start_time(start)
-            .expires_in(expires_in)
+    /// The bucket's address and signing scope, by S3's endpoint rules for this connection.
+    async fn endpoint(&self, bucket: &str) -> Result<BucketEndpoint, String> {
+        let params = Params::builder()
+            .bucket(bucket)
+            .region(&self.connection.region)
+            .force_path_style(self.connection.force_path_style)
+            .set_endpoint(
+                self.connection
+                    .endpoint
+                    .as_ref()
+                    .map(|e| e.as_str().trim_end_matches('/').to_string()),
+            )
             .build()
-            .map_err(|e| S3Error::Presign {
-                location: location.to_s3_url(),
-                reason: e.to_string(),
-            })?;
-        Ok((
-            config,
-            now + jiff::SignedDuration::try_from(expires_in).unwrap_or_default(),
-        ))
-    }
-}
-
-fn presign_error(location: &S3Location, error: &dyn std::error::Error) -> S3Error {
-    S3Error::Presign {
-        location: location.to_s3_url(),
-        reason: super::error::sdk_error_text(error),
+            .map_err(|e| e.to_string())?;
+        let endpoint = self
+            .resolver
+            .resolve_endpoint(&params)
+            .await
+            .map_err(|e| super::error::sdk_error_text(e.as_ref()))?;
+        // S3 Express (session auth) and multi-Region access points (SigV4a) need more than a
+        // query signature with the job's keys.
+        let scheme = endpoint.auth_schemes().first();
+        let property = |name: &str| {
+            scheme
+                .and_then(|s| s.get(name))
+                .and_then(|value| value.as_string())
+                .map(str::to_string)
+        };
+        match scheme.map(|s| s.name()) {
+            None | Some("sigv4") => {}
+            Some(other) => {
+                return Err(format!(
+                    "the bucket needs {other} signing, which mediajob-operator does not do"
+                ));
+            }
+        }
+        Ok(BucketEndpoint {
+            base: endpoint.url().trim_end_matches('/').to_string(),
+            signing_region: property("signingRegion")
+                .unwrap_or_else(|| self.connection.region.clone()),
+            signing_name: property("signingName").unwrap_or_else(|| "s3".to_string()),
+        })
     }
 }
 
@@ -301,7 +329,50 @@ mod tests {
             .presign_put(&location, Duration::from_secs(60), at(0))
             .await
             .unwrap();
-        assert!(put.url.expose().contains("x-id=PutObject"));
+        let put = Url::parse(put.url.expose()).unwrap();
+        assert_eq!(put.path(), "/bkt/a%20b%2Bc.wav");
+        let query: std::collections::HashMap<_, _> = put.query_pairs().into_owned().collect();
+        assert_eq!(query["X-Amz-SignedHeaders"], "host");
+        assert_eq!(query["X-Amz-Expires"], "60");
+        assert_eq!(query["X-Amz-Date"], "20270115T080000Z");
+        assert_eq!(query["X-Amz-Signature"].len(), 64);
+    }
+
+    #[tokio::test]
+    async fn keys_are_encoded_once_with_their_slashes_kept() {
+        let presigner = Presigner::new(&S3Connection::default(), &S3Credentials::new("AKID", "s"));
+        let location = S3Location {
+            bucket: "bkt".into(),
+            key: "a/b c/ü!*'()~.wav".into(),
+            region: None,
+        };
+        let get = presigner
+            .presign_get(&location, Duration::from_secs(60), at(0))
+            .await
+            .unwrap();
+        let path = get.url.expose().split('?').next().unwrap().to_string();
+        assert_eq!(
+            path,
+            "https://bkt.s3.us-east-1.amazonaws.com/a/b%20c/%C3%BC%21%2A%27%28%29~.wav"
+        );
+    }
+
+    #[tokio::test]
+    async fn buckets_that_need_other_signing_get_a_clear_error() {
+        // An S3 Express One Zone directory bucket signs with a session, not the job's keys.
+        let presigner = Presigner::new(&S3Connection::default(), &S3Credentials::new("AKID", "s"));
+        let location = S3Location {
+            bucket: "media--use1-az4--x-s3".into(),
+            key: "k.wav".into(),
+            region: None,
+        };
+        let error = presigner
+            .presign_get(&location, Duration::from_secs(60), at(0))
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("s3://media--use1-az4--x-s3/k.wav"), "{text}");
+        assert!(text.contains("sigv4-s3express"), "{text}");
     }
 
     #[tokio::test]
