@@ -7,6 +7,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::conditions::bounded;
@@ -17,16 +18,54 @@ use crate::crd::{MediaJob, MediaJobStatus};
 /// The field manager that owns `.status` (and nothing else).
 pub const FIELD_MANAGER: &str = "mediajob-operator";
 
+/// What the operator reads of a write's answer: the object's new resourceVersion. The answer is
+/// the whole object, managedFields included; only this field is parsed (serde skips the rest
+/// without building it).
+#[derive(Debug, Deserialize)]
+pub struct Written {
+    metadata: WrittenMetadata,
+}
+
+#[derive(Debug, Deserialize)]
+struct WrittenMetadata {
+    #[serde(rename = "resourceVersion")]
+    resource_version: Option<String>,
+}
+
+impl Written {
+    pub fn resource_version(&self) -> Option<&str> {
+        self.metadata.resource_version.as_deref()
+    }
+}
+
+/// Sends a PATCH of `job` (or of its `subresource`) and reads back only what `Written` holds.
+async fn patch_reading_version<P: serde::Serialize>(
+    client: &Client,
+    job: &MediaJob,
+    subresource: Option<&str>,
+    params: &PatchParams,
+    patch: &Patch<P>,
+) -> kube::Result<Written> {
+    let request = kube::core::Request::new(MediaJob::url_path(&(), job.namespace().as_deref()));
+    let name = job.name_any();
+    let http = match subresource {
+        Some(subresource) => request.patch_subresource(subresource, &name, params, patch),
+        None => request.patch(&name, params, patch),
+    }
+    .map_err(kube::Error::BuildRequest)?;
+    client.request::<Written>(http).await
+}
+
 /// Applies the whole status. Fields we no longer set are removed, because this manager owns them.
 /// `resource_version` is a precondition: a pass that decided on a stale copy of the object (the
 /// watch cache lags behind our own writes) is refused with 409 instead of overwriting newer status
 /// or submitting a second job.
 pub async fn apply_status(
-    api: &Api<MediaJob>,
+    client: &Client,
     job: &MediaJob,
     status: &MediaJobStatus,
     resource_version: Option<&str>,
-) -> kube::Result<MediaJob> {
+) -> kube::Result<Written> {
     let mut patch = json!({
         "apiVersion": MediaJob::api_version(&()),
         "kind": MediaJob::kind(&()),
@@ -36,42 +75,43 @@ pub async fn apply_status(
         patch["metadata"] = json!({"resourceVersion": rv});
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&job.name_any(), &params, &Patch::Apply(&patch))
-        .await
+    patch_reading_version(client, job, Some("status"), &params, &Patch::Apply(&patch)).await
 }
 
 /// Adds our finalizer, keeping any others; refused with 409 if the object changed meanwhile.
-pub async fn add_finalizer(api: &Api<MediaJob>, job: &MediaJob) -> kube::Result<MediaJob> {
+pub async fn add_finalizer(client: &Client, job: &MediaJob) -> kube::Result<Written> {
     let mut finalizers = job.finalizers().to_vec();
     if !finalizers.iter().any(|f| f == FINALIZER) {
         finalizers.push(FINALIZER.to_string());
     }
-    patch_finalizers(api, job, finalizers).await
+    patch_finalizers(client, job, finalizers).await
 }
 
-pub async fn remove_finalizer(api: &Api<MediaJob>, job: &MediaJob) -> kube::Result<MediaJob> {
+pub async fn remove_finalizer(client: &Client, job: &MediaJob) -> kube::Result<Written> {
     let finalizers: Vec<String> = job
         .finalizers()
         .iter()
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
-    patch_finalizers(api, job, finalizers).await
+    patch_finalizers(client, job, finalizers).await
 }
 
 async fn patch_finalizers(
-    api: &Api<MediaJob>,
+    client: &Client,
     job: &MediaJob,
     finalizers: Vec<String>,
-) -> kube::Result<MediaJob> {
+) -> kube::Result<Written> {
     let patch = json!({
         "metadata": {
             "resourceVersion": job.resource_version(),
             "finalizers": finalizers,
         }
     });
-    api.patch(
-        &job.name_any(),
+    patch_reading_version(
+        client,
+        job,
+        None,
         &PatchParams::default(),
         &Patch::Merge(&patch),
     )

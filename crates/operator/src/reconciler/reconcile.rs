@@ -200,7 +200,6 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
         requeue_after,
     } = decision;
     let mut writer = StatusWriter {
-        api: &api,
         ctx,
         job,
         resource_version: job.resource_version(),
@@ -209,7 +208,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
     let written = match action {
         Action::None => writer.write(&old_status, &status).await?,
         Action::AddFinalizer => {
-            return match kube_writes::add_finalizer(&api, job).await {
+            return match kube_writes::add_finalizer(&ctx.deps.client, job).await {
                 // The watch event of this write brings the next pass.
                 Ok(_) => {
                     ctx.deps.metrics.kube_write("finalizer");
@@ -226,7 +225,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
             };
         }
         Action::RemoveFinalizer => {
-            return finish_deletion(ctx, &api, job, &key).await;
+            return finish_deletion(ctx, job, &key).await;
         }
         Action::Delete => {
             info!(job = %key.1, namespace = %key.0, "deleting finished job (ttlSecondsAfterFinished)");
@@ -280,7 +279,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                         .await;
                 }
                 Action::RemoveFinalizer if purpose == SearchPurpose::Deletion => {
-                    return finish_deletion(ctx, &api, job, &key).await;
+                    return finish_deletion(ctx, job, &key).await;
                 }
                 _ => {
                     let written = writer.write(&old_status, &next.status).await?;
@@ -385,7 +384,6 @@ fn after_pass(
 /// The finalizer goes: the job holds no slot and no lane any more.
 async fn finish_deletion(
     ctx: &Context,
-    api: &Api<MediaJob>,
     job: &MediaJob,
     key: &(String, String),
 ) -> Result<Requeue, ReconcileError> {
@@ -393,7 +391,7 @@ async fn finish_deletion(
     ctx.admission.lock().unwrap().release(key);
     ctx.release_all_lanes(&uid);
     ctx.memory.forget_all(&uid);
-    kube_writes::remove_finalizer(api, job).await?;
+    kube_writes::remove_finalizer(&ctx.deps.client, job).await?;
     ctx.deps.metrics.kube_write("finalizer");
     Ok(Requeue::await_change())
 }
@@ -637,7 +635,6 @@ const OUTRUN_RECHECK: Duration = Duration::from_secs(5);
 
 /// Writes status for one pass, each write conditional on the resourceVersion of the last.
 struct StatusWriter<'a> {
-    api: &'a Api<MediaJob>,
     ctx: &'a Context,
     job: &'a MediaJob,
     resource_version: Option<String>,
@@ -665,7 +662,7 @@ impl StatusWriter<'_> {
         )
         .await?
         {
-            Cancelled::Deleted => finish_deletion(ctx, self.api, job, &key).await,
+            Cancelled::Deleted => finish_deletion(ctx, job, &key).await,
             Cancelled::Then(next) => {
                 let written = self.write(old_status, &next.status).await?;
                 let uid = job.uid().unwrap_or_default();
@@ -695,7 +692,7 @@ impl StatusWriter<'_> {
             return Err(ReconcileError::Fenced);
         }
         let written = match kube_writes::apply_status(
-            self.api,
+            &self.ctx.deps.client,
             self.job,
             new,
             self.resource_version.as_deref(),
@@ -710,7 +707,7 @@ impl StatusWriter<'_> {
             let uid = self.job.uid().unwrap_or_default();
             self.ctx.memory.note_own_write(&uid, replaced);
         }
-        self.resource_version = written.resource_version();
+        self.resource_version = written.resource_version().map(str::to_string);
         self.wrote = true;
         self.ctx.deps.metrics.kube_write("status");
         self.ctx.deps.metrics.status_written(old, new);
