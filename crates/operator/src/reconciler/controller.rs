@@ -18,6 +18,7 @@ use super::context::Context;
 use super::reconcile::{error_policy, reconcile};
 use super::secret_index::SecretIndex;
 use super::wakeups::{Wakeup, Wakeups};
+use super::watched::WatchedMediaJob;
 use crate::crd::MediaJob;
 
 /// Where to watch: every namespace, or a list.
@@ -187,7 +188,7 @@ async fn run_one(
     // Wake-ups for this controller's scope, as object references.
     let wakeups = wake.map(|(ns, name)| ObjectRef::new(&name).within(&ns));
     let client = ctx.deps.client.clone();
-    let (jobs, secrets): (Api<MediaJob>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+    let (jobs, secrets): (Api<WatchedMediaJob>, Api<PartialObjectMeta<Secret>>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
@@ -203,6 +204,7 @@ async fn run_one(
         jobs_config = jobs_config.labels(selector);
     }
     let jobs_stream = watcher(jobs, jobs_config)
+        .map_ok(WatchedMediaJob::unwrap_event)
         .modify(super::projection::trim_for_store)
         .inspect_ok({
             let index = index.clone();

@@ -24,3 +24,4 @@ pub mod signing;
 pub mod timing;
 pub mod validate;
 pub mod wakeups;
+pub mod watched;
