@@ -4,6 +4,8 @@
 //! second and requests per job. Run: `cargo build --release -p mediajob-operator && cargo bench --bench scale [-- N C]`
 //! (or a dev-profile bench driving the release operator: `MEDIAJOB_OPERATOR_BIN=target/release/mediajob-operator
 //! cargo bench --profile dev --bench scale -- N C`); `--callbacks` gives the operator a callback receiver.
+//! The operator runs with one runtime thread, as the chart deploys it (`MEDIAJOB_WORKER_THREADS=2`
+//! in this bench's environment for two).
 //! Prints per job: Media API requests by call and Kubernetes writes by kind (the operator's own
 //! metrics, scraped before it is stopped), CPU (`/proc/<pid>/stat`), peak RSS (`VmHWM`), and
 //! completion-to-Succeeded latency (the emulator's completion time to the watch event of the
@@ -127,6 +129,12 @@ fn counter(metrics: &str, family: &str, labels: &str) -> f64 {
 
 /// The product binary (crates/operator), built beside this bench: the same profile directory.
 /// Benches of the root package do not build other packages' binaries, so say how if it is missing.
+/// The operator's runtime threads: the chart's default (`operator.workerThreads`), unless
+/// `MEDIAJOB_WORKER_THREADS` in this bench's environment says otherwise (the child inherits it).
+fn worker_threads() -> String {
+    std::env::var("MEDIAJOB_WORKER_THREADS").unwrap_or_else(|_| "1".to_string())
+}
+
 fn operator_binary() -> std::path::PathBuf {
     // A release operator beside a dev-profile bench (the harness need not be optimised).
     if let Some(path) = std::env::var_os("MEDIAJOB_OPERATOR_BIN") {
@@ -300,6 +308,7 @@ async fn run(n: usize, cap: usize, callbacks: bool) {
                 false => vec![],
             })
             .env("KUBECONFIG", &kubeconfig)
+            .env("MEDIAJOB_WORKER_THREADS", worker_threads())
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .spawn()
@@ -418,7 +427,8 @@ async fn run(n: usize, cap: usize, callbacks: bool) {
         emulator.job_count()
     );
     println!(
-        "  operator process: CPU {:.2} ms per job ({cpu:.1} s in all), peak RSS (VmHWM) {peak:.0} MiB, {settled:.0} MiB with all jobs finished",
+        "  operator process ({} runtime threads): CPU {:.2} ms per job ({cpu:.1} s in all), peak RSS (VmHWM) {peak:.0} MiB, {settled:.0} MiB with all jobs finished",
+        worker_threads(),
         cpu * 1000.0 / n as f64
     );
     println!(

@@ -37,7 +37,11 @@ impl Command {
 fn run(args: crate::config::OperatorArgs) -> std::process::ExitCode {
     use crate::logging::{self, LogFormat};
     logging::init(LogFormat::from_env(LogFormat::Json), "info");
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(usize::from(threads.get()));
+    }
+    let runtime = runtime.enable_all().build().expect("a tokio runtime");
     match runtime.block_on(crate::operator::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

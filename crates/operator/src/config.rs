@@ -71,6 +71,13 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
 
+    /// Threads of the async runtime. Unset: one per CPU the process may use (the container's CPU
+    /// limit counts). The work is mostly waiting on the network, and with two threads on two
+    /// CPUs the operator spent about a third more CPU per job than with one, waking and handing
+    /// work between them (`docs/benchmarks.md`); the chart sets 1.
+    #[arg(long, env = "MEDIAJOB_WORKER_THREADS")]
+    pub worker_threads: Option<std::num::NonZeroU16>,
+
     /// When a job is first polled, unless its operation's recent jobs say when it will be done.
     #[arg(long, env = "MEDIAJOB_FIRST_POLL", default_value = "5s", value_parser = duration_arg)]
     pub first_poll: Duration,
@@ -176,6 +183,7 @@ mod tests {
         assert!(cli.args.leader_election);
         assert!(cli.args.watch_namespaces.is_empty());
         assert_eq!(cli.args.assumed_session_lifetime, Duration::from_secs(3600));
+        assert_eq!(cli.args.worker_threads, None);
     }
 
     #[test]
@@ -204,6 +212,9 @@ mod tests {
         assert_eq!(cli.args.poll_min, Duration::from_millis(500));
         assert!(!cli.args.leader_election);
         assert!(Cli::try_parse_from(["x", "--poll-max", "soon"]).is_err());
+        let one = Cli::try_parse_from(["x", "--worker-threads", "1"]).unwrap();
+        assert_eq!(one.args.worker_threads.map(|n| n.get()), Some(1));
+        assert!(Cli::try_parse_from(["x", "--worker-threads", "0"]).is_err());
         for lifetime in ["0s", "1m", "169h"] {
             assert!(
                 Cli::try_parse_from(["x", "--assumed-session-lifetime", lifetime]).is_err(),
