@@ -72,9 +72,9 @@ pub struct OperatorArgs {
     pub concurrency: u16,
 
     /// Threads of the async runtime. Unset: one per CPU the process may use (the container's CPU
-    /// limit counts). The work is mostly waiting on the network, and with two threads on two
-    /// CPUs the operator spent about a third more CPU per job than with one, waking and handing
-    /// work between them (`docs/benchmarks.md`); the chart sets 1.
+    /// limit counts). The work is mostly waiting on the network: with two threads on two CPUs
+    /// the operator spent about a fifth more CPU per job than with one, waking and handing work
+    /// between them (`docs/benchmarks.md`); the chart sets 1.
     #[arg(long, env = "MEDIAJOB_WORKER_THREADS")]
     pub worker_threads: Option<std::num::NonZeroU16>,
 
