@@ -120,7 +120,8 @@ async fn patch_finalizers(
 
 /// Deletes a finished job whose ttlSecondsAfterFinished has passed (only if it is still the
 /// object we decided on).
-pub async fn delete_finished(api: &Api<MediaJob>, job: &MediaJob) -> kube::Result<()> {
+pub async fn delete_finished(client: &Client, job: &MediaJob) -> kube::Result<()> {
+    let api: Api<MediaJob> = Api::namespaced(client.clone(), &job.namespace().unwrap_or_default());
     let mut params = DeleteParams::background();
     params.preconditions = Some(kube::api::Preconditions {
         uid: job.uid(),

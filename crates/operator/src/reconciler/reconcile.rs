@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
-use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::account_claims::Claim;
@@ -132,7 +132,6 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
         return Err(ReconcileError::Fenced);
     }
     let namespace = job.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let api: Api<MediaJob> = Api::namespaced(ctx.deps.client.clone(), &namespace);
     let key = (namespace.clone(), job.name_any());
     let uid = job.uid().unwrap_or_default();
     if let Some(rv) = job.metadata.resource_version.as_deref()
@@ -229,7 +228,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
         }
         Action::Delete => {
             info!(job = %key.1, namespace = %key.0, "deleting finished job (ttlSecondsAfterFinished)");
-            kube_writes::delete_finished(&api, job).await?;
+            kube_writes::delete_finished(&ctx.deps.client, job).await?;
             ctx.deps.metrics.kube_write("delete");
             return Ok(Requeue::await_change());
         }

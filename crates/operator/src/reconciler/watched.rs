@@ -65,7 +65,6 @@ impl<'de> Deserialize<'de> for WatchedMediaJob {
         struct Wire {
             metadata: MetadataWithoutManagedFields,
             spec: MediaJobSpec,
-            #[serde(default)]
             status: Option<MediaJobStatus>,
         }
         let wire = Wire::deserialize(deserializer)?;
