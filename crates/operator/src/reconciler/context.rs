@@ -16,6 +16,7 @@ use super::account_claims::AccountClaims;
 use super::admission::Admission;
 use super::callback::{self, CallbackKey};
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
+use super::echoes::Echoes;
 use super::lanes::{LaneKey, Lanes, UNKNOWN_ACCOUNT, WaitQueue};
 use super::media_clients::{
     DEFAULT_APP_KEY_KEY, DEFAULT_APP_SECRET_KEY, MediaClients, app_credentials,
@@ -64,6 +65,8 @@ pub struct Context {
     pub settings: Settings,
     pub admission: Mutex<Admission>,
     pub memory: Memory,
+    /// Versions this process wrote whose watch events need no pass (see `echoes.rs`).
+    pub echoes: Echoes,
     /// How long each operation's recent jobs took (see `durations.rs`).
     pub durations: DurationBook,
     pub media: MediaClients,
@@ -111,6 +114,7 @@ impl Context {
             settings,
             admission: Mutex::new(Admission::new(max_in_flight, stale_after)),
             memory: Memory::default(),
+            echoes: Echoes::default(),
             durations: DurationBook::default(),
             jobs: Mutex::new(vec![]),
             account_claims: AccountClaims::new(
@@ -251,6 +255,12 @@ impl Context {
             next
         };
         next.is_some_and(|job| waker.send(job))
+    }
+
+    /// Reconciles `job` soon, as a watch event would; false before the controllers run.
+    pub fn wake(&self, job: Wakeup) -> bool {
+        let waker = self.waker.lock().unwrap().clone();
+        waker.is_some_and(|waker| waker.send(job))
     }
 
     /// The clock, in whole seconds: status times then compare equal across passes.

@@ -211,7 +211,18 @@ async fn run_one(
             move |event| index.on_event(event)
         })
         .reflect(writer)
-        .applied_objects();
+        .applied_objects()
+        // In the store, but no pass: the echo of a write whose pass already decided on it.
+        .try_filter({
+            let ctx = ctx.clone();
+            move |job| {
+                let echo = match (job.uid(), job.resource_version()) {
+                    (Some(uid), Some(version)) => ctx.echoes.swallow(&uid, &version),
+                    _ => false,
+                };
+                std::future::ready(!echo)
+            }
+        });
     // Secrets: metadata only (name and namespace are all a change needs to be noticed); the data
     // of a Secret is read only when a MediaJob names it.
     let secret_changes =

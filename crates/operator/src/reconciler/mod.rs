@@ -7,6 +7,7 @@ pub mod context;
 pub mod controller;
 pub mod decide;
 pub mod durations;
+pub mod echoes;
 pub mod events;
 pub mod kube_writes;
 pub mod lanes;

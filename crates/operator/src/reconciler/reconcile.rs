@@ -17,6 +17,7 @@ use super::decide::{
     LaneObservation, Observed, Poll, RemoteObservation, RemoteState, SearchPurpose, Slot,
     SubmitOutcome,
 };
+use super::echoes::PassEnd;
 use super::events::transition_events;
 use super::kube_writes;
 use super::lanes::LaneWait;
@@ -83,7 +84,15 @@ impl ReconcileError {
 /// One pass over one MediaJob.
 pub async fn reconcile(job: Arc<MediaJob>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
-    let result = match reconcile_inner(&job, &ctx).await {
+    let uid = job.uid().unwrap_or_default();
+    ctx.echoes.pass_started(&uid);
+    let inner = reconcile_inner(&job, &ctx).await;
+    if ctx.echoes.pass_ended(&uid, inner.is_ok()) == PassEnd::Replay
+        && let Some(namespace) = job.namespace()
+    {
+        ctx.wake((namespace, job.name_any()));
+    }
+    let result = match inner {
         // The newer copy is on its way through the watch; look again shortly.
         Err(ReconcileError::Stale) => {
             debug!(job = %job.name_any(), "acted on a stale copy; retrying with the current one");
@@ -358,9 +367,14 @@ fn after_pass(
 ) -> Requeue {
     sync_admission(ctx, key, written, requeue_after);
     sync_lane(ctx, job, uid, written, wrote);
+    let finished = written.phase.is_some_and(|p| p.is_finished());
+    // The next look is this pass's own: a pass on the echo of its write would decide the same.
+    if requeue_after.map_or(finished, |wait| !wait.is_zero()) {
+        ctx.echoes.settles(uid);
+    }
     // A finished job has nothing left to poll, search or check: 10,000 of them stay in the store,
     // none in memory.
-    if written.phase.is_some_and(|p| p.is_finished()) {
+    if finished {
         ctx.memory.forget(uid);
         return requeue_after.map_or_else(Requeue::await_change, Requeue::requeue);
     }
@@ -707,6 +721,10 @@ impl StatusWriter<'_> {
             self.ctx.memory.note_own_write(&uid, replaced);
         }
         self.resource_version = written.resource_version().map(str::to_string);
+        if let Some(version) = &self.resource_version {
+            let uid = self.job.uid().unwrap_or_default();
+            self.ctx.echoes.wrote(&uid, version);
+        }
         self.wrote = true;
         self.ctx.deps.metrics.kube_write("status");
         self.ctx.deps.metrics.status_written(old, new);
