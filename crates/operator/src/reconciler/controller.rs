@@ -2,7 +2,7 @@
 //! main resource, Secrets mapped back to the MediaJobs that reference them, a shared Context.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::context::Context;
+use super::echoes::ECHO_WAIT_LIMIT;
 use super::reconcile::{error_policy, reconcile};
 use super::secret_index::SecretIndex;
 use super::wakeups::{Wakeup, Wakeups};
@@ -108,6 +109,7 @@ pub async fn run_controllers(
         tasks.push((name, task));
     }
     // Jobs waiting for a lane have no timer: a lane left free with waiters is handed on here.
+    // Echoes that have not come within a minute are not waited for any more.
     let sweeper = tokio::spawn({
         let ctx = ctx.clone();
         async move {
@@ -116,6 +118,9 @@ pub async fn run_controllers(
             loop {
                 tick.tick().await;
                 let woken = ctx.wake_free_lanes();
+                if let Some(before) = Instant::now().checked_sub(ECHO_WAIT_LIMIT) {
+                    ctx.echoes.forget_settled_before(before);
+                }
                 if woken > 0 {
                     tracing::debug!(woken, "woke the next waiter of lanes left free");
                 }
@@ -217,7 +222,11 @@ async fn run_one(
             let ctx = ctx.clone();
             move |job| {
                 let echo = match (job.uid(), job.resource_version()) {
-                    (Some(uid), Some(version)) => ctx.echoes.swallow(&uid, &version),
+                    (Some(uid), Some(version)) if ctx.echoes.swallow(&uid, &version) => {
+                        // What the echo's pass would have noted: the watch caught up.
+                        ctx.memory.note_seen(&uid, &version);
+                        true
+                    }
                     _ => false,
                 };
                 std::future::ready(!echo)

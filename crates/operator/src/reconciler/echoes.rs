@@ -21,6 +21,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long the echoes of a settled pass are waited for (they come within milliseconds).
+pub const ECHO_WAIT_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -32,8 +36,8 @@ struct Entry {
     held: Vec<String>,
     /// The running pass scheduled its own next look (see `Echoes::settles`).
     settles: bool,
-    /// The last pass ended settled: the echoes of its writes bring nothing new.
-    settled: bool,
+    /// When the last pass ended settled: the echoes of its writes bring nothing new.
+    settled: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -93,11 +97,20 @@ impl Echoes {
             entries.remove(uid);
             return PassEnd::Replay;
         }
-        let held = std::mem::take(&mut entry.held);
-        entry.written.retain(|v| !held.contains(v));
+        // A watch brings one object's versions in order: those written before the latest one
+        // seen will not come any more (a watch that restarted lists only the latest).
+        if let Some(last) = entry
+            .held
+            .iter()
+            .filter_map(|v| position(&entry.written, v))
+            .max()
+        {
+            entry.written.drain(..=last);
+        }
         if settled && !entry.written.is_empty() {
             entry.running = false;
-            entry.settled = true;
+            entry.held.clear();
+            entry.settled = Some(Instant::now());
         } else {
             entries.remove(uid);
         }
@@ -115,14 +128,24 @@ impl Echoes {
             entry.held.push(version.to_string());
             return true;
         }
-        let Some(at) = entry.written.iter().position(|v| v == version) else {
+        let Some(at) = position(&entry.written, version) else {
             return false;
         };
-        entry.written.remove(at);
+        entry.written.drain(..=at);
         if entry.written.is_empty() {
             entries.remove(uid);
         }
         true
+    }
+
+    /// Forgets the echoes still expected from passes settled before `before`: one that never
+    /// comes (a write that changed nothing stored) must not be remembered for ever. An echo that
+    /// comes later starts a pass, as any event does.
+    pub fn forget_settled_before(&self, before: Instant) -> usize {
+        let mut entries = self.entries.lock().unwrap();
+        let count = entries.len();
+        entries.retain(|_, e| e.settled.is_none_or(|at| at >= before));
+        count - entries.len()
     }
 
     /// Jobs with a pass running or echoes to come (for tests).
@@ -133,6 +156,10 @@ impl Echoes {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn position(written: &[String], version: &str) -> Option<usize> {
+    written.iter().position(|v| v == version)
 }
 
 #[cfg(test)]
@@ -154,9 +181,9 @@ mod tests {
         echoes.wrote("u", "10");
         echoes.wrote("u", "11");
         assert_eq!(end(&echoes, "u", true), PassEnd::Done);
+        assert!(echoes.swallow("u", "10"));
+        assert!(!echoes.swallow("u", "10"), "each echo once");
         assert!(echoes.swallow("u", "11"));
-        assert!(!echoes.swallow("u", "11"), "each echo once");
-        assert!(echoes.swallow("u", "10"), "in any order");
         assert!(echoes.is_empty(), "nothing is kept once the echoes came");
     }
 
@@ -267,6 +294,32 @@ mod tests {
         assert!(echoes.swallow("u", "10"));
         // A later write was refused as stale, or an error ended the pass.
         assert_eq!(echoes.pass_ended("u", false), PassEnd::Replay);
+    }
+
+    #[test]
+    fn a_later_echo_ends_the_wait_for_earlier_ones() {
+        let echoes = Echoes::default();
+        echoes.pass_started("u");
+        echoes.wrote("u", "10");
+        echoes.wrote("u", "11");
+        end(&echoes, "u", true);
+        // The watch restarted and listed the latest version only.
+        assert!(echoes.swallow("u", "11"));
+        assert!(echoes.is_empty(), "10 will not come any more");
+        assert!(!echoes.swallow("u", "10"));
+    }
+
+    #[test]
+    fn echoes_that_never_come_are_forgotten() {
+        let echoes = Echoes::default();
+        echoes.pass_started("u");
+        echoes.wrote("u", "10");
+        end(&echoes, "u", true);
+        echoes.pass_started("v");
+        let later = Instant::now() + Duration::from_millis(1);
+        assert_eq!(echoes.forget_settled_before(later), 1);
+        assert_eq!(echoes.len(), 1, "a running pass is not forgotten");
+        assert!(!echoes.swallow("u", "10"));
     }
 
     #[test]

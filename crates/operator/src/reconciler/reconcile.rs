@@ -89,8 +89,10 @@ pub async fn reconcile(job: Arc<MediaJob>, ctx: Arc<Context>) -> Result<Requeue,
     let inner = reconcile_inner(&job, &ctx).await;
     if ctx.echoes.pass_ended(&uid, inner.is_ok()) == PassEnd::Replay
         && let Some(namespace) = job.namespace()
+        && !ctx.wake((namespace, job.name_any()))
     {
-        ctx.wake((namespace, job.name_any()));
+        // Only while shutting down: no controller takes wake-ups any more.
+        warn!(job = %job.name_any(), "could not replay the watch events held during the pass");
     }
     let result = match inner {
         // The newer copy is on its way through the watch; look again shortly.
@@ -369,7 +371,9 @@ fn after_pass(
     sync_lane(ctx, job, uid, written, wrote);
     let finished = written.phase.is_some_and(|p| p.is_finished());
     // The next look is this pass's own: a pass on the echo of its write would decide the same.
-    if requeue_after.map_or(finished, |wait| !wait.is_zero()) {
+    // (A job that finishes with a TTL may not have scheduled its deletion: the echo's pass does.)
+    let nothing_left = finished && job.spec.ttl_seconds_after_finished.is_none();
+    if requeue_after.map_or(nothing_left, |wait| !wait.is_zero()) {
         ctx.echoes.settles(uid);
     }
     // A finished job has nothing left to poll, search or check: 10,000 of them stay in the store,
