@@ -1445,6 +1445,35 @@ async fn forged_callbacks_cost_no_media_api_request() {
     env.cleanup().await;
 }
 
+/// The watch breaks again and again while jobs run (an API server restart, a load balancer's idle
+/// timeout): the watcher lists anew, and the listing brings versions the operator wrote, some
+/// of them while a pass on the job is running. Such events are held or skipped as echoes
+/// (`reconciler/echoes.rs`); none may be lost: every job ends `Succeeded`, each with one remote
+/// job.
+#[tokio::test]
+async fn jobs_finish_while_the_watch_keeps_breaking() {
+    let mut env = Env::start_with(slow(Duration::from_secs(2)), 100).await;
+    let faults = double_only!(env.cluster).faults();
+    env.start_operator();
+    let names: Vec<String> = (0..20).map(|i| format!("rewatched-{i}")).collect();
+    for name in &names {
+        env.create(env.enhance(name)).await.unwrap();
+    }
+    let breaker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            faults.drop_watches();
+        }
+    });
+    for name in &names {
+        env.wait_for_phase(name, Phase::Succeeded, Duration::from_secs(60))
+            .await;
+    }
+    breaker.abort();
+    assert_eq!(env.emulator.job_count(), names.len());
+    env.cleanup().await;
+}
+
 /// The API server stores a status write and the answer is lost (a timeout, a dropped connection):
 /// intent writes and job-id writes alike. The operator must not submit twice.
 #[tokio::test]

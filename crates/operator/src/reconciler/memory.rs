@@ -326,7 +326,7 @@ impl Memory {
     /// The watch brought version `rv` of the job without a pass (the echo of a write whose pass
     /// had settled): once it is no version our writes replaced, the watch has caught up.
     pub fn note_seen(&self, uid: &str, rv: &str) {
-        let _caught_up = !self.is_outrun(uid, rv);
+        self.is_outrun(uid, rv);
     }
 
     /// The job is gone: nothing of it is kept.
