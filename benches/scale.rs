@@ -23,11 +23,11 @@ use embedded_s3::EmbeddedS3;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, ResourceExt};
 use kube_apiserver_double::ApiServerDouble;
 use media_api_emulator::{Emulator, EmulatorConfig, Faults, S3Settings, Speed};
-use mediajob_operator::crd::{MediaJob, Phase};
+use mediajob_operator::crd::{MediaApiAccountClaim, MediaJob, Phase};
 use serde_json::json;
 
 /// What the bench's watch of the MediaJobs has seen so far.
@@ -215,14 +215,16 @@ async fn run(n: usize, cap: usize, callbacks: bool) {
                 .await
                 .expect("a usable kubeconfig");
             let client = kube::Client::try_from(config).unwrap();
-            Api::<CustomResourceDefinition>::all(client.clone())
-                .patch(
-                    "mediajobs.mediajob.io",
-                    &PatchParams::apply("mediajob-scale-bench").force(),
-                    &Patch::Apply(MediaJob::crd()),
-                )
-                .await
-                .expect("apply the MediaJob CRD");
+            for crd in [MediaJob::crd(), MediaApiAccountClaim::crd()] {
+                Api::<CustomResourceDefinition>::all(client.clone())
+                    .patch(
+                        &crd.name_any(),
+                        &PatchParams::apply("mediajob-scale-bench").force(),
+                        &Patch::Apply(crd),
+                    )
+                    .await
+                    .expect("apply the operator's CRDs");
+            }
             tokio::time::sleep(Duration::from_secs(2)).await;
             let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
             let namespaces = (
@@ -234,7 +236,7 @@ async fn run(n: usize, cap: usize, callbacks: bool) {
         None => {
             let double = ApiServerDouble::default()
                 .history_window(2_000)
-                .serve(vec![MediaJob::crd()])
+                .serve(vec![MediaJob::crd(), MediaApiAccountClaim::crd()])
                 .await
                 .unwrap();
             let client = double.client();

@@ -3,17 +3,40 @@
 
 use kube::CustomResourceExt;
 use kube::core::cel::Validator;
-use mediajob_operator::crd::{MediaJob, crd_yaml};
+use mediajob_operator::crd::{CRD_FILES, MediaJob, crds_yaml};
 use serde_json::{Value, json};
-
-const CRD_FILE: &str = "crds/mediajob.io_mediajobs.yaml";
 
 #[test]
 fn crds_directory_matches_the_types() {
-    let on_disk = std::fs::read_to_string(CRD_FILE).expect("crds/ holds the generated CRD");
-    assert!(
-        on_disk == crd_yaml(),
-        "{CRD_FILE} is out of date: run `cargo run -- crd > {CRD_FILE}` and commit the result"
+    for (file, generated) in CRD_FILES.iter().zip(crds_yaml()) {
+        let path = format!("crds/{file}");
+        let on_disk = std::fs::read_to_string(&path).expect("crds/ holds the generated CRDs");
+        assert!(
+            on_disk == generated,
+            "{path} is out of date: run `cargo run -- crd` and put each CRD in its file of crds/"
+        );
+    }
+    let names: Vec<_> = std::fs::read_dir("crds")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        CRD_FILES.len(),
+        "crds/ holds exactly the generated CRDs: {names:?}"
+    );
+}
+
+#[test]
+fn account_claims_are_cluster_wide() {
+    let crd = mediajob_operator::crd::MediaApiAccountClaim::crd();
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("mediaapiaccountclaims.mediajob.io")
+    );
+    assert_eq!(
+        crd.spec.scope, "Cluster",
+        "one release per account in the whole cluster"
     );
 }
 

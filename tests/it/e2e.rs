@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{CustomResourceExt, ResourceExt};
+use media_api_emulator::config::LostAnswer;
 use media_api_emulator::{Emulator, EmulatorConfig, Faults, RunningEmulator, S3Settings, Speed};
 use mediajob_operator::admin::Readiness;
 use mediajob_operator::crd::{MediaJob, Phase};
@@ -22,6 +23,7 @@ use mediajob_operator::reconciler::callback::{CallbackKey, CallbackSettings};
 use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
 use mediajob_operator::reconciler::controller::Scope;
 use mediajob_operator::reconciler::decide::Settings;
+use mediajob_operator::reconciler::search::SearchSettings;
 use mediajob_operator::reconciler::timing::Timing;
 use mediajob_operator::s3::{AmbientCredentials, AmbientNamespaces, RefreshPolicy};
 use mediajob_operator::secret::SecretString;
@@ -49,6 +51,8 @@ struct Env {
     poll_min: Duration,
     /// The operator's own AWS identity and who may use it (`--ambient-aws-namespaces`).
     ambient: Option<AmbientAws>,
+    /// `--late-job-window`: how long after a failed answer a job may still be stamped.
+    late_job: Option<Duration>,
     raw: String,
     out: String,
 }
@@ -65,7 +69,7 @@ impl Env {
             mediajob_operator::logging::LogFormat::Text,
             "warn,s3s=off",
         );
-        let cluster = kube_support::test_cluster(vec![MediaJob::crd()]).await;
+        let cluster = kube_support::test_cluster(kube_support::operator_crds()).await;
         let s3 = TestS3::from_env_or_embedded().await;
         let emulator = Emulator::start(EmulatorConfig {
             s3: S3Settings {
@@ -98,6 +102,7 @@ impl Env {
                 .port(),
             poll_min: Duration::from_millis(100),
             ambient: None,
+            late_job: None,
             raw,
             out,
         };
@@ -141,6 +146,10 @@ impl Env {
             settings: Settings {
                 timing,
                 max_url_refreshes: 5,
+                search: SearchSettings {
+                    late_job: self.late_job.unwrap_or(defaults.settings.search.late_job),
+                    ..defaults.settings.search
+                },
                 ..defaults.settings.clone()
             },
             max_in_flight: self.max_in_flight,
@@ -1706,5 +1715,45 @@ async fn metrics_scraped_over_http_follow_an_end_to_end_run() {
     assert_eq!(sample(&stopped, "mediajob_operator_leader"), Some(0.0));
     assert_eq!(sum_of(&stopped, "mediajob_operator_jobs", ""), 0.0);
     server.abort();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn jobs_the_media_api_stamps_seconds_after_its_504_are_found_never_submitted_twice() {
+    // Every job-creating POST is answered 504 at once while the backend goes on: the job is
+    // created, and stamped, 2 s after the client saw the error.
+    let faults = Faults {
+        lost_answer_fraction: 1.0,
+        lost_answer_kind: LostAnswer::Late,
+        late_start_delay: Duration::from_secs(2),
+        ..Faults::none()
+    };
+    let mut env = Env::start_with(faults, 100).await;
+    env.late_job = Some(Duration::from_secs(4));
+    env.start_operator();
+    // Two jobs on one lane: the second must not submit while the first's late job may still
+    // appear, or it would land in the first one's window.
+    for name in ["late-a", "late-b"] {
+        env.create(env.enhance(name)).await.unwrap();
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for name in ["late-a", "late-b"] {
+        let job = env.wait_for_phase(name, Phase::Succeeded, T).await;
+        let status = job.status.unwrap();
+        assert_eq!(status.attempts, Some(1), "{name}: one attempt");
+        ids.insert(status.job_id.expect("a job id"));
+        assert_eq!(
+            env.s3
+                .get(&env.out, &format!("{name}.wav"))
+                .await
+                .as_deref(),
+            Some(SAMPLE),
+            "{name} wrote its own output"
+        );
+    }
+    assert_eq!(ids.len(), 2, "each adopted its own late job: {ids:?}");
+    // A resubmission would show as a third job once its own late start lands.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.emulator.job_count(), 2, "no duplicate remote job");
     env.cleanup().await;
 }

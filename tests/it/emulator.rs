@@ -1154,6 +1154,35 @@ async fn lost_answer_504_still_creates_exactly_one_job_seen_after_the_listing_la
 }
 
 #[tokio::test]
+async fn a_late_start_answers_504_at_once_and_creates_the_job_stamped_later() {
+    let delay = Duration::from_millis(1500);
+    let env = env_with(Faults {
+        late_start_delay: delay,
+        ..lost(LostAnswer::Late)
+    })
+    .await;
+    let response = env
+        .post("/media/enhance", env.presigned_body("late.wav").await)
+        .await;
+    let answered = jiff::Timestamp::now();
+    let body = problem(response, StatusCode::GATEWAY_TIMEOUT).await;
+    assert!(body.get("job_id").is_none(), "{body}");
+    // Nothing exists yet: a client that looks now, or lists up to its answer's time, finds nothing.
+    assert_eq!(env.emu.job_count(), 0);
+    assert!(env.listed("").await.is_empty());
+    tokio::time::sleep(delay + Duration::from_millis(300)).await;
+    let jobs = env.listed("").await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let stamped: jiff::Timestamp = jobs[0]["time_submitted"].as_str().unwrap().parse().unwrap();
+    assert!(
+        stamped.duration_since(answered) >= jiff::SignedDuration::from_secs(1),
+        "stamped {stamped}, answered {answered}"
+    );
+    env.emu.set_faults(Faults::default());
+    env.the_one_lost_job("late.wav").await;
+}
+
+#[tokio::test]
 async fn lost_answer_timeout_holds_the_answer_past_the_client_timeout() {
     // The default hold (120 s) is longer than this client waits.
     let env = env_with(lost(LostAnswer::Timeout)).await;

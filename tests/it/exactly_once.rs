@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::CustomResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use media_api_emulator::config::LostAnswer;
 use media_api_emulator::{Emulator, EmulatorConfig, Faults, S3Settings, Speed};
@@ -83,7 +82,7 @@ impl Operator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_remote_job_per_mediajob_under_lost_answers_lagging_lists_young_404s_and_kills() {
-    let cluster = kube_support::test_cluster(vec![MediaJob::crd()]).await;
+    let cluster = kube_support::test_cluster(kube_support::operator_crds()).await;
     let ns = cluster.namespace.clone();
     let s3 = TestS3::from_env_or_embedded().await;
     let (raw, out) = (TestS3::unique_bucket("raw"), TestS3::unique_bucket("out"));

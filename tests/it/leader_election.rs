@@ -11,12 +11,11 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
 use kube_apiserver_double::ApiServerDouble;
 use media_api_emulator::{Emulator, EmulatorConfig, S3Settings};
 use mediajob_operator::admin::Readiness;
-use mediajob_operator::crd::{MediaJob, Phase};
+use mediajob_operator::crd::{MediaApiAccountClaim, MediaJob, Phase};
 use mediajob_operator::leader::{Leadership, LeaseSettings};
 use mediajob_operator::metrics::Metrics;
 use mediajob_operator::operator::{OperatorOptions, start};
@@ -84,7 +83,9 @@ async fn world() -> World {
     })
     .await
     .unwrap();
-    let double = ApiServerDouble::start(vec![MediaJob::crd()]).await.unwrap();
+    let double = ApiServerDouble::start(crate::support::kube::operator_crds())
+        .await
+        .unwrap();
     let client = double.client();
     for ns in ["mediajob-system", "podcasts"] {
         create(
@@ -455,7 +456,7 @@ async fn a_second_release_on_the_same_account_waits_and_says_why() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(
-        ready.message.contains("release release-a"),
+        ready.message.contains("release mediajob-system/release-a"),
         "{}",
         ready.message
     );
@@ -466,6 +467,222 @@ async fn a_second_release_on_the_same_account_waits_and_says_why() {
     );
     a.kill().await.unwrap();
     b.kill().await.unwrap();
+}
+
+/// Per-team installs: two releases in two namespaces, on one Media API account. The claim is
+/// cluster-wide, so the second one submits nothing, whichever namespace either is installed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_in_two_namespaces_on_one_account_never_both_submit() {
+    let World {
+        s3,
+        emulator,
+        double,
+        client,
+    } = world().await;
+    for ns in ["team-a-ops", "team-b-ops"] {
+        create(
+            &Api::<Namespace>::all(client.clone()),
+            json!({"metadata": {"name": ns}}),
+        )
+        .await;
+        create(
+            &Api::<Secret>::namespaced(client.clone(), ns),
+            json!({"metadata": {"name": "dolbyio"},
+                   "stringData": {"DOLBYIO_APP_KEY": "emulator-app-key", "DOLBYIO_APP_SECRET": "emulator-app-secret"}}),
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, double.kubeconfig_yaml()).unwrap();
+    // The same release name in both namespaces, as two `helm install mediajob-operator -n ...`.
+    let install = |namespace, team| ReleaseAs {
+        namespace,
+        name: "mediajob-operator-team",
+        team,
+        extra: &[],
+    };
+    let mut a = release_as(
+        &kubeconfig,
+        install("team-a-ops", "a"),
+        &emulator.base_url(),
+        "dolbyio",
+    );
+    let jobs: Api<MediaJob> = Api::namespaced(client.clone(), "podcasts");
+    create(&jobs, labelled_job(&s3, "first", "a")).await;
+    wait_succeeded(&jobs, "first", Duration::from_secs(30)).await;
+    let mut b = release_as(
+        &kubeconfig,
+        install("team-b-ops", "b"),
+        &emulator.base_url(),
+        "dolbyio",
+    );
+    create(&jobs, labelled_job(&s3, "second", "b")).await;
+    let ready = wait_for_reason(&jobs, "second", "MediaApiAccountInUse").await;
+    assert!(
+        ready
+            .message
+            .contains("release team-a-ops/mediajob-operator-team"),
+        "{}",
+        ready.message
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        emulator.job_count(),
+        1,
+        "the second release submitted nothing"
+    );
+    let claims: Api<MediaApiAccountClaim> = Api::all(client.clone());
+    let all = claims.list(&Default::default()).await.unwrap().items;
+    assert_eq!(all.len(), 1, "one claim for the one account");
+    assert_eq!(all[0].spec.holder, "team-a-ops/mediajob-operator-team");
+    a.kill().await.unwrap();
+    b.kill().await.unwrap();
+}
+
+/// `helm uninstall` and `helm install` under a new name: the old release stops cleanly and
+/// releases its claim, and the new one submits on the account within seconds. A release that
+/// crashed is taken over once its claim has gone unrenewed for the claim duration, and the new
+/// one submits only after the old one's requests could no longer create a job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_release_hands_its_account_over_in_seconds() {
+    let World {
+        s3,
+        emulator,
+        double,
+        client,
+    } = world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, double.kubeconfig_yaml()).unwrap();
+    // Short timings so the crash case fits in a test: a claim lasts 3 s; a request is in flight
+    // at most 2 s and a job appears at most 1 s after its answer.
+    let timings: &[&str] = &[
+        "--account-claim-duration",
+        "3s",
+        "--media-api-timeout",
+        "2s",
+        "--late-job-window",
+        "1s",
+        "--clock-skew",
+        "250ms",
+    ];
+    let named = |name| ReleaseAs {
+        namespace: "mediajob-system",
+        name,
+        team: "a",
+        extra: timings,
+    };
+    let jobs: Api<MediaJob> = Api::namespaced(client.clone(), "podcasts");
+    let mut old = release_as(
+        &kubeconfig,
+        named("old-name"),
+        &emulator.base_url(),
+        "dolbyio",
+    );
+    create(&jobs, labelled_job(&s3, "before", "a")).await;
+    wait_succeeded(&jobs, "before", Duration::from_secs(30)).await;
+
+    // A clean stop (helm uninstall): the claim is released, and the new release takes it at once.
+    terminate(&old);
+    let exit = tokio::time::timeout(Duration::from_secs(20), old.wait())
+        .await
+        .expect("the release exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+    let stopped = Instant::now();
+    let claims: Api<MediaApiAccountClaim> = Api::all(client.clone());
+    let claim = claims
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    assert_eq!(claim.spec.holder, "", "released on a clean stop");
+    assert!(claim.spec.quiet_until.is_some());
+    let mut new = release_as(
+        &kubeconfig,
+        named("new-name"),
+        &emulator.base_url(),
+        "dolbyio",
+    );
+    create(&jobs, labelled_job(&s3, "after-stop", "a")).await;
+    let submitted = wait_for_jobs(&emulator, 2).await;
+    let handover = submitted.duration_since(stopped);
+    wait_succeeded(&jobs, "after-stop", Duration::from_secs(30)).await;
+    assert!(
+        handover < Duration::from_secs(10),
+        "the new release first submitted {handover:?} after the old one stopped"
+    );
+    let claim = claims
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    assert_eq!(claim.spec.holder, "mediajob-system/new-name");
+    assert_eq!(claim.spec.transitions, 1);
+
+    // A crash (kill -9): nothing is released. The next release waits out the claim duration by
+    // its own clock, then the old one's in-flight window (2 s + 1 s + 2 x 250 ms).
+    new.kill().await.unwrap();
+    let killed = Instant::now();
+    let mut third = release_as(
+        &kubeconfig,
+        named("third-name"),
+        &emulator.base_url(),
+        "dolbyio",
+    );
+    create(&jobs, labelled_job(&s3, "after-crash", "a")).await;
+    let submitted = wait_for_jobs(&emulator, 3).await;
+    let takeover = submitted.duration_since(killed);
+    wait_succeeded(&jobs, "after-crash", Duration::from_secs(30)).await;
+    assert!(
+        takeover >= Duration::from_millis(3000 + 3500),
+        "submitted {takeover:?} after the crash: before the old claim expired and went quiet"
+    );
+    assert!(takeover < Duration::from_secs(20), "{takeover:?}");
+    eprintln!(
+        "account hand-over: clean stop -> first submission {:.2} s; crash -> first submission {:.2} s",
+        handover.as_secs_f64(),
+        takeover.as_secs_f64()
+    );
+    assert_eq!(emulator.job_count(), 3, "one remote job per MediaJob");
+    third.kill().await.unwrap();
+}
+
+/// Waits until a MediaJob's Ready condition has `reason`; returns it.
+async fn wait_for_reason(
+    jobs: &Api<MediaJob>,
+    name: &str,
+    reason: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = jobs.get(name).await.unwrap();
+        let ready = job
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"));
+        if let Some(ready) = ready.filter(|c| c.reason == reason) {
+            return ready;
+        }
+        assert!(Instant::now() < deadline, "{name}: no {reason}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the emulator holds `count` jobs; returns when it first saw them.
+async fn wait_for_jobs(emulator: &media_api_emulator::RunningEmulator, count: usize) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while emulator.job_count() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} remote jobs",
+            emulator.job_count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Instant::now()
 }
 
 /// A Media API account of its own: another emulator with another app key, on the same S3 store,
@@ -501,11 +718,45 @@ fn release(
     media_api: &str,
     media_api_secret: &str,
 ) -> tokio::process::Child {
+    release_as(
+        kubeconfig,
+        ReleaseAs {
+            namespace: "mediajob-system",
+            name: &format!("release-{team}"),
+            team,
+            extra: &[],
+        },
+        media_api,
+        media_api_secret,
+    )
+}
+
+/// Where a release is installed, its name (its Lease's), the MediaJobs it selects
+/// (`team=<team>`) and any further flags.
+struct ReleaseAs<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    team: &'a str,
+    extra: &'a [&'a str],
+}
+
+fn release_as(
+    kubeconfig: &std::path::Path,
+    release: ReleaseAs<'_>,
+    media_api: &str,
+    media_api_secret: &str,
+) -> tokio::process::Child {
+    let ReleaseAs {
+        namespace,
+        name,
+        team,
+        extra,
+    } = release;
     tokio::process::Command::new(env!("CARGO_BIN_EXE_mediajob-dev"))
         .args([
             "run",
             "--namespace",
-            "mediajob-system",
+            namespace,
             "--media-api-secret",
             media_api_secret,
             "--auth-url",
@@ -519,10 +770,11 @@ fn release(
             "--selector",
             &format!("team={team}"),
             "--lease-name",
-            &format!("release-{team}"),
+            name,
         ])
+        .args(extra)
         .env("KUBECONFIG", kubeconfig)
-        .env("POD_NAME", format!("release-{team}-0"))
+        .env("POD_NAME", format!("{name}-0"))
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)

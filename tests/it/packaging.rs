@@ -21,9 +21,17 @@ use serde_json::Value;
 use crate::support::api_calls;
 use api_calls::{Grant, Installation, expected_grants};
 
-const CRD: &str = "crds/mediajob.io_mediajobs.yaml";
-const CHART_CRD: &str = "charts/mediajob-operator/templates/crds/mediajob.io_mediajobs.yaml";
-const DEPLOY_CRD: &str = "deploy/crds/mediajob.io_mediajobs.yaml";
+use mediajob_operator::crd::CRD_FILES;
+
+fn crd_path(file: &str) -> String {
+    format!("crds/{file}")
+}
+fn chart_crd_path(file: &str) -> String {
+    format!("charts/mediajob-operator/templates/crds/{file}")
+}
+fn deploy_crd_path(file: &str) -> String {
+    format!("deploy/crds/{file}")
+}
 /// Read by the binary outside clap (tracing's filter and the log format).
 const LOGGING_ENV: [&str; 2] = ["RUST_LOG", "MEDIAJOB_LOG_FORMAT"];
 /// Flags the chart sets only when a value turns them on (the binary's default is right otherwise).
@@ -80,10 +88,20 @@ fn str_list(value: &Value) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // CRD copies
 
-/// The chart's CRD template is crds/ inside the `crds.install` guard, plus the keep annotation.
+/// Each of the chart's CRD templates is crds/ inside the `crds.install` guard, plus the keep
+/// annotation.
 #[test]
-fn chart_crd_template_is_the_generated_crd_kept_on_uninstall() {
-    let template = std::fs::read_to_string(CHART_CRD).unwrap();
+fn chart_crd_templates_are_the_generated_crds_kept_on_uninstall() {
+    for file in CRD_FILES {
+        chart_crd_template_is_the_generated_crd_kept_on_uninstall(
+            &crd_path(file),
+            &chart_crd_path(file),
+        );
+    }
+}
+
+fn chart_crd_template_is_the_generated_crd_kept_on_uninstall(crd: &str, chart_crd: &str) {
+    let template = std::fs::read_to_string(chart_crd).unwrap();
     let lines: Vec<&str> = template.lines().collect();
     assert_eq!(lines.first(), Some(&"{{- if .Values.crds.install }}"));
     assert_eq!(lines.last(), Some(&"{{- end }}"));
@@ -92,7 +110,7 @@ fn chart_crd_template_is_the_generated_crd_kept_on_uninstall() {
         body.iter().all(|l| !l.contains("{{")),
         "only the guard may be a template directive"
     );
-    let mut chart = single(parse_docs(&body.join("\n"), CHART_CRD), CHART_CRD);
+    let mut chart = single(parse_docs(&body.join("\n"), chart_crd), chart_crd);
     let annotations = chart["metadata"]
         .as_object_mut()
         .unwrap()
@@ -102,19 +120,22 @@ fn chart_crd_template_is_the_generated_crd_kept_on_uninstall() {
         Some(serde_json::json!({"helm.sh/resource-policy": "keep"})),
         "the chart's CRD must survive helm uninstall"
     );
-    let generated = single(read_docs(CRD), CRD);
+    let generated = single(read_docs(crd), crd);
     assert!(
         chart == generated,
-        "{CHART_CRD} differs from {CRD}: run deploy/render.sh"
+        "{chart_crd} differs from {crd}: run deploy/render.sh"
     );
 }
 
 #[test]
-fn deploy_crd_is_a_copy_of_the_generated_crd() {
-    assert!(
-        std::fs::read(DEPLOY_CRD).unwrap() == std::fs::read(CRD).unwrap(),
-        "{DEPLOY_CRD} differs from {CRD}: run deploy/render.sh"
-    );
+fn deploy_crds_are_copies_of_the_generated_crds() {
+    for file in CRD_FILES {
+        let (crd, deploy) = (crd_path(file), deploy_crd_path(file));
+        assert!(
+            std::fs::read(&deploy).unwrap() == std::fs::read(&crd).unwrap(),
+            "{deploy} differs from {crd}: run deploy/render.sh"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,13 +265,25 @@ fn every_rendered_chart_scenario_is_sound() {
                 "{what}: {selector}"
             );
         }
-        for crd in of_kind(&docs, "CustomResourceDefinition") {
+        let rendered = of_kind(&docs, "CustomResourceDefinition");
+        if !rendered.is_empty() {
+            assert_eq!(rendered.len(), CRD_FILES.len(), "{what}: every CRD or none");
+        }
+        for crd in rendered {
             let mut crd = crd.clone();
             crd["metadata"]
                 .as_object_mut()
                 .unwrap()
                 .remove("annotations");
-            assert!(crd == single(read_docs(CRD), CRD), "{what}: CRD differs");
+            let generated = CRD_FILES
+                .iter()
+                .map(|f| single(read_docs(crd_path(f)), f))
+                .find(|g| g["metadata"]["name"] == crd["metadata"]["name"]);
+            assert!(
+                Some(&crd) == generated.as_ref(),
+                "{what}: CRD {} differs",
+                crd["metadata"]["name"]
+            );
         }
     }
     assert!(namespaced > 0, "no scenario watches listed namespaces");

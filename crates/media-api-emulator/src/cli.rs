@@ -83,13 +83,17 @@ pub struct EmulatorArgs {
     /// Fraction of job-start POSTs that create the job but lose the answer (see --lost-answer-kind).
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     pub lost_answer_fraction: f64,
-    /// How a lost answer reaches the client: a 502, a 504, a 504 after --lost-answer-delay, or a
-    /// reset connection with no answer.
+    /// How a lost answer reaches the client: a 502, a 504, a 504 after --lost-answer-delay, a
+    /// reset connection with no answer, or `late`: a 504 at once, the job created
+    /// --late-start-delay later (stamped then).
     #[arg(long, value_enum, default_value = "504")]
     pub lost_answer_kind: LostAnswer,
     /// How long a lost answer of kind `timeout` is held before its 504.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub lost_answer_delay: Duration,
+    /// How long after its 504 a lost answer of kind `late` creates its job.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub late_start_delay: Duration,
     /// A new job shows in GET /media/jobs only once it is this old.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub listing_lag: Duration,
@@ -170,6 +174,7 @@ impl EmulatorArgs {
                 lost_answer_fraction: self.lost_answer_fraction,
                 lost_answer_kind: self.lost_answer_kind,
                 lost_answer_delay: self.lost_answer_delay,
+                late_start_delay: self.late_start_delay,
                 listing_lag: self.listing_lag,
                 young_job_404: self.young_job_404,
                 token_delay: self.token_delay,
@@ -296,6 +301,7 @@ mod tests {
             ("502", LostAnswer::BadGateway),
             ("504", LostAnswer::GatewayTimeout),
             ("timeout", LostAnswer::Timeout),
+            ("late", LostAnswer::Late),
         ] {
             let flag = format!("--lost-answer-kind={name}");
             assert_eq!(parse(&[flag.as_str()]).lost_answer_kind, kind);

@@ -58,6 +58,10 @@ pub enum LostAnswer {
     Timeout,
     /// The connection is reset without any HTTP answer.
     Reset,
+    /// A gateway answers 504 at once while the backend goes on: the job is created (and stamped
+    /// `time_submitted`) `late_start_delay` after the client saw the error.
+    #[value(name = "late")]
+    Late,
 }
 
 /// Knobs that shape timing and inject failures; all can change at run time.
@@ -87,6 +91,8 @@ pub struct Faults {
     pub lost_answer_kind: LostAnswer,
     /// How long a `LostAnswer::Timeout` answer is held before the late 504.
     pub lost_answer_delay: Duration,
+    /// How long after its 504 a `LostAnswer::Late` start creates its job.
+    pub late_start_delay: Duration,
     /// A job shows in `GET /media/jobs` only once it is at least this old.
     pub listing_lag: Duration,
     /// `GET /media/<op>?job_id=` answers 404, as for an unknown job, while the job is younger.
@@ -128,6 +134,7 @@ impl Faults {
             lost_answer_fraction: 0.0,
             lost_answer_kind: LostAnswer::GatewayTimeout,
             lost_answer_delay: Duration::from_secs(120),
+            late_start_delay: Duration::from_secs(5),
             listing_lag: Duration::ZERO,
             young_job_404: Duration::ZERO,
             token_delay: Duration::ZERO,

@@ -101,6 +101,8 @@ pub fn lost_form(kind: LostAnswer, delay: Duration) -> LostForm {
         LostAnswer::Timeout => (delay, StatusCode::GATEWAY_TIMEOUT, false),
         // The status is never sent: the connection is broken before the answer is written.
         LostAnswer::Reset => (Duration::ZERO, StatusCode::BAD_GATEWAY, true),
+        // The 504 goes at once; the start itself runs later (`start_late`).
+        LostAnswer::Late => (Duration::ZERO, StatusCode::GATEWAY_TIMEOUT, false),
     };
     LostForm {
         hold,
@@ -122,11 +124,29 @@ pub async fn inject(State(state): State<Arc<AppState>>, request: Request, next: 
         Some(Injected::ServerError(status)) => {
             Problem::server_error(status, request.uri().path()).into_response()
         }
+        Some(Injected::LoseAnswer(LostAnswer::Late)) => {
+            start_late(state, faults.late_start_delay, request, next)
+        }
         Some(Injected::LoseAnswer(lost)) => {
             let form = lost_form(lost, faults.lost_answer_delay);
             lose_answer(&state, form, request, next).await
         }
     }
+}
+
+/// Answers 504 at once, and runs the job start for real `delay` later, as a backend behind a
+/// gateway that gave up goes on: the job exists, stamped seconds after the client saw the error.
+fn start_late(state: Arc<AppState>, delay: Duration, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    tracing::info!(%path, delay_ms = delay.as_millis() as u64, "answered 504; the job starts later (injected)");
+    let late_path = path.clone();
+    tokio::spawn(async move {
+        state.hold(delay).await;
+        let answer = next.run(request).await;
+        let job_id = created_job_id(answer).await;
+        tracing::info!(path = %late_path, job_id = job_id.as_deref().unwrap_or("?"), "late job created (injected)");
+    });
+    Problem::gateway(StatusCode::GATEWAY_TIMEOUT, &path).into_response()
 }
 
 /// Runs the job start for real, then withholds its answer. Only a success is lost: a refused

@@ -15,7 +15,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator against the cluster in the current kubeconfig or service account.
     Run(Box<crate::config::OperatorArgs>),
-    /// Print the MediaJob CustomResourceDefinition as YAML.
+    /// Print the CustomResourceDefinitions (MediaJob, MediaApiAccountClaim) as YAML.
     Crd,
     /// Talk to the Media API directly: check credentials, list, show or cancel jobs.
     Api(Box<crate::media_api::cli::ApiArgs>),
@@ -26,7 +26,9 @@ impl Command {
         match self {
             Command::Run(args) => run(*args),
             Command::Crd => {
-                print!("{}", crate::crd::crd_yaml());
+                for yaml in crate::crd::crds_yaml() {
+                    print!("{yaml}");
+                }
                 std::process::ExitCode::SUCCESS
             }
             Command::Api(args) => crate::media_api::cli::run(*args),

@@ -105,6 +105,20 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_CLOCK_SKEW", default_value = "2s", value_parser = duration_arg)]
     pub clock_skew: Duration,
 
+    /// How long after a failed or missing answer to a job-creating request the Media API may
+    /// still create the job (a gateway that gave up while the backend went on). A submission
+    /// whose answer was lost is looked for this far past the answer, and holds its submission
+    /// lane that much longer, so the late job is found, never submitted twice or adopted by
+    /// another MediaJob.
+    #[arg(long, env = "MEDIAJOB_LATE_JOB_WINDOW", default_value = "60s", value_parser = duration_arg)]
+    pub late_job_window: Duration,
+
+    /// How long another release waits, after this release stopped renewing its claim on a Media
+    /// API account (a crash, a lost node), before it takes the account over. A clean stop
+    /// releases the claims at once. This release renews every third of it.
+    #[arg(long, env = "MEDIAJOB_ACCOUNT_CLAIM_DURATION", default_value = "30s", value_parser = claim_duration_arg)]
+    pub account_claim_duration: Duration,
+
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "MEDIAJOB_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: SocketAddr,
@@ -152,6 +166,15 @@ pub const DEFAULT_LEASE_NAME: &str = "mediajob-operator";
 
 fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text)
+}
+
+/// A claim lasts from 3 s (renewed every second) to an hour.
+fn claim_duration_arg(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if !(Duration::from_secs(3)..=Duration::from_secs(3600)).contains(&duration) {
+        return Err("must be between 3s and 1h".into());
+    }
+    Ok(duration)
 }
 
 /// A session lasts from 15 minutes (STS's shortest) to 7 days (the longest a URL can be signed for).

@@ -40,9 +40,12 @@ pub struct OperatorOptions {
     /// The name this release goes by: the controller named in its Events and the holder of its
     /// Media API account claims (the leader Lease's name under `run`).
     pub release: String,
-    /// Where the operator keeps its Leases (leader, Media API account claims); `None`
-    /// in-process, where one operator is all there is and accounts are not claimed.
+    /// The namespace the operator runs in: its leader Lease lives there, and its Media API
+    /// account claims (cluster-scoped) name it with the release. `None` in-process, where one
+    /// operator is all there is and accounts are not claimed.
     pub operator_namespace: Option<String>,
+    /// Another release takes over an account claim this release stopped renewing after this.
+    pub account_claim_duration: Duration,
     /// The operator's own AWS identity and the namespaces that may sign with it
     /// (`--ambient-aws-namespaces`); `None`: every MediaJob names a credentials Secret.
     pub ambient_aws: Option<AmbientAws>,
@@ -77,6 +80,8 @@ impl OperatorOptions {
                     skew: Duration::from_millis(250),
                     listing_lag: Duration::from_secs(1),
                     submit_timeout: Duration::from_secs(60),
+                    // The emulator stamps a job when it answers, unless told to be late.
+                    late_job: Duration::from_secs(1),
                     recheck: Duration::from_millis(500),
                 },
                 ..Settings::default()
@@ -90,6 +95,7 @@ impl OperatorOptions {
             selector: None,
             release: "mediajob-operator".into(),
             operator_namespace: None,
+            account_claim_duration: Duration::from_secs(30),
             ambient_aws: None,
         }
     }
@@ -114,6 +120,7 @@ impl OperatorOptions {
                     skew: args.clock_skew,
                     listing_lag: args.listing_lag,
                     submit_timeout: args.media_api_timeout,
+                    late_job: args.late_job_window,
                     ..SearchSettings::default()
                 },
                 assumed_session_lifetime: args.assumed_session_lifetime,
@@ -130,6 +137,7 @@ impl OperatorOptions {
             selector: args.selector.clone().filter(|s| !s.trim().is_empty()),
             release: args.lease_name.clone(),
             operator_namespace: Some(args.namespace.clone()),
+            account_claim_duration: args.account_claim_duration,
             // Set by `run` (the provider chain is built asynchronously).
             ambient_aws: None,
             callback: match &args.callback_url {
@@ -172,6 +180,7 @@ pub async fn start(
         &client,
         &options.scope,
         options.selector.as_deref(),
+        options.operator_namespace.is_some(),
         |what| readiness.waiting_for(what),
     )
     .await?;
@@ -204,6 +213,18 @@ pub async fn start(
             .map(|ctx| ctx.jobs_snapshot())
             .unwrap_or_default()
     });
+    // The release's account claims are renewed while it reconciles (see `account_claims.rs`).
+    let claims_upkeep = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let every = ctx.account_claims.settings().renew_every();
+            loop {
+                tokio::time::sleep(every).await;
+                ctx.account_claims.maintain().await;
+            }
+        })
+    };
+    let claims_ctx = ctx.clone();
     let wake = Arc::new(crate::reconciler::wakeups::Wakeups::default());
     let mut receiver = None;
     if let Some((listener, settings)) = listener {
@@ -241,6 +262,13 @@ pub async fn start(
     if let Some(receiver) = receiver {
         receiver.abort();
     }
+    claims_upkeep.abort();
+    // Nothing is submitted any more. Released only while this replica still leads: one that lost
+    // the leader Lease must not touch claims the new leader of its release is renewing.
+    if claims_ctx.deps.fence.may_write() {
+        claims_ctx.account_claims.release_all().await;
+    }
+    drop(claims_ctx);
     metrics.leader.set(0);
     metrics.stop_observing_jobs();
     result
@@ -305,6 +333,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), String> {
         &client,
         &options.scope,
         options.selector.as_deref(),
+        true,
         |what| readiness.waiting_for(what),
     )
     .await?;

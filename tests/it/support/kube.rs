@@ -40,6 +40,15 @@ impl TestCluster {
     }
 }
 
+/// The operator's CRDs: MediaJob and MediaApiAccountClaim.
+pub fn operator_crds() -> Vec<CustomResourceDefinition> {
+    use kube::CustomResourceExt;
+    vec![
+        mediajob_operator::crd::MediaJob::crd(),
+        mediajob_operator::crd::MediaApiAccountClaim::crd(),
+    ]
+}
+
 /// The one backend switch: a real cluster if `MEDIAJOB_E2E_KUBECONFIG` is set, else the double.
 /// `crds` are installed (real cluster: applied and waited for) before the namespace is made.
 pub async fn test_cluster(crds: Vec<CustomResourceDefinition>) -> TestCluster {

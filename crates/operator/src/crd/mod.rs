@@ -1,10 +1,13 @@
-//! The MediaJob custom resource, `mediajob.io/v1alpha1`: the contract users write against.
+//! The custom resources of `mediajob.io/v1alpha1`: MediaJob, the contract users write against,
+//! and MediaApiAccountClaim, the operator's own record of which release submits on an account.
+mod account_claim;
 mod defaults;
 mod schema;
 mod spec;
 mod status;
 
+pub use account_claim::*;
 pub use defaults::*;
-pub use schema::crd_yaml;
+pub use schema::{CRD_FILES, crd_yaml, crds_yaml};
 pub use spec::*;
 pub use status::*;

@@ -3,7 +3,7 @@
 use kube::CustomResourceExt;
 use schemars::{Schema, SchemaGenerator, json_schema};
 
-use super::MediaJob;
+use super::{MediaApiAccountClaim, MediaJob};
 
 /// An object whose fields we pass through untouched (Media API parameters, inline results).
 pub fn free_form_object(_: &mut SchemaGenerator) -> Schema {
@@ -37,9 +37,29 @@ pub fn conditions(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// The CRD as the YAML in `crds/`, which `mediajob-operator crd` prints.
-pub fn crd_yaml() -> String {
-    let crd = MediaJob::crd();
-    let yaml = serde_saphyr::to_string(&crd).expect("the CRD serializes to YAML");
+/// The files in `crds/`, each with the CRD it holds, in the order `mediajob-operator crd` prints them.
+pub const CRD_FILES: [&str; 2] = [
+    "mediajob.io_mediajobs.yaml",
+    "mediajob.io_mediaapiaccountclaims.yaml",
+];
+
+/// One CRD as the YAML in `crds/`.
+fn to_yaml(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
+    let yaml = serde_saphyr::to_string(crd).expect("the CRD serializes to YAML");
     format!("---\n{yaml}")
+}
+
+/// The MediaJob CRD as the YAML in `crds/mediajob.io_mediajobs.yaml`.
+pub fn crd_yaml() -> String {
+    to_yaml(&MediaJob::crd())
+}
+
+/// Every CRD, one YAML per file of [`CRD_FILES`]; `mediajob-operator crd` prints them in order.
+pub fn crds_yaml() -> [String; 2] {
+    [
+        to_yaml(&MediaJob::crd()),
+        to_yaml(&MediaApiAccountClaim::crd()),
+    ]
 }

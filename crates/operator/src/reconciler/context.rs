@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::runtime::reflector::Store;
 
-use super::account_claims::AccountClaims;
+use super::account_claims::{AccountClaims, ClaimSettings};
 use super::admission::Admission;
 use super::callback::{self, CallbackKey};
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
@@ -103,6 +103,12 @@ impl Context {
         };
         let stale_after = settings.timing.queued_recheck * 4;
         let lanes = Lanes::new(Timestamp::now(), settings.search.skew);
+        let claim_settings = ClaimSettings {
+            duration: options.account_claim_duration,
+            skew: settings.search.skew,
+            submit_timeout: settings.search.submit_timeout,
+            late_job: settings.search.late_job,
+        };
         Self {
             deps: Deps {
                 reporter,
@@ -121,6 +127,7 @@ impl Context {
                 client.clone(),
                 options.operator_namespace.as_deref(),
                 &options.release,
+                claim_settings,
             ),
             preflight_http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -586,13 +593,24 @@ impl Context {
         check
     }
 
+    /// Submits `prepared` on `account`. Right before the request goes out (after the token and
+    /// the rate limiter), it is checked once more that this replica leads, that this release
+    /// still holds the account's claim, and that the submission's deadline has not passed: what
+    /// is not sent then is known not to have created a job.
     pub async fn submit_remote(
         &self,
         client: &MediaApiClient,
         prepared: &PreparedRequest,
+        account: &str,
+        deadline: tokio::time::Instant,
     ) -> SubmitOutcome {
         let fence = &self.deps.fence;
-        let may_submit = move || fence.may_submit();
+        let claims = &self.account_claims;
+        let may_submit = move || {
+            fence.may_submit()
+                && tokio::time::Instant::now() < deadline
+                && claims.holds_now(account)
+        };
         let started = Instant::now();
         let result = client
             .submit_gated(&prepared.request, Some(&may_submit))

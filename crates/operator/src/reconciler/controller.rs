@@ -20,7 +20,8 @@ use super::reconcile::{error_policy, reconcile};
 use super::secret_index::SecretIndex;
 use super::wakeups::{Wakeup, Wakeups};
 use super::watched::WatchedMediaJob;
-use crate::crd::MediaJob;
+use crate::crd::{MediaApiAccountClaim, MediaJob};
+use kube::api::ListParams;
 
 /// Where to watch: every namespace, or a list.
 #[derive(Clone, Debug)]
@@ -29,15 +30,18 @@ pub enum Scope {
     Namespaces(Vec<String>),
 }
 
-/// Waits until the MediaJob CRD is served, instead of crash-looping while it is not installed.
+/// Waits until the MediaJob CRD is served (and, with `claims`, the MediaApiAccountClaim CRD),
+/// instead of crash-looping while it is not installed.
 /// An error when the API server refuses the label selector (`--selector`): waiting would not fix
 /// it.
 pub async fn wait_for_crd(
     client: &Client,
     scope: &Scope,
     selector: Option<&str>,
+    claims: bool,
     on_wait: impl Fn(&str),
 ) -> Result<(), String> {
+    let claims_api: Api<MediaApiAccountClaim> = Api::all(client.clone());
     let api: Api<MediaJob> = match scope {
         Scope::AllNamespaces => Api::all(client.clone()),
         Scope::Namespaces(list) => Api::namespaced(client.clone(), &list[0]),
@@ -49,7 +53,25 @@ pub async fn wait_for_crd(
     let mut logged = false;
     loop {
         match api.list(&params).await {
-            Ok(_) => return Ok(()),
+            Ok(_) if !claims => return Ok(()),
+            Ok(_) => match claims_api.list(&ListParams::default().limit(1)).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    on_wait(
+                        "the MediaApiAccountClaim CRD (mediaapiaccountclaims.mediajob.io) to be installed",
+                    );
+                    if !logged {
+                        warn!(
+                            "the MediaApiAccountClaim CRD is not installed; waiting for it (the chart and deploy/ install it with the MediaJob CRD)"
+                        );
+                        logged = true;
+                    }
+                }
+                Err(error) => {
+                    on_wait("the Kubernetes API");
+                    warn!(%error, "cannot list Media API account claims yet; retrying");
+                }
+            },
             Err(kube::Error::Api(e)) if e.code == 400 && selector.is_some() => {
                 return Err(format!(
                     "--selector is not a label selector the API server accepts: {}",

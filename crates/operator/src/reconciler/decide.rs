@@ -177,9 +177,11 @@ pub enum LaneObservation {
     Starting {
         until: Timestamp,
     },
-    /// Another operator release has claimed the job's Media API account.
+    /// Another operator release has claimed the job's Media API account; if it stops renewing
+    /// the claim, this release may take it over after `takeover_in`.
     ClaimedElsewhere {
         owner: String,
+        takeover_in: Option<Duration>,
     },
 }
 
@@ -822,10 +824,10 @@ pub fn decide_validated(
                 action: Action::None,
             };
         }
-        LaneObservation::ClaimedElsewhere { owner } => {
+        LaneObservation::ClaimedElsewhere { owner, takeover_in } => {
             let message = format!(
                 "the Media API account is claimed by operator release {owner}: two releases submitting on one account cannot guarantee exactly-once submission. Waiting until the claim is released, or the job uses another account (mediaApiCredentials) or is handled by release {owner} (labels); checked again every {}",
-                short_duration(timing.secret_recheck)
+                short_duration(timing.claim_recheck)
             );
             set_waiting(
                 &mut status,
@@ -835,10 +837,14 @@ pub fn decide_validated(
                 generation,
                 now,
             );
+            // Looked at again when the claim would have expired unrenewed, if that is sooner.
+            let recheck = takeover_in.map_or(timing.claim_recheck, |t| {
+                t.min(timing.claim_recheck).max(Duration::from_millis(100))
+            });
             return Decision {
                 status,
                 action: Action::None,
-                requeue_after: Some(timing.secret_recheck),
+                requeue_after: Some(recheck),
             };
         }
         LaneObservation::Busy { held_for, free_at } => {

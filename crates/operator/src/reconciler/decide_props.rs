@@ -242,6 +242,7 @@ impl Gen {
                 2 => LaneObservation::Starting { until: self.time() },
                 _ => LaneObservation::ClaimedElsewhere {
                     owner: "other-release".into(),
+                    takeover_in: self.maybe(|g| g.duration()),
                 },
             },
             account_changed: self.0.bool(),

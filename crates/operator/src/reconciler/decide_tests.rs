@@ -1794,6 +1794,7 @@ fn an_account_claimed_by_another_release_is_not_submitted_on_and_says_by_whom() 
     let observed = Observed {
         lane: LaneObservation::ClaimedElsewhere {
             owner: "team-a".into(),
+            takeover_in: None,
         },
         ..ready()
     };
@@ -2165,6 +2166,7 @@ fn every_wait() -> Vec<Wait> {
     let claimed = Observed {
         lane: LaneObservation::ClaimedElsewhere {
             owner: "team-a".into(),
+            takeover_in: None,
         },
         ..ready()
     };

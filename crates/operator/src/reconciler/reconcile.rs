@@ -579,7 +579,13 @@ async fn submit(
     // The lane: no other submission on this account and operation is unconfirmed (lanes.rs).
     let uid = job.uid().unwrap_or_default();
     let lane = lane_key(job, Some(&account));
-    let permit = ctx.lanes.lock().unwrap().acquire(&lane, &uid, now);
+    // The intent's time is taken here, after the Secret reads, the claim, STS, the preflight and
+    // the signing, right before its write: the whole submission (the write, the token, the rate
+    // limiter, a 401 refresh and resend) must end within the timeout after it, so a job it
+    // creates lies inside the window a search after a crash covers.
+    let intent_at = ctx.now();
+    let deadline = tokio::time::Instant::now() + ctx.settings.search.submit_timeout;
+    let permit = ctx.lanes.lock().unwrap().acquire(&lane, &uid, intent_at);
     let permit = match permit {
         Ok(permit) => permit,
         // Another pass took it between observe and now: wait for the hand-over.
@@ -593,11 +599,16 @@ async fn submit(
     // again. The write is conditional on the object we decided on, so a pass working from a stale
     // copy stops here.
     let lane_record = IntentLane {
-        account: Some(account),
+        account: Some(account.clone()),
         fence: permit.fence,
     };
-    let intent_record =
-        decide::intent_status(status, attempt, prepared.urls_expire_at, lane_record, now);
+    let intent_record = decide::intent_status(
+        status,
+        attempt,
+        prepared.urls_expire_at,
+        lane_record,
+        intent_at,
+    );
     let intent = match writer.write(old_status, &intent_record).await {
         Ok(intent) => {
             ctx.memory.clear_unsent(&uid);
@@ -615,32 +626,41 @@ async fn submit(
         Err(error) => {
             let until = decide::unconfirmed(&intent_record)
                 .map(|u| search::lane_free_at(&u, &ctx.settings.search));
-            ctx.lanes.lock().unwrap().hold(&lane, &uid, until, now);
+            ctx.lanes
+                .lock()
+                .unwrap()
+                .hold(&lane, &uid, until, intent_at);
             // Nothing was sent: the next pass drops the intent instead of searching for it.
             ctx.memory.set_unsent(&uid, attempt);
             return Err(error);
         }
     };
-    // The whole call (token, rate limiter, a 401 refresh and resend) ends within the timeout
-    // after the intent: a job it creates lies inside the window a search after a crash covers.
     let timeout = ctx.settings.search.submit_timeout;
-    let outcome = match tokio::time::timeout(timeout, ctx.submit_remote(&client, &prepared)).await {
+    // A pass cut off from here on (a shutdown) leaves a request that may still create a job:
+    // the account's claim is released only with that in its quiet time.
+    let sending = ctx.account_claims.sending(&account);
+    let sent = ctx.submit_remote(&client, &prepared, &account, deadline);
+    let outcome = match tokio::time::timeout_at(deadline, sent).await {
         Ok(outcome) => outcome,
         Err(_) => SubmitOutcome::Unknown {
             message: format!("no answer within {}s of the intent", timeout.as_secs()),
         },
     };
+    sending.answered(matches!(outcome, SubmitOutcome::Unknown { .. }));
     ctx.deps.metrics.submission(&outcome);
     if let SubmitOutcome::Accepted { job_id } = &outcome {
         // Claimed before anything else can fail: no other MediaJob may ever adopt it.
-        ctx.lanes.lock().unwrap().accepted(&lane, &uid, job_id, now);
+        ctx.lanes
+            .lock()
+            .unwrap()
+            .accepted(&lane, &uid, job_id, intent_at);
         ctx.memory.set_submitted(&uid, attempt, job_id);
     }
     // An unknown outcome keeps the time it came back (rounded up): the search window ends there.
     let answered = if matches!(outcome, SubmitOutcome::Unknown { .. }) {
         ctx.now_rounded_up()
     } else {
-        now
+        intent_at
     };
     let next = decide::after_submit(job, valid, &intent, outcome, &ctx.settings, answered);
     writer.write(&intent, &next).await
@@ -774,7 +794,7 @@ async fn observe(
     {
         ctx.memory.clear_submitted(&uid);
     }
-    let (credentials, s3) = if plan.credentials {
+    let (mut credentials, s3) = if plan.credentials {
         ctx.credentials_state(job, namespace, now).await
     } else {
         (CredentialsState::READY, None)
@@ -824,7 +844,12 @@ async fn observe(
     let key = (namespace.to_string(), job.name_any());
     // The lane matters only to a job about to submit.
     let lane = if plan.lane {
-        observe_lane(job, ctx, namespace, &uid, now).await
+        observe_lane(job, ctx, namespace, &uid, now)
+            .await
+            .unwrap_or_else(|refused| {
+                credentials = refused;
+                LaneObservation::Free
+            })
     } else {
         LaneObservation::Free
     };
@@ -890,36 +915,55 @@ async fn observe(
 }
 
 /// Whether the job's lane is free for it; a job that must wait is queued for the hand-over.
+/// `Err` when the Media API refuses the job's app key: nobody claims an account for a key that
+/// does not work, and the job says why.
 async fn observe_lane(
     job: &MediaJob,
     ctx: &Context,
     namespace: &str,
     uid: &str,
     now: Timestamp,
-) -> LaneObservation {
+) -> Result<LaneObservation, CredentialsState> {
     let Ok(account) = ctx.media_client(job, namespace).await else {
         // Without an account nothing is submitted; the credentials say why.
-        return LaneObservation::Free;
+        return Ok(LaneObservation::Free);
     };
+    if !ctx.account_claims.holds_now(&account.account)
+        && let Err(error) = account.client.token_info().await
+        && error.class() == ErrorClass::CredentialsRefused
+    {
+        return Err(CredentialsState::Invalid {
+            message: format!("the Media API refused the app key: {error}"),
+        });
+    }
     match ctx.account_claims.check(&account.account).await {
-        Claim::Ours => {}
-        Claim::Theirs { owner } => return LaneObservation::ClaimedElsewhere { owner },
+        Claim::Ours { submit_from } if now < submit_from => {
+            debug!(job = %job.name_any(), %submit_from, "the account was taken over; submitting once no job of its last holder can appear");
+            return Ok(LaneObservation::Starting { until: submit_from });
+        }
+        Claim::Ours { .. } => {}
+        Claim::Theirs { owner, takeover_in } => {
+            return Ok(LaneObservation::ClaimedElsewhere {
+                owner,
+                takeover_in: Some(takeover_in),
+            });
+        }
         Claim::Unknown { message } => {
             warn!(job = %job.name_any(), %message, "not submitting until the account claim can be checked");
-            return LaneObservation::Starting {
+            return Ok(LaneObservation::Starting {
                 until: now + jiff::SignedDuration::from_secs(5),
-            };
+            });
         }
     }
     if !ctx.try_seed_lanes() {
         // Every store must be complete before any lane is handed out (see lanes.rs).
-        return LaneObservation::Starting {
+        return Ok(LaneObservation::Starting {
             until: now + jiff::SignedDuration::from_secs(1),
-        };
+        });
     }
     let lane = lane_key(job, Some(&account.account));
     let check = ctx.lanes.lock().unwrap().check(&lane, uid, now);
-    match check {
+    Ok(match check {
         Ok(()) => LaneObservation::Free,
         Err(LaneWait::Starting { until }) => LaneObservation::Starting { until },
         Err(LaneWait::Held {
@@ -934,7 +978,7 @@ async fn observe_lane(
                 free_at: until,
             }
         }
-    }
+    })
 }
 
 /// A status observation in a few words for an error message.

@@ -35,6 +35,11 @@ pub struct SearchSettings {
     /// The client's timeout for a submission: a job created by a request that died with the
     /// process was created no later than this after the intent.
     pub submit_timeout: Duration,
+    /// How long after a failed or missing answer the job may still be created and stamped: a
+    /// gateway that answers 504 (or a client that times out) while the backend goes on, and
+    /// stamps `time_submitted` when it gets to the job. The search window reaches this far past
+    /// the answer, and the lost submission holds its lane that much longer.
+    pub late_job: Duration,
     /// Between two searches that must agree.
     pub recheck: Duration,
 }
@@ -45,6 +50,7 @@ impl Default for SearchSettings {
             skew: Duration::from_secs(2),
             listing_lag: Duration::from_secs(30),
             submit_timeout: Duration::from_secs(60),
+            late_job: Duration::from_secs(60),
             recheck: Duration::from_secs(5),
         }
     }
@@ -64,9 +70,10 @@ pub fn window(u: &Unconfirmed, settings: &SearchSettings) -> (Timestamp, Timesta
     let answered_by = u
         .outcome_time
         .unwrap_or_else(|| add(u.intent_time, settings.submit_timeout));
-    // Whole-second intent times: the send may be up to a second after the recorded second.
+    // The backend may stamp the job after the client saw its error (or gave up on it); and with
+    // whole-second intent times the send may be up to a second after the recorded second.
     let to = add(
-        answered_by,
+        add(answered_by, settings.late_job),
         settings.skew.saturating_add(Duration::from_secs(1)),
     );
     (from, to)
@@ -227,6 +234,7 @@ mod tests {
             skew: Duration::from_secs(2),
             listing_lag: Duration::from_secs(3),
             submit_timeout: Duration::from_secs(60),
+            late_job: Duration::ZERO,
             recheck: Duration::from_secs(2),
         }
     }
@@ -257,6 +265,41 @@ mod tests {
             ..lost(100, 0)
         };
         assert_eq!(window(&crashed, &settings()), (t(98), t(163)));
+    }
+
+    #[test]
+    fn a_job_stamped_after_the_client_saw_its_error_is_inside_the_window_and_the_lane_waits() {
+        // A gateway answered 504 at 101; the backend stamped the job at 130.
+        let late = SearchSettings {
+            late_job: Duration::from_secs(30),
+            ..settings()
+        };
+        assert_eq!(window(&lost(100, 101), &late), (t(98), t(134)));
+        let verdict = judge(
+            &lost(100, 101),
+            ENHANCE,
+            &[job("stamped-late", ENHANCE, 130)],
+            |_| false,
+            0,
+            t(140),
+            &late,
+        );
+        assert_eq!(
+            verdict,
+            Verdict::Adopt {
+                job_id: "stamped-late".into()
+            }
+        );
+        // Absence is concluded only once the latest stamp is past, plus the listing lag.
+        assert_eq!(settled_at(&lost(100, 101), &late), t(137));
+        // No later submission of the lane can land in that window.
+        assert_eq!(lane_free_at(&lost(100, 101), &late), t(137));
+        // A crash with no answer: the late stamp counts from the end of the timeout.
+        let crashed = Unconfirmed {
+            outcome_time: None,
+            ..lost(100, 0)
+        };
+        assert_eq!(window(&crashed, &late).1, t(193));
     }
 
     #[test]
@@ -395,6 +438,7 @@ mod tests {
             skew: Duration::MAX,
             listing_lag: Duration::MAX,
             submit_timeout: Duration::MAX,
+            late_job: Duration::MAX,
             recheck: Duration::MAX,
         };
         let _ = judge(

@@ -665,6 +665,7 @@ fn settings() -> Settings {
             skew: Duration::from_secs(1),
             listing_lag: Duration::from_secs(3),
             submit_timeout: Duration::from_secs(10),
+            late_job: Duration::from_secs(4),
             recheck: Duration::from_secs(1),
         },
         ..Settings::default()

@@ -35,6 +35,9 @@ pub struct Timing {
     pub ambiguous_recheck: Duration,
     /// A search that stays ambiguous this long after the intent fails the MediaJob.
     pub ambiguous_limit: Duration,
+    /// How often a job whose Media API account another release claims looks again: a claim
+    /// changes hands within seconds of a clean stop, or a claim duration after a crash.
+    pub claim_recheck: Duration,
 }
 
 impl Default for Timing {
@@ -55,6 +58,7 @@ impl Default for Timing {
             submit_retry: Duration::from_secs(5),
             ambiguous_recheck: Duration::from_secs(60),
             ambiguous_limit: Duration::from_secs(600),
+            claim_recheck: Duration::from_secs(10),
         }
     }
 }
