@@ -53,6 +53,10 @@ struct Env {
     ambient: Option<AmbientAws>,
     /// `--late-job-window`: how long after a failed answer a job may still be stamped.
     late_job: Option<Duration>,
+    /// `--media-api-timeout`: how long a submission may take, from its intent.
+    submit_timeout: Option<Duration>,
+    /// Claim the Media API account as a release in the test namespace would (off in-process).
+    claims: bool,
     raw: String,
     out: String,
 }
@@ -103,6 +107,8 @@ impl Env {
             poll_min: Duration::from_millis(100),
             ambient: None,
             late_job: None,
+            submit_timeout: None,
+            claims: false,
             raw,
             out,
         };
@@ -148,6 +154,9 @@ impl Env {
                 max_url_refreshes: 5,
                 search: SearchSettings {
                     late_job: self.late_job.unwrap_or(defaults.settings.search.late_job),
+                    submit_timeout: self
+                        .submit_timeout
+                        .unwrap_or(defaults.settings.search.submit_timeout),
                     ..defaults.settings.search
                 },
                 ..defaults.settings.clone()
@@ -160,6 +169,7 @@ impl Env {
                 key: Some(callback_key()),
             }),
             ambient_aws: self.ambient.clone(),
+            operator_namespace: self.claims.then(|| self.cluster.namespace.clone()),
             ..defaults
         }
     }
@@ -1755,5 +1765,63 @@ async fn jobs_the_media_api_stamps_seconds_after_its_504_are_found_never_submitt
     // A resubmission would show as a third job once its own late start lands.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(env.emulator.job_count(), 2, "no duplicate remote job");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_job_created_by_a_slow_pass_cut_off_by_a_crash_lies_inside_its_window() {
+    // Between the start of the pass and its intent write, the preflight HEAD of the input takes
+    // 3.5 s; the intent write itself takes 1.5 s (every answer of the API server does). The
+    // emulator creates the job and holds its answer; the operator is killed meanwhile.
+    let faults = Faults {
+        lost_answer_fraction: 1.0,
+        lost_answer_kind: LostAnswer::Timeout,
+        ..Faults::none()
+    };
+    let mut env = Env::start_with(faults, 100).await;
+    let Some(api_faults) = env.cluster.faults() else {
+        // Needs the double's delay; a real cluster's speed is what it is.
+        env.cleanup().await;
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let slow_head = || async {
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        SAMPLE.to_vec()
+    };
+    let app = axum::Router::new().route(
+        "/public/a.wav",
+        axum::routing::on(axum::routing::MethodFilter::HEAD, slow_head)
+            .get(|| async { SAMPLE.to_vec() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    env.submit_timeout = Some(Duration::from_secs(3));
+    api_faults.set_delay(Duration::from_millis(1500));
+    env.start_operator();
+    env.create(json!({
+        "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+        "metadata": {"name": "slow"},
+        "spec": {"operation": "diagnose", "access": "public", "input": {"url": format!("http://{addr}/public/a.wav")}},
+    }))
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.emulator.job_count() == 0 {
+        assert!(Instant::now() < deadline, "no submission");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // kill -9 while the request is in flight; the next operator searches the intent's window.
+    env.kill_operator();
+    api_faults.set_delay(Duration::ZERO);
+    env.emulator.set_faults(Faults::none());
+    env.start_operator();
+    let job = env.wait_for_phase("slow", Phase::Succeeded, T).await;
+    assert_eq!(job.status.unwrap().attempts, Some(1));
+    assert_eq!(
+        env.emulator.job_count(),
+        1,
+        "the job was found in its intent's window, not submitted again"
+    );
     env.cleanup().await;
 }
