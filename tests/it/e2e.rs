@@ -1825,3 +1825,93 @@ async fn a_job_created_by_a_slow_pass_cut_off_by_a_crash_lies_inside_its_window(
     );
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_asynchronous_cancel_is_waited_for_before_a_refresh_resubmits() {
+    // The first job stalls; its URLs are due for a refresh 3 s after submission. The Media API
+    // accepts the refresh's cancel at once but stops the job only 2 s later.
+    let mut env = Env::start_with(
+        Faults {
+            stall_fraction: 1.0,
+            cancel_lag: Duration::from_secs(2),
+            ..Faults::none()
+        },
+        100,
+    )
+    .await;
+    env.start_operator();
+    let mut manifest = env.enhance("refresh");
+    manifest["spec"]["urls"] = json!({"ttl": "5m", "refreshBefore": "4m57s"});
+    env.create(manifest).await.unwrap();
+    env.wait_for_phase("refresh", Phase::Running, T).await;
+    // Later jobs run normally; the cancel stays asynchronous.
+    env.emulator.set_faults(Faults {
+        cancel_lag: Duration::from_secs(2),
+        ..Faults::none()
+    });
+    let job = env.wait_for_phase("refresh", Phase::Succeeded, T).await;
+    let status = job.status.unwrap();
+    assert!(status.url_refreshes.unwrap_or(0) >= 1, "{status:?}");
+    let jobs = env.emulator.jobs();
+    assert!(jobs.len() >= 2, "{jobs:?}");
+    // Attempt N+1 was sent only once attempt N had ended: never two writing one output.
+    for pair in jobs.windows(2) {
+        let (earlier, later) = (&pair[0].1, &pair[1].1);
+        let ended = earlier.finished_at.expect("the earlier attempt ended");
+        assert!(
+            ended <= later.submitted_at,
+            "attempt submitted at {} while the one before ran until {ended}",
+            later.submitted_at
+        );
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_cancel_answered_200_for_a_job_that_had_succeeded_keeps_the_success() {
+    // The Media API answers 200 to a cancel of a job that already ended. The job succeeds
+    // before the operator's first poll (3 s); the user suspends the MediaJob meanwhile.
+    let mut env = Env::start_with(
+        Faults {
+            cancel_finished_ok: true,
+            ..Faults::none()
+        },
+        100,
+    )
+    .await;
+    env.poll_min = Duration::from_secs(3);
+    env.start_operator();
+    env.create(env.enhance("done")).await.unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        let finished = env
+            .emulator
+            .jobs()
+            .first()
+            .is_some_and(|(_, j)| j.finished_at.is_some());
+        if finished {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the remote job did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let running = env.jobs().get("done").await.unwrap();
+    assert_ne!(
+        phase_of(&running),
+        Some(Phase::Succeeded),
+        "polled too early"
+    );
+    let patch = json!({"spec": {"suspend": true}});
+    env.jobs()
+        .patch("done", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let job = env.wait_for_phase("done", Phase::Succeeded, T).await;
+    assert_eq!(job.status.unwrap().attempts, Some(1));
+    assert_eq!(
+        env.emulator.job_count(),
+        1,
+        "the success was kept, not run again"
+    );
+    env.cleanup().await;
+}

@@ -200,6 +200,25 @@ pub async fn cancel(
         Ok(id) => id,
         Err(p) => return p.into_response(),
     };
+    let faults = state.faults();
+    if !faults.cancel_lag.is_zero() || faults.cancel_finished_ok {
+        let status = state.jobs.with(id, |j| j.phase.status());
+        match status {
+            // Asynchronous: accepted now, done later (if the job has not ended by then).
+            Some(status) if !status.is_terminal() && !faults.cancel_lag.is_zero() => {
+                let later = state.clone();
+                tokio::spawn(async move {
+                    later.hold(faults.cancel_lag).await;
+                    cancel_now(&later, id);
+                });
+                return axum::Json(json!({})).into_response();
+            }
+            Some(status) if status.is_terminal() && faults.cancel_finished_ok => {
+                return axum::Json(json!({})).into_response();
+            }
+            _ => {}
+        }
+    }
     match state.jobs.cancel(id) {
         CancelOutcome::Cancelled => {
             let now = Instant::now();
@@ -217,6 +236,19 @@ pub async fn cancel(
         }
         CancelOutcome::Unknown => {
             Problem::not_found(PATH, format!("no job with job_id {id}")).into_response()
+        }
+    }
+}
+
+/// Cancels `id` (if it has not ended) and notifies, as a cancel answered 200 does.
+fn cancel_now(state: &Arc<AppState>, id: Uuid) {
+    if state.jobs.cancel(id) == CancelOutcome::Cancelled {
+        let now = Instant::now();
+        let notice = state
+            .jobs
+            .with(id, |j| (j.request.clone(), j.status_body(now)));
+        if let Some((request, status_body)) = notice {
+            notify(state, id, &request, &status_body);
         }
     }
 }

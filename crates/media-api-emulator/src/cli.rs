@@ -106,6 +106,12 @@ pub struct EmulatorArgs {
     /// Never send on_complete callbacks or webhook calls.
     #[arg(long)]
     pub drop_callbacks: bool,
+    /// Cancels are answered 200 at once and take effect this much later (an asynchronous cancel).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub cancel_lag: Duration,
+    /// A cancel of a job that already ended is answered 200 instead of 400.
+    #[arg(long)]
+    pub cancel_finished_ok: bool,
     /// Fraction of jobs that end Failed (1 = always).
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     pub fail_fraction: f64,
@@ -179,6 +185,8 @@ impl EmulatorArgs {
                 young_job_404: self.young_job_404,
                 token_delay: self.token_delay,
                 drop_callbacks: self.drop_callbacks,
+                cancel_lag: self.cancel_lag,
+                cancel_finished_ok: self.cancel_finished_ok,
                 fail_fraction: self.fail_fraction,
                 internal_error_fraction: self.internal_error_fraction,
                 stall_fraction: self.stall_fraction,

@@ -101,6 +101,11 @@ pub struct Faults {
     pub token_delay: Duration,
     /// Never send `on_complete` callbacks or webhook calls.
     pub drop_callbacks: bool,
+    /// A cancel is answered 200 at once but takes effect this much later (the job runs on, and
+    /// may still end on its own meanwhile), as an asynchronous cancel does.
+    pub cancel_lag: Duration,
+    /// A cancel of a job that already ended is answered 200 (and changes nothing) instead of 400.
+    pub cancel_finished_ok: bool,
     /// Fraction of jobs that end `Failed` (after reading their input, before writing output).
     pub fail_fraction: f64,
     /// Fraction of jobs that end `InternalError`.
@@ -139,6 +144,8 @@ impl Faults {
             young_job_404: Duration::ZERO,
             token_delay: Duration::ZERO,
             drop_callbacks: false,
+            cancel_lag: Duration::ZERO,
+            cancel_finished_ok: false,
             fail_fraction: 0.0,
             internal_error_fraction: 0.0,
             stall_fraction: 0.0,

@@ -283,6 +283,11 @@ impl JobStore {
         self.lock().jobs.len()
     }
 
+    /// Every job id, in submission order.
+    pub fn ids(&self) -> Vec<Uuid> {
+        self.lock().order.values().copied().collect()
+    }
+
     /// Runs `f` on the job under the lock.
     pub fn with<R>(&self, id: Uuid, f: impl FnOnce(&mut Job) -> R) -> Option<R> {
         self.lock().jobs.get_mut(&id).map(f)

@@ -92,6 +92,8 @@ pub struct JobView {
     /// Where the job writes its (first) output, without any query string: lets a test check
     /// which client's job this is.
     pub output: Option<String>,
+    /// When the job was created (its `time_submitted`), by the emulator's clock.
+    pub submitted_at: jiff::Timestamp,
     /// When the job finished (any end), by the emulator's clock.
     pub finished_at: Option<jiff::Timestamp>,
 }
@@ -216,8 +218,19 @@ impl RunningEmulator {
             status: job.phase.status(),
             progress: progress(&job.phase, Instant::now()),
             output: first_output(&job.request),
+            submitted_at: job.submitted,
             finished_at: job.completed,
         })
+    }
+
+    /// Every job, in submission order, with its id.
+    pub fn jobs(&self) -> Vec<(String, JobView)> {
+        self.state
+            .jobs
+            .ids()
+            .into_iter()
+            .filter_map(|id| Some((id.to_string(), self.job(&id.to_string())?)))
+            .collect()
     }
 
     /// Stops accepting requests, waits for in-flight ones, and stops driving jobs.

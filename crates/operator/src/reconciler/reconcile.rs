@@ -447,9 +447,10 @@ enum Cancelled {
     Then(Box<Decision>),
 }
 
-/// Cancels `job_id` for `purpose`; `decided` is what to write once it is cancelled. A cancel
-/// refused because the job already finished is checked once more: a success is kept, never
-/// thrown away for a refresh or a suspend.
+/// Cancels `job_id` for `purpose`; `decided` is what to write once it is cancelled. Except for a
+/// deletion's accepted cancel, the job's status is read once more after the cancel: a success is
+/// kept, never thrown away for a refresh or a suspend, and a job still running is not taken for
+/// stopped. (URL refreshes are counted when their status is written: `Metrics::status_written`.)
 #[allow(clippy::too_many_arguments)]
 async fn cancel(
     ctx: &Context,
@@ -484,11 +485,13 @@ async fn cancel(
             error,
         }),
         (CancelOutcome::Cancelled, CancelPurpose::Deletion) => Ok(Cancelled::Deleted),
-        // URL refreshes are counted when their status is written (`Metrics::status_written`).
-        (CancelOutcome::Cancelled, _) => Ok(Cancelled::Then(Box::new(decided))),
-        // Refused (400/404): finished already, or not visible yet. Only a terminal status read
-        // now says which; a success is kept, never run again.
-        (CancelOutcome::AlreadyFinished, purpose) => {
+        // Accepted (2xx) or refused (400/404: finished already, or not visible yet). Either way
+        // only a terminal status read now says the job stopped: a 2xx may be asynchronous (the
+        // job runs on and writes its output meanwhile), or answer for a job that had already
+        // succeeded. A success is kept, never run again; anything still running is cancelled
+        // again on the next pass before anything else happens.
+        (outcome, purpose) => {
+            let accepted = matches!(outcome, CancelOutcome::Cancelled);
             let remote = ctx
                 .remote_status(&account.client, job.spec.operation, job_id)
                 .await;
@@ -520,10 +523,17 @@ async fn cancel(
                     doing: "cancelling a job",
                     error: MediaApiError::new(
                         ErrorClass::Transient,
-                        format!(
-                            "the Media API refused to cancel job {job_id} but does not report it finished ({}); trying again",
-                            describe_observation(&other)
-                        ),
+                        if accepted {
+                            format!(
+                                "the Media API accepted the cancel of job {job_id} but does not report it ended yet ({}); looking again",
+                                describe_observation(&other)
+                            )
+                        } else {
+                            format!(
+                                "the Media API refused to cancel job {job_id} but does not report it finished ({}); trying again",
+                                describe_observation(&other)
+                            )
+                        },
                     ),
                 }),
             }
