@@ -57,6 +57,10 @@ struct Env {
     submit_timeout: Option<Duration>,
     /// Claim the Media API account as a release in the test namespace would (off in-process).
     claims: bool,
+    /// `--selector`: only MediaJobs with these labels.
+    selector: Option<String>,
+    /// How often a queued job, or the lane sweeper, looks again (200 ms unless set).
+    queued_recheck: Option<Duration>,
     raw: String,
     out: String,
 }
@@ -109,6 +113,8 @@ impl Env {
             late_job: None,
             submit_timeout: None,
             claims: false,
+            selector: None,
+            queued_recheck: None,
             raw,
             out,
         };
@@ -130,7 +136,7 @@ impl Env {
             poll_max: self.poll_min.max(Duration::from_millis(500)),
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
-            queued_recheck: Duration::from_millis(200),
+            queued_recheck: self.queued_recheck.unwrap_or(Duration::from_millis(200)),
             secret_recheck: Duration::from_secs(2),
             cancel_on_delete_timeout: Duration::from_secs(10),
             ..Timing::default()
@@ -170,6 +176,7 @@ impl Env {
             }),
             ambient_aws: self.ambient.clone(),
             operator_namespace: self.claims.then(|| self.cluster.namespace.clone()),
+            selector: self.selector.clone(),
             ..defaults
         }
     }
@@ -1913,5 +1920,123 @@ async fn a_cancel_answered_200_for_a_job_that_had_succeeded_keeps_the_success() 
         1,
         "the success was kept, not run again"
     );
+    env.cleanup().await;
+}
+
+/// Waits until the emulator holds `count` jobs.
+async fn wait_for_remote_jobs(env: &Env, count: usize) {
+    let deadline = Instant::now() + T;
+    while env.emulator.job_count() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} remote jobs",
+            env.emulator.job_count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_lane_whose_holder_left_the_selector_mid_submission_is_handed_on() {
+    // The holder's POST creates its job, and the answer is held past the client's timeout (3 s).
+    let faults = Faults {
+        lost_answer_fraction: 1.0,
+        lost_answer_kind: LostAnswer::Timeout,
+        ..Faults::none()
+    };
+    let mut env = Env::start_with(faults, 100).await;
+    env.selector = Some("team=a".into());
+    env.submit_timeout = Some(Duration::from_secs(3));
+    env.start_operator();
+    let labelled = |name: &str| {
+        let mut manifest = env.enhance(name);
+        manifest["metadata"]["labels"] = json!({"team": "a"});
+        manifest
+    };
+    env.create(labelled("holder")).await.unwrap();
+    wait_for_remote_jobs(&env, 1).await;
+    // Relabelled during its POST: it leaves this release's store, and its status write after
+    // the answer is refused. Nobody is left to release the lane it holds.
+    let patch = json!({"metadata": {"labels": {"team": "b"}}});
+    env.jobs()
+        .patch("holder", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    env.emulator.set_faults(Faults::none());
+    env.create(labelled("next")).await.unwrap();
+    let started = Instant::now();
+    env.wait_for_phase("next", Phase::Succeeded, T).await;
+    eprintln!(
+        "the lane of a holder gone from the store was handed on after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn deleting_queued_jobs_does_not_stall_the_ones_behind_them() {
+    // The holder's submission waits 10 s for its token, its lane held all along (its request
+    // is in flight, so the jobs behind it wait for the hand-over, in line, with no timer).
+    let mut env = Env::start_with(
+        Faults {
+            token_delay: Duration::from_secs(10),
+            ..Faults::none()
+        },
+        100,
+    )
+    .await;
+    // The sweeper's pace in production: it hands a free lane on every 3 s.
+    env.queued_recheck = Some(Duration::from_secs(3));
+    env.start_operator();
+    env.create(env.enhance("holder")).await.unwrap();
+    env.wait_for("holder", T, |j| {
+        j.status.as_ref().is_some_and(|s| s.submission.is_some())
+    })
+    .await;
+    env.emulator.set_faults(Faults::none());
+    let names: Vec<String> = (0..30).map(|i| format!("w-{i:02}")).collect();
+    for name in &names {
+        env.create(env.enhance(name)).await.unwrap();
+    }
+    // Every one has had its first passes (its finalizer is on) and waits in line for the lane.
+    for name in &names {
+        env.wait_for(name, T, |j| {
+            j.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| !f.is_empty())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        env.emulator.job_count(),
+        0,
+        "they wait for the holder's lane"
+    );
+    // The first twenty in line are deleted.
+    for name in &names[..20] {
+        env.jobs()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let deleted = Instant::now();
+    for name in &names[20..] {
+        env.wait_for_phase(name, Phase::Succeeded, T).await;
+    }
+    // The lane frees when the holder's token comes; twenty dead waiters woken one per 3 s
+    // sweep would add a minute.
+    let all_done = deleted.elapsed();
+    assert!(
+        all_done < Duration::from_secs(20),
+        "the jobs behind the deleted ones waited {all_done:?}"
+    );
+    eprintln!(
+        "the ten live waiters all succeeded {:.1} s after the twenty before them were deleted",
+        all_done.as_secs_f64()
+    );
+    env.wait_for_phase("holder", Phase::Succeeded, T).await;
+    assert_eq!(env.emulator.job_count(), 11, "one remote job each");
     env.cleanup().await;
 }

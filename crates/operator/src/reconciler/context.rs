@@ -215,6 +215,56 @@ impl Context {
         free.iter().filter(|key| self.wake_next(key)).count()
     }
 
+    /// Lanes held by MediaJobs that left without releasing them (deleted after their finalizer
+    /// was removed by hand, relabelled out of the selector, or their last write refused because
+    /// of that) are held only until the window of their submission has closed, then handed on.
+    /// Looks only at lanes held for a while, and only once every store is complete. Returns how
+    /// many lanes were freed.
+    pub fn prune_lanes(&self) -> usize {
+        const HELD_FOR: Duration = Duration::from_secs(10);
+        let now = Timestamp::now();
+        let suspects = self.lanes.lock().unwrap().long_holders(HELD_FOR, now);
+        if suspects.is_empty() {
+            return 0;
+        }
+        let Some(stores) = self.complete_stores() else {
+            return 0;
+        };
+        let present: HashSet<String> = stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter_map(|job| job.metadata.uid.clone())
+            .filter(|uid| suspects.contains(uid))
+            .collect();
+        let search = self.settings.search;
+        let freed = self.lanes.lock().unwrap().prune(
+            |uid| suspects.iter().any(|s| s == uid) && !present.contains(uid),
+            |since| {
+                let crashed = Unconfirmed {
+                    intent_time: since,
+                    outcome_time: None,
+                    fence: None,
+                };
+                search::lane_free_at(&crashed, &search)
+            },
+            now,
+        );
+        for key in &freed {
+            tracing::warn!(operation = ?key.operation, "handed on a submission lane whose MediaJob is gone (deleted without the operator's finalizer, or no longer selected)");
+            self.wake_next(key);
+        }
+        freed.len()
+    }
+
+    /// `job` is gone (deleted): it waits for no lane any more.
+    pub fn stop_waiting_for_lanes(&self, job: &Wakeup) {
+        let mut waiters = self.lane_waiters.lock().unwrap();
+        waiters.retain(|_, queue| {
+            queue.remove(job);
+            !queue.is_empty()
+        });
+    }
+
     /// `job` took the lane: it is no longer one to wake.
     pub fn stop_waiting_for_lane(&self, key: &LaneKey, job: &Wakeup) {
         let mut waiters = self.lane_waiters.lock().unwrap();
@@ -253,9 +303,29 @@ impl Context {
         let Some(waker) = self.waker.lock().unwrap().clone() else {
             return false;
         };
+        // A waiter that is gone from the store (deleted, relabelled) or being deleted would take
+        // the wake-up and never the lane: skip it, or the live ones behind it wait for the sweeper.
+        let stores = self.complete_stores();
+        let gone = |(namespace, name): &Wakeup| {
+            stores.as_ref().is_some_and(|stores| {
+                let reference = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
+                stores.iter().all(|s| {
+                    s.get(&reference)
+                        .is_none_or(|job| job.metadata.deletion_timestamp.is_some())
+                })
+            })
+        };
         let next = {
             let mut waiters = self.lane_waiters.lock().unwrap();
-            let next = waiters.get_mut(key).and_then(WaitQueue::pop);
+            let mut next = None;
+            if let Some(queue) = waiters.get_mut(key) {
+                while let Some(job) = queue.pop() {
+                    if !gone(&job) {
+                        next = Some(job);
+                        break;
+                    }
+                }
+            }
             if waiters.get(key).is_some_and(WaitQueue::is_empty) {
                 waiters.remove(key);
             }

@@ -139,6 +139,7 @@ pub async fn run_controllers(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                ctx.prune_lanes();
                 let woken = ctx.wake_free_lanes();
                 if let Some(before) = Instant::now().checked_sub(ECHO_WAIT_LIMIT) {
                     ctx.echoes.forget_settled_before(before);

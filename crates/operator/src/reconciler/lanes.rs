@@ -37,13 +37,22 @@ pub struct LaneKey {
 /// A MediaJob, by uid (a deleted and recreated MediaJob is another one).
 pub type JobUid = String;
 
+/// One MediaJob's hold on a lane.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Hold {
+    /// `None` while its window is open (the request is in flight), else the time its search
+    /// window has closed for good.
+    until: Option<Timestamp>,
+    /// When it took the lane (about its intent time).
+    since: Timestamp,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Lane {
-    /// The MediaJobs whose submission is unconfirmed, and until when each blocks the lane:
-    /// `None` while its window is open (the request is in flight), else the time its search
-    /// window has closed for good. One open holder by construction; an operator upgraded from a
-    /// version without lanes may find several after a crash, and each blocks until it is due.
-    holders: BTreeMap<JobUid, Option<Timestamp>>,
+    /// The MediaJobs whose submission is unconfirmed, and until when each blocks the lane. One
+    /// open holder by construction; an operator upgraded from a version without lanes may find
+    /// several after a crash, and each blocks until it is due.
+    holders: BTreeMap<JobUid, Hold>,
     /// The lane's latest job, as far as this process knows: the next intent's fence.
     previous: Option<String>,
     /// When the holder took the lane (for the `waiting since` of the others' condition).
@@ -113,7 +122,8 @@ impl Lanes {
     /// updates `until`.
     pub fn hold(&mut self, key: &LaneKey, job: &str, until: Option<Timestamp>, now: Timestamp) {
         let lane = self.lanes.entry(key.clone()).or_default();
-        lane.holders.insert(job.to_string(), until);
+        let since = lane.holders.get(job).map_or(now, |h| h.since);
+        lane.holders.insert(job.to_string(), Hold { until, since });
         lane.held_since.get_or_insert(now);
     }
 
@@ -130,12 +140,12 @@ impl Lanes {
             let blocking = lane
                 .holders
                 .iter()
-                .find(|(h, until)| *h != job && until.is_none_or(|u| now < u));
-            if let Some((holder, until)) = blocking {
+                .find(|(h, hold)| *h != job && hold.until.is_none_or(|u| now < u));
+            if let Some((holder, hold)) = blocking {
                 return Err(LaneWait::Held {
                     holder: holder.clone(),
                     since: lane.held_since.unwrap_or(now),
-                    until: *until,
+                    until: hold.until,
                 });
             }
         }
@@ -159,7 +169,11 @@ impl Lanes {
     ) -> Result<LanePermit, LaneWait> {
         self.check(key, job, now)?;
         let lane = self.lanes.entry(key.clone()).or_default();
-        let newly_taken = lane.holders.insert(job.to_string(), None).is_none();
+        let since = lane.holders.get(job).map_or(now, |h| h.since);
+        let newly_taken = lane
+            .holders
+            .insert(job.to_string(), Hold { until: None, since })
+            .is_none();
         lane.held_since.get_or_insert(now);
         Ok(LanePermit {
             fence: lane.previous.as_deref().map(fingerprint),
@@ -240,6 +254,49 @@ impl Lanes {
         self.claimed
             .get(job_id)
             .is_some_and(|(owner, _)| owner != job)
+    }
+
+    /// Holders of lanes held for longer than `held_for`: the ones whose MediaJob may have left
+    /// without releasing (deleted without the finalizer, relabelled out of the selector).
+    pub fn long_holders(&self, held_for: Duration, now: Timestamp) -> Vec<JobUid> {
+        let before = now
+            .checked_sub(SignedDuration::try_from(held_for).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(Timestamp::MIN);
+        self.lanes
+            .values()
+            .flat_map(|l| l.holders.iter())
+            .filter(|(_, hold)| hold.since <= before)
+            .map(|(uid, _)| uid.clone())
+            .collect()
+    }
+
+    /// A holder whose MediaJob is gone (`gone` says which) cannot release its lane itself: it
+    /// holds it only until the window of its submission has closed (`free_at`, from the time it
+    /// took the lane, when its window is still open), then not at all. Returns the lanes freed.
+    pub fn prune(
+        &mut self,
+        gone: impl Fn(&str) -> bool,
+        free_at: impl Fn(Timestamp) -> Timestamp,
+        now: Timestamp,
+    ) -> Vec<LaneKey> {
+        let mut freed = vec![];
+        for (key, lane) in self.lanes.iter_mut() {
+            let before = lane.holders.len();
+            lane.holders.retain(|uid, hold| {
+                if !gone(uid) {
+                    return true;
+                }
+                let until = *hold.until.get_or_insert_with(|| free_at(hold.since));
+                now < until
+            });
+            if lane.holders.len() < before {
+                freed.push(key.clone());
+                if lane.holders.is_empty() {
+                    lane.held_since = None;
+                }
+            }
+        }
+        freed
     }
 
     pub fn held_lanes(&self) -> usize {
@@ -502,6 +559,42 @@ mod tests {
             l.check(&enhance, "c", t(16)).is_err(),
             "b's request is in flight"
         );
+    }
+
+    #[test]
+    fn a_holder_that_is_gone_holds_its_lane_only_until_its_window_closes() {
+        let mut l = lanes();
+        let enhance = key(Operation::Enhance);
+        let analyze = key(Operation::Analyze);
+        assert!(l.acquire(&enhance, "gone", t(10)).is_ok());
+        assert!(l.acquire(&analyze, "alive", t(10)).is_ok());
+        assert_eq!(
+            l.long_holders(Duration::from_secs(10), t(15)),
+            Vec::<String>::new()
+        );
+        let mut long = l.long_holders(Duration::from_secs(10), t(20));
+        long.sort();
+        assert_eq!(long, ["alive", "gone"]);
+        // Its request may still be in flight: the lane is held until its window closes.
+        let free_at = |since: Timestamp| since + SignedDuration::from_secs(30);
+        assert!(l.prune(|uid| uid == "gone", free_at, t(20)).is_empty());
+        assert!(l.check(&enhance, "next", t(39)).is_err());
+        assert_eq!(
+            l.prune(|uid| uid == "gone", free_at, t(40)),
+            vec![enhance.clone()]
+        );
+        assert!(l.check(&enhance, "next", t(40)).is_ok());
+        assert!(
+            l.holds(&analyze, "alive"),
+            "a holder still in the store keeps its lane"
+        );
+        // A gone holder whose window had closed already goes at once.
+        l.hold(&enhance, "lost", Some(t(50)), t(45));
+        assert_eq!(
+            l.prune(|uid| uid == "lost", free_at, t(50)),
+            vec![enhance.clone()]
+        );
+        assert_eq!(l.held_lanes(), 1);
     }
 
     #[test]

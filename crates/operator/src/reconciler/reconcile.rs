@@ -406,6 +406,7 @@ async fn finish_deletion(
 ) -> Result<Requeue, ReconcileError> {
     let uid = job.uid().unwrap_or_default();
     ctx.admission.lock().unwrap().release(key);
+    ctx.stop_waiting_for_lanes(key);
     ctx.release_all_lanes(&uid);
     ctx.memory.forget_all(&uid);
     kube_writes::remove_finalizer(&ctx.deps.client, job).await?;
