@@ -2040,3 +2040,37 @@ async fn deleting_queued_jobs_does_not_stall_the_ones_behind_them() {
     assert_eq!(env.emulator.job_count(), 11, "one remote job each");
     env.cleanup().await;
 }
+
+/// The TTL deletion is conditional on the copy it was decided on: an edit made in between (a
+/// retry, a new spec) is never deleted with it.
+#[tokio::test]
+async fn a_ttl_deletion_decided_on_an_older_copy_deletes_nothing() {
+    let env = Env::start().await;
+    let mut manifest = env.enhance("edited");
+    manifest["spec"]["ttlSecondsAfterFinished"] = json!(1);
+    let decided_on = env.create(manifest).await.unwrap();
+    // The user edits it after the operator read it.
+    let patch = json!({"spec": {"retry": {"limit": 5}}});
+    env.jobs()
+        .patch("edited", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let client = env.operator_client();
+    let refused =
+        mediajob_operator::reconciler::kube_writes::delete_finished(&client, &decided_on).await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 409),
+        "{refused:?}"
+    );
+    assert!(
+        env.jobs().get_opt("edited").await.unwrap().is_some(),
+        "kept"
+    );
+    // The copy the operator has now is deleted.
+    let current = env.jobs().get("edited").await.unwrap();
+    mediajob_operator::reconciler::kube_writes::delete_finished(&client, &current)
+        .await
+        .unwrap();
+    assert!(env.jobs().get_opt("edited").await.unwrap().is_none());
+    env.cleanup().await;
+}

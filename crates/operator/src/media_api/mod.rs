@@ -1,6 +1,8 @@
 //! The operator's client for the Dolby.io Media APIs: the only code that knows the wire format
 //! (`docs/media-api-client.md`; the contract is the shared `media-api.md`).
 
+#[cfg(test)]
+mod answer_props;
 pub mod cli;
 mod client;
 pub mod config;

@@ -17,6 +17,28 @@ use crate::secret::SecretString;
 /// Share of the lifetime after which we fetch a new token, leaving room for clock skew and slow
 /// calls.
 const REFRESH_AT: f64 = 0.8;
+/// The longest a token is trusted, whatever `expires_in` says (the real service grants at most
+/// a day): an answer from outside must not overflow the clock arithmetic below.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A token's lifetime from the answer's `expires_in`: `default` when absent or not a usable
+/// number, at most [`MAX_TOKEN_LIFETIME`]. Pure; never panics.
+pub(crate) fn token_lifetime(expires_in: Option<f64>, default: Duration) -> Duration {
+    expires_in
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        // Finite but past what a Duration holds: longer than any cap.
+        .map_or(default, |s| {
+            Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+        })
+        .min(MAX_TOKEN_LIFETIME)
+}
+
+/// When a token fetched at `now` is refreshed and when it expires. Never panics.
+pub(crate) fn token_times(now: Instant, lifetime: Duration) -> (Instant, Instant) {
+    let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
+    let at = |d: Duration| now.checked_add(d).unwrap_or(now);
+    (at(lifetime.mul_f64(REFRESH_AT)), at(lifetime))
+}
 
 /// A token as handed to a call; `generation` says which fetch produced it.
 #[derive(Clone)]
@@ -95,13 +117,14 @@ impl TokenCache {
                         .checked_add(jiff::SignedDuration::try_from(lifetime).unwrap_or_default())
                         .unwrap_or(jiff::Timestamp::MAX),
                 };
+                let (refresh_at, expires_at) = token_times(now, lifetime);
                 let cached = Cached {
                     bearer: Bearer {
                         token,
                         generation: state.1,
                     },
-                    refresh_at: now + lifetime.mul_f64(REFRESH_AT),
-                    expires_at: now + lifetime,
+                    refresh_at,
+                    expires_at,
                     info,
                 };
                 let out = (cached.bearer.clone(), cached.info.clone());
@@ -137,10 +160,7 @@ impl TokenCache {
         let response = with_retries(&self.retry, || self.fetch_once())
             .await
             .map_err(|e| e.without(&[self.app_secret.expose(), &self.basic_credentials()]))?;
-        let lifetime = response
-            .expires_in
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map_or(self.lifetime, Duration::from_secs_f64);
+        let lifetime = token_lifetime(response.expires_in, self.lifetime);
         if let Some(kind) = &response.token_type
             && !kind.eq_ignore_ascii_case("bearer")
         {

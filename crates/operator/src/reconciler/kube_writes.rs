@@ -118,14 +118,15 @@ async fn patch_finalizers(
     .await
 }
 
-/// Deletes a finished job whose ttlSecondsAfterFinished has passed (only if it is still the
-/// object we decided on).
+/// Deletes a finished job whose ttlSecondsAfterFinished has passed, only if it is still the
+/// object we decided on: the same uid and the same resourceVersion, so an edit made just before
+/// the TTL ran out (a retry, a new spec) is never deleted with it (the API server answers 409).
 pub async fn delete_finished(client: &Client, job: &MediaJob) -> kube::Result<()> {
     let api: Api<MediaJob> = Api::namespaced(client.clone(), &job.namespace().unwrap_or_default());
     let mut params = DeleteParams::background();
     params.preconditions = Some(kube::api::Preconditions {
         uid: job.uid(),
-        resource_version: None,
+        resource_version: job.resource_version(),
     });
     match api.delete(&job.name_any(), &params).await {
         Ok(_) => Ok(()),

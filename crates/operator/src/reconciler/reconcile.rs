@@ -239,9 +239,15 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
         }
         Action::Delete => {
             info!(job = %key.1, namespace = %key.0, "deleting finished job (ttlSecondsAfterFinished)");
-            kube_writes::delete_finished(&ctx.deps.client, job).await?;
-            ctx.deps.metrics.kube_write("delete");
-            return Ok(Requeue::await_change());
+            return match kube_writes::delete_finished(&ctx.deps.client, job).await {
+                Ok(()) => {
+                    ctx.deps.metrics.kube_write("delete");
+                    Ok(Requeue::await_change())
+                }
+                // Changed since this pass read it: the newer copy decides.
+                Err(kube::Error::Api(e)) if e.code == 409 => Err(ReconcileError::Stale),
+                Err(e) => Err(e.into()),
+            };
         }
         Action::Cancel { job_id, purpose } => {
             let decided = Decision {
