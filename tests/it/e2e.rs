@@ -23,6 +23,7 @@ use mediajob_operator::reconciler::callback::{CallbackKey, CallbackSettings};
 use mediajob_operator::reconciler::context::{DefaultAccount, MediaApiSettings};
 use mediajob_operator::reconciler::controller::Scope;
 use mediajob_operator::reconciler::decide::Settings;
+use mediajob_operator::reconciler::preflight::RefusedNetworks;
 use mediajob_operator::reconciler::search::SearchSettings;
 use mediajob_operator::reconciler::timing::Timing;
 use mediajob_operator::s3::{AmbientCredentials, AmbientNamespaces, RefreshPolicy};
@@ -61,6 +62,8 @@ struct Env {
     selector: Option<String>,
     /// How often a queued job, or the lane sweeper, looks again (200 ms unless set).
     queued_recheck: Option<Duration>,
+    /// `--preflight-refused-networks` (the defaults unless set).
+    preflight_refused: Option<Vec<String>>,
     raw: String,
     out: String,
 }
@@ -115,6 +118,7 @@ impl Env {
             claims: false,
             selector: None,
             queued_recheck: None,
+            preflight_refused: None,
             raw,
             out,
         };
@@ -177,6 +181,10 @@ impl Env {
             ambient_aws: self.ambient.clone(),
             operator_namespace: self.claims.then(|| self.cluster.namespace.clone()),
             selector: self.selector.clone(),
+            preflight_refused: match &self.preflight_refused {
+                Some(networks) => RefusedNetworks::parse(networks).unwrap(),
+                None => defaults.preflight_refused.clone(),
+            },
             ..defaults
         }
     }
@@ -2072,5 +2080,103 @@ async fn a_ttl_deletion_decided_on_an_older_copy_deletes_nothing() {
         .await
         .unwrap();
     assert!(env.jobs().get_opt("edited").await.unwrap().is_none());
+    env.cleanup().await;
+}
+
+/// An HTTP server on loopback that serves the sample, answers HEAD as `head` says, and counts
+/// the HEADs it got.
+async fn serve_counting(
+    head: axum::http::StatusCode,
+    location: Option<String>,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let heads = Arc::new(AtomicUsize::new(0));
+    let counted = heads.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let on_head = move || {
+        let counted = counted.clone();
+        let location = location.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut response = axum::response::Response::new(axum::body::Body::empty());
+            *response.status_mut() = head;
+            if let Some(location) = location {
+                response.headers_mut().insert(
+                    axum::http::header::LOCATION,
+                    axum::http::HeaderValue::from_str(&location).unwrap(),
+                );
+            }
+            response
+        }
+    };
+    let app = axum::Router::new().route(
+        "/public/a.wav",
+        axum::routing::on(axum::routing::MethodFilter::HEAD, on_head)
+            .get(|| async { SAMPLE.to_vec() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, heads)
+}
+
+fn public_diagnose(name: &str, addr: std::net::SocketAddr) -> Value {
+    json!({
+        "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+        "metadata": {"name": name},
+        "spec": {"operation": "diagnose", "access": "public", "input": {"url": format!("http://{addr}/public/a.wav")}},
+    })
+}
+
+#[tokio::test]
+async fn the_preflight_follows_no_redirect_to_an_address_the_tenant_names() {
+    use std::sync::atomic::Ordering;
+    // Where a redirect would lead (an internal service, say): it must see no request.
+    let (internal, internal_heads) = serve_counting(axum::http::StatusCode::NOT_FOUND, None).await;
+    let (redirecting, heads) = serve_counting(
+        axum::http::StatusCode::FOUND,
+        Some(format!("http://{internal}/public/a.wav")),
+    )
+    .await;
+    let mut env = Env::start().await;
+    env.start_operator();
+    env.create(public_diagnose("redirected", redirecting))
+        .await
+        .unwrap();
+    // A redirect says nothing either way: the Media API has the last word (here: it reads the
+    // input with a GET, which is served).
+    env.wait_for_phase("redirected", Phase::Succeeded, T).await;
+    assert_eq!(heads.load(Ordering::SeqCst), 1, "one preflight HEAD");
+    assert_eq!(
+        internal_heads.load(Ordering::SeqCst),
+        0,
+        "the redirect was not followed"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_preflight_never_connects_to_a_refused_network() {
+    use std::sync::atomic::Ordering;
+    let (addr, heads) = serve_counting(axum::http::StatusCode::NOT_FOUND, None).await;
+    let mut env = Env::start().await;
+    // Loopback stands for a network the cluster's admin refuses (a metadata address, say).
+    env.preflight_refused = Some(vec!["127.0.0.0/8".into()]);
+    env.start_operator();
+    env.create(public_diagnose("by-address", addr))
+        .await
+        .unwrap();
+    // Named by a host name that resolves into the refused network: refused too.
+    let named = format!("localhost:{}", addr.port());
+    let mut by_name = public_diagnose("by-name", addr);
+    by_name["spec"]["input"]["url"] = json!(format!("http://{named}/public/a.wav"));
+    env.create(by_name).await.unwrap();
+    // Not refused by a 404 it never asked for: the Media API reads the input itself.
+    env.wait_for_phase("by-address", Phase::Succeeded, T).await;
+    env.wait_for_phase("by-name", Phase::Succeeded, T).await;
+    assert_eq!(
+        heads.load(Ordering::SeqCst),
+        0,
+        "no HEAD reached the refused network"
+    );
     env.cleanup().await;
 }

@@ -119,6 +119,19 @@ pub struct OperatorArgs {
     #[arg(long, env = "MEDIAJOB_ACCOUNT_CLAIM_DURATION", default_value = "30s", value_parser = claim_duration_arg)]
     pub account_claim_duration: Duration,
 
+    /// Networks (CIDRs, comma-separated) the preflight HEAD of a job's input never connects to,
+    /// whether the URL names the address or a name resolves to it: a tenant names the address,
+    /// and the answer shows in status. The default is link-local (the cloud metadata services)
+    /// and Alibaba Cloud's metadata address; add the cluster's own ranges to refuse more, or set
+    /// it empty to refuse nothing. Redirects are never followed.
+    #[arg(
+        long,
+        env = "MEDIAJOB_PREFLIGHT_REFUSED_NETWORKS",
+        value_delimiter = ',',
+        default_value = crate::reconciler::preflight::DEFAULT_REFUSED_NETWORKS
+    )]
+    pub preflight_refused_networks: Vec<String>,
+
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "MEDIAJOB_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: SocketAddr,

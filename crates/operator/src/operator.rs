@@ -17,6 +17,7 @@ use crate::reconciler::callback::{self, CallbackKey, CallbackSettings};
 use crate::reconciler::context::{Context, DefaultAccount, MediaApiSettings};
 use crate::reconciler::controller::{Scope, run_controllers, wait_for_crd};
 use crate::reconciler::decide::Settings;
+use crate::reconciler::preflight::RefusedNetworks;
 use crate::reconciler::search::SearchSettings;
 use crate::reconciler::timing::Timing;
 use crate::s3::{AmbientCredentials, AmbientNamespaces};
@@ -46,6 +47,8 @@ pub struct OperatorOptions {
     pub operator_namespace: Option<String>,
     /// Another release takes over an account claim this release stopped renewing after this.
     pub account_claim_duration: Duration,
+    /// Networks the preflight HEAD of an input never connects to.
+    pub preflight_refused: RefusedNetworks,
     /// The operator's own AWS identity and the namespaces that may sign with it
     /// (`--ambient-aws-namespaces`); `None`: every MediaJob names a credentials Secret.
     pub ambient_aws: Option<AmbientAws>,
@@ -96,6 +99,7 @@ impl OperatorOptions {
             release: "mediajob-operator".into(),
             operator_namespace: None,
             account_claim_duration: Duration::from_secs(30),
+            preflight_refused: RefusedNetworks::defaults(),
             ambient_aws: None,
         }
     }
@@ -138,6 +142,8 @@ impl OperatorOptions {
             release: args.lease_name.clone(),
             operator_namespace: Some(args.namespace.clone()),
             account_claim_duration: args.account_claim_duration,
+            preflight_refused: RefusedNetworks::parse(&args.preflight_refused_networks)
+                .map_err(|e| format!("--preflight-refused-networks: {e}"))?,
             // Set by `run` (the provider chain is built asynchronously).
             ambient_aws: None,
             callback: match &args.callback_url {

@@ -82,7 +82,7 @@ pub struct Context {
     /// The Media API accounts this release submits on (see `account_claims.rs`).
     pub account_claims: AccountClaims,
     /// For the preflight HEAD of inputs (see `preflight.rs`).
-    pub preflight_http: reqwest::Client,
+    pub preflight_http: preflight::PreflightHttp,
     /// The operator's own AWS identity, for the namespaces allowed to use it.
     ambient_aws: Option<crate::operator::AmbientAws>,
     lanes_seeded: std::sync::atomic::AtomicBool,
@@ -129,10 +129,7 @@ impl Context {
                 &options.release,
                 claim_settings,
             ),
-            preflight_http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("an HTTP client with a timeout builds"),
+            preflight_http: preflight::PreflightHttp::new(options.preflight_refused.clone()),
             ambient_aws: options.ambient_aws.clone(),
             secrets: SecretCache::new(client),
             callback: Mutex::new(None),

@@ -6,9 +6,18 @@
 //! Only a clear refusal (403, 404) stops a submission. Anything else (a server without HEAD, a
 //! redirect, an outage, an endpoint the operator cannot reach but the Media API can) leaves the
 //! verdict to the Media API, as before.
+//!
+//! The address is a tenant's (`spec.s3.endpoint`, a public URL), and what the HEAD answered shows
+//! in status: it must not become a probe of the cluster's network. So redirects are never
+//! followed, and addresses in the refused networks (link-local and the cloud metadata addresses
+//! by default, `--preflight-refused-networks`) are never connected to, whether named as an IP or
+//! resolved from a name (checked on the very addresses the connection uses).
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use jiff::Timestamp;
 
 use super::validate::ValidatedJob;
@@ -52,9 +61,115 @@ pub fn error_name(status: u16) -> &'static str {
     }
 }
 
+/// The networks the preflight never connects to, by default: link-local (where the cloud
+/// metadata services live: 169.254.169.254, fd00:ec2::254 on EC2's IPv6) and Alibaba Cloud's
+/// metadata address.
+pub const DEFAULT_REFUSED_NETWORKS: &str =
+    "169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32";
+
+/// Networks the preflight HEAD must not reach.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefusedNetworks(Vec<IpNet>);
+
+impl RefusedNetworks {
+    /// Parses CIDRs (`169.254.0.0/16`) or single addresses; blanks are skipped.
+    pub fn parse(items: &[String]) -> Result<Self, String> {
+        items
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "{s:?} is not a network (CIDR such as 169.254.0.0/16) or an address"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    pub fn defaults() -> Self {
+        let items: Vec<String> = DEFAULT_REFUSED_NETWORKS
+            .split(',')
+            .map(String::from)
+            .collect();
+        Self::parse(&items).expect("the default networks parse")
+    }
+
+    /// Whether `ip` is in a refused network (an IPv4 address mapped into IPv6 counts as IPv4).
+    pub fn refuses(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Resolves names as usual, then drops the refused addresses: the connection can only use what
+/// is left, so a name that resolves to a metadata address (or re-resolves to one) reaches nothing.
+struct GuardedResolver(Arc<RefusedNetworks>);
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let refused = self.0.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !refused.refuses(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves only to refused addresses").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The preflight's HTTP client: a timeout, no redirects, no refused addresses.
+#[derive(Clone)]
+pub struct PreflightHttp {
+    client: reqwest::Client,
+    refused: Arc<RefusedNetworks>,
+}
+
+impl PreflightHttp {
+    pub fn new(refused: RefusedNetworks) -> Self {
+        let refused = Arc::new(refused);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver(refused.clone())))
+            .build()
+            .expect("an HTTP client with a timeout builds");
+        Self { client, refused }
+    }
+
+    /// HEAD `url`; `None` when it was not sent (a refused address) or got no answer.
+    async fn head(&self, url: &str) -> Option<u16> {
+        let parsed = reqwest::Url::parse(url).ok()?;
+        // An address written in the URL is not resolved, so it is checked here.
+        let literal = match parsed.host()? {
+            url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+            url::Host::Domain(_) => None,
+        };
+        if literal.is_some_and(|ip| self.refused.refuses(ip)) {
+            tracing::debug!(url = %crate::secret::redact_url(url), "not sending the preflight HEAD: a refused address");
+            return None;
+        }
+        let response = self.client.head(parsed).send().await.ok()?;
+        Some(response.status().as_u16())
+    }
+}
+
 /// Checks the job's input; never fails (an error is `Inconclusive`).
 pub async fn check_input(
-    http: &reqwest::Client,
+    http: &PreflightHttp,
     job: &MediaJob,
     valid: &ValidatedJob,
     credentials: Option<&S3Credentials>,
@@ -83,15 +198,50 @@ pub async fn check_input(
             (url, shown)
         }
     };
-    match http.head(&url).send().await {
-        Ok(response) => classify(response.status().as_u16(), &location),
-        Err(_) => Preflight::Inconclusive,
+    match http.head(&url).await {
+        Some(status) => classify(status, &location),
+        None => Preflight::Inconclusive,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_and_link_local_addresses_are_refused_by_default() {
+        let refused = RefusedNetworks::defaults();
+        for ip in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "fe80::1",
+            "fd00:ec2::254",
+            "100.100.100.200",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(refused.refuses(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "10.0.0.1",
+            "127.0.0.1",
+            "52.95.110.1",
+            "2600:1f18::1",
+            "100.100.100.201",
+        ] {
+            assert!(!refused.refuses(ip.parse().unwrap()), "{ip}");
+        }
+        let more =
+            RefusedNetworks::parse(&["10.0.0.0/8".into(), " 192.168.1.7 ".into(), "".into()])
+                .unwrap();
+        assert!(more.refuses("10.1.2.3".parse().unwrap()));
+        assert!(more.refuses("192.168.1.7".parse().unwrap()));
+        assert!(
+            !more.refuses("169.254.169.254".parse().unwrap()),
+            "a list replaces the defaults"
+        );
+        assert!(RefusedNetworks::parse(&["10.0.0.0/33".into()]).is_err());
+        assert!(RefusedNetworks::parse(&["metadata".into()]).is_err());
+    }
 
     #[test]
     fn only_a_clear_refusal_stops_a_submission() {
