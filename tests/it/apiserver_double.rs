@@ -1891,3 +1891,54 @@ async fn the_mediajob_crd_passes_the_cel_cost_check() {
     assert!(established);
     c.cleanup().await;
 }
+
+/// A lagging watch cache: watches and lists at resourceVersion "0" see a change only once it is
+/// as old as the lag; a consistent list (no resourceVersion) and a get see it at once.
+#[tokio::test]
+async fn a_lagging_watch_cache_hides_young_changes_from_watches_and_cached_lists() {
+    let c = cluster().await;
+    let Some(faults) = c.faults() else { return };
+    let api = widgets(&c);
+    api.create(&PostParams::default(), &widget("old", json!({"size": 1})))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    faults.set_cache_lag(Duration::from_secs(1));
+    let written = Instant::now();
+    api.create(&PostParams::default(), &widget("young", json!({"size": 2})))
+        .await
+        .unwrap();
+    let names = |list: kube::core::ObjectList<DynamicObject>| -> Vec<String> {
+        list.items.iter().map(|o| o.name_any()).collect()
+    };
+    let cached = api.list(&ListParams::default().match_any()).await.unwrap();
+    assert_eq!(names(cached), ["old"], "a cached list lags");
+    let consistent = api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        names(consistent),
+        ["old", "young"],
+        "a consistent list does not"
+    );
+    assert!(api.get("young").await.is_ok());
+    // A watch started now (from the cache: resourceVersion "0") begins at the cache's state and
+    // sees the new object a lag later.
+    let mut events = api
+        .watch(&kube::api::WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let seen_at = loop {
+        match events.try_next().await.unwrap().unwrap() {
+            kube::api::WatchEvent::Added(o) if o.name_any() == "young" => {
+                break written.elapsed();
+            }
+            _ => {}
+        }
+    };
+    assert!(
+        seen_at >= Duration::from_millis(950),
+        "seen after {seen_at:?}"
+    );
+    assert!(seen_at < Duration::from_secs(3), "seen after {seen_at:?}");
+    c.cleanup().await;
+}

@@ -1212,6 +1212,8 @@ async fn the_operator_makes_only_the_api_calls_its_rbac_grants() {
         eprintln!("skipped: needs the API server double's request log");
         return;
     }
+    // As a release claims its Media API account.
+    env.claims = true;
     env.start_operator();
     env.put_secret("unrelated", &[("password", "not for the operator")])
         .await;
@@ -1291,12 +1293,16 @@ async fn the_operator_makes_only_the_api_calls_its_rbac_grants() {
         "calls the chart's RBAC would refuse: {refused:#?}"
     );
     // Every namespaced grant was needed, except: the own-namespace Secret (read only without a
-    // static Media API account, unlike here) and Event patches (the recorder patches a repeated
-    // Event's series, which this tour does not produce).
+    // static Media API account, unlike here), Event patches (the recorder patches a repeated
+    // Event's series, which this tour does not produce), and the account claim's renewal,
+    // give-up and clean-up (update, delete: every 10 s, after an idle hour, every 10 minutes).
     let unused: Vec<_> = unused
         .into_iter()
         .filter(|g| g.0 != installation.namespace)
         .filter(|g| !(g.1 == "events.k8s.io" && g.3 == "patch"))
+        .filter(|g| {
+            !(g.2 == "mediaapiaccountclaims" && ["update", "delete"].contains(&g.3.as_str()))
+        })
         .collect();
     assert!(unused.is_empty(), "grants no call used: {unused:#?}");
     env.cleanup().await;
@@ -2178,5 +2184,57 @@ async fn the_preflight_never_connects_to_a_refused_network() {
         0,
         "no HEAD reached the refused network"
     );
+    env.cleanup().await;
+}
+
+/// After a crash, the last intent holds its lane even when the API server's watch cache lags:
+/// the operator's first list of MediaJobs is a consistent read (kube's watcher pages its list,
+/// and a paged list is never served from the cache), and its lanes are seeded from it. Were
+/// they seeded from the cache, a second job would submit inside the crashed one's window and
+/// both would end ambiguous.
+#[tokio::test]
+async fn the_last_intent_before_a_crash_holds_its_lane_under_a_lagging_watch_cache() {
+    // Every job-creating POST creates its job and loses its answer (held past the 3 s timeout).
+    let faults = Faults {
+        lost_answer_fraction: 1.0,
+        lost_answer_kind: LostAnswer::Timeout,
+        ..Faults::none()
+    };
+    let mut env = Env::start_with(faults, 100).await;
+    let Some(api_faults) = env.cluster.faults() else {
+        env.cleanup().await;
+        return;
+    };
+    env.submit_timeout = Some(Duration::from_secs(3));
+    // Two jobs on one lane, each waiting for a Secret of its own.
+    for (name, secret) in [("first", "first-s3"), ("second", "second-s3")] {
+        let mut manifest = env.enhance(name);
+        manifest["spec"]["credentials"]["secretRef"]["name"] = json!(secret);
+        env.create(manifest).await.unwrap();
+    }
+    env.start_operator();
+    for name in ["first", "second"] {
+        env.wait_for(name, T, |j| reason_of(j) == "SecretNotFound")
+            .await;
+    }
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", env.s3.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", env.s3.secret_key.clone()),
+    ];
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.put_secret("first-s3", &keys).await;
+    wait_for_remote_jobs(&env, 1).await;
+    // The first job's POST is in flight: kill -9. Its intent is younger than the cache's lag.
+    env.kill_operator();
+    api_faults.set_cache_lag(Duration::from_secs(5));
+    env.put_secret("second-s3", &keys).await;
+    env.start_operator();
+    let mut ids = std::collections::BTreeSet::new();
+    for name in ["first", "second"] {
+        let job = env.wait_for_phase(name, Phase::Succeeded, T).await;
+        ids.insert(job.status.unwrap().job_id.unwrap());
+    }
+    assert_eq!(ids.len(), 2, "each found its own job");
+    assert_eq!(env.emulator.job_count(), 2, "no duplicate");
     env.cleanup().await;
 }

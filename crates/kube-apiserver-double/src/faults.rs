@@ -28,6 +28,7 @@ struct FaultState {
     rules: Vec<FailRule>,
     lost_answers: Vec<LostAnswerRule>,
     delay: Duration,
+    cache_lag: Duration,
 }
 
 /// Switches that make the server misbehave. Cheap to clone; all clones share state.
@@ -120,6 +121,19 @@ impl Faults {
     /// Delay every response by `d` (zero to stop).
     pub fn set_delay(&self, d: Duration) {
         self.state.lock().expect("fault lock").delay = d;
+    }
+
+    /// The watch cache lags `d` behind storage (zero to stop), as an API server's cache does
+    /// under load or in an HA control plane with several servers: watches (every one is served
+    /// from the cache) see each change only once it is `d` old, and lists at resourceVersion
+    /// "0" (kube's `any_semantic`) show the state of `d` ago. Lists without a resourceVersion
+    /// (a consistent read) and gets are not affected.
+    pub fn set_cache_lag(&self, d: Duration) {
+        self.state.lock().expect("fault lock").cache_lag = d;
+    }
+
+    pub(crate) fn cache_lag(&self) -> Duration {
+        self.state.lock().expect("fault lock").cache_lag
     }
 
     /// End every open watch connection now.

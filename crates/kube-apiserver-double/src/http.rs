@@ -467,8 +467,16 @@ impl Req<'_> {
             .get("resourceVersionMatch")
             .is_some_and(|m| m == "Exact");
         let ns = self.t.ns.as_deref();
-        if rv.is_empty() || (rv == "0" && !exact) {
+        if rv.is_empty() {
             return Ok((st.list(&self.t.res, ns), st.rv));
+        }
+        if rv == "0" && !exact {
+            // Served from the watch cache, which may lag behind.
+            let cached = st.cached_rv(self.shared.faults.cache_lag());
+            if cached == st.rv {
+                return Ok((st.list(&self.t.res, ns), st.rv));
+            }
+            return Ok((st.list_at(&self.t.res, ns, cached)?, cached));
         }
         let n: u64 = rv
             .parse()

@@ -3,6 +3,7 @@
 //! [`State::delete`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Value, json};
@@ -28,6 +29,8 @@ pub struct Event {
     pub object: Value,
     /// The object before this change, so selector watches can see it leave or enter.
     pub old: Option<Value>,
+    /// When it happened (for a lagging watch cache).
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -224,11 +227,31 @@ impl State {
             group_resource: gr,
             object,
             old,
+            at: std::time::Instant::now(),
         });
         while self.history.len() > self.window {
             if let Some(e) = self.history.pop_front() {
                 self.compacted = e.rv;
             }
+        }
+    }
+
+    /// The resourceVersion a watch cache lagging `lag` behind has reached: the last change at
+    /// least `lag` old (the current one without lag; never before what the history keeps).
+    pub fn cached_rv(&self, lag: Duration) -> u64 {
+        if lag.is_zero() {
+            return self.rv;
+        }
+        let Some(cutoff) = std::time::Instant::now().checked_sub(lag) else {
+            return self.compacted;
+        };
+        match self.history.iter().rev().find(|e| e.at <= cutoff) {
+            Some(e) => e.rv,
+            None => self
+                .history
+                .front()
+                .map_or(self.rv, |e| e.rv - 1)
+                .max(self.compacted),
         }
     }
 

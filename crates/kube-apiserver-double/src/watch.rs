@@ -126,6 +126,8 @@ async fn run(
         json!({"apiVersion": res.api_version(), "kind": res.kind, "metadata": meta})
     };
 
+    // Every watch is served from the watch cache, which may lag (`Faults::set_cache_lag`).
+    let lag = || shared.faults.cache_lag();
     // Starting point: the current state as ADDED events, or a resourceVersion to replay after.
     let start = {
         let st = shared.state.lock().expect("state lock");
@@ -138,12 +140,19 @@ async fn run(
                 }
             }
             _ => {
-                let items: Vec<Value> = st
-                    .list(&res, filter.ns.as_deref())
-                    .into_iter()
-                    .filter(|o| filter.matches(o))
-                    .collect();
-                Ok((items, st.rv))
+                let cached = st.cached_rv(lag());
+                let state = if cached == st.rv {
+                    Ok(st.list(&res, filter.ns.as_deref()))
+                } else {
+                    st.list_at(&res, filter.ns.as_deref(), cached)
+                };
+                match state {
+                    Ok(all) => Ok((
+                        all.into_iter().filter(|o| filter.matches(o)).collect(),
+                        cached,
+                    )),
+                    Err(_) => Err(gone(cached, st.compacted + 1)),
+                }
             }
         }
     };
@@ -171,10 +180,11 @@ async fn run(
             if cursor < st.compacted {
                 (Vec::new(), Some(gone(cursor, st.compacted + 1)))
             } else {
+                let reached = st.cached_rv(lag());
                 let evs: Vec<_> = st
                     .history
                     .iter()
-                    .filter(|e| e.rv > cursor && e.group_resource == filter.gr)
+                    .filter(|e| e.rv > cursor && e.rv <= reached && e.group_resource == filter.gr)
                     .filter(|e| {
                         filter
                             .ns
@@ -183,7 +193,7 @@ async fn run(
                     })
                     .cloned()
                     .collect();
-                cursor = cursor.max(st.rv);
+                cursor = cursor.max(reached);
                 (evs, None)
             }
         };
@@ -208,8 +218,17 @@ async fn run(
                 return;
             }
         }
+        // While the cache lags, changes become due with time, not only with writes.
+        let lag_poll = async {
+            if lag().is_zero() {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+        };
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
+            _ = lag_poll => {}
             // The tick also notices a client that went away from a quiet watch.
             _ = tick.tick() => {
                 if tx.sink.is_closed()

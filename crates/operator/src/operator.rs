@@ -231,6 +231,9 @@ pub async fn start(
         })
     };
     let claims_ctx = ctx.clone();
+    // Spawned tasks end with this future, as with the process.
+    let mut spawned = crate::reconciler::controller::AbortOnDrop::default();
+    spawned.add(&claims_upkeep);
     let wake = Arc::new(crate::reconciler::wakeups::Wakeups::default());
     let mut receiver = None;
     if let Some((listener, settings)) = listener {
@@ -249,7 +252,9 @@ pub async fn start(
         ctx.set_callback(&base, key.clone());
         info!(listen = %settings.listen, "completion callbacks enabled");
         let app = callback::router(ctx.clone(), wake.clone(), key);
-        receiver = Some(tokio::spawn(callback::serve(listener, app)));
+        let task = tokio::spawn(callback::serve(listener, app));
+        spawned.add(&task);
+        receiver = Some(task);
     }
     readiness.ready();
     info!(scope = ?options.scope, max_in_flight = options.max_in_flight, "reconciling MediaJobs");

@@ -147,8 +147,9 @@ impl Context {
         *self.expected_stores.lock().unwrap() = stores.max(1);
     }
 
-    /// Before the first submission: every controller's store is complete, every unconfirmed
-    /// intent holds its lane, and every job id a status names is claimed. Without this, a job
+    /// Before the first submission: every controller's store is complete (its first list is a
+    /// consistent read, not the watch cache: see `controller.rs`), every unconfirmed intent
+    /// holds its lane, and every job id a status names is claimed. Without this, a job
     /// could take a lane whose unconfirmed submission another job (not yet reconciled since the
     /// start) still has to resolve. Never waits: until every store is ready it says no, and the
     /// jobs that would submit look again shortly (polls, searches and deletions go on).

@@ -94,6 +94,26 @@ pub async fn wait_for_crd(
     }
 }
 
+/// Aborts its tasks when dropped: tasks a future spawned end with it, as they would with the
+/// process (a test that "kills" an in-process operator by dropping its future must not leave its
+/// controllers running behind).
+#[derive(Default)]
+pub(crate) struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl AbortOnDrop {
+    pub(crate) fn add<T>(&mut self, task: &JoinHandle<T>) {
+        self.0.push(task.abort_handle());
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 /// Runs the controllers until `shutdown` resolves; in-flight reconciles finish first.
 /// `wake` carries jobs to reconcile now (completion callbacks). An error when a controller ended
 /// before shutdown.
@@ -113,6 +133,7 @@ pub async fn run_controllers(
     ctx.set_waker(wake.clone(), namespaces.len());
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = vec![];
+    let mut spawned = AbortOnDrop::default();
     for namespace in namespaces {
         let name = match &namespace {
             Some(ns) => format!("the MediaJob controller of namespace {ns}"),
@@ -128,6 +149,7 @@ pub async fn run_controllers(
             };
             run_one(ctx, namespace, selector, concurrency, wake, stopped).await;
         });
+        spawned.add(&task);
         tasks.push((name, task));
     }
     // Jobs waiting for a lane have no timer: a lane left free with waiters is handed on here.
@@ -150,6 +172,7 @@ pub async fn run_controllers(
             }
         }
     });
+    spawned.add(&sweeper);
     let result = supervise(tasks, shutdown, move || {
         let _ = stop_tx.send(());
     })
@@ -227,7 +250,11 @@ async fn run_one(
     let (reader, writer) = reflector::store();
     let index = Arc::new(SecretIndex::default());
     // Only this release's MediaJobs (`--selector`); the others are another release's business.
-    let mut jobs_config = watcher::Config::default().any_semantic();
+    // A consistent list (MostRecent), never the API server's watch cache, which can lag: the
+    // lanes are seeded from this store once it is complete, and the last intent before a crash
+    // must be in it (kube also never sends a cached read for a paged list, but that is its
+    // choice to change; tests/it/e2e.rs lags the double's cache to check).
+    let mut jobs_config = watcher::Config::default();
     if let Some(selector) = &selector {
         jobs_config = jobs_config.labels(selector);
     }
