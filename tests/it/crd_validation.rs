@@ -453,3 +453,68 @@ fn spec_is_free_before_submission_and_after_failure() {
     assert!(update(&pending, change.clone()).is_empty());
     assert!(update(&submitted(enhance(), "Failed"), change).is_empty());
 }
+
+/// The chart's ValidatingAdmissionPolicy for label-selected releases, evaluated with kube's CEL:
+/// its `object`/`oldObject` become the validator's `self`/`oldSelf`.
+#[test]
+fn labels_are_locked_while_a_submission_is_in_flight() {
+    use mediajob_operator::crd::admission_policy::LABELS_LOCKED_IN_FLIGHT;
+    let rule = LABELS_LOCKED_IN_FLIGHT
+        .replace("oldObject", "oldSelf")
+        .replace("object", "self");
+    let schema = json!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "x-kubernetes-validations": [{"rule": rule}],
+    });
+    let allowed =
+        |old: &Value, new: &Value| Validator::new().validate(&schema, new, Some(old)).is_ok();
+    let labelled = |team: &str, status: Value| {
+        let mut job = job(enhance());
+        job["metadata"]["labels"] = json!({"team": team});
+        if !status.is_null() {
+            job["status"] = status;
+        }
+        job
+    };
+    let in_flight = json!({"phase": "Running", "submission": {"attempt": 1, "intentTime": "2026-12-01T00:00:00Z"}});
+    assert!(
+        !allowed(
+            &labelled("a", in_flight.clone()),
+            &labelled("b", in_flight.clone())
+        ),
+        "in flight: locked"
+    );
+    let mut unlabelled = labelled("a", in_flight.clone());
+    unlabelled["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("labels");
+    assert!(
+        !allowed(&labelled("a", in_flight.clone()), &unlabelled),
+        "removing them too"
+    );
+    assert!(
+        allowed(
+            &labelled("a", in_flight.clone()),
+            &labelled("a", in_flight.clone())
+        ),
+        "other edits pass"
+    );
+    let queued = json!({"phase": "Queued"});
+    assert!(
+        allowed(&labelled("a", queued.clone()), &labelled("b", queued)),
+        "not submitted yet"
+    );
+    assert!(
+        allowed(&labelled("a", Value::Null), &labelled("b", Value::Null)),
+        "no status"
+    );
+    for phase in ["Succeeded", "Failed", "Cancelled"] {
+        let done = json!({"phase": phase, "submission": {"attempt": 1, "intentTime": "2026-12-01T00:00:00Z"}});
+        assert!(
+            allowed(&labelled("a", done.clone()), &labelled("b", done)),
+            "{phase}"
+        );
+    }
+}

@@ -138,6 +138,26 @@ fn deploy_crds_are_copies_of_the_generated_crds() {
     }
 }
 
+/// The chart's admission policy holds the operator's expression and message, to the letter.
+#[test]
+fn the_chart_admission_policy_is_the_operators_rule() {
+    use mediajob_operator::crd::admission_policy::{
+        LABELS_LOCKED_IN_FLIGHT, LABELS_LOCKED_MESSAGE,
+    };
+    let template =
+        std::fs::read_to_string("charts/mediajob-operator/templates/admission-policy.yaml")
+            .unwrap();
+    let quoted = |text: &str| format!("\"{text}\"");
+    assert!(
+        template.contains(&format!(
+            "- expression: {}",
+            quoted(LABELS_LOCKED_IN_FLIGHT)
+        )),
+        "the chart's ValidatingAdmissionPolicy differs from crd::admission_policy"
+    );
+    assert!(template.contains(&format!("message: {}", quoted(LABELS_LOCKED_MESSAGE))));
+}
+
 // ---------------------------------------------------------------------------------------------
 // deploy/
 

@@ -1,6 +1,7 @@
 //! The custom resources of `mediajob.io/v1alpha1`: MediaJob, the contract users write against,
 //! and MediaApiAccountClaim, the operator's own record of which release submits on an account.
 mod account_claim;
+pub mod admission_policy;
 mod defaults;
 mod schema;
 mod spec;
