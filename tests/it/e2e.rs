@@ -2238,3 +2238,46 @@ async fn the_last_intent_before_a_crash_holds_its_lane_under_a_lagging_watch_cac
     assert_eq!(env.emulator.job_count(), 2, "no duplicate");
     env.cleanup().await;
 }
+
+/// A tenant rotating its `mediaApiCredentials` through keys the Media API refuses claims no
+/// account: nothing grows in the cluster, and the job says the key was refused.
+#[tokio::test]
+async fn a_refused_app_key_claims_no_account() {
+    let mut env = Env::start().await;
+    env.claims = true;
+    env.start_operator();
+    let claims: Api<mediajob_operator::crd::MediaApiAccountClaim> =
+        Api::all(env.cluster.client.clone());
+    for round in 0..3 {
+        env.put_secret(
+            "tenant-dolbyio",
+            &[
+                ("DOLBYIO_APP_KEY", &format!("not-a-key-{round}")),
+                ("DOLBYIO_APP_SECRET", "wrong"),
+            ],
+        )
+        .await;
+        let name = format!("refused-{round}");
+        let mut manifest = env.enhance(&name);
+        manifest["spec"]["mediaApiCredentials"] = json!({"secretRef": {"name": "tenant-dolbyio"}});
+        env.create(manifest).await.unwrap();
+        let job = env
+            .wait_for(&name, T, |j| {
+                j.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.message.contains("refused the app key"))
+                })
+            })
+            .await;
+        assert_eq!(phase_of(&job), Some(Phase::Pending), "{:?}", job.status);
+    }
+    let held = claims.list(&Default::default()).await.unwrap().items;
+    assert!(held.is_empty(), "claims for refused keys: {held:?}");
+    assert_eq!(env.emulator.job_count(), 0);
+    // A key that works claims its account, once.
+    env.create(env.enhance("accepted")).await.unwrap();
+    env.wait_for_phase("accepted", Phase::Succeeded, T).await;
+    assert_eq!(claims.list(&Default::default()).await.unwrap().items.len(), 1);
+    env.cleanup().await;
+}

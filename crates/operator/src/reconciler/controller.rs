@@ -94,6 +94,10 @@ pub async fn wait_for_crd(
     }
 }
 
+/// A lane nobody holds and nobody used for this long is forgotten (its fence is older than any
+/// search window).
+const LANE_IDLE: Duration = Duration::from_secs(3600);
+
 /// Aborts its tasks when dropped: tasks a future spawned end with it, as they would with the
 /// process (a test that "kills" an in-process operator by dropping its future must not leave its
 /// controllers running behind).
@@ -162,6 +166,10 @@ pub async fn run_controllers(
             loop {
                 tick.tick().await;
                 ctx.prune_lanes();
+                ctx.lanes
+                    .lock()
+                    .unwrap()
+                    .forget_idle(LANE_IDLE, jiff::Timestamp::now());
                 let woken = ctx.wake_free_lanes();
                 if let Some(before) = Instant::now().checked_sub(ECHO_WAIT_LIMIT) {
                     ctx.echoes.forget_settled_before(before);

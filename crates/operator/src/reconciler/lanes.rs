@@ -57,6 +57,8 @@ struct Lane {
     previous: Option<String>,
     /// When the holder took the lane (for the `waiting since` of the others' condition).
     held_since: Option<Timestamp>,
+    /// The last time a job held, took or released it: an idle lane is forgotten.
+    last_used: Option<Timestamp>,
 }
 
 /// The account of an intent recorded before accounts were: it holds its operation's lane on
@@ -125,6 +127,7 @@ impl Lanes {
         let since = lane.holders.get(job).map_or(now, |h| h.since);
         lane.holders.insert(job.to_string(), Hold { until, since });
         lane.held_since.get_or_insert(now);
+        lane.last_used = Some(now);
     }
 
     /// Whether `job` could take the lane now (nothing changes).
@@ -175,6 +178,7 @@ impl Lanes {
             .insert(job.to_string(), Hold { until: None, since })
             .is_none();
         lane.held_since.get_or_insert(now);
+        lane.last_used = Some(now);
         Ok(LanePermit {
             fence: lane.previous.as_deref().map(fingerprint),
             newly_taken,
@@ -185,7 +189,28 @@ impl Lanes {
     /// lane stays held until `release` (the id must be durably in status first).
     pub fn accepted(&mut self, key: &LaneKey, job: &str, job_id: &str, now: Timestamp) {
         self.claim(job_id, job, now);
-        self.lanes.entry(key.clone()).or_default().previous = Some(job_id.to_string());
+        let lane = self.lanes.entry(key.clone()).or_default();
+        lane.previous = Some(job_id.to_string());
+        lane.last_used = Some(now);
+    }
+
+    /// Forgets lanes nobody holds that were last used more than `idle` ago (an account rotated
+    /// away, an operation no longer run): their fence is older than any search window. Returns
+    /// how many went.
+    pub fn forget_idle(&mut self, idle: Duration, now: Timestamp) -> usize {
+        let before = self.lanes.len();
+        let cutoff = now
+            .checked_sub(SignedDuration::try_from(idle).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(Timestamp::MIN);
+        self.lanes.retain(|_, lane| {
+            !lane.holders.is_empty() || lane.last_used.is_some_and(|t| t > cutoff)
+        });
+        before - self.lanes.len()
+    }
+
+    /// Lanes remembered (held or not).
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
     }
 
     /// The holder's submission is confirmed (its id is in status) or created nothing.
@@ -595,6 +620,26 @@ mod tests {
             vec![enhance.clone()]
         );
         assert_eq!(l.held_lanes(), 1);
+    }
+
+    #[test]
+    fn idle_lanes_are_forgotten_held_ones_never() {
+        let mut l = lanes();
+        for i in 0..100 {
+            let rotated = LaneKey {
+                account: format!("rotated-{i}"),
+                operation: Operation::Enhance,
+            };
+            l.hold(&rotated, "a", None, t(10));
+            l.accepted(&rotated, "a", &format!("job-{i}"), t(11));
+            l.release(&rotated, "a");
+        }
+        l.hold(&key(Operation::Enhance), "held", None, t(10));
+        assert_eq!(l.lanes(), 101);
+        assert_eq!(l.forget_idle(Duration::from_secs(3600), t(3600)), 0);
+        assert_eq!(l.forget_idle(Duration::from_secs(3600), t(3612)), 100);
+        assert_eq!(l.lanes(), 1, "a held lane stays, however old");
+        assert!(l.holds(&key(Operation::Enhance), "held"));
     }
 
     #[test]
