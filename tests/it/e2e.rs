@@ -2278,6 +2278,9 @@ async fn a_refused_app_key_claims_no_account() {
     // A key that works claims its account, once.
     env.create(env.enhance("accepted")).await.unwrap();
     env.wait_for_phase("accepted", Phase::Succeeded, T).await;
-    assert_eq!(claims.list(&Default::default()).await.unwrap().items.len(), 1);
+    assert_eq!(
+        claims.list(&Default::default()).await.unwrap().items.len(),
+        1
+    );
     env.cleanup().await;
 }

@@ -58,6 +58,9 @@ impl Operator {
             // The emulator lists a new job after 3 s; a lost answer is concluded absent only
             // after this much more, and twice.
             .args(["--listing-lag", "4s", "--clock-skew", "1s"])
+            // The emulator stamps a job when it answers (even a lost answer): a late job can
+            // only be the clock's rounding away.
+            .args(["--late-job-window", "1s"])
             .args(["--media-api-timeout", "10s", "--media-api-rps", "0"])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("POD_NAME", "exactly-once")

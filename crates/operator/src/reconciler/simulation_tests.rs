@@ -48,6 +48,8 @@ struct Faults {
     list_error: f64,
     stale_read: f64,
     crash: f64,
+    /// A lost answer's job may be created (and stamped) up to this long after the error.
+    late_stamp_ms: i64,
     /// The Media API's clock against ours (within the configured skew of 1 s).
     clock_offset_ms: i64,
 }
@@ -62,6 +64,8 @@ impl Faults {
             list_error: [0.0, 0.2][rng.usize(..2)],
             stale_read: [0.0, 0.3][rng.usize(..2)],
             crash: [0.0, 0.01, 0.05][rng.usize(..3)],
+            // Within the configured late-job window (4 s).
+            late_stamp_ms: [0, 1500, 3500][rng.usize(..3)],
             clock_offset_ms: rng.i64(-900..=900),
         }
     }
@@ -119,14 +123,21 @@ impl Api {
             };
         }
         let id = format!("job-{}", self.jobs.len() + 1);
+        let lost = rng.f64() < self.faults.lost_answer;
+        // A gateway that gave up while the backend went on: the job exists, stamped later.
+        let late = if lost {
+            rng.i64(0..=self.faults.late_stamp_ms)
+        } else {
+            0
+        };
         self.jobs.push(RemoteJob {
             id: id.clone(),
             path: path.to_string(),
-            created_ms: now_ms,
+            created_ms: now_ms + late,
             owner: owner.to_string(),
             cancelled_ms: None,
         });
-        if rng.f64() < self.faults.lost_answer {
+        if lost {
             SubmitOutcome::Unknown {
                 message: "502 after the job was created".into(),
             }
@@ -183,6 +194,8 @@ impl Api {
     /// `true`: cancelled; `false`: refused (finished or unknown).
     fn cancel(&mut self, id: &str, now_ms: i64) -> bool {
         match self.jobs.iter_mut().find(|j| j.id == id) {
+            // Not created yet: unknown to the Media API.
+            Some(j) if j.created_ms > now_ms => false,
             Some(j) if j.running(now_ms) => {
                 j.cancelled_ms = Some(now_ms);
                 true
