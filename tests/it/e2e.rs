@@ -1794,12 +1794,7 @@ async fn a_job_created_by_a_slow_pass_cut_off_by_a_crash_lies_inside_its_window(
     // Between the start of the pass and its intent write, the preflight HEAD of the input takes
     // 3.5 s; the intent write itself takes 1.5 s (every answer of the API server does). The
     // emulator creates the job and holds its answer; the operator is killed meanwhile.
-    let faults = Faults {
-        lost_answer_fraction: 1.0,
-        lost_answer_kind: LostAnswer::Timeout,
-        ..Faults::none()
-    };
-    let mut env = Env::start_with(faults, 100).await;
+    let mut env = Env::start_with(held_answers(), 100).await;
     let Some(api_faults) = env.cluster.faults() else {
         // Needs the double's delay; a real cluster's speed is what it is.
         env.cleanup().await;
@@ -1937,6 +1932,15 @@ async fn a_cancel_answered_200_for_a_job_that_had_succeeded_keeps_the_success() 
     env.cleanup().await;
 }
 
+/// Every job-creating POST creates its job and holds its answer (120 s): lost to any client.
+fn held_answers() -> Faults {
+    Faults {
+        lost_answer_fraction: 1.0,
+        lost_answer_kind: LostAnswer::Timeout,
+        ..Faults::none()
+    }
+}
+
 /// Waits until the emulator holds `count` jobs.
 async fn wait_for_remote_jobs(env: &Env, count: usize) {
     let deadline = Instant::now() + T;
@@ -1953,12 +1957,7 @@ async fn wait_for_remote_jobs(env: &Env, count: usize) {
 #[tokio::test]
 async fn a_lane_whose_holder_left_the_selector_mid_submission_is_handed_on() {
     // The holder's POST creates its job, and the answer is held past the client's timeout (3 s).
-    let faults = Faults {
-        lost_answer_fraction: 1.0,
-        lost_answer_kind: LostAnswer::Timeout,
-        ..Faults::none()
-    };
-    let mut env = Env::start_with(faults, 100).await;
+    let mut env = Env::start_with(held_answers(), 100).await;
     env.selector = Some("team=a".into());
     env.submit_timeout = Some(Duration::from_secs(3));
     env.start_operator();
@@ -2195,12 +2194,7 @@ async fn the_preflight_never_connects_to_a_refused_network() {
 #[tokio::test]
 async fn the_last_intent_before_a_crash_holds_its_lane_under_a_lagging_watch_cache() {
     // Every job-creating POST creates its job and loses its answer (held past the 3 s timeout).
-    let faults = Faults {
-        lost_answer_fraction: 1.0,
-        lost_answer_kind: LostAnswer::Timeout,
-        ..Faults::none()
-    };
-    let mut env = Env::start_with(faults, 100).await;
+    let mut env = Env::start_with(held_answers(), 100).await;
     let Some(api_faults) = env.cluster.faults() else {
         env.cleanup().await;
         return;
@@ -2282,5 +2276,55 @@ async fn a_refused_app_key_claims_no_account() {
         claims.list(&Default::default()).await.unwrap().items.len(),
         1
     );
+    env.cleanup().await;
+}
+
+/// kstatus's generic rules for a custom resource (sigs.k8s.io/cli-utils `pkg/kstatus/status`),
+/// as Flux's health checks apply them: what `wait: true` sees.
+fn kstatus(job: &MediaJob) -> &'static str {
+    let status = job.status.clone().unwrap_or_default();
+    let is_true = |kind: &str| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == kind && c.status == "True")
+    };
+    if job.metadata.deletion_timestamp.is_some() {
+        "Terminating"
+    } else if status
+        .observed_generation
+        .is_some_and(|g| Some(g) != job.metadata.generation)
+        || is_true("Reconciling")
+    {
+        "InProgress"
+    } else if is_true("Stalled") {
+        "Failed"
+    } else {
+        "Current"
+    }
+}
+
+/// What a Flux Kustomization with `wait: true` reads of MediaJobs: InProgress while they run,
+/// Current once succeeded, Failed as soon as one has failed for good.
+#[tokio::test]
+async fn kstatus_reads_running_succeeded_and_failed_jobs_as_flux_needs() {
+    let mut env = Env::start_with(slow(Duration::from_secs(2)), 100).await;
+    env.start_operator();
+    env.create(env.enhance("fine")).await.unwrap();
+    let running = env.wait_for_phase("fine", Phase::Running, T).await;
+    assert_eq!(kstatus(&running), "InProgress", "{:?}", running.status);
+    let done = env.wait_for_phase("fine", Phase::Succeeded, T).await;
+    assert_eq!(kstatus(&done), "Current", "{:?}", done.status);
+    assert_eq!(reason_of(&done), "Succeeded");
+    // A job that fails for good is Failed at once, not when a waiting tool times out.
+    env.emulator.set_faults(Faults {
+        fail_fraction: 1.0,
+        ..Faults::none()
+    });
+    let mut doomed = env.enhance("doomed");
+    doomed["spec"]["retry"] = json!({"limit": 0});
+    env.create(doomed).await.unwrap();
+    let failed = env.wait_for_phase("doomed", Phase::Failed, T).await;
+    assert_eq!(kstatus(&failed), "Failed", "{:?}", failed.status);
     env.cleanup().await;
 }

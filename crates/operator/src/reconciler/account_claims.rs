@@ -837,6 +837,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_claim_not_renewed_within_its_deadline_lets_nothing_be_sent() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let settings = ClaimSettings {
+            duration: Duration::from_secs(3),
+            ..ClaimSettings::default()
+        };
+        let claims = AccountClaims::new(client, Some("ns"), "rel", settings);
+        let ours = |renewed_at| Account {
+            state: State::Ours {
+                claim: Box::default(),
+                renewed_at,
+                submit_from: Timestamp::MIN,
+            },
+            last_used: Instant::now(),
+            in_flight: 0,
+            quiet_until: None,
+        };
+        claims
+            .accounts
+            .lock()
+            .unwrap()
+            .insert("acct".into(), ours(Instant::now()));
+        assert!(claims.holds_now("acct"));
+        assert!(!claims.holds_now("other"), "an account never claimed");
+        // Renewed 2 s ago: past two thirds of a 3 s claim, another release may soon take it.
+        let stale = Instant::now() - Duration::from_secs(2);
+        claims
+            .accounts
+            .lock()
+            .unwrap()
+            .insert("acct".into(), ours(stale));
+        assert!(!claims.holds_now("acct"));
+    }
+
+    #[tokio::test]
     async fn an_unfinished_send_counts_as_an_unknown_answer() {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = Client::try_from(config).unwrap();

@@ -9,6 +9,7 @@ pub mod decide;
 pub mod durations;
 pub mod echoes;
 pub mod events;
+pub mod kstatus;
 pub mod kube_writes;
 pub mod lanes;
 pub mod media_clients;

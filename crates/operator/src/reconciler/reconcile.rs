@@ -733,12 +733,15 @@ impl StatusWriter<'_> {
         }
     }
 
-    /// Writes `new` if it differs from `old`; publishes the Events of the transition.
+    /// Writes `new` (with the summary conditions generic tools read, `kstatus.rs`) if it differs
+    /// from `old`; publishes the Events of the transition.
     async fn write(
         &mut self,
         old: &MediaJobStatus,
         new: &MediaJobStatus,
     ) -> Result<MediaJobStatus, ReconcileError> {
+        let summarized = super::kstatus::with_summary(new.clone(), self.ctx.now());
+        let new = &summarized;
         if old == new {
             return Ok(new.clone());
         }
