@@ -138,6 +138,30 @@ fn deploy_crds_are_copies_of_the_generated_crds() {
     }
 }
 
+/// Every alert links a runbook entry that exists in docs/observability.md.
+#[test]
+fn every_alert_links_its_runbook_entry() {
+    let rules =
+        std::fs::read_to_string("charts/mediajob-operator/templates/prometheusrule.yaml").unwrap();
+    let docs = std::fs::read_to_string("docs/observability.md").unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 6, "{alerts:?}");
+    for alert in alerts {
+        let anchor = format!("runbook-{}", alert.to_lowercase());
+        assert!(
+            rules.contains(&format!("runbook_url: {{{{ $rule.runbookUrl }}}}#{anchor}")),
+            "{alert} has no runbook_url"
+        );
+        assert!(
+            docs.contains(&format!("<a id=\"{anchor}\"></a>`{alert}`")),
+            "docs/observability.md has no runbook entry for {alert}"
+        );
+    }
+}
+
 /// The chart's admission policy holds the operator's expression and message, to the letter.
 #[test]
 fn the_chart_admission_policy_is_the_operators_rule() {
