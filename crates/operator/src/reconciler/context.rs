@@ -254,6 +254,33 @@ impl Context {
         freed.len()
     }
 
+    /// Forgets the per-job memory of MediaJobs no longer in the (complete) stores: ones deleted
+    /// after their finalizer was removed by hand, or relabelled out of the selector, never pass
+    /// through the finalizer path that forgets them. Returns how many were forgotten.
+    pub fn sweep_memory(&self) -> usize {
+        let Some(stores) = self.complete_stores() else {
+            return 0;
+        };
+        let jobs: Vec<Arc<MediaJob>> = stores.iter().flat_map(|s| s.state()).collect();
+        let uids: HashSet<&str> = jobs
+            .iter()
+            .filter_map(|j| j.metadata.uid.as_deref())
+            .collect();
+        let names: HashSet<(&str, &str)> = jobs
+            .iter()
+            .filter_map(|j| {
+                Some((
+                    j.metadata.namespace.as_deref()?,
+                    j.metadata.name.as_deref()?,
+                ))
+            })
+            .collect();
+        self.memory.retain_jobs(
+            |uid| uids.contains(uid),
+            |namespace, name| names.contains(&(namespace, name)),
+        )
+    }
+
     /// `job` is gone (deleted): it waits for no lane any more.
     pub fn stop_waiting_for_lanes(&self, job: &Wakeup) {
         let mut waiters = self.lane_waiters.lock().unwrap();
@@ -932,6 +959,23 @@ mod tests {
             1,
             "still in line once there is a waker"
         );
+    }
+
+    #[tokio::test]
+    async fn the_memory_of_jobs_gone_from_the_store_is_swept_once_the_store_is_complete() {
+        let ctx = Context::for_tests(2);
+        let (reader, mut writer) = kube::runtime::reflector::store::<MediaJob>();
+        ctx.add_store(reader);
+        for uid in ["uid-kept", "uid-deleted-by-hand"] {
+            ctx.memory.set_progress(uid, Timestamp::UNIX_EPOCH, 50.0);
+        }
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitApply(job("kept")));
+        assert_eq!(ctx.sweep_memory(), 0, "an incomplete store proves nothing");
+        writer.apply_watcher_event(&Event::InitDone);
+        assert_eq!(ctx.sweep_memory(), 1);
+        assert!(ctx.memory.progress("uid-kept").is_some());
+        assert!(ctx.memory.progress("uid-deleted-by-hand").is_none());
     }
 
     #[tokio::test]

@@ -94,6 +94,9 @@ pub async fn wait_for_crd(
     }
 }
 
+/// How often the memory of MediaJobs gone from the store is swept.
+const MEMORY_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// A lane nobody holds and nobody used for this long is forgotten (its fence is older than any
 /// search window).
 const LANE_IDLE: Duration = Duration::from_secs(3600);
@@ -163,8 +166,20 @@ pub async fn run_controllers(
         async move {
             let mut tick = tokio::time::interval(ctx.settings.timing.queued_recheck);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut memory_swept = Instant::now();
             loop {
                 tick.tick().await;
+                // Per-job memory of jobs that left without the finalizer path, once a minute.
+                if memory_swept.elapsed() >= MEMORY_SWEEP_EVERY {
+                    memory_swept = Instant::now();
+                    let forgotten = ctx.sweep_memory();
+                    if forgotten > 0 {
+                        tracing::debug!(
+                            forgotten,
+                            "forgot the memory of MediaJobs gone from the store"
+                        );
+                    }
+                }
                 ctx.prune_lanes();
                 ctx.lanes
                     .lock()

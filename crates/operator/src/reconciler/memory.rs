@@ -340,6 +340,43 @@ impl Memory {
         self.inputs.lock().unwrap().remove(uid);
     }
 
+    /// Forgets every job `present` says is gone (deleted without the finalizer path, relabelled
+    /// out of the selector): per-job memory ends with the job, however it left. Returns how many
+    /// jobs were forgotten.
+    pub fn retain_jobs(
+        &self,
+        present: impl Fn(&str) -> bool,
+        present_by_name: impl Fn(&str, &str) -> bool,
+    ) -> usize {
+        let mut gone: HashSet<String> = HashSet::new();
+        self.entries.lock().unwrap().retain(|uid, _| {
+            present(uid) || {
+                gone.insert(uid.clone());
+                false
+            }
+        });
+        self.inputs.lock().unwrap().retain(|uid, _| {
+            present(uid) || {
+                gone.insert(uid.clone());
+                false
+            }
+        });
+        self.replaced_by_own_writes
+            .lock()
+            .unwrap()
+            .retain(|uid, _| {
+                present(uid) || {
+                    gone.insert(uid.clone());
+                    false
+                }
+            });
+        self.credentials_changed
+            .lock()
+            .unwrap()
+            .retain(|(namespace, name)| present_by_name(namespace, name));
+        gone.len()
+    }
+
     /// How many things are remembered about jobs (a job may count twice).
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap().len()
@@ -356,6 +393,29 @@ impl Memory {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn jobs_that_left_the_store_are_forgotten_however_they_left() {
+        let memory = Memory::default();
+        for uid in ["kept", "gone-a", "gone-b"] {
+            memory.set_progress(uid, jiff::Timestamp::UNIX_EPOCH, 10.0);
+            memory.set_input_checked(uid, Instant::now());
+            memory.note_own_write(uid, "1");
+        }
+        memory.mark_credentials_changed("ns", "kept-job");
+        memory.mark_credentials_changed("ns", "gone-job");
+        let forgotten = memory.retain_jobs(|uid| uid == "kept", |_, name| name == "kept-job");
+        assert_eq!(forgotten, 2);
+        assert_eq!(
+            memory.len(),
+            3,
+            "the kept job's entry, input and replaced version"
+        );
+        assert!(memory.progress("kept").is_some());
+        assert!(memory.progress("gone-a").is_none());
+        assert!(memory.take_credentials_changed("ns", "kept-job"));
+        assert!(!memory.take_credentials_changed("ns", "gone-job"));
+    }
 
     #[test]
     fn versions_replaced_by_own_writes_are_outrun_until_the_watch_catches_up() {
