@@ -2328,3 +2328,47 @@ async fn kstatus_reads_running_succeeded_and_failed_jobs_as_flux_needs() {
     assert_eq!(kstatus(&failed), "Failed", "{:?}", failed.status);
     env.cleanup().await;
 }
+
+/// The account claim's create is stored but its answer lost (a 500 after the write): the
+/// release does not take its own claim for another's. Its next look finds itself the holder,
+/// renews, and the job is submitted once.
+#[tokio::test]
+async fn a_claim_whose_create_answer_was_lost_is_found_to_be_ours() {
+    let mut env = Env::start().await;
+    let Some(api_faults) = env.cluster.faults() else {
+        env.cleanup().await;
+        return;
+    };
+    env.claims = true;
+    api_faults.lose_answer_next_matching(1, Some("create"), Some("mediaapiaccountclaims"));
+    env.start_operator();
+    env.create(env.enhance("claimed")).await.unwrap();
+    env.wait_for_phase("claimed", Phase::Succeeded, T).await;
+    let claims: Api<mediajob_operator::crd::MediaApiAccountClaim> =
+        Api::all(env.cluster.client.clone());
+    let held = claims.list(&Default::default()).await.unwrap().items;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(
+        held[0].spec.holder,
+        format!("{}/mediajob-operator", env.cluster.namespace)
+    );
+    assert_eq!(env.emulator.job_count(), 1);
+    // The lost answer was met: the claim was created once, then found to be ours and renewed
+    // (a renewal is otherwise due only after 10 s).
+    let calls: Vec<String> = env
+        .cluster
+        .requests()
+        .unwrap()
+        .all()
+        .into_iter()
+        .filter(|r| r.user_agent == OPERATOR_AGENT && r.resource == "mediaapiaccountclaims")
+        .map(|r| r.verb)
+        .collect();
+    assert_eq!(
+        calls.iter().filter(|v| *v == "create").count(),
+        1,
+        "{calls:?}"
+    );
+    assert!(calls.iter().any(|v| v == "update"), "{calls:?}");
+    env.cleanup().await;
+}

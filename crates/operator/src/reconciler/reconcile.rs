@@ -740,6 +740,10 @@ impl StatusWriter<'_> {
         old: &MediaJobStatus,
         new: &MediaJobStatus,
     ) -> Result<MediaJobStatus, ReconcileError> {
+        if old == new {
+            return Ok(new.clone());
+        }
+        // Only for a status that is written: the summary is derived from it (no clone per pass).
         let summarized = super::kstatus::with_summary(new.clone(), self.ctx.now());
         let new = &summarized;
         if old == new {
