@@ -313,7 +313,7 @@ async fn run(args: LocalArgs) -> Result<(), LocalError> {
             let _ = stop_rx.await;
         },
     ));
-    let outcome = watch::follow(&client, &jobs, args.timeout, s3.embedded.as_ref()).await;
+    let outcome = watch::follow(&client, &jobs, args.timeout).await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), operator).await;
     if let Some(emulator) = emulator {

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use kube::Api;
 
 use super::{LocalError, failed};
-use embedded_s3::EmbeddedS3;
 use mediajob_operator::crd::{MediaJob, MediaJobStatus, Phase};
-use mediajob_operator::s3::S3Location;
 
 /// What a person wants to see change.
 #[derive(Clone, PartialEq, Eq)]
@@ -57,7 +55,6 @@ pub async fn follow(
     client: &kube::Client,
     jobs: &[(String, String)],
     timeout: Duration,
-    s3: Option<&EmbeddedS3>,
 ) -> Result<(), LocalError> {
     let deadline = Instant::now() + timeout;
     let mut last: HashMap<(String, String), Seen> = HashMap::new();
@@ -110,14 +107,20 @@ pub async fn follow(
                 .map(|id| format!(", Media API job {id}"))
                 .unwrap_or_default()
         );
-        for url in job.spec.output_urls() {
-            let stored = S3Location::parse(url, None).ok().and_then(|l| {
-                s3.and_then(|s3| s3.get_object(&l.bucket, &l.key))
-                    .map(|bytes| (l, bytes.len()))
-            });
-            match stored {
-                Some((_, size)) => println!("  output {url} ({size} bytes in the embedded store)"),
-                None => println!("  output {url}"),
+        // What the operator found when it looked at the outputs after the Media API's success.
+        for output in status.outputs.iter().flatten() {
+            match (output.verified, output.size, &output.etag) {
+                (true, size, etag) => println!(
+                    "  output {} verified: {} bytes, ETag {}",
+                    output.url,
+                    size.map_or("?".into(), |s| s.to_string()),
+                    etag.as_deref().unwrap_or("?")
+                ),
+                (false, ..) => println!(
+                    "  output {} not verified: {}",
+                    output.url,
+                    output.message.as_deref().unwrap_or("no reason given")
+                ),
             }
         }
         if let Some(result) = &status.result {

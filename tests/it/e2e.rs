@@ -543,9 +543,119 @@ async fn a_transcode_writes_two_outputs() {
     .await
     .unwrap();
     let job = env.wait_for_phase("tc", Phase::Succeeded, T).await;
-    assert!(env.s3.get(&out, "tc/a.mp4").await.is_some());
-    assert!(env.s3.get(&out, "tc/b.mp3").await.is_some());
-    assert_eq!(job.status.unwrap().outputs.map(|o| o.len()), Some(2));
+    let created = job.metadata.creation_timestamp.clone().unwrap().0;
+    let outputs = job.status.unwrap().outputs.unwrap();
+    assert_eq!(outputs.len(), 2);
+    // Succeeded means the outputs are there: what the store said of each is in status.
+    for (output, key) in outputs.iter().zip(["tc/a.mp4", "tc/b.mp3"]) {
+        let stored = env.s3.get(&out, key).await.expect("the output is stored");
+        assert_eq!(output.url, format!("s3://{out}/{key}"));
+        assert!(output.verified, "{output:?}");
+        assert_eq!(output.size, Some(stored.len() as i64), "{output:?}");
+        assert!(
+            output.etag.as_ref().is_some_and(|e| e.len() > 2),
+            "{output:?}"
+        );
+        let written = output.last_modified.as_ref().expect("a Last-Modified").0;
+        assert!(
+            written >= created - jiff::SignedDuration::from_secs(2),
+            "{output:?}"
+        );
+    }
+    assert_eq!(
+        sum_of(
+            &env.metrics.encode(),
+            "mediajob_operator_output_checks_total",
+            "found"
+        ),
+        2.0
+    );
+    env.cleanup().await;
+}
+
+/// The Media API says Success, but the output never reached the bucket (the emulator's lost
+/// output): not a success. The attempt is retried within the budget, then the job fails
+/// `OutputMissing`, with a Warning Event naming the output.
+#[tokio::test]
+async fn a_success_without_its_output_is_retried_then_fails_output_missing() {
+    let faults = Faults {
+        lose_output_fraction: 1.0,
+        ..Faults::none()
+    };
+    let mut env = Env::start_with(faults, 100).await;
+    env.start_operator();
+    let mut manifest = env.enhance("hollow");
+    manifest["spec"]["retry"] = json!({"limit": 1});
+    env.create(manifest).await.unwrap();
+    let job = env.wait_for_phase("hollow", Phase::Failed, T).await;
+    assert_eq!(reason_of(&job), "OutputMissing");
+    let status = job.status.unwrap();
+    assert_eq!(status.failed_attempts, Some(2));
+    assert!(status.outputs.is_none());
+    assert_eq!(
+        env.emulator.job_count(),
+        2,
+        "the first success was retried once"
+    );
+    let output = format!("s3://{}/hollow.wav does not exist", env.out);
+    let failed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert!(failed.message.contains(&output), "{}", failed.message);
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.cluster.client.clone(), &env.cluster.namespace);
+    let list = events.list(&Default::default()).await.unwrap();
+    let warned = list.items.iter().any(|e| {
+        e.reason.as_deref() == Some("OutputMissing") && e.type_.as_deref() == Some("Warning")
+    });
+    assert!(
+        warned,
+        "{:?}",
+        list.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        sum_of(
+            &env.metrics.encode(),
+            "mediajob_operator_output_checks_total",
+            "missing"
+        ),
+        2.0
+    );
+    env.cleanup().await;
+}
+
+/// An output left by an earlier run is not this job's: an object older than the submission
+/// does not make a success.
+#[tokio::test]
+async fn an_output_older_than_the_submission_is_not_taken_for_the_jobs() {
+    let faults = Faults {
+        lose_output_fraction: 1.0,
+        ..Faults::none()
+    };
+    let mut env = Env::start_with(faults, 100).await;
+    env.s3.put(&env.out, "stale.wav", b"last week's file").await;
+    // Store timestamps are whole seconds, and the skew is allowed for: 3 s is clearly older.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.start_operator();
+    let mut manifest = env.enhance("stale");
+    manifest["spec"]["retry"] = json!({"limit": 0});
+    env.create(manifest).await.unwrap();
+    let job = env.wait_for_phase("stale", Phase::Failed, T).await;
+    assert_eq!(reason_of(&job), "OutputMissing");
+    let message = job
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("before this attempt was submitted"),
+        "{message}"
+    );
     env.cleanup().await;
 }
 

@@ -121,6 +121,9 @@ pub struct EmulatorArgs {
     /// Fraction of jobs that stay Running forever.
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     pub stall_fraction: f64,
+    /// Fraction of jobs that report Success without writing their outputs.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub lose_output_fraction: f64,
     /// Pad the detail of injected failures to this many bytes.
     #[arg(long, default_value_t = 0)]
     pub error_detail_bytes: usize,
@@ -190,6 +193,7 @@ impl EmulatorArgs {
                 fail_fraction: self.fail_fraction,
                 internal_error_fraction: self.internal_error_fraction,
                 stall_fraction: self.stall_fraction,
+                lose_output_fraction: self.lose_output_fraction,
                 error_detail_bytes: self.error_detail_bytes,
                 result_padding_bytes: self.result_padding_bytes,
                 enforce_min_analyze_duration: self.enforce_min_analyze_duration,

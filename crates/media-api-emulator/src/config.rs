@@ -112,6 +112,10 @@ pub struct Faults {
     pub internal_error_fraction: f64,
     /// Fraction of jobs that stay `Running` forever (until cancelled).
     pub stall_fraction: f64,
+    /// Fraction of jobs that read their input and end `Success` but never write their outputs
+    /// (a service whose success and storage disagree): a client that takes the status for the
+    /// outputs reports a success that is not there.
+    pub lose_output_fraction: f64,
     /// Pad the detail of injected failures to this many bytes (0: none). Real services return
     /// long details (stack traces, lists of problems); the client must still end such a job.
     pub error_detail_bytes: usize,
@@ -149,6 +153,7 @@ impl Faults {
             fail_fraction: 0.0,
             internal_error_fraction: 0.0,
             stall_fraction: 0.0,
+            lose_output_fraction: 0.0,
             error_detail_bytes: 0,
             result_padding_bytes: 0,
             enforce_min_analyze_duration: false,

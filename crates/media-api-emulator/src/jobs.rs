@@ -75,19 +75,25 @@ pub enum Plan {
     Fail,
     InternalError,
     Stall,
+    /// Ends `Success` without writing the outputs.
+    LoseOutput,
 }
 
-/// `draw` is uniform in 0..1; the fractions are stacked in the order fail, internal error, stall.
+/// `draw` is uniform in 0..1; the fractions are stacked in the order fail, internal error, stall,
+/// lost output.
 pub fn plan(faults: &Faults, draw: f64) -> Plan {
     let fail = faults.fail_fraction;
     let internal = fail + faults.internal_error_fraction;
     let stall = internal + faults.stall_fraction;
+    let lose_output = stall + faults.lose_output_fraction;
     if draw < fail {
         Plan::Fail
     } else if draw < internal {
         Plan::InternalError
     } else if draw < stall {
         Plan::Stall
+    } else if draw < lose_output {
+        Plan::LoseOutput
     } else {
         Plan::Normal
     }
@@ -423,12 +429,14 @@ mod tests {
             fail_fraction: 0.1,
             internal_error_fraction: 0.2,
             stall_fraction: 0.3,
+            lose_output_fraction: 0.1,
             ..Faults::none()
         };
+        assert_eq!(plan(&faults, 0.65), Plan::LoseOutput);
         assert_eq!(plan(&faults, 0.05), Plan::Fail);
         assert_eq!(plan(&faults, 0.15), Plan::InternalError);
         assert_eq!(plan(&faults, 0.45), Plan::Stall);
-        assert_eq!(plan(&faults, 0.65), Plan::Normal);
+        assert_eq!(plan(&faults, 0.75), Plan::Normal);
         assert_eq!(plan(&Faults::none(), 0.0), Plan::Normal);
         let always = Faults {
             fail_fraction: 1.0,

@@ -170,7 +170,7 @@ async fn finish(state: &AppState, id: Uuid) {
             };
             return conclude(state, id, outcome);
         }
-        Plan::Normal | Plan::Stall => {}
+        Plan::Normal | Plan::Stall | Plan::LoseOutput => {}
     }
     let Ok(io) = validate_job(op, &request) else {
         return conclude(
@@ -181,7 +181,13 @@ async fn finish(state: &AppState, id: Uuid) {
     };
     let produced = produce(op, &request, &inputs, io.outputs.len());
     drop(inputs);
-    for (location, body) in io.outputs.iter().zip(produced.outputs) {
+    // A lost output: the job ends `Success` all the same.
+    let written = if plan == Plan::LoseOutput {
+        0
+    } else {
+        io.outputs.len()
+    };
+    for (location, body) in io.outputs.iter().zip(produced.outputs).take(written) {
         if let Err(detail) = state.media.put(location, body).await {
             return conclude(state, id, failed(JobError::output_access(detail)));
         }

@@ -64,6 +64,12 @@ pub struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// found, missing, unverifiable
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     /// status, finalizer, delete, event
     pub kind: String,
@@ -74,6 +80,10 @@ pub const MEDIA_API_CALLS: [&str; 4] = ["submit", "status", "list", "cancel"];
 
 /// The kinds of Kubernetes writes (the `kind` label of `kube_writes_total`).
 pub const KUBE_WRITES: [&str; 4] = ["status", "finalizer", "delete", "event"];
+
+/// What a look at a succeeded job's output found: the store has it, it answered 404, or nothing
+/// could be concluded (a public output, a 403, no answer).
+pub const OUTPUT_CHECKS: [&str; 3] = ["found", "missing", "unverifiable"];
 
 /// The outcomes of `submissions_total`, one per answer to a submission's POST.
 pub const SUBMISSION_OUTCOMES: [&str; 5] = [
@@ -229,6 +239,7 @@ pub struct Metrics {
     pub url_refreshes: Counter,
     pub url_refresh_failures: Family<TransitionLabels, Counter>,
     pub urls_signed: Counter,
+    pub output_checks: Family<ResultLabels, Counter>,
     pub leader: Gauge<i64, std::sync::atomic::AtomicI64>,
     jobs: Arc<JobsCollector>,
 }
@@ -358,6 +369,17 @@ impl Default for Metrics {
             "Pre-signed URLs created",
             urls_signed.clone(),
         );
+        let output_checks = Family::<ResultLabels, Counter>::default();
+        for result in OUTPUT_CHECKS {
+            let _ = output_checks.get_or_create(&ResultLabels {
+                result: result.into(),
+            });
+        }
+        registry.register(
+            "output_checks",
+            "HEADs of succeeded jobs' outputs by result: found, missing (the attempt fails with OutputMissing), unverifiable",
+            output_checks.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -380,6 +402,7 @@ impl Default for Metrics {
             url_refreshes,
             url_refresh_failures,
             urls_signed,
+            output_checks,
             leader,
             jobs,
         }
@@ -415,6 +438,15 @@ impl Metrics {
         self.media_api_seconds
             .get_or_create(&CallLabels { call: call.into() })
             .observe(took.as_secs_f64());
+    }
+
+    /// One look at a succeeded job's output (`result` is one of [`OUTPUT_CHECKS`]).
+    pub fn output_checked(&self, result: &str) {
+        self.output_checks
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn kube_write(&self, kind: &str) {
@@ -570,6 +602,7 @@ mod tests {
             "url_refreshes",
             "url_refresh_failures",
             "urls_signed",
+            "output_checks",
             "leader",
             "jobs",
             "jobs_in_flight",

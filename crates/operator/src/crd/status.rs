@@ -60,9 +60,14 @@ pub struct MediaJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<Time>,
 
-    /// Where the outputs were written (URLs without any query string).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outputs: Option<Vec<String>>,
+    /// The outputs of a succeeded job, as S3 described them when the operator read their
+    /// metadata (HEAD) after the Media API reported success.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "outputs_old_or_new"
+    )]
+    pub outputs: Option<Vec<OutputStatus>>,
 
     /// The inline result of jobs that return one (diagnose, mastering preview).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +82,58 @@ pub struct MediaJobStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// One output of a succeeded job.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputStatus {
+    /// Where it was written (the URL without any query string).
+    pub url: String,
+    /// Whether the operator read the object's metadata after the job succeeded; when false,
+    /// `message` says why it could not.
+    pub verified: bool,
+    /// Its size in bytes, as the store reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Its ETag, as the store reported it (quotes included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// When the store last wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<Time>,
+    /// Why the output was not verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Reads `status.outputs` as written now (objects) or by earlier releases (bare URLs), so a job
+/// finished before the upgrade still reads.
+fn outputs_old_or_new<'de, D>(deserializer: D) -> Result<Option<Vec<OutputStatus>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Url(String),
+        Output(OutputStatus),
+    }
+    let items: Option<Vec<Either>> = Option::deserialize(deserializer)?;
+    Ok(items.map(|items| {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Either::Output(output) => output,
+                Either::Url(url) => OutputStatus {
+                    url,
+                    verified: false,
+                    message: Some("recorded before outputs were verified".into()),
+                    ..OutputStatus::default()
+                },
+            })
+            .collect()
+    }))
 }
 
 /// Lifecycle phase, shown by `kubectl get mediajobs`.
@@ -150,4 +207,26 @@ pub struct SubmissionRecord {
     /// When an answer that left the outcome unknown (5xx, timeout, reset) came back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome_time: Option<Time>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_read_as_written_now_and_as_bare_urls_of_earlier_releases() {
+        let now: MediaJobStatus = serde_json::from_value(serde_json::json!({
+            "outputs": [{"url": "s3://b/k", "verified": true, "size": 3, "etag": "\"e\""}]
+        }))
+        .unwrap();
+        let output = &now.outputs.unwrap()[0];
+        assert!(output.verified && output.size == Some(3));
+        let earlier: MediaJobStatus =
+            serde_json::from_value(serde_json::json!({"outputs": ["s3://b/k"]})).unwrap();
+        let output = &earlier.outputs.unwrap()[0];
+        assert_eq!(output.url, "s3://b/k");
+        assert!(!output.verified && output.message.is_some());
+        let none: MediaJobStatus = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert!(none.outputs.is_none());
+    }
 }

@@ -688,6 +688,40 @@ impl Context {
         check
     }
 
+    /// Looks at the outputs of a job the Media API reports succeeded (see `outputs.rs`), with
+    /// the S3 credentials this pass already has or the job's own.
+    pub async fn check_outputs(
+        &self,
+        job: &MediaJob,
+        valid: &super::validate::ValidatedJob,
+        s3: Option<&S3Credentials>,
+        now: Timestamp,
+    ) -> Vec<super::outputs::OutputCheck> {
+        if valid.output_urls.is_empty() {
+            return vec![];
+        }
+        let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
+        let loaded = match s3 {
+            Some(_) => None,
+            None => self
+                .s3_credentials(job, namespace, now)
+                .await
+                .ok()
+                .flatten()
+                .map(|(credentials, _)| credentials),
+        };
+        let credentials = s3.or(loaded.as_ref());
+        let checks = super::outputs::check(&self.preflight_http, valid, credentials, now).await;
+        for check in &checks {
+            self.deps.metrics.output_checked(match check.seen {
+                super::outputs::OutputSeen::Found { .. } => "found",
+                super::outputs::OutputSeen::Missing => "missing",
+                super::outputs::OutputSeen::Unverifiable(_) => "unverifiable",
+            });
+        }
+        checks
+    }
+
     /// Submits `prepared` on `account`. Right before the request goes out (after the token and
     /// the rate limiter), it is checked once more that this replica leads, that this release
     /// still holds the account's claim, and that the submission's deadline has not passed: what

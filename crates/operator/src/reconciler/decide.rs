@@ -13,6 +13,8 @@ use serde_json::{Map, Value};
 use super::conditions::{
     self, FAILED, READY, RESULT_OMITTED, SESSION_END_ASSUMED, SUBMITTED, SUSPENDED,
 };
+pub use super::outputs::OutputCheck;
+use super::outputs::OutputsVerdict;
 pub use super::reason::Reason;
 pub use super::search::Verdict;
 use super::search::{self, SearchSettings, Unconfirmed};
@@ -212,6 +214,9 @@ pub struct Observed {
     /// By when the recent jobs of this operation were done (`durations.rs`); `None` when there
     /// are none yet, or this job is one of the probes.
     pub expected_duration: Option<Duration>,
+    /// What a look at the outputs found, made when the remote job is seen succeeded
+    /// (`outputs.rs`); empty otherwise.
+    pub outputs: Vec<OutputCheck>,
 }
 
 /// What the preflight of the input found (see `preflight.rs`).
@@ -1251,9 +1256,18 @@ fn follow(
                 requeue_after: Some(wait),
             }
         }
-        RemoteState::Succeeded { result } => {
-            succeeded(job, valid, status, job_id, result.clone(), now)
-        }
+        RemoteState::Succeeded { result } => succeeded(
+            job,
+            valid,
+            status,
+            Success {
+                job_id,
+                result: result.clone(),
+                outputs: &observed.outputs,
+            },
+            clock,
+            settings,
+        ),
         RemoteState::Cancelled if refresh_due => {
             // We cancelled it for a URL refresh and lost the status write: carry on with the refresh.
             refreshed(&mut status, job_id, generation, now);
@@ -1324,16 +1338,47 @@ fn follow(
     }
 }
 
+/// What the Media API and the outputs said of a remote job that succeeded.
+pub struct Success<'a> {
+    pub job_id: &'a str,
+    pub result: Option<Map<String, Value>>,
+    /// The shell's look at the outputs (`outputs.rs`).
+    pub outputs: &'a [OutputCheck],
+}
+
 /// The job's remote job succeeded: the final status. Also what a refused cancel (the job had
 /// already finished) turns into when the job turns out to have succeeded: a success is kept.
 pub fn succeeded(
     job: &MediaJob,
     valid: &ValidatedJob,
     mut status: MediaJobStatus,
-    job_id: &str,
-    result: Option<Map<String, Value>>,
-    now: Timestamp,
+    success: Success<'_>,
+    clock: Clock,
+    settings: &Settings,
 ) -> Decision {
+    let Success {
+        job_id,
+        result,
+        outputs,
+    } = success;
+    let now = clock.now;
+    let urls: Vec<String> = valid.output_urls.iter().map(|u| redact_url(u)).collect();
+    let submitted_at = status.submission.as_ref().map(|s| s.intent_time.0);
+    let outputs = match super::outputs::verdict(&urls, outputs, submitted_at, settings.search.skew)
+    {
+        OutputsVerdict::There(outputs) => outputs,
+        OutputsVerdict::NotThere(message) => {
+            let text = format!("job {job_id}: {message}");
+            return failed_attempt_because(
+                job,
+                status,
+                &text,
+                clock,
+                settings,
+                Reason::OutputMissing,
+            );
+        }
+    };
     let generation = job.metadata.generation;
     status.observed_generation = generation;
     status.phase = Some(Phase::Succeeded);
@@ -1342,8 +1387,8 @@ pub fn succeeded(
     status.next_refresh_time = None;
     status.retry_after = None;
     status.job_id = Some(job_id.to_string());
-    status.outputs = Some(valid.output_urls.iter().map(|u| redact_url(u)).collect())
-        .filter(|o: &Vec<String>| !o.is_empty());
+    let unverified = outputs.iter().filter(|o| !o.verified).count();
+    status.outputs = Some(outputs).filter(|o| !o.is_empty());
     let result = result.filter(|r| !r.is_empty());
     let result_bytes = result
         .as_ref()
@@ -1369,7 +1414,15 @@ pub fn succeeded(
         status.result = result;
         conditions::remove_condition(&mut status.conditions, RESULT_OMITTED);
     }
-    let message = format!("job {job_id} succeeded{}", ttl_note(job, now));
+    let checked = match (unverified, urls.len()) {
+        (_, 0) => String::new(),
+        (0, n) => format!("; {n} output(s) verified"),
+        (u, n) => format!(
+            "; {} of {n} output(s) verified, {u} could not be checked (see status.outputs)",
+            n - u
+        ),
+    };
+    let message = format!("job {job_id} succeeded{checked}{}", ttl_note(job, now));
     conditions::set_condition(
         &mut status.conditions,
         READY,
@@ -1538,11 +1591,36 @@ fn refreshed(status: &mut MediaJobStatus, job_id: &str, generation: Option<i64>,
 /// A remote job failed: retry within the budget, or fail the MediaJob.
 fn failed_attempt(
     job: &MediaJob,
-    mut status: MediaJobStatus,
+    status: MediaJobStatus,
     message: &str,
     clock: Clock,
     settings: &Settings,
 ) -> Decision {
+    failed_attempt_because(
+        job,
+        status,
+        message,
+        clock,
+        settings,
+        Reason::RemoteJobFailed,
+    )
+}
+
+/// A failed attempt whose cause has its own reason (`OutputMissing`): the reason while it is
+/// retried and when the job fails for good. A remote job that failed retries as
+/// `RetryingAfterFailure` and ends `RemoteJobFailed`.
+fn failed_attempt_because(
+    job: &MediaJob,
+    mut status: MediaJobStatus,
+    message: &str,
+    clock: Clock,
+    settings: &Settings,
+    reason: Reason,
+) -> Decision {
+    let retrying = match reason {
+        Reason::RemoteJobFailed => Reason::RetryingAfterFailure,
+        other => other,
+    };
     let now = clock.now;
     let generation = job.metadata.generation;
     let failures = status.failed_attempts.unwrap_or(0).saturating_add(1);
@@ -1565,7 +1643,7 @@ fn failed_attempt(
         set_waiting(
             &mut status,
             Phase::Pending,
-            Reason::RetryingAfterFailure,
+            retrying,
             &text,
             generation,
             now,
@@ -1576,7 +1654,7 @@ fn failed_attempt(
             requeue_after: Some(wait),
         }
     } else {
-        set_failed(&mut status, job, Reason::RemoteJobFailed, message, now);
+        set_failed(&mut status, job, reason, message, now);
         Decision {
             status,
             action: Action::None,

@@ -249,6 +249,7 @@ impl Gen {
             earlier_progress: self.maybe(|g| (g.time(), g.0.f64() * 100.0)),
             poll_scheduled_in: self.maybe(|g| g.duration()),
             expected_duration: self.maybe(|g| g.duration()),
+            outputs: vec![],
             input: if self.0.bool() {
                 InputCheck::NotChecked
             } else {

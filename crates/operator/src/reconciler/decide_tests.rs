@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::*;
 use crate::crd::{MediaJob, MediaJobSpec, Phase};
+use crate::reconciler::outputs::OutputSeen;
 use crate::reconciler::search::Unconfirmed;
 
 const T0: i64 = 1_800_000_000;
@@ -56,6 +57,7 @@ pub(crate) fn ready() -> Observed {
         earlier_progress: None,
         poll_scheduled_in: None,
         expected_duration: None,
+        outputs: vec![],
     }
 }
 
@@ -68,6 +70,12 @@ fn remote(state: RemoteState) -> Observed {
 
 fn settings() -> Settings {
     Settings::default()
+}
+
+fn message(status: &MediaJobStatus) -> String {
+    conditions::find(&status.conditions, READY)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 fn reason(status: &MediaJobStatus) -> &str {
@@ -798,6 +806,83 @@ fn polls_are_not_made_when_not_due_and_never_spin() {
     assert!(d.requeue_after.unwrap() >= Duration::from_millis(500));
 }
 
+/// The remote job of `submitted(&enhance())` succeeded, and its output looked like `seen`.
+fn succeeded_with_output(job: &MediaJob, seen: OutputSeen, failed_before: i32) -> Decision {
+    let mut job = job.clone();
+    job.status.as_mut().unwrap().failed_attempts = Some(failed_before);
+    let observed = Observed {
+        outputs: vec![OutputCheck {
+            url: "s3://out/ep42.wav".into(),
+            seen,
+        }],
+        ..remote(RemoteState::Succeeded { result: None })
+    };
+    decide(&job, &observed, clock(300), &settings())
+}
+
+#[test]
+fn success_is_written_only_with_its_outputs_there() {
+    let job = submitted(&enhance());
+    let intent = job
+        .status
+        .as_ref()
+        .unwrap()
+        .submission
+        .as_ref()
+        .unwrap()
+        .intent_time
+        .0;
+    let found = |at: Timestamp| OutputSeen::Found {
+        size: Some(2048),
+        etag: Some("\"abc\"".into()),
+        last_modified: Some(at),
+    };
+    let d = succeeded_with_output(&job, found(at(290)), 0);
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    let output = &d.status.outputs.as_ref().unwrap()[0];
+    assert!(output.verified);
+    assert_eq!(
+        (output.size, output.etag.as_deref()),
+        (Some(2048), Some("\"abc\""))
+    );
+    assert!(
+        message(&d.status).contains("1 output(s) verified"),
+        "{}",
+        message(&d.status)
+    );
+
+    // Missing, or written before this attempt was submitted: a failed attempt, retried.
+    let stale = intent
+        .checked_sub(jiff::SignedDuration::from_secs(60))
+        .unwrap();
+    for seen in [OutputSeen::Missing, found(stale)] {
+        let d = succeeded_with_output(&job, seen.clone(), 0);
+        assert_eq!(d.status.phase, Some(Phase::Pending), "{seen:?}");
+        assert_eq!(reason(&d.status), "OutputMissing");
+        assert!(
+            message(&d.status).contains("s3://out/ep42.wav"),
+            "{}",
+            message(&d.status)
+        );
+        assert_eq!(d.status.failed_attempts, Some(1));
+        assert!(d.status.submission.is_none() && d.status.job_id.is_none());
+        assert!(d.status.outputs.is_none());
+    }
+    // With the budget spent, the job fails for the same reason.
+    let limit = job.spec.retry_limit();
+    let d = succeeded_with_output(&job, OutputSeen::Missing, limit);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(reason(&d.status), "OutputMissing");
+    // What cannot be checked does not undo the success.
+    let d = succeeded_with_output(&job, OutputSeen::Unverifiable("403".into()), 0);
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    assert!(
+        message(&d.status).contains("0 of 1 output(s) verified"),
+        "{}",
+        message(&d.status)
+    );
+}
+
 #[test]
 fn success_records_outputs_without_query_strings_and_inline_results() {
     let mut job = submitted(&enhance());
@@ -819,12 +904,14 @@ fn success_records_outputs_without_query_strings_and_inline_results() {
     let s = &d.status;
     assert_eq!((s.phase, s.progress), (Some(Phase::Succeeded), Some(100)));
     assert_eq!(s.completion_time, Some(Time(at(300))));
+    let outputs = s.outputs.as_ref().unwrap();
+    assert_eq!(outputs.len(), 1);
     assert_eq!(
-        s.outputs,
-        Some(vec![
-            "https://out.s3.amazonaws.com/a.wav?[redacted]".to_string()
-        ])
+        outputs[0].url,
+        "https://out.s3.amazonaws.com/a.wav?[redacted]"
     );
+    // Nothing was checked (the shell checks; here it did not): unverified, and it says so.
+    assert!(!outputs[0].verified && outputs[0].message.is_some());
     assert!(s.result.is_some());
     assert_eq!(
         conditions::find(&s.conditions, READY).unwrap().status,
@@ -2226,6 +2313,18 @@ fn every_wait() -> Vec<Wait> {
             Reason::RetryingAfterFailure,
         )
         .waits_for("job j1 failed: the input is not audio")
+        .until(At(retry_at)),
+    );
+    let missing = succeeded_with_output(&submitted(&enhance()), OutputSeen::Missing, 0);
+    let retry_at = missing.status.retry_after.clone().unwrap().0;
+    waits.push(
+        Wait::new(
+            "an output missing after a success",
+            &enhance(),
+            missing.status,
+            Reason::OutputMissing,
+        )
+        .waits_for("s3://out/ep42.wav does not exist")
         .until(At(retry_at)),
     );
 

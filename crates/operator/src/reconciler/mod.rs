@@ -14,6 +14,7 @@ pub mod kube_writes;
 pub mod lanes;
 pub mod media_clients;
 pub mod memory;
+pub mod outputs;
 pub mod preflight;
 pub mod projection;
 pub mod reason;

@@ -150,7 +150,7 @@ impl PreflightHttp {
     }
 
     /// HEAD `url`; `None` when it was not sent (a refused address) or got no answer.
-    async fn head(&self, url: &str) -> Option<u16> {
+    pub async fn head(&self, url: &str) -> Option<HeadAnswer> {
         let parsed = reqwest::Url::parse(url).ok()?;
         // An address written in the URL is not resolved, so it is checked here.
         let literal = match parsed.host()? {
@@ -163,8 +163,46 @@ impl PreflightHttp {
             return None;
         }
         let response = self.client.head(parsed).send().await.ok()?;
-        Some(response.status().as_u16())
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Some(HeadAnswer {
+            status: response.status().as_u16(),
+            content_length: header(reqwest::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+            etag: header(reqwest::header::ETAG),
+            last_modified: header(reqwest::header::LAST_MODIFIED).and_then(|v| parse_http_date(&v)),
+        })
     }
+}
+
+/// What a HEAD answered: the status, and the object's metadata when there is one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeadAnswer {
+    pub status: u16,
+    pub content_length: Option<i64>,
+    pub etag: Option<String>,
+    pub last_modified: Option<Timestamp>,
+}
+
+impl HeadAnswer {
+    /// An answer with a status only.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            ..Self::default()
+        }
+    }
+}
+
+/// An HTTP date (`Last-Modified: Mon, 07 Dec 2026 09:26:08 GMT`, RFC 9110's IMF-fixdate).
+pub fn parse_http_date(value: &str) -> Option<Timestamp> {
+    jiff::fmt::rfc2822::parse(value.trim())
+        .ok()
+        .map(|zoned| zoned.timestamp())
 }
 
 /// Checks the job's input; never fails (an error is `Inconclusive`).
@@ -199,7 +237,7 @@ pub async fn check_input(
         }
     };
     match http.head(&url).await {
-        Some(status) => classify(status, &location),
+        Some(answer) => classify(answer.status, &location),
         None => Preflight::Inconclusive,
     }
 }
@@ -241,6 +279,15 @@ mod tests {
         );
         assert!(RefusedNetworks::parse(&["10.0.0.0/33".into()]).is_err());
         assert!(RefusedNetworks::parse(&["metadata".into()]).is_err());
+    }
+
+    #[test]
+    fn http_dates_as_s3_writes_them_parse() {
+        assert_eq!(
+            parse_http_date("Mon, 07 Dec 2026 09:26:08 GMT"),
+            Some("2026-12-07T09:26:08Z".parse().unwrap())
+        );
+        assert_eq!(parse_http_date("yesterday"), None);
     }
 
     #[test]

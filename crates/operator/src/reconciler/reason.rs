@@ -75,6 +75,9 @@ reasons! {
     UrlRefreshLimitReached => true, false,
     RetryingAfterFailure => true, true,
     RemoteJobFailed => true, false,
+    /// The Media API reported success, but an output is missing or older than the submission;
+    /// retried within the budget, then the job fails with it.
+    OutputMissing => true, true,
     /// The Media API refused the request as invalid.
     RequestRejected => true, false,
     InvalidSpec => true, true,

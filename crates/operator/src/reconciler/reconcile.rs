@@ -160,7 +160,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
 
     // The stages: validate (pure), observe (reads), decide (pure), then carry out one action.
     let validated = decide::validate(job);
-    let (observed, s3_credentials) = observe(job, ctx, &namespace, now).await;
+    let (observed, s3_credentials) = observe(job, &validated, ctx, &namespace, now).await;
     let mut decision = decide::decide_validated(job, &validated, &observed, clock, &ctx.settings);
     if decision.waits_for_capacity() && ask_for_slot(ctx, &key) {
         let observed = Observed {
@@ -509,14 +509,22 @@ async fn cancel(
                     Ok(Cancelled::Deleted)
                 }
                 RemoteObservation::State(RemoteState::Succeeded { result }) => match validated {
-                    Ok(valid) => Ok(Cancelled::Then(Box::new(decide::succeeded(
-                        job,
-                        valid,
-                        job.status.clone().unwrap_or_default(),
-                        job_id,
-                        result,
-                        clock.now,
-                    )))),
+                    Ok(valid) => {
+                        let outputs = ctx.check_outputs(job, valid, None, clock.now).await;
+                        let success = decide::Success {
+                            job_id,
+                            result,
+                            outputs: &outputs,
+                        };
+                        Ok(Cancelled::Then(Box::new(decide::succeeded(
+                            job,
+                            valid,
+                            job.status.clone().unwrap_or_default(),
+                            success,
+                            clock,
+                            &ctx.settings,
+                        ))))
+                    }
                     Err(_) => Ok(Cancelled::Then(Box::new(decided))),
                 },
                 RemoteObservation::State(RemoteState::Failed { .. } | RemoteState::Cancelled) => {
@@ -803,6 +811,7 @@ impl StatusWriter<'_> {
 /// status when a poll is due.
 async fn observe(
     job: &MediaJob,
+    validated: &decide::Validation,
     ctx: &Context,
     namespace: &str,
     now: Timestamp,
@@ -912,7 +921,15 @@ async fn observe(
         }
         _ => {}
     }
+    // Succeeded means the outputs are there (`outputs.rs`).
+    let outputs = match (&remote, validated) {
+        (RemoteObservation::State(RemoteState::Succeeded { .. }), Ok(valid)) => {
+            ctx.check_outputs(job, valid, s3.as_ref(), now).await
+        }
+        _ => vec![],
+    };
     let observed = Observed {
+        outputs,
         poll_scheduled_in: match remote {
             RemoteObservation::NotPolled => ctx.memory.poll_scheduled_in(&uid, Instant::now()),
             _ => None,

@@ -455,6 +455,7 @@ impl World {
             earlier_progress: None,
             poll_scheduled_in: None,
             expected_duration: None,
+            outputs: vec![],
         };
         let validated = decide::validate(&job);
         let Decision {
@@ -629,8 +630,20 @@ impl World {
                         RemoteObservation::State(RemoteState::Succeeded { result }) => {
                             let current = job.status.clone().unwrap_or_default();
                             let valid = validated.as_ref().unwrap();
-                            next = decide::succeeded(&job, valid, current, &job_id, result, now)
-                                .status;
+                            let success = decide::Success {
+                                job_id: &job_id,
+                                result,
+                                outputs: &[],
+                            };
+                            next = decide::succeeded(
+                                &job,
+                                valid,
+                                current,
+                                success,
+                                clock,
+                                &self.settings,
+                            )
+                            .status;
                         }
                         RemoteObservation::State(RemoteState::Failed { .. })
                         | RemoteObservation::State(RemoteState::Cancelled) => {}
