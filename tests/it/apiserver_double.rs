@@ -1942,3 +1942,68 @@ async fn a_lagging_watch_cache_hides_young_changes_from_watches_and_cached_lists
     assert!(seen_at < Duration::from_secs(3), "seen after {seen_at:?}");
     c.cleanup().await;
 }
+
+/// `dryRun=All` (what `kubectl diff` and Flux's drift check send): the answer is the object the
+/// write would store, and nothing is stored: no object, no new resourceVersion.
+#[tokio::test]
+async fn dry_run_writes_answer_what_they_would_store_and_store_nothing() {
+    let c = cluster().await;
+    let api = widgets(&c);
+    let dry_post = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let would = api
+        .create(&dry_post, &widget("dry", json!({"size": 1})))
+        .await
+        .unwrap();
+    assert_eq!(would.data["spec"]["size"], 1);
+    assert!(would.metadata.resource_version.is_none(), "{would:?}");
+    assert_eq!(api_err(api.get("dry").await.unwrap_err()).code, 404);
+
+    let live = api
+        .create(&PostParams::default(), &widget("w", json!({"size": 1})))
+        .await
+        .unwrap();
+    let dry_patch = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    let patched = api
+        .patch("w", &dry_patch, &Patch::Merge(json!({"spec": {"size": 2}})))
+        .await
+        .unwrap();
+    assert_eq!(patched.data["spec"]["size"], 2);
+    assert_eq!(
+        patched.metadata.resource_version,
+        live.metadata.resource_version
+    );
+    let dry_apply = PatchParams {
+        dry_run: true,
+        ..PatchParams::apply("diff").force()
+    };
+    let applied = api
+        .patch(
+            "w",
+            &dry_apply,
+            &Patch::Apply(
+                json!({"apiVersion": format!("{GROUP}/v1"), "kind": "Widget",
+                "metadata": {"name": "w"}, "spec": {"size": 3}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.data["spec"]["size"], 3);
+    assert_eq!(
+        applied.metadata.generation,
+        Some(2),
+        "what the write would make"
+    );
+    let now = api.get("w").await.unwrap();
+    assert_eq!(now.data["spec"]["size"], 1);
+    assert_eq!(
+        now.metadata.resource_version,
+        live.metadata.resource_version
+    );
+    assert_eq!(now.metadata.generation, Some(1));
+}

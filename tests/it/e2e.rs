@@ -2482,3 +2482,202 @@ async fn a_claim_whose_create_answer_was_lost_is_found_to_be_ours() {
     assert!(calls.iter().any(|v| v == "update"), "{calls:?}");
     env.cleanup().await;
 }
+
+/// kubectl's client-side apply (`jsonmergepatch.CreateThreeWayJSONMergePatch`): what `modified`
+/// sets that `current` does not have, and a null for each field `original` (the last-applied
+/// annotation) had that `modified` dropped. An empty patch is not sent at all.
+fn three_way_merge_patch(original: &Value, modified: &Value, current: &Value) -> Value {
+    fn delta(current: &Value, modified: &Value) -> Value {
+        let mut out = serde_json::Map::new();
+        for (key, wanted) in modified.as_object().into_iter().flatten() {
+            match (current.get(key), wanted) {
+                (Some(have), Value::Object(_)) if have.is_object() => {
+                    let inner = delta(have, wanted);
+                    if inner.as_object().is_some_and(|m| !m.is_empty()) {
+                        out.insert(key.clone(), inner);
+                    }
+                }
+                (Some(have), _) if have == wanted => {}
+                _ => {
+                    out.insert(key.clone(), wanted.clone());
+                }
+            }
+        }
+        Value::Object(out)
+    }
+    fn deletions(original: &Value, modified: &Value) -> Value {
+        let mut out = serde_json::Map::new();
+        for (key, had) in original.as_object().into_iter().flatten() {
+            match modified.get(key) {
+                None => {
+                    out.insert(key.clone(), Value::Null);
+                }
+                Some(wanted) if had.is_object() && wanted.is_object() => {
+                    let inner = deletions(had, wanted);
+                    if inner.as_object().is_some_and(|m| !m.is_empty()) {
+                        out.insert(key.clone(), inner);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Value::Object(out)
+    }
+    let mut patch = deletions(original, modified);
+    json_patch::merge(&mut patch, &delta(current, modified));
+    patch
+}
+
+/// What `kubectl diff` compares: the object without its managed fields.
+fn without_managed_fields(job: &MediaJob) -> Value {
+    let mut value = serde_json::to_value(job).unwrap();
+    value["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    value
+}
+
+/// GitOps re-applies change nothing: Flux's server-side apply (field manager
+/// `kustomize-controller`, forced) and its dry-run drift check, kubectl's client-side apply (what
+/// Argo CD runs by default), and `kubectl diff --server-side` (a dry-run apply by another
+/// manager), while the job waits in the Media API's queue and after it succeeded. No new
+/// resourceVersion, no new generation, no second remote job, and the operator owns nothing but
+/// status and its finalizer.
+#[tokio::test]
+async fn re_applying_the_manifest_while_the_job_runs_and_after_it_ends_changes_nothing() {
+    const FLUX: &str = "kustomize-controller";
+    const KUBECTL_CSA: &str = "kubectl-client-side-apply";
+    let faults = Faults {
+        // Long enough in the queue that no status write of the operator's falls in between.
+        queue_delay: Duration::from_secs(4),
+        ..Faults::none()
+    };
+    let mut env = Env::start_with(faults, 100).await;
+    env.start_operator();
+    let jobs = env.jobs();
+    let flux = env.enhance("flux");
+    let apply = |manager: &str, dry_run: bool| PatchParams {
+        dry_run,
+        ..PatchParams::apply(manager).force()
+    };
+    jobs.patch("flux", &apply(FLUX, false), &Patch::Apply(&flux))
+        .await
+        .unwrap();
+    // kubectl apply (client-side): the manifest with its last-applied annotation, created.
+    let mut csa = env.enhance("csa");
+    let last_applied = csa.to_string();
+    csa["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": last_applied});
+    let post = PostParams {
+        field_manager: Some(KUBECTL_CSA.into()),
+        ..PostParams::default()
+    };
+    jobs.create(&post, &serde_json::from_value(csa.clone()).unwrap())
+        .await
+        .unwrap();
+
+    for (moment, phase) in [
+        ("queued", Phase::Submitted),
+        ("succeeded", Phase::Succeeded),
+    ] {
+        let live_flux = env.wait_for_phase("flux", phase, T).await;
+        let live_csa = env.wait_for_phase("csa", phase, T).await;
+
+        // Flux: its drift check (a dry-run apply by its own manager) sees no difference at all,
+        // managed fields included, and the apply itself writes nothing.
+        let dry = jobs
+            .patch("flux", &apply(FLUX, true), &Patch::Apply(&flux))
+            .await
+            .unwrap();
+        assert_eq!(
+            dry.metadata.resource_version, live_flux.metadata.resource_version,
+            "{moment}"
+        );
+        assert_eq!(
+            without_managed_fields(&dry),
+            without_managed_fields(&live_flux),
+            "{moment}: Flux's dry run differs"
+        );
+        let applied = jobs
+            .patch("flux", &apply(FLUX, false), &Patch::Apply(&flux))
+            .await
+            .unwrap();
+        assert_eq!(
+            applied.metadata.resource_version, live_flux.metadata.resource_version,
+            "{moment}: Flux's re-apply wrote"
+        );
+
+        // `kubectl diff --server-side`: a dry-run apply as kubectl; the diff hides managed fields.
+        for (name, manifest, live) in [
+            ("flux", &flux, &live_flux),
+            ("csa", &env.enhance("csa"), &live_csa),
+        ] {
+            let dry = jobs
+                .patch(name, &apply("kubectl", true), &Patch::Apply(manifest))
+                .await
+                .unwrap();
+            assert_eq!(
+                without_managed_fields(&dry),
+                without_managed_fields(live),
+                "{moment}: kubectl diff --server-side of {name} is not empty"
+            );
+        }
+
+        // kubectl apply (client-side) again: the three-way patch is empty, so nothing is sent.
+        let current = serde_json::to_value(&live_csa).unwrap();
+        let patch = three_way_merge_patch(&env.enhance("csa"), &csa, &current);
+        assert_eq!(
+            patch,
+            json!({}),
+            "{moment}: kubectl apply would send {patch}"
+        );
+
+        for live in [&live_flux, &live_csa] {
+            assert_eq!(live.metadata.generation, Some(1), "{moment}");
+            // The operator owns status and its finalizer, nothing a user's manager applies.
+            for entry in live.metadata.managed_fields.iter().flatten() {
+                let manager = entry.manager.as_deref().unwrap_or_default();
+                if [FLUX, KUBECTL_CSA].contains(&manager) {
+                    continue;
+                }
+                let fields = entry
+                    .fields_v1
+                    .as_ref()
+                    .map(|f| f.0.clone())
+                    .unwrap_or_default();
+                let top: Vec<&String> = fields
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                    .collect();
+                for key in top {
+                    match key.as_str() {
+                        "f:status" => {}
+                        "f:metadata" => {
+                            let meta: Vec<&String> = fields["f:metadata"]
+                                .as_object()
+                                .into_iter()
+                                .flatten()
+                                .map(|(k, _)| k)
+                                .collect();
+                            assert_eq!(meta, ["f:finalizers"], "{moment}: {manager} owns {meta:?}");
+                        }
+                        other => panic!("{moment}: {manager} owns {other}"),
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        env.emulator.job_count(),
+        2,
+        "one remote job each, never restarted"
+    );
+    for name in ["flux", "csa"] {
+        let status = jobs.get(name).await.unwrap().status.unwrap();
+        assert_eq!(status.attempts, Some(1), "{name}");
+    }
+    env.cleanup().await;
+}

@@ -286,6 +286,17 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         content_type,
         manager,
     };
+    let dry_run_checked = match verb.as_str() {
+        // A dry-run delete would need the whole deletion path without its effects: refused
+        // rather than carried out for real.
+        "delete" | "deletecollection" if req.q.contains_key("dryRun") => Err(
+            ApiError::bad_request("the double does not support dryRun on deletes"),
+        ),
+        _ => req.check_dry_run(),
+    };
+    if let Err(e) = dry_run_checked {
+        return error_response(&e);
+    }
     let result = match verb.as_str() {
         "watch" => {
             let (res, ns) = (req.t.res.clone(), req.t.ns.clone());
@@ -382,6 +393,17 @@ impl Req<'_> {
             status_subresource: self.status(),
             who: self.who("Update"),
             applied_entries: None,
+            dry_run: self.q.contains_key("dryRun"),
+        }
+    }
+
+    /// `dryRun` takes one value, `All` (as on a real server).
+    fn check_dry_run(&self) -> Result<(), ApiError> {
+        match self.q.get("dryRun").map(String::as_str) {
+            None | Some("All") => Ok(()),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dryRun value: {other:?}; supported values: \"All\""
+            ))),
         }
     }
 

@@ -138,6 +138,7 @@ impl ApiServerDouble {
                     fields: Default::default(),
                 },
                 applied_entries: None,
+                dry_run: false,
             };
             state
                 .write(&crd_resource, "", None, value, ctx)

@@ -53,6 +53,9 @@ pub struct WriteCtx {
     pub who: Entry,
     /// Managed fields already computed by a server-side apply.
     pub applied_entries: Option<Vec<Entry>>,
+    /// `?dryRun=All`: every check and default of the write, and the object it would store, but
+    /// nothing stored, no resourceVersion spent, no watch event (what `kubectl diff` reads).
+    pub dry_run: bool,
 }
 
 pub fn now() -> String {
@@ -373,6 +376,20 @@ impl State {
         let size = serde_json::to_vec(&new).map_or(0, |b| b.len());
         if size > MAX_STORED_BYTES {
             return Err(ApiError::internal("etcdserver: request is too large"));
+        }
+        if ctx.dry_run {
+            // The stored version stays the live one's; a create has none yet.
+            match &old {
+                Some(o) => {
+                    new["metadata"]["resourceVersion"] = o["metadata"]["resourceVersion"].clone()
+                }
+                None => {
+                    if let Some(m) = new["metadata"].as_object_mut() {
+                        m.remove("resourceVersion");
+                    }
+                }
+            }
+            return Ok(new);
         }
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
