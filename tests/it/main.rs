@@ -8,6 +8,7 @@ mod support;
 
 mod ambient_aws;
 mod apiserver_double;
+mod architecture;
 mod crd_validation;
 mod e2e;
 mod emulator;

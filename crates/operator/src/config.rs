@@ -1,5 +1,6 @@
-//! The operator's settings: flags of `mediajob-operator run`, each also readable from the
-//! environment so the Helm chart and kustomize base can set them.
+//! The operator's settings: the flags of `mediajob-operator run` (each also readable from the
+//! environment, so the Helm chart and kustomize base can set them), and the `OperatorOptions`
+//! they become, which everything below `operator.rs` is built from.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,6 +8,14 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::crd::parse_duration;
+use crate::leader::Fence;
+use crate::reconciler::callback_token::{CallbackKey, CallbackSettings};
+use crate::reconciler::decide::Settings;
+use crate::reconciler::media_clients::{DefaultAccount, MediaApiSettings};
+use crate::reconciler::preflight::RefusedNetworks;
+use crate::reconciler::search::SearchSettings;
+use crate::reconciler::timing::Timing;
+use crate::s3::{AmbientCredentials, AmbientNamespaces};
 use crate::secret::SecretString;
 
 #[derive(Args, Clone, Debug)]
@@ -257,5 +266,161 @@ mod tests {
                 "{lifetime}"
             );
         }
+    }
+}
+
+/// Where to watch: every namespace, or a list.
+#[derive(Clone, Debug)]
+pub enum Scope {
+    AllNamespaces,
+    Namespaces(Vec<String>),
+}
+
+/// Everything the operator needs besides a Kubernetes client.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    pub scope: Scope,
+    pub settings: Settings,
+    pub max_in_flight: usize,
+    pub concurrency: u16,
+    pub media: MediaApiSettings,
+    /// The completion-callback receiver; polling only when `None`.
+    pub callback: Option<CallbackSettings>,
+    /// This replica's name (Lease identity, Event reporter instance).
+    pub pod_name: String,
+    /// Checked before each remote submission and status write; open without leader election.
+    pub fence: Fence,
+    /// Only MediaJobs whose labels match this label selector (`--selector`); all when `None`.
+    pub selector: Option<String>,
+    /// The name this release goes by: the controller named in its Events and the holder of its
+    /// Media API account claims (the leader Lease's name under `run`).
+    pub release: String,
+    /// The namespace the operator runs in: its leader Lease lives there, and its Media API
+    /// account claims (cluster-scoped) name it with the release. `None` in-process, where one
+    /// operator is all there is and accounts are not claimed.
+    pub operator_namespace: Option<String>,
+    /// Another release takes over an account claim this release stopped renewing after this.
+    pub account_claim_duration: Duration,
+    /// Networks the preflight HEAD of an input never connects to.
+    pub preflight_refused: RefusedNetworks,
+    /// The operator's own AWS identity and the namespaces that may sign with it
+    /// (`--ambient-aws-namespaces`); `None`: every MediaJob names a credentials Secret.
+    pub ambient_aws: Option<AmbientAws>,
+}
+
+/// The operator's own AWS identity, for the namespaces allowed to use it.
+#[derive(Clone, Debug)]
+pub struct AmbientAws {
+    pub namespaces: AmbientNamespaces,
+    pub credentials: AmbientCredentials,
+}
+
+impl OperatorOptions {
+    /// The operator in-process against the project's emulator (local mode, tests, benches):
+    /// quick polls (even with callbacks, so that `local` shows a job's progress), and search
+    /// settings for an emulator that lists new jobs at once. Callers change what their run needs
+    /// with struct update syntax.
+    pub fn in_process(scope: Scope, media: MediaApiSettings) -> Self {
+        Self {
+            scope,
+            settings: Settings {
+                timing: Timing {
+                    first_poll: Duration::from_millis(500),
+                    poll_min: Duration::from_millis(500),
+                    poll_max: Duration::from_secs(5),
+                    callback_poll_min: Duration::from_millis(500),
+                    callback_poll_max: Duration::from_secs(5),
+                    ..Timing::default()
+                },
+                max_url_refreshes: 10,
+                search: SearchSettings {
+                    skew: Duration::from_millis(250),
+                    listing_lag: Duration::from_secs(1),
+                    submit_timeout: Duration::from_secs(60),
+                    // The emulator stamps a job when it answers, unless told to be late.
+                    late_job: Duration::from_secs(1),
+                    recheck: Duration::from_millis(500),
+                },
+                ..Settings::default()
+            },
+            max_in_flight: 100,
+            concurrency: 8,
+            media,
+            callback: None,
+            pod_name: format!("mediajob-operator-{}", uuid::Uuid::new_v4()),
+            fence: Fence::open(),
+            selector: None,
+            release: "mediajob-operator".into(),
+            operator_namespace: None,
+            account_claim_duration: Duration::from_secs(30),
+            preflight_refused: RefusedNetworks::defaults(),
+            ambient_aws: None,
+        }
+    }
+
+    pub fn from_args(args: &OperatorArgs) -> Result<Self, String> {
+        let timing = Timing {
+            first_poll: args.first_poll,
+            poll_min: args.poll_min,
+            poll_max: args.poll_max,
+            ..Timing::default()
+        };
+        Ok(Self {
+            scope: if args.watch_namespaces.is_empty() {
+                Scope::AllNamespaces
+            } else {
+                Scope::Namespaces(args.watch_namespaces.clone())
+            },
+            settings: Settings {
+                timing,
+                max_url_refreshes: args.max_url_refreshes,
+                search: SearchSettings {
+                    skew: args.clock_skew,
+                    listing_lag: args.listing_lag,
+                    submit_timeout: args.media_api_timeout,
+                    late_job: args.late_job_window,
+                    ..SearchSettings::default()
+                },
+                assumed_session_lifetime: args.assumed_session_lifetime,
+                // Set by `start` once the callback receiver listens.
+                callbacks_since: None,
+            },
+            max_in_flight: args.max_jobs_in_flight,
+            concurrency: args.concurrency,
+            pod_name: args
+                .pod_name
+                .clone()
+                .unwrap_or_else(|| format!("mediajob-operator-{}", uuid::Uuid::new_v4())),
+            fence: Fence::open(),
+            selector: args.selector.clone().filter(|s| !s.trim().is_empty()),
+            release: args.lease_name.clone(),
+            operator_namespace: Some(args.namespace.clone()),
+            account_claim_duration: args.account_claim_duration,
+            preflight_refused: RefusedNetworks::parse(&args.preflight_refused_networks)
+                .map_err(|e| format!("--preflight-refused-networks: {e}"))?,
+            // Set by `run` (the provider chain is built asynchronously).
+            ambient_aws: None,
+            callback: match &args.callback_url {
+                Some(url) => Some(CallbackSettings {
+                    listen: args.callback_listen,
+                    public_url: Some(url.clone()),
+                    key: args
+                        .callback_key
+                        .as_ref()
+                        .map(CallbackKey::new)
+                        .transpose()?,
+                }),
+                None => None,
+            },
+            media: MediaApiSettings {
+                auth_url: args.auth_url.clone(),
+                media_url: args.media_url.clone(),
+                requests_per_second: args.media_api_rps,
+                default_account: DefaultAccount::Secret {
+                    namespace: args.namespace.clone(),
+                    name: args.media_api_secret.clone(),
+                },
+            },
+        })
     }
 }

@@ -22,10 +22,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::crd::{MediaJob, MediaJobStatus, Phase};
-use crate::reconciler::conditions::{self, READY};
-use crate::reconciler::decide::SubmitOutcome;
-use crate::reconciler::reason::Reason;
+use crate::crd::{MediaJob, Phase};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -81,37 +78,75 @@ pub const MEDIA_API_CALLS: [&str; 4] = ["submit", "status", "list", "cancel"];
 /// The kinds of Kubernetes writes (the `kind` label of `kube_writes_total`).
 pub const KUBE_WRITES: [&str; 4] = ["status", "finalizer", "delete", "event"];
 
-/// What a look at a succeeded job's output found: the store has it, it answered 404, or nothing
-/// could be concluded (a public output, a 403, no answer).
-pub const OUTPUT_CHECKS: [&str; 3] = ["found", "missing", "unverifiable"];
-
-/// The outcomes of `submissions_total`, one per answer to a submission's POST.
-pub const SUBMISSION_OUTCOMES: [&str; 5] = [
-    "accepted",
-    "rejected",
-    "credentials_refused",
-    "not_sent",
-    "unconfirmed",
-];
-
-/// How a submission went, as a label: accepted (a job id came back), rejected (invalid request),
-/// credentials_refused, not_sent (refused before processing: 429, connection refused, the fence),
-/// unconfirmed (sent, no answer: the job list is searched before anything is resent).
-pub fn submission_outcome(outcome: &SubmitOutcome) -> &'static str {
-    match outcome {
-        SubmitOutcome::Accepted { .. } => "accepted",
-        SubmitOutcome::Rejected { .. } => "rejected",
-        SubmitOutcome::CredentialsRefused { .. } => "credentials_refused",
-        SubmitOutcome::NotSubmitted { .. } | SubmitOutcome::CredentialsUnusable { .. } => {
-            "not_sent"
+/// Label values with a fixed set of words: each is a sample at 0 from the first scrape.
+macro_rules! label_words {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $word:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)+
         }
-        SubmitOutcome::Unknown { .. } => "unconfirmed",
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+    };
+}
+
+label_words! {
+    /// How a submission went (`submissions_total{outcome}`): accepted (a job id came back),
+    /// rejected (invalid request), credentials_refused, not_sent (refused before processing:
+    /// 429, connection refused, the fence), unconfirmed (sent, no answer: the job list is
+    /// searched before anything is resent).
+    SubmissionOutcome {
+        Accepted => "accepted",
+        Rejected => "rejected",
+        CredentialsRefused => "credentials_refused",
+        NotSent => "not_sent",
+        Unconfirmed => "unconfirmed",
     }
 }
 
-/// The Ready reasons that mean a URL refresh could not be done.
-pub const URL_REFRESH_FAILURES: [Reason; 2] =
-    [Reason::CredentialsExpiring, Reason::UrlRefreshLimitReached];
+label_words! {
+    /// The categories a reconcile pass can fail in (`reconcile_errors_total{category}`); a pass
+    /// that acted on a stale copy or lost a lane race is retried as a success.
+    ErrorCategory {
+        KubeApiError => "KubeApiError",
+        NoNamespace => "NoNamespace",
+        Fenced => "Fenced",
+        MediaApiUnavailable => "MediaApiUnavailable",
+        NoMediaApiAccount => "NoMediaApiAccount",
+    }
+}
+
+label_words! {
+    /// Why a URL refresh could not be done (`url_refresh_failures_total{reason}`, the words of
+    /// the Ready reasons).
+    UrlRefreshFailure {
+        CredentialsExpiring => "CredentialsExpiring",
+        UrlRefreshLimitReached => "UrlRefreshLimitReached",
+    }
+}
+
+label_words! {
+    /// What a look at a succeeded job's output found (`output_checks_total{result}`): the store
+    /// has it, it answered 404, or nothing could be concluded (a public output, a 403, no answer).
+    OutputCheckResult {
+        Found => "found",
+        Missing => "missing",
+        Unverifiable => "unverifiable",
+    }
+}
+
+/// The reason of the first `transitions_total` series, so the family is exposed before the
+/// first problem: a failed remote job's Warning.
+const FIRST_TRANSITION: &str = "RemoteJobFailed";
 
 /// What the scrape-time gauges show, read from the operator's caches when `/metrics` is scraped.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -265,9 +300,9 @@ impl Default for Metrics {
             reconciles.clone(),
         );
         let reconcile_errors = Family::<CategoryLabels, Counter>::default();
-        for category in crate::reconciler::reconcile::ReconcileError::COUNTED_CATEGORIES {
+        for category in ErrorCategory::ALL {
             let _ = reconcile_errors.get_or_create(&CategoryLabels {
-                category: category.to_string(),
+                category: category.as_str().into(),
             });
         }
         registry.register(
@@ -284,7 +319,7 @@ impl Default for Metrics {
         let transitions = Family::<TransitionLabels, Counter>::default();
         // One series from the start, so the family is exposed before the first problem.
         let _ = transitions.get_or_create(&TransitionLabels {
-            reason: Reason::RemoteJobFailed.as_str().into(),
+            reason: FIRST_TRANSITION.into(),
         });
         registry.register(
             "transitions",
@@ -292,9 +327,9 @@ impl Default for Metrics {
             transitions.clone(),
         );
         let submissions = Family::<OutcomeLabels, Counter>::default();
-        for outcome in SUBMISSION_OUTCOMES {
+        for outcome in SubmissionOutcome::ALL {
             let _ = submissions.get_or_create(&OutcomeLabels {
-                outcome: outcome.into(),
+                outcome: outcome.as_str().into(),
             });
         }
         registry.register(
@@ -353,7 +388,7 @@ impl Default for Metrics {
             url_refreshes.clone(),
         );
         let url_refresh_failures = Family::<TransitionLabels, Counter>::default();
-        for reason in URL_REFRESH_FAILURES {
+        for reason in UrlRefreshFailure::ALL {
             let _ = url_refresh_failures.get_or_create(&TransitionLabels {
                 reason: reason.as_str().into(),
             });
@@ -370,9 +405,9 @@ impl Default for Metrics {
             urls_signed.clone(),
         );
         let output_checks = Family::<ResultLabels, Counter>::default();
-        for result in OUTPUT_CHECKS {
+        for result in OutputCheckResult::ALL {
             let _ = output_checks.get_or_create(&ResultLabels {
-                result: result.into(),
+                result: result.as_str().into(),
             });
         }
         registry.register(
@@ -440,11 +475,11 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// One look at a succeeded job's output (`result` is one of [`OUTPUT_CHECKS`]).
-    pub fn output_checked(&self, result: &str) {
+    /// One look at a succeeded job's output.
+    pub fn output_checked(&self, result: OutputCheckResult) {
         self.output_checks
             .get_or_create(&ResultLabels {
-                result: result.into(),
+                result: result.as_str().into(),
             })
             .inc();
     }
@@ -455,80 +490,79 @@ impl Metrics {
             .inc();
     }
 
-    pub fn reconcile_error(&self, category: &str) {
-        self.reconcile_errors
-            .get_or_create(&CategoryLabels {
-                category: category.into(),
+    /// One pass, by how it ended: `None` for a success.
+    pub fn reconcile_ended(&self, error: Option<ErrorCategory>, took: Duration) {
+        self.reconcile_seconds.observe(took.as_secs_f64());
+        let outcome = match error {
+            Some(category) => {
+                self.reconcile_errors
+                    .get_or_create(&CategoryLabels {
+                        category: category.as_str().into(),
+                    })
+                    .inc();
+                category.as_str()
+            }
+            None => "ok",
+        };
+        self.reconciles
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// A Warning Event for a transition into `reason`.
+    pub fn transition(&self, reason: &str) {
+        self.transitions
+            .get_or_create(&TransitionLabels {
+                reason: reason.into(),
             })
             .inc();
     }
 
     /// One submission's answer.
-    pub fn submission(&self, outcome: &SubmitOutcome) {
+    pub fn submission(&self, outcome: SubmissionOutcome) {
         self.submissions
             .get_or_create(&OutcomeLabels {
-                outcome: submission_outcome(outcome).into(),
+                outcome: outcome.as_str().into(),
             })
             .inc();
     }
 
-    /// A status write from `old` to `new` was stored: count what it changed, once.
-    pub fn status_written(&self, old: &MediaJobStatus, new: &MediaJobStatus) {
-        let finished = |s: &MediaJobStatus| s.phase.is_some_and(Phase::is_finished);
-        if let Some(phase) = new.phase
-            && finished(new)
-            && !finished(old)
-        {
-            self.jobs_finished
-                .get_or_create(&PhaseLabels {
-                    phase: phase.as_str().into(),
-                })
-                .inc();
-        }
-        let refreshes = |s: &MediaJobStatus| s.url_refreshes.unwrap_or(0).max(0) as u64;
-        if refreshes(new) > refreshes(old) {
-            self.url_refreshes.inc_by(refreshes(new) - refreshes(old));
-        }
-        let ready_reason = |s: &MediaJobStatus| {
-            conditions::find(&s.conditions, READY).and_then(|c| c.reason.parse::<Reason>().ok())
-        };
-        if let Some(reason) = ready_reason(new)
-            && URL_REFRESH_FAILURES.contains(&reason)
-            && ready_reason(old) != Some(reason)
-        {
-            self.url_refresh_failures
-                .get_or_create(&TransitionLabels {
-                    reason: reason.as_str().into(),
-                })
-                .inc();
-        }
+    /// A job reached a finished phase (counted when that status is written).
+    pub fn job_finished(&self, phase: Phase) {
+        self.jobs_finished
+            .get_or_create(&PhaseLabels {
+                phase: phase.as_str().into(),
+            })
+            .inc();
+    }
+
+    /// A URL refresh could not be done.
+    pub fn url_refresh_failed(&self, reason: UrlRefreshFailure) {
+        self.url_refresh_failures
+            .get_or_create(&TransitionLabels {
+                reason: reason.as_str().into(),
+            })
+            .inc();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::MediaJobStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + second).unwrap()
     }
 
-    fn status(phase: Phase, ready_reason: &str) -> MediaJobStatus {
-        let mut s = MediaJobStatus {
+    fn status(phase: Phase) -> MediaJobStatus {
+        MediaJobStatus {
             phase: Some(phase),
             ..Default::default()
-        };
-        conditions::set_condition(
-            &mut s.conditions,
-            READY,
-            phase == Phase::Succeeded,
-            ready_reason,
-            "m",
-            Some(1),
-            at(0),
-        );
-        s
+        }
     }
 
     fn job(status: Option<MediaJobStatus>) -> MediaJob {
@@ -627,9 +661,10 @@ mod tests {
         );
         assert!(samples(&text, "mediajob_operator_earliest_url_expiry_seconds").is_empty());
         assert!(text.contains("# TYPE mediajob_operator_earliest_url_expiry_seconds gauge"));
-        for outcome in SUBMISSION_OUTCOMES {
+        for outcome in SubmissionOutcome::ALL {
             assert!(text.contains(&format!(
-                "mediajob_operator_submissions_total{{outcome=\"{outcome}\"}} 0"
+                "mediajob_operator_submissions_total{{outcome=\"{}\"}} 0",
+                outcome.as_str()
             )));
         }
     }
@@ -638,7 +673,7 @@ mod tests {
     fn jobs_are_counted_by_phase_and_the_earliest_expiry_of_unfinished_ones_is_shown() {
         let now = at(0);
         let with_expiry = |phase, second| {
-            let mut s = status(phase, "Running");
+            let mut s = status(phase);
             s.urls_expire_at = Some(Time(at(second)));
             job(Some(s))
         };
@@ -649,7 +684,7 @@ mod tests {
             // Finished jobs keep urlsExpireAt on record; it no longer matters.
             with_expiry(Phase::Succeeded, 60),
             with_expiry(Phase::Failed, -60),
-            job(Some(status(Phase::Queued, "WaitingForCapacity"))),
+            job(Some(status(Phase::Queued))),
         ];
         let mut snapshot = JobsSnapshot {
             in_flight: 2,
@@ -693,43 +728,12 @@ mod tests {
     }
 
     #[test]
-    fn status_writes_count_finished_jobs_refreshes_and_refresh_failures_once() {
+    fn submissions_and_errors_are_counted_by_their_words() {
         let m = Metrics::default();
-        let running = status(Phase::Running, "Running");
-        let succeeded = status(Phase::Succeeded, "Succeeded");
-        m.status_written(&running, &succeeded);
-        // A later write of a finished job (a TTL, a condition) is no second finish.
-        m.status_written(&succeeded, &succeeded);
-        let mut refreshing = status(Phase::Pending, "RefreshingUrls");
-        refreshing.url_refreshes = Some(1);
-        m.status_written(&running, &refreshing);
-        m.status_written(&refreshing, &refreshing);
-        let expiring = status(Phase::Running, "CredentialsExpiring");
-        m.status_written(&running, &expiring);
-        m.status_written(&expiring, &expiring);
-        let limit = status(Phase::Failed, "UrlRefreshLimitReached");
-        m.status_written(&running, &limit);
-        let text = m.encode();
-        for line in [
-            "mediajob_operator_jobs_finished_total{phase=\"Succeeded\"} 1",
-            "mediajob_operator_jobs_finished_total{phase=\"Failed\"} 1",
-            "mediajob_operator_jobs_finished_total{phase=\"Cancelled\"} 0",
-            "mediajob_operator_url_refreshes_total 1",
-            "mediajob_operator_url_refresh_failures_total{reason=\"CredentialsExpiring\"} 1",
-            "mediajob_operator_url_refresh_failures_total{reason=\"UrlRefreshLimitReached\"} 1",
-        ] {
-            assert!(text.contains(line), "missing {line} in\n{text}");
-        }
-    }
-
-    #[test]
-    fn submissions_are_counted_by_outcome() {
-        let m = Metrics::default();
-        m.submission(&SubmitOutcome::Accepted { job_id: "j".into() });
-        m.submission(&SubmitOutcome::Unknown {
-            message: "timeout".into(),
-        });
-        m.reconcile_error("KubeApiError");
+        m.submission(SubmissionOutcome::Accepted);
+        m.submission(SubmissionOutcome::Unconfirmed);
+        m.reconcile_ended(Some(ErrorCategory::KubeApiError), Duration::from_millis(3));
+        m.reconcile_ended(None, Duration::from_millis(3));
         let text = m.encode();
         assert!(text.contains("mediajob_operator_submissions_total{outcome=\"accepted\"} 1"));
         assert!(text.contains("mediajob_operator_submissions_total{outcome=\"unconfirmed\"} 1"));
@@ -737,6 +741,8 @@ mod tests {
         assert!(
             text.contains("mediajob_operator_reconcile_errors_total{category=\"KubeApiError\"} 1")
         );
+        assert!(text.contains("mediajob_operator_reconciles_total{outcome=\"KubeApiError\"} 1"));
+        assert!(text.contains("mediajob_operator_reconciles_total{outcome=\"ok\"} 1"));
     }
 }
 

@@ -14,7 +14,7 @@ use kube::runtime::reflector::Store;
 
 use super::account_claims::{AccountClaims, ClaimSettings};
 use super::admission::Admission;
-use super::callback::{self, CallbackKey};
+use super::callback_token::{self as callback, CallbackKey};
 use super::decide::{CredentialsState, RemoteObservation, Settings, SubmitOutcome};
 use super::echoes::Echoes;
 use super::lanes::{LaneKey, Lanes, UNKNOWN_ACCOUNT, WaitQueue};
@@ -29,12 +29,12 @@ use super::search::{self, Presence, Unconfirmed, Verdict};
 use super::secret_cache::SecretCache;
 use super::signing::{self, PreparedRequest};
 use super::wakeups::{Wakeup, Wakeups};
+use crate::config::OperatorOptions;
 use crate::crd::{AccessMode, MediaJob};
 use crate::leader::Fence;
 use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiError};
 use crate::metrics::{JobsSnapshot, Metrics};
 use crate::operation::Operation;
-use crate::operator::OperatorOptions;
 use crate::s3::S3Credentials;
 use crate::secret::SecretString;
 
@@ -84,7 +84,7 @@ pub struct Context {
     /// For the preflight HEAD of inputs (see `preflight.rs`).
     pub preflight_http: preflight::PreflightHttp,
     /// The operator's own AWS identity, for the namespaces allowed to use it.
-    ambient_aws: Option<crate::operator::AmbientAws>,
+    ambient_aws: Option<crate::config::AmbientAws>,
     lanes_seeded: std::sync::atomic::AtomicBool,
     /// Jobs waiting for each lane, woken one at a time as it frees up.
     lane_waiters: Mutex<HashMap<LaneKey, WaitQueue<Wakeup>>>,
@@ -713,10 +713,11 @@ impl Context {
         let credentials = s3.or(loaded.as_ref());
         let checks = super::outputs::check(&self.preflight_http, valid, credentials, now).await;
         for check in &checks {
+            use crate::metrics::OutputCheckResult;
             self.deps.metrics.output_checked(match check.seen {
-                super::outputs::OutputSeen::Found { .. } => "found",
-                super::outputs::OutputSeen::Missing => "missing",
-                super::outputs::OutputSeen::Unverifiable(_) => "unverifiable",
+                super::outputs::OutputSeen::Found { .. } => OutputCheckResult::Found,
+                super::outputs::OutputSeen::Missing => OutputCheckResult::Missing,
+                super::outputs::OutputSeen::Unverifiable(_) => OutputCheckResult::Unverifiable,
             });
         }
         checks

@@ -1,6 +1,7 @@
 //! Wiring: one kube-runtime Controller per watched namespace (or one for all), MediaJobs as the
 //! main resource, Secrets mapped back to the MediaJobs that reference them, a shared Context.
 
+pub use crate::config::Scope;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,13 +23,6 @@ use super::wakeups::{Wakeup, Wakeups};
 use super::watched::WatchedMediaJob;
 use crate::crd::{MediaApiAccountClaim, MediaJob};
 use kube::api::ListParams;
-
-/// Where to watch: every namespace, or a list.
-#[derive(Clone, Debug)]
-pub enum Scope {
-    AllNamespaces,
-    Namespaces(Vec<String>),
-}
 
 /// Waits until the MediaJob CRD is served (and, with `claims`, the MediaApiAccountClaim CRD),
 /// instead of crash-looping while it is not installed.

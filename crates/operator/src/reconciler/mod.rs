@@ -2,6 +2,7 @@
 pub mod account_claims;
 pub mod admission;
 pub mod callback;
+pub mod callback_token;
 pub mod conditions;
 pub mod context;
 pub mod controller;
@@ -14,6 +15,7 @@ pub mod kube_writes;
 pub mod lanes;
 pub mod media_clients;
 pub mod memory;
+pub mod metric_readings;
 pub mod outputs;
 pub mod preflight;
 pub mod projection;

@@ -25,6 +25,7 @@ use super::preflight::Preflight;
 use super::search;
 use crate::crd::{MediaJob, MediaJobStatus};
 use crate::media_api::{ErrorClass, MediaApiError};
+use crate::metrics::ErrorCategory;
 use crate::s3::S3Credentials;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,25 +59,16 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
-    /// The categories a pass can end in (Stale and LaneTaken are retried as a success).
-    pub const COUNTED_CATEGORIES: [&'static str; 5] = [
-        "KubeApiError",
-        "NoNamespace",
-        "Fenced",
-        "MediaApiUnavailable",
-        "NoMediaApiAccount",
-    ];
-
-    /// A stable CamelCase category, used as a metric label.
-    pub fn category(&self) -> &'static str {
+    /// The metric category of an error a pass ends in; `None` for the two that are retried as a
+    /// success (a stale copy, a lost lane race).
+    pub fn category(&self) -> Option<ErrorCategory> {
         match self {
-            ReconcileError::Kube(_) => "KubeApiError",
-            ReconcileError::NoNamespace => "NoNamespace",
-            ReconcileError::Stale => "Stale",
-            ReconcileError::LaneTaken => "LaneTaken",
-            ReconcileError::Fenced => "Fenced",
-            ReconcileError::MediaApi { .. } => "MediaApiUnavailable",
-            ReconcileError::NoAccount { .. } => "NoMediaApiAccount",
+            ReconcileError::Kube(_) => Some(ErrorCategory::KubeApiError),
+            ReconcileError::NoNamespace => Some(ErrorCategory::NoNamespace),
+            ReconcileError::Stale | ReconcileError::LaneTaken => None,
+            ReconcileError::Fenced => Some(ErrorCategory::Fenced),
+            ReconcileError::MediaApi { .. } => Some(ErrorCategory::MediaApiUnavailable),
+            ReconcileError::NoAccount { .. } => Some(ErrorCategory::NoMediaApiAccount),
         }
     }
 }
@@ -104,24 +96,8 @@ pub async fn reconcile(job: Arc<MediaJob>, ctx: Arc<Context>) -> Result<Requeue,
         Err(ReconcileError::LaneTaken) => Ok(Requeue::requeue(ctx.settings.timing.queued_recheck)),
         other => other,
     };
-    ctx.deps
-        .metrics
-        .reconcile_seconds
-        .observe(started.elapsed().as_secs_f64());
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) => {
-            ctx.deps.metrics.reconcile_error(e.category());
-            e.category()
-        }
-    };
-    ctx.deps
-        .metrics
-        .reconciles
-        .get_or_create(&crate::metrics::OutcomeLabels {
-            outcome: outcome.into(),
-        })
-        .inc();
+    let error = result.as_ref().err().and_then(ReconcileError::category);
+    ctx.deps.metrics.reconcile_ended(error, started.elapsed());
     result
 }
 
@@ -672,7 +648,9 @@ async fn submit(
         },
     };
     sending.answered(matches!(outcome, SubmitOutcome::Unknown { .. }));
-    ctx.deps.metrics.submission(&outcome);
+    ctx.deps
+        .metrics
+        .submission(super::metric_readings::submission_outcome(&outcome));
     if let SubmitOutcome::Accepted { job_id } = &outcome {
         // Claimed before anything else can fail: no other MediaJob may ever adopt it.
         ctx.lanes
@@ -783,16 +761,9 @@ impl StatusWriter<'_> {
         }
         self.wrote = true;
         self.ctx.deps.metrics.kube_write("status");
-        self.ctx.deps.metrics.status_written(old, new);
+        super::metric_readings::count_status_write(&self.ctx.deps.metrics, old, new);
         for note in transition_events(old, new) {
-            self.ctx
-                .deps
-                .metrics
-                .transitions
-                .get_or_create(&crate::metrics::TransitionLabels {
-                    reason: note.reason.clone(),
-                })
-                .inc();
+            self.ctx.deps.metrics.transition(&note.reason);
             kube_writes::publish_event(
                 &self.ctx.deps.client,
                 &self.ctx.deps.reporter,

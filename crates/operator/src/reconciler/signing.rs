@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use url::Url;
 
 use super::validate::ValidatedJob;
 use crate::crd::{AccessMode, MediaJob, S3CredentialsRef};
 use crate::media_api::{AwsAuth, JobRequest, Location, OutputLocation};
-use crate::s3::{Presigner, S3Connection, S3Credentials, S3Error, S3Location, SecretKeyNames};
+use crate::s3::{Presigner, S3Credentials, S3Error, S3Location, SecretKeyNames};
 use crate::secret::SecretString;
 
 pub struct PreparedRequest {
@@ -57,30 +56,6 @@ pub fn last_written(meta: &ObjectMeta) -> Option<Timestamp> {
         .filter_map(|entry| entry.time.as_ref().map(|t| t.0))
         .max()
         .or_else(|| meta.creation_timestamp.as_ref().map(|t| t.0))
-}
-
-/// The S3 connection a job names; a custom endpoint defaults to path-style addressing, which is
-/// what S3-compatible stores expect.
-pub fn connection(job: &MediaJob, hint: Option<&S3Location>) -> Result<S3Connection, String> {
-    let s3 = job.spec.s3.as_ref();
-    let endpoint = match s3.and_then(|s| s.endpoint.as_deref()) {
-        Some(text) => {
-            Some(Url::parse(text).map_err(|e| format!("spec.s3.endpoint {text:?}: {e}"))?)
-        }
-        None => None,
-    };
-    let region = s3
-        .and_then(|s| s.region.clone())
-        .or_else(|| hint.and_then(|l| l.region.clone()))
-        .unwrap_or_else(|| crate::crd::DEFAULT_S3_REGION.to_string());
-    let force_path_style = s3
-        .and_then(|s| s.force_path_style)
-        .unwrap_or(endpoint.is_some());
-    Ok(S3Connection {
-        region,
-        endpoint,
-        force_path_style,
-    })
 }
 
 /// Builds the request to submit for `job` at `now`, from its validated spec.
@@ -304,20 +279,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(prepared.urls_expire_at, Some(at(3000)), "not the 6h ttl");
-    }
-
-    #[test]
-    fn the_region_comes_from_spec_then_url_then_default() {
-        let j = job(
-            json!({"operation": "enhance", "input": {"url": "s3://a/b"}, "output": {"url": "s3://a/c"}}),
-        );
-        assert_eq!(connection(&j, None).unwrap().region, "us-east-1");
-        let hint = S3Location {
-            bucket: "a".into(),
-            key: "b".into(),
-            region: Some("eu-west-1".into()),
-        };
-        assert_eq!(connection(&j, Some(&hint)).unwrap().region, "eu-west-1");
-        assert!(!connection(&j, None).unwrap().force_path_style);
     }
 }

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use super::signing::connection;
+use url::Url;
+
 use crate::crd::{AccessMode, MediaJob, url_form_error};
 use crate::s3::{S3Connection, S3Location};
 
@@ -91,6 +92,30 @@ pub fn validate(job: &MediaJob) -> Validation {
         refresh_before,
         output_urls,
         s3,
+    })
+}
+
+/// The S3 connection a job names; a custom endpoint defaults to path-style addressing, which is
+/// what S3-compatible stores expect.
+pub fn connection(job: &MediaJob, hint: Option<&S3Location>) -> Result<S3Connection, String> {
+    let s3 = job.spec.s3.as_ref();
+    let endpoint = match s3.and_then(|s| s.endpoint.as_deref()) {
+        Some(text) => {
+            Some(Url::parse(text).map_err(|e| format!("spec.s3.endpoint {text:?}: {e}"))?)
+        }
+        None => None,
+    };
+    let region = s3
+        .and_then(|s| s.region.clone())
+        .or_else(|| hint.and_then(|l| l.region.clone()))
+        .unwrap_or_else(|| crate::crd::DEFAULT_S3_REGION.to_string());
+    let force_path_style = s3
+        .and_then(|s| s.force_path_style)
+        .unwrap_or(endpoint.is_some());
+    Ok(S3Connection {
+        region,
+        endpoint,
+        force_path_style,
     })
 }
 
@@ -207,5 +232,20 @@ mod tests {
         })))
         .unwrap();
         assert_eq!(v.s3, None);
+    }
+
+    #[test]
+    fn the_region_comes_from_spec_then_url_then_default() {
+        let j = job(
+            json!({"operation": "enhance", "input": {"url": "s3://a/b"}, "output": {"url": "s3://a/c"}}),
+        );
+        assert_eq!(connection(&j, None).unwrap().region, "us-east-1");
+        let hint = S3Location {
+            bucket: "a".into(),
+            key: "b".into(),
+            region: Some("eu-west-1".into()),
+        };
+        assert_eq!(connection(&j, Some(&hint)).unwrap().region, "eu-west-1");
+        assert!(!connection(&j, None).unwrap().force_path_style);
     }
 }
