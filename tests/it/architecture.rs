@@ -83,7 +83,10 @@ fn imports(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<Stri
     let mut edges = BTreeMap::new();
     for (name, code) in modules {
         let mut to = BTreeSet::new();
-        for start in code.match_indices("crate::").chain(code.match_indices("super::")) {
+        for start in code
+            .match_indices("crate::")
+            .chain(code.match_indices("super::"))
+        {
             let rest = &code[start.0..];
             let end = rest
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
@@ -128,7 +131,11 @@ fn circle_through(edges: &BTreeMap<String, BTreeSet<String>>, start: &str) -> BT
 #[test]
 fn the_product_crate_has_no_import_circles() {
     let modules = modules();
-    assert!(modules.contains_key("reconciler::context"), "{:?}", modules.keys());
+    assert!(
+        modules.contains_key("reconciler::context"),
+        "{:?}",
+        modules.keys()
+    );
     let edges = imports(&modules);
     let mut circles = BTreeSet::new();
     for name in modules.keys() {
@@ -152,7 +159,11 @@ fn the_product_crate_has_no_import_circles() {
             format!("{circle:?}: {}", closing.join(", "))
         })
         .collect();
-    assert!(described.is_empty(), "import circles:\n{}", described.join("\n"));
+    assert!(
+        described.is_empty(),
+        "import circles:\n{}",
+        described.join("\n")
+    );
 }
 
 /// The metrics count words they are given; what a status write or an answer means is the

@@ -26,6 +26,8 @@ pub mod search;
 pub mod secret_cache;
 pub mod secret_index;
 pub mod signing;
+#[cfg(test)]
+mod simulation_tests;
 pub mod timing;
 pub mod validate;
 pub mod wakeups;

@@ -1,0 +1,437 @@
+//! What a submission, a search for a lost answer, and the intent before a submission mean for
+//! status: the pure readings the shell feeds back after it acted.
+
+use super::*;
+
+/// What came of a submission.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SubmitOutcome {
+    Accepted {
+        job_id: String,
+    },
+    /// The request was refused as invalid: terminal until the spec changes.
+    Rejected {
+        message: String,
+    },
+    /// The Media API refused the app credentials.
+    CredentialsRefused {
+        message: String,
+    },
+    /// Not sent, or refused before processing (429, connect error): safe to send again later.
+    NotSubmitted {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Sent, but whether a job was created is unknown (timeout, 5xx): look before resubmitting.
+    Unknown {
+        message: String,
+    },
+    /// Signing or reading credentials failed before anything was sent.
+    CredentialsUnusable {
+        message: String,
+    },
+}
+
+/// Where a submission goes: the account (a fingerprint) and the lane's fence (see `lanes.rs`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IntentLane {
+    pub account: Option<String>,
+    pub fence: Option<String>,
+}
+
+/// The status recorded before a submission is sent (the intent).
+pub fn intent_status(
+    status: &MediaJobStatus,
+    attempt: i32,
+    urls_expire_at: Option<Timestamp>,
+    lane: IntentLane,
+    now: Timestamp,
+) -> MediaJobStatus {
+    let mut status = status.clone();
+    status.submission = Some(SubmissionRecord {
+        attempt,
+        intent_time: Time(now),
+        urls_expire_at: urls_expire_at.map(Time),
+        job_id: None,
+        account: lane.account,
+        fence: lane.fence,
+        outcome_time: None,
+    });
+    status.retry_after = None;
+    status
+}
+
+/// The status after a submission's outcome is known. `status` carries the intent record.
+pub fn after_submit(
+    job: &MediaJob,
+    valid: &ValidatedJob,
+    status: &MediaJobStatus,
+    outcome: SubmitOutcome,
+    settings: &Settings,
+    now: Timestamp,
+) -> MediaJobStatus {
+    let (timing, search_settings) = (&settings.timing, &settings.search);
+    let generation = job.metadata.generation;
+    let mut status = status.clone();
+    status.observed_generation = generation;
+    match outcome {
+        SubmitOutcome::Accepted { job_id } => {
+            let submission = status.submission.get_or_insert_with(|| SubmissionRecord {
+                attempt: status.attempts.unwrap_or(0) + 1,
+                intent_time: Time(now),
+                urls_expire_at: None,
+                job_id: None,
+                account: None,
+                fence: None,
+                outcome_time: None,
+            });
+            submission.job_id = Some(job_id.clone());
+            let attempt = submission.attempt;
+            let urls_expire_at = submission.urls_expire_at.clone();
+            status.attempts = Some(attempt.max(status.attempts.unwrap_or(0)));
+            status.job_id = Some(job_id.clone());
+            status.start_time.get_or_insert(Time(now));
+            status.progress = Some(0);
+            status.retry_after = None;
+            status.urls_expire_at = urls_expire_at.clone();
+            status.next_refresh_time = match (valid.access, urls_expire_at) {
+                (AccessMode::Presign, Some(expiry)) => {
+                    Some(Time(earlier(expiry.0, valid.refresh_before)))
+                }
+                _ => None,
+            };
+            // The words of the first poll that finds the job queued, so that poll writes nothing.
+            let queued = queued_remotely(job, &status, &job_id);
+            set_waiting(
+                &mut status,
+                Phase::Submitted,
+                Reason::Submitted,
+                &queued,
+                generation,
+                now,
+            );
+            let message = format!("submitted as job {job_id}");
+            conditions::set_condition(
+                &mut status.conditions,
+                SUBMITTED,
+                true,
+                Reason::Submitted.as_str(),
+                &message,
+                generation,
+                now,
+            );
+        }
+        SubmitOutcome::Rejected { message } => {
+            status.submission = None;
+            let text = format!("the Media API rejected the request: {message}");
+            set_failed(&mut status, job, Reason::RequestRejected, &text, now);
+        }
+        SubmitOutcome::CredentialsRefused { message } => {
+            status.submission = None;
+            let retry_at = later(now, timing.credentials_refused_retry);
+            status.retry_after = Some(Time(retry_at));
+            let text = ending_with(
+                &format!("the Media API refused the app credentials: {message}"),
+                &format!(
+                    "; waiting until the Media API Secret changes, at the latest until {}, to try again",
+                    stamp(retry_at)
+                ),
+            );
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                Reason::MediaApiCredentialsRefused,
+                &text,
+                generation,
+                now,
+            );
+        }
+        SubmitOutcome::NotSubmitted {
+            message,
+            retry_after,
+        } => {
+            status.submission = None;
+            let wait = retry_after
+                .unwrap_or(timing.submit_retry)
+                .min(MAX_OUTSIDE_WAIT);
+            let retry_at = later(now, wait);
+            status.retry_after = Some(Time(retry_at));
+            let text = ending_with(
+                &format!("the submission was not sent: {message}"),
+                &format!("; waiting until {} to send it again", stamp(retry_at)),
+            );
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                Reason::SubmitRetrying,
+                &text,
+                generation,
+                now,
+            );
+        }
+        SubmitOutcome::Unknown { message } => {
+            // Keep the intent: the next pass looks for the job before submitting again.
+            if let Some(submission) = status.submission.as_mut() {
+                submission.outcome_time = Some(Time(now));
+            }
+            let until = match unconfirmed(&status) {
+                Some(u) => format!(
+                    "until the list settles at {}",
+                    stamp(search::settled_at(&u, search_settings))
+                ),
+                None => "until it is found or proven absent".into(),
+            };
+            let text = ending_with(
+                &format!("the submission's outcome is unknown ({message})"),
+                &format!(
+                    "; looking for its job in the Media API job list before submitting again, {until}"
+                ),
+            );
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                Reason::SubmissionUnconfirmed,
+                &text,
+                generation,
+                now,
+            );
+        }
+        SubmitOutcome::CredentialsUnusable { message } => {
+            status.submission = None;
+            let retry_at = later(now, timing.unusable_credentials_retry);
+            status.retry_after = Some(Time(retry_at));
+            let text = ending_with(
+                &message,
+                &format!(
+                    "; waiting until the Secret changes, at the latest until {}, to try again",
+                    stamp(retry_at)
+                ),
+            );
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                Reason::InvalidCredentials,
+                &text,
+                generation,
+                now,
+            );
+        }
+    }
+    status
+}
+
+/// The submission a search would look for: an intent without a job id.
+pub fn unconfirmed(status: &MediaJobStatus) -> Option<Unconfirmed> {
+    let submission = status.submission.as_ref()?;
+    if submission.job_id.is_some() {
+        return None;
+    }
+    Some(Unconfirmed {
+        intent_time: submission.intent_time.0,
+        outcome_time: submission.outcome_time.as_ref().map(|t| t.0),
+        fence: submission.fence.clone(),
+    })
+}
+
+/// The next step after a search of `GET /media/jobs` for an unconfirmed submission. `status` is
+/// the status the search was decided on; `verdict` is `search::judge`'s, or `Err` with the
+/// (redacted) error when the listing could not be read.
+pub fn after_search(
+    job: &MediaJob,
+    validated: &Validation,
+    status: &MediaJobStatus,
+    purpose: SearchPurpose,
+    verdict: Result<Verdict, String>,
+    clock: Clock,
+    settings: &Settings,
+) -> Decision {
+    let now = clock.now;
+    let generation = job.metadata.generation;
+    let mut status = status.clone();
+    status.observed_generation = generation;
+    let intent_time = status.submission.as_ref().map_or(now, |s| s.intent_time.0);
+    let verdict = match verdict {
+        Ok(verdict) => verdict,
+        Err(message) => {
+            // The listing failed: look again with backoff. Deletion gives up after its timeout,
+            // a deadline has passed already, and activeDeadlineSeconds bounds the rest.
+            let wait = settings.timing.backoff(1, clock.jitter);
+            if purpose == SearchPurpose::Submission {
+                let text = ending_with(
+                    &format!(
+                        "the last submission's outcome is unknown and the Media API job list cannot be read ({message})"
+                    ),
+                    &format!(
+                        "; nothing is submitted again until the list can be read: looking again with backoff{}",
+                        deadline_note(job, &status)
+                    ),
+                );
+                let phase = status.phase.unwrap_or(Phase::Pending);
+                set_waiting(
+                    &mut status,
+                    phase,
+                    Reason::SubmissionUnconfirmed,
+                    &text,
+                    generation,
+                    now,
+                );
+            }
+            return Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(wait),
+            };
+        }
+    };
+    match (purpose, verdict) {
+        (SearchPurpose::Submission, Verdict::Adopt { job_id }) => match validated {
+            Ok(valid) => Decision {
+                status: after_submit(
+                    job,
+                    valid,
+                    &status,
+                    SubmitOutcome::Accepted { job_id },
+                    settings,
+                    now,
+                ),
+                action: Action::None,
+                requeue_after: Some(Duration::ZERO),
+            },
+            // Ours, but the spec is no longer valid: end it (the next pass fails the MediaJob).
+            Err(_) => Decision {
+                status,
+                action: Action::Cancel {
+                    job_id,
+                    purpose: CancelPurpose::InvalidSpec,
+                },
+                requeue_after: Some(Duration::ZERO),
+            },
+        },
+        (SearchPurpose::Submission, Verdict::Absent) => {
+            // Proven absent: drop the intent; the next pass submits again.
+            status.submission = None;
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(Duration::ZERO),
+            }
+        }
+        (_, Verdict::LookAgain { after, .. }) => {
+            if purpose == SearchPurpose::Submission {
+                let settled = search::settled_at(
+                    &unconfirmed(&status).expect("searching an intent"),
+                    &settings.search,
+                );
+                let text = format!(
+                    "the last submission's outcome is unknown; looking for its job in the Media API job list before submitting again, until the list settles at {}",
+                    stamp(settled)
+                );
+                let phase = status.phase.unwrap_or(Phase::Pending);
+                set_waiting(
+                    &mut status,
+                    phase,
+                    Reason::SubmissionUnconfirmed,
+                    &text,
+                    generation,
+                    now,
+                );
+            }
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(after.min(MAX_OUTSIDE_WAIT)),
+            }
+        }
+        (SearchPurpose::Submission, Verdict::Ambiguous { candidates }) => {
+            let text = format!(
+                "{candidates} jobs in the Media API job list could be the last submission's (another client submits on the same account and operation); adopting none of them"
+            );
+            if elapsed(intent_time, now) >= settings.timing.ambiguous_limit {
+                // The intent stays: one of the candidates may be this MediaJob's and running, so
+                // editing the spec does not start a second one.
+                set_failed(&mut status, job, Reason::SubmissionAmbiguous, &text, now);
+                return Decision {
+                    status,
+                    action: Action::None,
+                    requeue_after: None,
+                };
+            }
+            let text = format!(
+                "{text}; looking again every {} in case other MediaJobs claim them, until {}, when the job fails",
+                short_duration(settings.timing.ambiguous_recheck),
+                stamp(later(intent_time, settings.timing.ambiguous_limit))
+            );
+            let phase = status.phase.unwrap_or(Phase::Pending);
+            set_waiting(
+                &mut status,
+                phase,
+                Reason::SubmissionAmbiguous,
+                &text,
+                generation,
+                now,
+            );
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(settings.timing.ambiguous_recheck),
+            }
+        }
+        // Deletion, deadline, suspend, an invalid spec: cancel what was found, then carry on as
+        // decided. An ambiguous search keeps the intent (one candidate may be this job's).
+        (purpose, verdict) => {
+            let (found, ambiguous) = match verdict {
+                Verdict::Adopt { job_id } => (Some(job_id), false),
+                Verdict::Ambiguous { .. } => (None, true),
+                _ => (None, false),
+            };
+            let end_attempt = |status: &mut MediaJobStatus| {
+                if !ambiguous {
+                    clear_attempt(status);
+                }
+            };
+            let cancel_purpose = match purpose {
+                SearchPurpose::Deletion => CancelPurpose::Deletion,
+                SearchPurpose::Deadline => {
+                    let limit = job.spec.active_deadline_seconds.unwrap_or_default();
+                    let message =
+                        format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
+                    set_failed(&mut status, job, Reason::DeadlineExceeded, &message, now);
+                    end_attempt(&mut status);
+                    CancelPurpose::Deadline
+                }
+                SearchPurpose::InvalidSpec => {
+                    let message = validated
+                        .as_ref()
+                        .err()
+                        .cloned()
+                        .unwrap_or_else(|| "the spec is not valid".into());
+                    set_failed(&mut status, job, Reason::InvalidSpec, &message, now);
+                    end_attempt(&mut status);
+                    CancelPurpose::InvalidSpec
+                }
+                SearchPurpose::Suspend | SearchPurpose::Submission => {
+                    end_attempt(&mut status);
+                    CancelPurpose::Suspend
+                }
+            };
+            let action = match (found, purpose) {
+                (Some(job_id), _) => Action::Cancel {
+                    job_id,
+                    purpose: cancel_purpose,
+                },
+                (None, SearchPurpose::Deletion) => Action::RemoveFinalizer,
+                (None, _) => Action::None,
+            };
+            Decision {
+                status,
+                action,
+                requeue_after: None,
+            }
+        }
+    }
+}
+
+/// The job id of the current attempt, if one is recorded.
+pub fn active_job_id(status: &MediaJobStatus) -> Option<String> {
+    status.submission.as_ref().and_then(|s| s.job_id.clone())
+}
