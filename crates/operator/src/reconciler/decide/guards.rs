@@ -14,6 +14,83 @@ pub fn refused_input_backoff(failures: u32) -> Duration {
     (Duration::from_secs(30) * 2u32.pow(exponent)).min(Duration::from_secs(600))
 }
 
+/// What every guard reads: the job, what the shell observed, the clock and settings, and the
+/// status as stored (`old`). Guards edit the status to write, passed along the chain.
+pub(super) struct Pass<'a> {
+    pub job: &'a MediaJob,
+    pub observed: &'a Observed,
+    pub clock: Clock,
+    pub settings: &'a Settings,
+    pub now: Timestamp,
+    pub generation: Option<i64>,
+    /// The status as stored.
+    pub old: MediaJobStatus,
+    /// The remote job the stored status names.
+    pub current_job: Option<String>,
+    /// The spec changed since the stored status was written.
+    pub spec_changed: bool,
+}
+
+impl<'a> Pass<'a> {
+    fn new(
+        job: &'a MediaJob,
+        observed: &'a Observed,
+        clock: Clock,
+        settings: &'a Settings,
+    ) -> Self {
+        let old = job.status.clone().unwrap_or_default();
+        let generation = job.metadata.generation;
+        Self {
+            job,
+            observed,
+            clock,
+            settings,
+            now: clock.now,
+            generation,
+            current_job: active_job_id(&old),
+            spec_changed: old.observed_generation.is_some()
+                && old.observed_generation != generation,
+            old,
+        }
+    }
+
+    fn timing(&self) -> &Timing {
+        &self.settings.timing
+    }
+
+    /// The remote job of this MediaJob: recorded in status, or only in the shell's memory.
+    fn known_job(&self) -> Option<String> {
+        self.current_job
+            .clone()
+            .or_else(|| self.observed.unrecorded_job_id.clone())
+    }
+}
+
+/// A guard before the spec is known to be usable: decides, or passes (`None`), possibly after
+/// editing the status to write.
+type Guard = fn(&Pass, &mut MediaJobStatus) -> Option<Decision>;
+/// A guard that needs the validated spec.
+type ValidGuard = fn(&Pass, &ValidatedJob, &mut MediaJobStatus) -> Option<Decision>;
+
+/// In order: what happens to a job being deleted, one without the finalizer, one edited after
+/// it failed, one that is finished; then the spec must be usable.
+const BEFORE_VALIDATION: [Guard; 4] = [deleting, without_finalizer, restart_if_edited, done];
+
+/// In order, for a usable spec: the deadline, suspension, a changed app key, a submission in
+/// flight (followed), and what a job not yet submitted waits for; a job that passes all of them
+/// is submitted.
+const WITH_VALID_SPEC: [ValidGuard; 9] = [
+    past_deadline,
+    suspend,
+    account_changed,
+    submitted,
+    backing_off,
+    waiting_for_credentials,
+    waiting_for_capacity,
+    waiting_for_lane,
+    input_refused,
+];
+
 /// The next step for `job`, whose spec went through the validate stage as `validated`.
 pub fn decide_validated(
     job: &MediaJob,
@@ -22,224 +99,63 @@ pub fn decide_validated(
     clock: Clock,
     settings: &Settings,
 ) -> Decision {
-    let now = clock.now;
-    let old = job.status.clone().unwrap_or_default();
-    let generation = job.metadata.generation;
-    let mut status = old.clone();
-    status.observed_generation = generation;
-    let spec = &job.spec;
-    let timing = &settings.timing;
-    let current_job = active_job_id(&old);
-
-    if job.metadata.deletion_timestamp.is_some() {
-        if !has_finalizer(job) {
-            return Decision {
-                status: old,
-                action: Action::None,
-                requeue_after: None,
-            };
+    let pass = Pass::new(job, observed, clock, settings);
+    let mut status = pass.old.clone();
+    status.observed_generation = pass.generation;
+    for guard in BEFORE_VALIDATION {
+        if let Some(decision) = guard(&pass, &mut status) {
+            return decision;
         }
-        let deleting_since = job
-            .metadata
-            .deletion_timestamp
-            .as_ref()
-            .map_or(now, |t| t.0);
-        let given_up = elapsed(deleting_since, now) >= timing.cancel_on_delete_timeout;
-        let wants_cancel = spec.effective_deletion_policy() == DeletionPolicy::Cancel;
-        // A job seen to succeed has nothing left to cancel: no cancel and no status read on its
-        // way out (TTL deletions are mostly of such jobs).
-        let ended_remotely = old.phase == Some(Phase::Succeeded);
-        let job_id = current_job
-            .clone()
-            .or_else(|| observed.unrecorded_job_id.clone())
-            .filter(|_| !ended_remotely);
-        let unseen = observed.account_changed && (job_id.is_some() || unconfirmed(&old).is_some());
-        if unseen && wants_cancel && !given_up {
-            // The job cannot be seen or cancelled with the new key; a 404 now proves nothing.
-            let mut status = old.clone();
-            let message = format!(
-                "deleting: the Media API app key changed since the job was submitted, so it cannot be cancelled; waiting until the previous key is restored, at the latest until {}, when the finalizer goes and the remote job is orphaned",
-                stamp(later(deleting_since, timing.cancel_on_delete_timeout))
-            );
-            let phase = status.phase.unwrap_or(Phase::Pending);
-            set_waiting(
-                &mut status,
-                phase,
-                Reason::MediaApiAccountChanged,
-                &message,
-                generation,
-                now,
-            );
-            return Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(timing.secret_recheck.min(timing.cancel_on_delete_timeout)),
-            };
-        }
-        let action = match (job_id, unconfirmed(&old)) {
-            (Some(job_id), _) if wants_cancel && !given_up => Action::Cancel {
-                job_id,
-                purpose: CancelPurpose::Deletion,
-            },
-            // A job may exist that nobody knows the id of: find it and cancel it first.
-            (None, Some(unconfirmed)) if wants_cancel && !given_up => Action::Search {
-                unconfirmed,
-                purpose: SearchPurpose::Deletion,
-            },
-            _ => Action::RemoveFinalizer,
-        };
-        return Decision {
-            status: old,
-            action,
-            requeue_after: None,
-        };
     }
-
-    if !has_finalizer(job) {
-        return Decision {
-            status: old,
-            action: Action::AddFinalizer,
-            requeue_after: None,
-        };
-    }
-
-    // A job that failed, or was refused before submission, starts over when its spec changes.
-    let spec_changed = old.observed_generation.is_some() && old.observed_generation != generation;
-    // ... unless a submission of it may still run unseen (an ambiguous search): a new attempt
-    // would then be a second job. Such a MediaJob is recreated by hand (docs/exactly-once.md).
-    if spec_changed && old.phase == Some(Phase::Failed) && unconfirmed(&old).is_none() {
-        status = restarted(&old, generation);
-    }
-
-    if status.phase.is_some_and(|p| p.is_finished()) {
-        return finished(job, status, now);
-    }
-
     let valid = match validated {
         Ok(valid) => valid,
-        Err(message) => {
-            // Invalid before or after submission (spec.urls may change while a job runs): the
-            // job ends, and a remote job it has is cancelled.
-            set_failed(&mut status, job, Reason::InvalidSpec, message, now);
-            let job_id = current_job.or_else(|| observed.unrecorded_job_id.clone());
-            let action = match (job_id, unconfirmed(&status)) {
-                (Some(job_id), _) => Action::Cancel {
-                    job_id,
-                    purpose: CancelPurpose::InvalidSpec,
-                },
-                // A job may run that nobody knows the id of: find (and cancel) it before the
-                // MediaJob ends, or the job would be lost from view while it runs.
-                (None, Some(unconfirmed)) => {
-                    let text = ending_with(
-                        message,
-                        &format!(
-                            "; looking for the last submission's job in the Media API job list to cancel it first, until the list settles at {} (searched again while it cannot be read)",
-                            stamp(search::settled_at(&unconfirmed, &settings.search))
-                        ),
-                    );
-                    let phase = old.phase.unwrap_or(Phase::Pending);
-                    let mut waiting = status.clone();
-                    waiting.phase = old.phase;
-                    set_waiting(
-                        &mut waiting,
-                        phase,
-                        Reason::InvalidSpec,
-                        &text,
-                        generation,
-                        now,
-                    );
-                    if let Some(failed) = conditions::find(&old.conditions, FAILED).cloned() {
-                        waiting.conditions.retain(|c| c.type_ != FAILED);
-                        waiting.conditions.push(failed);
-                    } else {
-                        conditions::remove_condition(&mut waiting.conditions, FAILED);
-                    }
-                    waiting.completion_time = old.completion_time.clone();
-                    return Decision {
-                        status: waiting,
-                        action: Action::Search {
-                            unconfirmed,
-                            purpose: SearchPurpose::InvalidSpec,
-                        },
-                        requeue_after: None,
-                    };
-                }
-                (None, None) => Action::None,
-            };
-            clear_attempt(&mut status);
-            return Decision {
-                status,
-                action,
-                requeue_after: None,
-            };
-        }
+        Err(message) => return invalid_spec(&pass, status, message),
     };
-
-    // activeDeadlineSeconds counts from the first submission, like a Job's from its start.
-    if let (Some(start), Some(limit)) = (&status.start_time, spec.active_deadline_seconds) {
-        let deadline = later_secs(start.0, limit);
-        if now >= deadline {
-            let message = format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
-            if current_job.is_none()
-                && observed.unrecorded_job_id.is_none()
-                && let Some(unconfirmed) = unconfirmed(&status)
-            {
-                // A job may run that nobody knows the id of: find it, then fail and cancel.
-                let text = format!(
-                    "{message}; looking for the last submission's job in the Media API job list to cancel it, until the list settles at {} (searched again while it cannot be read)",
-                    stamp(search::settled_at(&unconfirmed, &settings.search))
-                );
-                let phase = status.phase.unwrap_or(Phase::Pending);
-                set_waiting(
-                    &mut status,
-                    phase,
-                    Reason::DeadlineExceeded,
-                    &text,
-                    generation,
-                    now,
-                );
-                return Decision {
-                    status,
-                    action: Action::Search {
-                        unconfirmed,
-                        purpose: SearchPurpose::Deadline,
-                    },
-                    requeue_after: None,
-                };
-            }
-            set_failed(&mut status, job, Reason::DeadlineExceeded, &message, now);
-            clear_attempt(&mut status);
-            return match current_job.or_else(|| observed.unrecorded_job_id.clone()) {
-                Some(job_id) => Decision {
-                    status,
-                    action: Action::Cancel {
-                        job_id,
-                        purpose: CancelPurpose::Deadline,
-                    },
-                    requeue_after: None,
-                },
-                None => Decision {
-                    status,
-                    action: Action::None,
-                    requeue_after: None,
-                },
-            };
+    for guard in WITH_VALID_SPEC {
+        if let Some(decision) = guard(&pass, valid, &mut status) {
+            return decision;
         }
     }
+    submit(&pass, status)
+}
 
-    if spec.is_suspended() {
-        return suspended(job, status, current_job, observed, now);
+/// Deleting: cancel the remote job (or find it first), then let the finalizer go.
+fn deleting(p: &Pass, _: &mut MediaJobStatus) -> Option<Decision> {
+    let Pass {
+        job,
+        observed,
+        now,
+        generation,
+        old,
+        ..
+    } = p;
+    let (now, generation, timing, spec) = (*now, *generation, p.timing(), &job.spec);
+    job.metadata.deletion_timestamp.as_ref()?;
+    if !has_finalizer(job) {
+        return Some(Decision {
+            status: old.clone(),
+            action: Action::None,
+            requeue_after: None,
+        });
     }
-    if conditions::find(&status.conditions, SUSPENDED).is_some() {
-        conditions::remove_condition(&mut status.conditions, SUSPENDED);
-    }
-
-    if observed.account_changed && status.submission.is_some() {
-        // The submission was made with another app key: its job is invisible to this one, and
-        // a 404 or an empty search would wrongly say it is gone.
+    let deleting_since = job
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0);
+    let given_up = elapsed(deleting_since, now) >= timing.cancel_on_delete_timeout;
+    let wants_cancel = spec.effective_deletion_policy() == DeletionPolicy::Cancel;
+    // A job seen to succeed has nothing left to cancel: no cancel and no status read on its
+    // way out (TTL deletions are mostly of such jobs).
+    let ended_remotely = old.phase == Some(Phase::Succeeded);
+    let job_id = p.known_job().filter(|_| !ended_remotely);
+    let unseen = observed.account_changed && (job_id.is_some() || unconfirmed(old).is_some());
+    if unseen && wants_cancel && !given_up {
+        // The job cannot be seen or cancelled with the new key; a 404 now proves nothing.
+        let mut status = old.clone();
         let message = format!(
-            "the Media API app key changed since this job was submitted; the operator cannot see the submitted job with the new key. Waiting until the previous key is restored (Secrets are watched; also re-read every {}): restore it until the job finishes, or delete the MediaJob",
-            short_duration(timing.secret_recheck)
+            "deleting: the Media API app key changed since the job was submitted, so it cannot be cancelled; waiting until the previous key is restored, at the latest until {}, when the finalizer goes and the remote job is orphaned",
+            stamp(later(deleting_since, timing.cancel_on_delete_timeout))
         );
         let phase = status.phase.unwrap_or(Phase::Pending);
         set_waiting(
@@ -250,92 +166,332 @@ pub fn decide_validated(
             generation,
             now,
         );
-        return Decision {
+        return Some(Decision {
             status,
             action: Action::None,
-            requeue_after: Some(timing.secret_recheck),
-        };
+            requeue_after: Some(timing.secret_recheck.min(timing.cancel_on_delete_timeout)),
+        });
     }
+    let action = match (job_id, unconfirmed(old)) {
+        (Some(job_id), _) if wants_cancel && !given_up => Action::Cancel {
+            job_id,
+            purpose: CancelPurpose::Deletion,
+        },
+        // A job may exist that nobody knows the id of: find it and cancel it first.
+        (None, Some(unconfirmed)) if wants_cancel && !given_up => Action::Search {
+            unconfirmed,
+            purpose: SearchPurpose::Deletion,
+        },
+        _ => Action::RemoveFinalizer,
+    };
+    Some(Decision {
+        status: old.clone(),
+        action,
+        requeue_after: None,
+    })
+}
 
-    if let Some(submission) = status.submission.clone() {
-        let job_id = submission.job_id.clone().or(current_job.clone());
-        return match job_id {
-            Some(job_id) => follow(job, valid, status, &job_id, observed, clock, settings),
-            None => match &observed.unrecorded_job_id {
-                Some(job_id) => Decision {
-                    status: after_submit(
-                        job,
-                        valid,
-                        &status,
-                        SubmitOutcome::Accepted {
-                            job_id: job_id.clone(),
-                        },
-                        settings,
-                        now,
-                    ),
+/// The finalizer first: nothing is submitted that a deletion could not cancel.
+fn without_finalizer(p: &Pass, _: &mut MediaJobStatus) -> Option<Decision> {
+    (!has_finalizer(p.job)).then(|| Decision {
+        status: p.old.clone(),
+        action: Action::AddFinalizer,
+        requeue_after: None,
+    })
+}
+
+/// A job that failed, or was refused before submission, starts over when its spec changes...
+/// unless a submission of it may still run unseen (an ambiguous search): a new attempt would
+/// then be a second job. Such a MediaJob is recreated by hand (docs/exactly-once.md).
+fn restart_if_edited(p: &Pass, status: &mut MediaJobStatus) -> Option<Decision> {
+    if p.spec_changed && p.old.phase == Some(Phase::Failed) && unconfirmed(&p.old).is_none() {
+        *status = restarted(&p.old, p.generation);
+    }
+    None
+}
+
+/// A finished job: at most its deletion after `ttlSecondsAfterFinished`.
+fn done(p: &Pass, status: &mut MediaJobStatus) -> Option<Decision> {
+    status
+        .phase
+        .is_some_and(|phase| phase.is_finished())
+        .then(|| finished(p.job, status.clone(), p.now))
+}
+
+/// Invalid before or after submission (spec.urls may change while a job runs): the job ends,
+/// and a remote job it has is cancelled.
+fn invalid_spec(p: &Pass, mut status: MediaJobStatus, message: &str) -> Decision {
+    let Pass {
+        job,
+        settings,
+        now,
+        generation,
+        old,
+        ..
+    } = p;
+    let (now, generation) = (*now, *generation);
+    set_failed(&mut status, job, Reason::InvalidSpec, message, now);
+    let action = match (p.known_job(), unconfirmed(&status)) {
+        (Some(job_id), _) => Action::Cancel {
+            job_id,
+            purpose: CancelPurpose::InvalidSpec,
+        },
+        // A job may run that nobody knows the id of: find (and cancel) it before the
+        // MediaJob ends, or the job would be lost from view while it runs.
+        (None, Some(unconfirmed)) => {
+            let text = ending_with(
+                message,
+                &format!(
+                    "; looking for the last submission's job in the Media API job list to cancel it first, until the list settles at {} (searched again while it cannot be read)",
+                    stamp(search::settled_at(&unconfirmed, &settings.search))
+                ),
+            );
+            let phase = old.phase.unwrap_or(Phase::Pending);
+            let mut waiting = status.clone();
+            waiting.phase = old.phase;
+            set_waiting(
+                &mut waiting,
+                phase,
+                Reason::InvalidSpec,
+                &text,
+                generation,
+                now,
+            );
+            if let Some(failed) = conditions::find(&old.conditions, FAILED).cloned() {
+                waiting.conditions.retain(|c| c.type_ != FAILED);
+                waiting.conditions.push(failed);
+            } else {
+                conditions::remove_condition(&mut waiting.conditions, FAILED);
+            }
+            waiting.completion_time = old.completion_time.clone();
+            return Decision {
+                status: waiting,
+                action: Action::Search {
+                    unconfirmed,
+                    purpose: SearchPurpose::InvalidSpec,
+                },
+                requeue_after: None,
+            };
+        }
+        (None, None) => Action::None,
+    };
+    clear_attempt(&mut status);
+    Decision {
+        status,
+        action,
+        requeue_after: None,
+    }
+}
+
+/// activeDeadlineSeconds counts from the first submission, like a Job's from its start.
+fn past_deadline(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
+    let (job, now, generation) = (p.job, p.now, p.generation);
+    let (Some(start), Some(limit)) = (&status.start_time, job.spec.active_deadline_seconds) else {
+        return None;
+    };
+    if now < later_secs(start.0, limit) {
+        return None;
+    }
+    let mut status = status.clone();
+    let message = format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
+    if p.known_job().is_none()
+        && let Some(unconfirmed) = unconfirmed(&status)
+    {
+        // A job may run that nobody knows the id of: find it, then fail and cancel.
+        let text = format!(
+            "{message}; looking for the last submission's job in the Media API job list to cancel it, until the list settles at {} (searched again while it cannot be read)",
+            stamp(search::settled_at(&unconfirmed, &p.settings.search))
+        );
+        let phase = status.phase.unwrap_or(Phase::Pending);
+        set_waiting(
+            &mut status,
+            phase,
+            Reason::DeadlineExceeded,
+            &text,
+            generation,
+            now,
+        );
+        return Some(Decision {
+            status,
+            action: Action::Search {
+                unconfirmed,
+                purpose: SearchPurpose::Deadline,
+            },
+            requeue_after: None,
+        });
+    }
+    set_failed(&mut status, job, Reason::DeadlineExceeded, &message, now);
+    clear_attempt(&mut status);
+    Some(match p.known_job() {
+        Some(job_id) => Decision {
+            status,
+            action: Action::Cancel {
+                job_id,
+                purpose: CancelPurpose::Deadline,
+            },
+            requeue_after: None,
+        },
+        None => Decision {
+            status,
+            action: Action::None,
+            requeue_after: None,
+        },
+    })
+}
+
+/// `spec.suspend`: stop what runs; the condition goes once the job is resumed.
+fn suspend(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
+    if p.job.spec.is_suspended() {
+        return Some(suspended(
+            p.job,
+            status.clone(),
+            p.current_job.clone(),
+            p.observed,
+            p.now,
+        ));
+    }
+    if conditions::find(&status.conditions, SUSPENDED).is_some() {
+        conditions::remove_condition(&mut status.conditions, SUSPENDED);
+    }
+    None
+}
+
+/// The submission was made with another app key: its job is invisible to this one, and a 404
+/// or an empty search would wrongly say it is gone.
+fn account_changed(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
+    if !(p.observed.account_changed && status.submission.is_some()) {
+        return None;
+    }
+    let timing = p.timing();
+    let mut status = status.clone();
+    let message = format!(
+        "the Media API app key changed since this job was submitted; the operator cannot see the submitted job with the new key. Waiting until the previous key is restored (Secrets are watched; also re-read every {}): restore it until the job finishes, or delete the MediaJob",
+        short_duration(timing.secret_recheck)
+    );
+    let phase = status.phase.unwrap_or(Phase::Pending);
+    set_waiting(
+        &mut status,
+        phase,
+        Reason::MediaApiAccountChanged,
+        &message,
+        p.generation,
+        p.now,
+    );
+    Some(Decision {
+        status,
+        action: Action::None,
+        requeue_after: Some(timing.secret_recheck),
+    })
+}
+
+/// A submission in flight: follow its job, or resolve an intent without a job id.
+fn submitted(p: &Pass, valid: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
+    let submission = status.submission.clone()?;
+    let mut status = status.clone();
+    let (job, observed, settings, now) = (p.job, p.observed, p.settings, p.now);
+    let job_id = submission.job_id.clone().or(p.current_job.clone());
+    Some(match job_id {
+        Some(job_id) => follow(job, valid, status, &job_id, observed, p.clock, settings),
+        None => match &observed.unrecorded_job_id {
+            Some(job_id) => Decision {
+                status: after_submit(
+                    job,
+                    valid,
+                    &status,
+                    SubmitOutcome::Accepted {
+                        job_id: job_id.clone(),
+                    },
+                    settings,
+                    now,
+                ),
+                action: Action::None,
+                requeue_after: Some(Duration::ZERO),
+            },
+            // Known never sent: drop the intent; the lane is released once that is stored.
+            None if observed.unsent_intent => {
+                status.submission = None;
+                Decision {
+                    status,
                     action: Action::None,
                     requeue_after: Some(Duration::ZERO),
-                },
-                // Known never sent: drop the intent; the lane is released once that is stored.
-                None if observed.unsent_intent => {
-                    status.submission = None;
-                    Decision {
-                        status,
-                        action: Action::None,
-                        requeue_after: Some(Duration::ZERO),
-                    }
                 }
-                None => Decision {
-                    action: Action::Search {
-                        unconfirmed: unconfirmed(&status).expect("an intent without a job id"),
-                        purpose: SearchPurpose::Submission,
-                    },
-                    status,
-                    requeue_after: None,
+            }
+            None => Decision {
+                action: Action::Search {
+                    unconfirmed: unconfirmed(&status).expect("an intent without a job id"),
+                    purpose: SearchPurpose::Submission,
                 },
+                status,
+                requeue_after: None,
             },
-        };
-    }
+        },
+    })
+}
 
-    // Not submitted: wait out a backoff, then credentials, then capacity.
-    // A backoff after refused or unusable credentials, or a refused input, ends as soon as the
-    // Secret changes; a refused input's also when the spec does.
+/// Not submitted: a backoff first. One after refused or unusable credentials, or a refused
+/// input, ends as soon as the Secret changes; a refused input's also when the spec does.
+/// Passing, it notes an assumed session end of the credentials.
+fn backing_off(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
+    let (observed, now) = (p.observed, p.now);
     let credentials_fixed = observed.credentials_changed
         && matches!(
-            last_reason(&status),
+            last_reason(status),
             Some(
                 Reason::MediaApiCredentialsRefused
                     | Reason::InvalidCredentials
                     | Reason::InputNotReadable
             )
         );
-    let input_changed = spec_changed && last_reason(&status) == Some(Reason::InputNotReadable);
+    let input_changed = p.spec_changed && last_reason(status) == Some(Reason::InputNotReadable);
     if let Some(retry_after) = &status.retry_after
         && retry_after.0 > now
         && !credentials_fixed
         && !input_changed
     {
-        return Decision {
+        return Some(Decision {
             requeue_after: Some(until(now, retry_after.0)),
-            status,
+            status: status.clone(),
             action: Action::None,
-        };
+        });
     }
-    note_session_end(
+    note_session_end(status, &observed.credentials, p.settings, p.generation, now);
+    None
+}
+
+/// Credentials that cannot be used: event-driven waits (a Secret change wakes the job at once).
+fn waiting_for_credentials(
+    p: &Pass,
+    _: &ValidatedJob,
+    status: &mut MediaJobStatus,
+) -> Option<Decision> {
+    let (reason, message) = credentials_wait(p)?;
+    let mut status = status.clone();
+    set_waiting(
         &mut status,
-        &observed.credentials,
-        settings,
-        generation,
-        now,
+        Phase::Pending,
+        reason,
+        &message,
+        p.generation,
+        p.now,
     );
-    // Event-driven waits: a Secret change wakes the job at once. The safety-net recheck is named
-    // as an interval, not a time: a time would change, and cost a status write, at every recheck.
+    Some(Decision {
+        status,
+        action: Action::None,
+        requeue_after: Some(p.timing().secret_recheck),
+    })
+}
+
+/// What a job waits for when its credentials cannot be used, and the words saying so. The
+/// safety-net recheck is named as an interval, not a time: a time would change, and cost a
+/// status write, at every recheck.
+fn credentials_wait(p: &Pass) -> Option<(Reason, String)> {
+    let (job, settings, now, timing) = (p.job, p.settings, p.now, p.timing());
     let rechecked = format!(
         "Secrets are watched, so the job goes on at once; also re-read every {}",
         short_duration(timing.secret_recheck)
     );
     let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
-    let waiting_for_credentials = match &observed.credentials {
+    match &p.observed.credentials {
         CredentialsState::SecretMissing { secret } => Some((
             Reason::SecretNotFound,
             format!(
@@ -383,58 +539,57 @@ pub fn decide_validated(
             },
         )),
         CredentialsState::Ready { .. } => None,
-    };
-    if let Some((reason, message)) = waiting_for_credentials {
-        set_waiting(
-            &mut status,
-            Phase::Pending,
-            reason,
-            &message,
-            generation,
-            now,
-        );
-        return Decision {
-            status,
-            action: Action::None,
-            requeue_after: Some(timing.secret_recheck),
-        };
     }
-    if !observed.admitted {
-        let message = "waiting for a slot: the operator's limit of jobs in flight is reached; queued until a job in flight finishes or gives its slot back (slots go to waiting jobs fairly across namespaces)";
-        set_waiting(
-            &mut status,
-            Phase::Queued,
-            Reason::WaitingForCapacity,
-            message,
-            generation,
-            now,
-        );
-        return Decision {
-            status,
-            action: Action::None,
-            requeue_after: Some(timing.queued_recheck),
-        };
+}
+
+/// Over the cluster's cap on jobs in flight: queued for a slot.
+fn waiting_for_capacity(
+    p: &Pass,
+    _: &ValidatedJob,
+    status: &mut MediaJobStatus,
+) -> Option<Decision> {
+    if p.observed.admitted {
+        return None;
     }
+    let mut status = status.clone();
+    let message = "waiting for a slot: the operator's limit of jobs in flight is reached; queued until a job in flight finishes or gives its slot back (slots go to waiting jobs fairly across namespaces)";
+    set_waiting(
+        &mut status,
+        Phase::Queued,
+        Reason::WaitingForCapacity,
+        message,
+        p.generation,
+        p.now,
+    );
+    Some(Decision {
+        status,
+        action: Action::None,
+        requeue_after: Some(p.timing().queued_recheck),
+    })
+}
+
+/// The submission lane of the job's account and operation, and the account's claim.
+fn waiting_for_lane(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
+    let (old, now, generation, timing) = (&p.old, p.now, p.generation, p.timing());
     // A short wait for the lane is not worth a status write of its own: a status that differs
     // from the stored one only in observedGeneration is left as it is.
     let quiet = |status: MediaJobStatus| {
         let mut unchanged = status.clone();
         unchanged.observed_generation = old.observed_generation;
-        if unchanged == old {
+        if unchanged == *old {
             old.clone()
         } else {
             status
         }
     };
-    match &observed.lane {
-        LaneObservation::Free => {}
-        LaneObservation::Starting { until: ready } => {
-            return Decision {
-                requeue_after: Some(until(now, *ready).max(Duration::from_millis(100))),
-                status: quiet(status),
-                action: Action::None,
-            };
-        }
+    let mut status = status.clone();
+    match &p.observed.lane {
+        LaneObservation::Free => None,
+        LaneObservation::Starting { until: ready } => Some(Decision {
+            requeue_after: Some(until(now, *ready).max(Duration::from_millis(100))),
+            status: quiet(status),
+            action: Action::None,
+        }),
         LaneObservation::ClaimedElsewhere { owner, takeover_in } => {
             let message = format!(
                 "the Media API account is claimed by operator release {owner}: two releases submitting on one account cannot guarantee exactly-once submission. Waiting until the claim is released, or the job uses another account (mediaApiCredentials) or is handled by release {owner} (labels); checked again every {}",
@@ -452,11 +607,11 @@ pub fn decide_validated(
             let recheck = takeover_in.map_or(timing.claim_recheck, |t| {
                 t.min(timing.claim_recheck).max(Duration::from_millis(100))
             });
-            return Decision {
+            Some(Decision {
                 status,
                 action: Action::None,
                 requeue_after: Some(recheck),
-            };
+            })
         }
         LaneObservation::Busy { held_for, free_at } => {
             if *held_for < LANE_WAIT_SHOWN_AFTER {
@@ -487,43 +642,53 @@ pub fn decide_validated(
                     .max(Duration::from_millis(100))
                     .min(timing.queued_recheck)
             });
-            return Decision {
+            Some(Decision {
                 status,
                 action: Action::None,
                 requeue_after: recheck,
-            };
+            })
         }
     }
-    if let InputCheck::Refused {
+}
+
+/// The preflight HEAD of the input was refused: nothing is submitted until it can be read.
+fn input_refused(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
+    let InputCheck::Refused {
         location,
         status: code,
         failures,
-    } = &observed.input
-    {
-        let name = crate::reconciler::preflight::error_name(*code);
-        // The next check is kept in status, so that the pass the status write brings neither
-        // checks again nor names another time (which would be one more write, and so on).
-        let backoff = refused_input_backoff(*failures);
-        let check_at = later(now, backoff);
-        status.retry_after = Some(Time(check_at));
-        let message = format!(
-            "the input {location} cannot be read: its server answered {code} ({name}) to a HEAD made with the job's credentials and endpoint. Nothing is submitted until it can be read; checked again at {}, or at once when the Secret or the spec changes",
-            stamp(check_at)
-        );
-        set_waiting(
-            &mut status,
-            Phase::Pending,
-            Reason::InputNotReadable,
-            &message,
-            generation,
-            now,
-        );
-        return Decision {
-            status,
-            action: Action::None,
-            requeue_after: Some(backoff),
-        };
-    }
+    } = &p.observed.input
+    else {
+        return None;
+    };
+    let mut status = status.clone();
+    let name = crate::reconciler::preflight::error_name(*code);
+    // The next check is kept in status, so that the pass the status write brings neither
+    // checks again nor names another time (which would be one more write, and so on).
+    let backoff = refused_input_backoff(*failures);
+    let check_at = later(p.now, backoff);
+    status.retry_after = Some(Time(check_at));
+    let message = format!(
+        "the input {location} cannot be read: its server answered {code} ({name}) to a HEAD made with the job's credentials and endpoint. Nothing is submitted until it can be read; checked again at {}, or at once when the Secret or the spec changes",
+        stamp(check_at)
+    );
+    set_waiting(
+        &mut status,
+        Phase::Pending,
+        Reason::InputNotReadable,
+        &message,
+        p.generation,
+        p.now,
+    );
+    Some(Decision {
+        status,
+        action: Action::None,
+        requeue_after: Some(backoff),
+    })
+}
+
+/// Nothing in the way: submit the next attempt.
+fn submit(_: &Pass, status: MediaJobStatus) -> Decision {
     let attempt = status.attempts.unwrap_or(0).saturating_add(1);
     let cause = if status.url_refreshes.unwrap_or(0) > 0
         && last_reason(&status) == Some(Reason::RefreshingUrls)
