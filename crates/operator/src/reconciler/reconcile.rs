@@ -13,9 +13,8 @@ use tracing::{debug, info, warn};
 use super::account_claims::Claim;
 use super::context::{CancelOutcome, Context, MediaAccount, lane_key};
 use super::decide::{
-    self, Action, CancelPurpose, Clock, CredentialsState, Decision, InputCheck, IntentLane,
-    LaneObservation, Observed, Poll, RemoteObservation, RemoteState, SearchPurpose, Slot,
-    SubmitOutcome,
+    self, Action, Clock, CredentialsState, Decision, InputCheck, IntentLane, LaneObservation,
+    Observed, Poll, RemoteObservation, RemoteState, SearchFor, Slot, StopReason, SubmitOutcome,
 };
 use super::echoes::PassEnd;
 use super::events::transition_events;
@@ -270,7 +269,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                         .cancel_then_write(&old_status, &job_id, purpose, &validated, clock, after)
                         .await;
                 }
-                Action::RemoveFinalizer if purpose == SearchPurpose::Deletion => {
+                Action::RemoveFinalizer if purpose == SearchFor::Stop(StopReason::Deletion) => {
                     return finish_deletion(ctx, job, &key).await;
                 }
                 _ => {
@@ -440,14 +439,14 @@ async fn cancel(
     job: &MediaJob,
     namespace: &str,
     job_id: &str,
-    purpose: CancelPurpose,
+    purpose: StopReason,
     validated: &decide::Validation,
     clock: Clock,
     decided: Decision,
 ) -> Result<Cancelled, ReconcileError> {
     let account = match ctx.media_client(job, namespace).await {
         Ok(account) => account,
-        Err(state) if purpose == CancelPurpose::Gone => {
+        Err(state) if purpose == StopReason::Gone => {
             debug!(?state, "no Media API client for a best-effort cancel");
             return Ok(Cancelled::Then(Box::new(decided)));
         }
@@ -462,12 +461,12 @@ async fn cancel(
     info!(job = %job.name_any(), namespace, remote_job = %job_id, ?purpose, ?outcome, "cancel");
     match (outcome, purpose) {
         // Best effort: the job is already gone as far as the Media API says.
-        (_, CancelPurpose::Gone) => Ok(Cancelled::Then(Box::new(decided))),
+        (_, StopReason::Gone) => Ok(Cancelled::Then(Box::new(decided))),
         (CancelOutcome::Failed(error), _) => Err(ReconcileError::MediaApi {
             doing: "cancelling a job",
             error,
         }),
-        (CancelOutcome::Cancelled, CancelPurpose::Deletion) => Ok(Cancelled::Deleted),
+        (CancelOutcome::Cancelled, StopReason::Deletion) => Ok(Cancelled::Deleted),
         // Accepted (2xx) or refused (400/404: finished already, or not visible yet). Either way
         // only a terminal status read now says the job stopped: a 2xx may be asynchronous (the
         // job runs on and writes its output meanwhile), or answer for a job that had already
@@ -480,7 +479,7 @@ async fn cancel(
                 .await;
             match remote {
                 RemoteObservation::State(RemoteState::Succeeded { .. })
-                    if purpose == CancelPurpose::Deletion =>
+                    if purpose == StopReason::Deletion =>
                 {
                     Ok(Cancelled::Deleted)
                 }
@@ -504,7 +503,7 @@ async fn cancel(
                     Err(_) => Ok(Cancelled::Then(Box::new(decided))),
                 },
                 RemoteObservation::State(RemoteState::Failed { .. } | RemoteState::Cancelled) => {
-                    if purpose == CancelPurpose::Deletion {
+                    if purpose == StopReason::Deletion {
                         Ok(Cancelled::Deleted)
                     } else {
                         Ok(Cancelled::Then(Box::new(decided)))
@@ -689,7 +688,7 @@ impl StatusWriter<'_> {
         &mut self,
         old_status: &MediaJobStatus,
         job_id: &str,
-        purpose: CancelPurpose,
+        purpose: StopReason,
         validated: &decide::Validation,
         clock: Clock,
         decided: Decision,

@@ -19,9 +19,9 @@ use serde_json::json;
 use crate::crd::{MediaJob, MediaJobSpec, MediaJobStatus, Phase};
 use crate::operation::Operation;
 use crate::reconciler::decide::{
-    self, Action, CancelPurpose, Clock, CredentialsState, Decision, InputCheck, IntentLane,
-    LaneObservation, Observed, RemoteObservation, RemoteState, SearchPurpose, Settings,
-    SubmitOutcome, Verdict,
+    self, Action, Clock, CredentialsState, Decision, InputCheck, IntentLane, LaneObservation,
+    Observed, RemoteObservation, RemoteState, SearchFor, Settings, StopReason, SubmitOutcome,
+    Verdict,
 };
 use crate::reconciler::lanes::{LaneKey, LaneWait, Lanes};
 use crate::reconciler::search::{self, Listed, Presence, SearchSettings};
@@ -614,7 +614,7 @@ impl World {
                 }
                 assert_ne!(
                     purpose,
-                    SearchPurpose::Deletion,
+                    SearchFor::Stop(StopReason::Deletion),
                     "the simulation deletes nothing"
                 );
                 self.write(i, read, &next.status)?;
@@ -624,7 +624,7 @@ impl World {
                 let cancelled = self.api.cancel(&job_id, self.now_ms);
                 self.maybe_crash()?;
                 let mut next = decided;
-                if !cancelled && purpose != CancelPurpose::Gone {
+                if !cancelled && purpose != StopReason::Gone {
                     // Refused: only a terminal status says what happened; a success is kept.
                     match self.api.status(&job_id, self.now_ms) {
                         RemoteObservation::State(RemoteState::Succeeded { result }) => {

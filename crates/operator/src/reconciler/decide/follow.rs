@@ -305,7 +305,7 @@ pub(super) fn follow(
             Decision {
                 action: Action::Cancel {
                     job_id: job_id.to_string(),
-                    purpose: CancelPurpose::Gone,
+                    purpose: StopReason::Gone,
                 },
                 ..failed_attempt(job, status, &text, clock, settings)
             }
@@ -485,7 +485,7 @@ pub(super) fn refresh(
             status,
             action: Action::Cancel {
                 job_id: job_id.to_string(),
-                purpose: CancelPurpose::RefreshLimit,
+                purpose: StopReason::RefreshLimit,
             },
             requeue_after: None,
         };
@@ -495,7 +495,7 @@ pub(super) fn refresh(
         status,
         action: Action::Cancel {
             job_id: job_id.to_string(),
-            purpose: CancelPurpose::UrlRefresh,
+            purpose: StopReason::UrlRefresh,
         },
         requeue_after: Some(Duration::ZERO),
     }

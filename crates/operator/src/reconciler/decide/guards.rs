@@ -109,7 +109,7 @@ pub fn decide_validated(
     }
     let valid = match validated {
         Ok(valid) => valid,
-        Err(message) => return invalid_spec(&pass, status, message),
+        Err(_) => return invalid_spec(&pass, status, validated),
     };
     for guard in WITH_VALID_SPEC {
         if let Some(decision) = guard(&pass, valid, &mut status) {
@@ -172,23 +172,20 @@ fn deleting(p: &Pass, _: &mut MediaJobStatus) -> Option<Decision> {
             requeue_after: Some(timing.secret_recheck.min(timing.cancel_on_delete_timeout)),
         });
     }
-    let action = match (job_id, unconfirmed(old)) {
-        (Some(job_id), _) if wants_cancel && !given_up => Action::Cancel {
-            job_id,
-            purpose: CancelPurpose::Deletion,
-        },
-        // A job may exist that nobody knows the id of: find it and cancel it first.
-        (None, Some(unconfirmed)) if wants_cancel && !given_up => Action::Search {
-            unconfirmed,
-            purpose: SearchPurpose::Deletion,
-        },
-        _ => Action::RemoveFinalizer,
-    };
-    Some(Decision {
-        status: old.clone(),
-        action,
-        requeue_after: None,
-    })
+    if !wants_cancel || given_up {
+        return Some(Decision {
+            status: old.clone(),
+            action: Action::RemoveFinalizer,
+            requeue_after: None,
+        });
+    }
+    Some(stop(
+        StopReason::Deletion,
+        job_id,
+        unconfirmed(old),
+        old.clone(),
+        |_| old.clone(),
+    ))
 }
 
 /// The finalizer first: nothing is submitted that a deletion could not cancel.
@@ -220,71 +217,60 @@ fn done(p: &Pass, status: &mut MediaJobStatus) -> Option<Decision> {
 
 /// Invalid before or after submission (spec.urls may change while a job runs): the job ends,
 /// and a remote job it has is cancelled.
-fn invalid_spec(p: &Pass, mut status: MediaJobStatus, message: &str) -> Decision {
-    let Pass {
-        job,
-        settings,
-        now,
-        generation,
-        old,
-        ..
-    } = p;
-    let (now, generation) = (*now, *generation);
-    set_failed(&mut status, job, Reason::InvalidSpec, message, now);
-    let action = match (p.known_job(), unconfirmed(&status)) {
-        (Some(job_id), _) => Action::Cancel {
-            job_id,
-            purpose: CancelPurpose::InvalidSpec,
-        },
-        // A job may run that nobody knows the id of: find (and cancel) it before the
-        // MediaJob ends, or the job would be lost from view while it runs.
-        (None, Some(unconfirmed)) => {
-            let text = ending_with(
-                message,
-                &format!(
-                    "; looking for the last submission's job in the Media API job list to cancel it first, until the list settles at {} (searched again while it cannot be read)",
-                    stamp(search::settled_at(&unconfirmed, &settings.search))
-                ),
-            );
-            let phase = old.phase.unwrap_or(Phase::Pending);
-            let mut waiting = status.clone();
-            waiting.phase = old.phase;
-            set_waiting(
-                &mut waiting,
-                phase,
-                Reason::InvalidSpec,
-                &text,
-                generation,
-                now,
-            );
-            if let Some(failed) = conditions::find(&old.conditions, FAILED).cloned() {
-                waiting.conditions.retain(|c| c.type_ != FAILED);
-                waiting.conditions.push(failed);
-            } else {
-                conditions::remove_condition(&mut waiting.conditions, FAILED);
-            }
-            waiting.completion_time = old.completion_time.clone();
-            return Decision {
-                status: waiting,
-                action: Action::Search {
-                    unconfirmed,
-                    purpose: SearchPurpose::InvalidSpec,
-                },
-                requeue_after: None,
-            };
+fn invalid_spec(p: &Pass, status: MediaJobStatus, validated: &Validation) -> Decision {
+    let (job, now, generation, old) = (p.job, p.now, p.generation, &p.old);
+    let message = invalid_message(validated);
+    let mut failed = status.clone();
+    set_failed(&mut failed, job, Reason::InvalidSpec, &message, now);
+    // While a job that nobody knows the id of is looked for, the MediaJob waits (it has not
+    // failed yet: the job would be lost from view while it runs).
+    let searching = |unconfirmed: &Unconfirmed| {
+        let text = ending_with(
+            &message,
+            &format!(
+                "; looking for the last submission's job in the Media API job list to cancel it first, until the list settles at {} (searched again while it cannot be read)",
+                stamp(search::settled_at(unconfirmed, &p.settings.search))
+            ),
+        );
+        let phase = old.phase.unwrap_or(Phase::Pending);
+        let mut waiting = failed.clone();
+        waiting.phase = old.phase;
+        set_waiting(
+            &mut waiting,
+            phase,
+            Reason::InvalidSpec,
+            &text,
+            generation,
+            now,
+        );
+        if let Some(failed) = conditions::find(&old.conditions, FAILED).cloned() {
+            waiting.conditions.retain(|c| c.type_ != FAILED);
+            waiting.conditions.push(failed);
+        } else {
+            conditions::remove_condition(&mut waiting.conditions, FAILED);
         }
-        (None, None) => Action::None,
+        waiting.completion_time = old.completion_time.clone();
+        waiting
     };
-    clear_attempt(&mut status);
-    Decision {
-        status,
-        action,
-        requeue_after: None,
-    }
+    let ended = stopped(
+        job,
+        validated,
+        status.clone(),
+        StopReason::InvalidSpec,
+        false,
+        now,
+    );
+    stop(
+        StopReason::InvalidSpec,
+        p.known_job(),
+        unconfirmed(&status),
+        ended,
+        searching,
+    )
 }
 
 /// activeDeadlineSeconds counts from the first submission, like a Job's from its start.
-fn past_deadline(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
+fn past_deadline(p: &Pass, valid: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
     let (job, now, generation) = (p.job, p.now, p.generation);
     let (Some(start), Some(limit)) = (&status.start_time, job.spec.active_deadline_seconds) else {
         return None;
@@ -292,62 +278,58 @@ fn past_deadline(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Opt
     if now < later_secs(start.0, limit) {
         return None;
     }
-    let mut status = status.clone();
-    let message = format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
-    if p.known_job().is_none()
-        && let Some(unconfirmed) = unconfirmed(&status)
-    {
-        // A job may run that nobody knows the id of: find it, then fail and cancel.
+    let searching = |unconfirmed: &Unconfirmed| {
         let text = format!(
-            "{message}; looking for the last submission's job in the Media API job list to cancel it, until the list settles at {} (searched again while it cannot be read)",
-            stamp(search::settled_at(&unconfirmed, &p.settings.search))
+            "the job did not finish within activeDeadlineSeconds ({limit}s); looking for the last submission's job in the Media API job list to cancel it, until the list settles at {} (searched again while it cannot be read)",
+            stamp(search::settled_at(unconfirmed, &p.settings.search))
         );
-        let phase = status.phase.unwrap_or(Phase::Pending);
+        let mut waiting = status.clone();
+        let phase = waiting.phase.unwrap_or(Phase::Pending);
         set_waiting(
-            &mut status,
+            &mut waiting,
             phase,
             Reason::DeadlineExceeded,
             &text,
             generation,
             now,
         );
-        return Some(Decision {
-            status,
-            action: Action::Search {
-                unconfirmed,
-                purpose: SearchPurpose::Deadline,
-            },
-            requeue_after: None,
-        });
-    }
-    set_failed(&mut status, job, Reason::DeadlineExceeded, &message, now);
-    clear_attempt(&mut status);
-    Some(match p.known_job() {
-        Some(job_id) => Decision {
-            status,
-            action: Action::Cancel {
-                job_id,
-                purpose: CancelPurpose::Deadline,
-            },
-            requeue_after: None,
-        },
-        None => Decision {
-            status,
-            action: Action::None,
-            requeue_after: None,
-        },
-    })
+        waiting
+    };
+    let ended = stopped(
+        job,
+        &Ok(valid.clone()),
+        status.clone(),
+        StopReason::Deadline,
+        false,
+        now,
+    );
+    Some(stop(
+        StopReason::Deadline,
+        p.known_job(),
+        unconfirmed(status),
+        ended,
+        searching,
+    ))
 }
 
 /// `spec.suspend`: stop what runs; the condition goes once the job is resumed.
-fn suspend(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
+fn suspend(p: &Pass, valid: &ValidatedJob, status: &mut MediaJobStatus) -> Option<Decision> {
     if p.job.spec.is_suspended() {
-        return Some(suspended(
+        // Whether a job exists is found out before deciding there is nothing to cancel.
+        let ended = stopped(
             p.job,
+            &Ok(valid.clone()),
             status.clone(),
-            p.current_job.clone(),
-            p.observed,
+            StopReason::Suspend,
+            false,
             p.now,
+        );
+        return Some(stop(
+            StopReason::Suspend,
+            p.known_job(),
+            unconfirmed(status),
+            ended,
+            |_| status.clone(),
         ));
     }
     if conditions::find(&status.conditions, SUSPENDED).is_some() {
@@ -419,7 +401,7 @@ fn submitted(p: &Pass, valid: &ValidatedJob, status: &mut MediaJobStatus) -> Opt
             None => Decision {
                 action: Action::Search {
                     unconfirmed: unconfirmed(&status).expect("an intent without a job id"),
-                    purpose: SearchPurpose::Submission,
+                    purpose: SearchFor::Follow,
                 },
                 status,
                 requeue_after: None,
@@ -743,63 +725,114 @@ pub(super) fn finished(job: &MediaJob, status: MediaJobStatus, now: Timestamp) -
     }
 }
 
-pub(super) fn suspended(
-    job: &MediaJob,
-    mut status: MediaJobStatus,
-    current_job: Option<String>,
-    observed: &Observed,
-    now: Timestamp,
+/// Stops the remote job for `reason`: cancels it when its id is known, looks for it first when
+/// only its submission is known (its answer was lost; the MediaJob meanwhile shows what
+/// `searching` makes of it), and otherwise has nothing to stop. `ended` is the status once it
+/// is stopped. The one way a job is stopped: for a deletion, an invalid spec, the deadline and a
+/// suspend, here and after a search (`after_search`).
+pub(super) fn stop(
+    reason: StopReason,
+    job_id: Option<String>,
+    unconfirmed: Option<Unconfirmed>,
+    ended: MediaJobStatus,
+    searching: impl FnOnce(&Unconfirmed) -> MediaJobStatus,
 ) -> Decision {
-    let generation = job.metadata.generation;
-    if current_job.is_none()
-        && observed.unrecorded_job_id.is_none()
-        && let Some(unconfirmed) = unconfirmed(&status)
-    {
-        // Find out whether a job exists before deciding there is nothing to cancel.
-        return Decision {
-            action: Action::Search {
-                unconfirmed,
-                purpose: SearchPurpose::Suspend,
-            },
-            status,
-            requeue_after: None,
-        };
-    }
-    let job_id = current_job.or_else(|| observed.unrecorded_job_id.clone());
-    let message = "spec.suspend is true; the job is not submitted until it is set to false";
-    set_waiting(
-        &mut status,
-        Phase::Queued,
-        Reason::Suspended,
-        message,
-        generation,
-        now,
-    );
-    conditions::set_condition(
-        &mut status.conditions,
-        SUSPENDED,
-        true,
-        Reason::Suspended.as_str(),
-        message,
-        generation,
-        now,
-    );
-    clear_attempt(&mut status);
-    match job_id {
-        Some(job_id) => Decision {
-            status,
-            action: Action::Cancel {
+    let (status, action) = match (job_id, unconfirmed) {
+        (Some(job_id), _) => (
+            ended,
+            Action::Cancel {
                 job_id,
-                purpose: CancelPurpose::Suspend,
+                purpose: reason,
             },
-            requeue_after: None,
-        },
-        None => Decision {
-            status,
-            action: Action::None,
-            requeue_after: None,
-        },
+        ),
+        (None, Some(unconfirmed)) => (
+            searching(&unconfirmed),
+            Action::Search {
+                unconfirmed,
+                purpose: SearchFor::Stop(reason),
+            },
+        ),
+        (None, None) => (ended, nothing_to_stop(reason)),
+    };
+    Decision {
+        status,
+        action,
+        requeue_after: None,
     }
+}
+
+/// With no remote job to stop: a deletion lets the finalizer go; the others are done.
+pub(super) fn nothing_to_stop(reason: StopReason) -> Action {
+    match reason {
+        StopReason::Deletion => Action::RemoveFinalizer,
+        _ => Action::None,
+    }
+}
+
+/// The status of a job whose remote job is stopped for `reason`: failed for an invalid spec or
+/// the deadline, queued while suspended, as it was for a deletion. The attempt ends with it,
+/// unless a search left the submission ambiguous (`keep_intent`: one of the candidates may be
+/// this job's, so the spec may not start a second one).
+pub(super) fn stopped(
+    job: &MediaJob,
+    validated: &Validation,
+    mut status: MediaJobStatus,
+    reason: StopReason,
+    keep_intent: bool,
+    now: Timestamp,
+) -> MediaJobStatus {
+    let generation = job.metadata.generation;
+    match reason {
+        StopReason::InvalidSpec => {
+            let message = invalid_message(validated);
+            set_failed(&mut status, job, Reason::InvalidSpec, &message, now);
+        }
+        StopReason::Deadline => {
+            let limit = job.spec.active_deadline_seconds.unwrap_or_default();
+            let message = format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
+            set_failed(&mut status, job, Reason::DeadlineExceeded, &message, now);
+        }
+        StopReason::Suspend => {
+            let message = "spec.suspend is true; the job is not submitted until it is set to false";
+            set_waiting(
+                &mut status,
+                Phase::Queued,
+                Reason::Suspended,
+                message,
+                generation,
+                now,
+            );
+            conditions::set_condition(
+                &mut status.conditions,
+                SUSPENDED,
+                true,
+                Reason::Suspended.as_str(),
+                message,
+                generation,
+                now,
+            );
+        }
+        // A deletion leaves status as it is; the others are not stops of this kind.
+        StopReason::Deletion
+        | StopReason::UrlRefresh
+        | StopReason::RefreshLimit
+        | StopReason::Gone => {
+            return status;
+        }
+    }
+    if !keep_intent {
+        clear_attempt(&mut status);
+    }
+    status
+}
+
+/// The words of an invalid spec's condition.
+fn invalid_message(validated: &Validation) -> String {
+    validated
+        .as_ref()
+        .err()
+        .cloned()
+        .unwrap_or_else(|| "the spec is not valid".into())
 }
 
 pub fn has_finalizer(job: &MediaJob) -> bool {

@@ -247,32 +247,33 @@ pub enum SubmitCause {
     UrlRefresh,
 }
 
+/// Why a remote job is stopped: cancelled, or first looked for when its submission's answer
+/// was lost (see `guards::stop`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CancelPurpose {
-    UrlRefresh,
-    Deadline,
-    Suspend,
+pub enum StopReason {
+    /// The MediaJob is being deleted (`deletionPolicy: Cancel`).
     Deletion,
+    /// The spec became invalid while the job was in flight.
+    InvalidSpec,
+    /// activeDeadlineSeconds passed.
+    Deadline,
+    /// spec.suspend was set.
+    Suspend,
+    /// Its URLs are about to expire: cancelled to be resubmitted with fresh ones.
+    UrlRefresh,
+    /// It needed more URL refreshes than allowed.
     RefreshLimit,
     /// The Media API no longer knows the job (confirmed): cancel in case it reappears.
     Gone,
-    /// The spec became invalid while the job was in flight.
-    InvalidSpec,
 }
 
 /// Why a submission with an unknown outcome is looked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SearchPurpose {
+pub enum SearchFor {
     /// To follow the job if it exists, or submit again once it provably does not.
-    Submission,
-    /// To cancel it before the finalizer goes.
-    Deletion,
-    /// To cancel it: activeDeadlineSeconds passed.
-    Deadline,
-    /// To cancel it: the job was suspended.
-    Suspend,
-    /// To cancel it: the spec is no longer valid.
-    InvalidSpec,
+    Follow,
+    /// To stop it, as `StopReason` says, before anything else.
+    Stop(StopReason),
 }
 
 /// The one side effect of this pass.
@@ -293,12 +294,12 @@ pub enum Action {
     /// [`after_search`].
     Search {
         unconfirmed: Unconfirmed,
-        purpose: SearchPurpose,
+        purpose: SearchFor,
     },
     /// Cancel the remote job; `status` in the decision is what to write once it is cancelled.
     Cancel {
         job_id: String,
-        purpose: CancelPurpose,
+        purpose: StopReason,
     },
 }
 

@@ -240,7 +240,7 @@ pub fn after_search(
     job: &MediaJob,
     validated: &Validation,
     status: &MediaJobStatus,
-    purpose: SearchPurpose,
+    purpose: SearchFor,
     verdict: Result<Verdict, String>,
     clock: Clock,
     settings: &Settings,
@@ -256,7 +256,7 @@ pub fn after_search(
             // The listing failed: look again with backoff. Deletion gives up after its timeout,
             // a deadline has passed already, and activeDeadlineSeconds bounds the rest.
             let wait = settings.timing.backoff(1, clock.jitter);
-            if purpose == SearchPurpose::Submission {
+            if purpose == SearchFor::Follow {
                 let text = ending_with(
                     &format!(
                         "the last submission's outcome is unknown and the Media API job list cannot be read ({message})"
@@ -284,7 +284,7 @@ pub fn after_search(
         }
     };
     match (purpose, verdict) {
-        (SearchPurpose::Submission, Verdict::Adopt { job_id }) => match validated {
+        (SearchFor::Follow, Verdict::Adopt { job_id }) => match validated {
             Ok(valid) => Decision {
                 status: after_submit(
                     job,
@@ -302,12 +302,12 @@ pub fn after_search(
                 status,
                 action: Action::Cancel {
                     job_id,
-                    purpose: CancelPurpose::InvalidSpec,
+                    purpose: StopReason::InvalidSpec,
                 },
                 requeue_after: Some(Duration::ZERO),
             },
         },
-        (SearchPurpose::Submission, Verdict::Absent) => {
+        (SearchFor::Follow, Verdict::Absent) => {
             // Proven absent: drop the intent; the next pass submits again.
             status.submission = None;
             Decision {
@@ -317,7 +317,7 @@ pub fn after_search(
             }
         }
         (_, Verdict::LookAgain { after, .. }) => {
-            if purpose == SearchPurpose::Submission {
+            if purpose == SearchFor::Follow {
                 let settled = search::settled_at(
                     &unconfirmed(&status).expect("searching an intent"),
                     &settings.search,
@@ -342,7 +342,7 @@ pub fn after_search(
                 requeue_after: Some(after.min(MAX_OUTSIDE_WAIT)),
             }
         }
-        (SearchPurpose::Submission, Verdict::Ambiguous { candidates }) => {
+        (SearchFor::Follow, Verdict::Ambiguous { candidates }) => {
             let text = format!(
                 "{candidates} jobs in the Media API job list could be the last submission's (another client submits on the same account and operation); adopting none of them"
             );
@@ -378,55 +378,16 @@ pub fn after_search(
         }
         // Deletion, deadline, suspend, an invalid spec: cancel what was found, then carry on as
         // decided. An ambiguous search keeps the intent (one candidate may be this job's).
-        (purpose, verdict) => {
+        (SearchFor::Stop(reason), verdict) => {
             let (found, ambiguous) = match verdict {
                 Verdict::Adopt { job_id } => (Some(job_id), false),
                 Verdict::Ambiguous { .. } => (None, true),
                 _ => (None, false),
             };
-            let end_attempt = |status: &mut MediaJobStatus| {
-                if !ambiguous {
-                    clear_attempt(status);
-                }
-            };
-            let cancel_purpose = match purpose {
-                SearchPurpose::Deletion => CancelPurpose::Deletion,
-                SearchPurpose::Deadline => {
-                    let limit = job.spec.active_deadline_seconds.unwrap_or_default();
-                    let message =
-                        format!("the job did not finish within activeDeadlineSeconds ({limit}s)");
-                    set_failed(&mut status, job, Reason::DeadlineExceeded, &message, now);
-                    end_attempt(&mut status);
-                    CancelPurpose::Deadline
-                }
-                SearchPurpose::InvalidSpec => {
-                    let message = validated
-                        .as_ref()
-                        .err()
-                        .cloned()
-                        .unwrap_or_else(|| "the spec is not valid".into());
-                    set_failed(&mut status, job, Reason::InvalidSpec, &message, now);
-                    end_attempt(&mut status);
-                    CancelPurpose::InvalidSpec
-                }
-                SearchPurpose::Suspend | SearchPurpose::Submission => {
-                    end_attempt(&mut status);
-                    CancelPurpose::Suspend
-                }
-            };
-            let action = match (found, purpose) {
-                (Some(job_id), _) => Action::Cancel {
-                    job_id,
-                    purpose: cancel_purpose,
-                },
-                (None, SearchPurpose::Deletion) => Action::RemoveFinalizer,
-                (None, _) => Action::None,
-            };
-            Decision {
-                status,
-                action,
-                requeue_after: None,
-            }
+            let ended = stopped(job, validated, status, reason, ambiguous, now);
+            stop(reason, found, None, ended, |_| {
+                unreachable!("searched already")
+            })
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::crd::{MediaJob, MediaJobSpec, MediaJobStatus, Phase, SubmissionRecord};
 use crate::reconciler::decide::{
     self, Clock, CredentialsState, FailureKind, InputCheck, IntentLane, LaneObservation, Observed,
-    RemoteObservation, RemoteState, SearchPurpose, Settings, SubmitOutcome, Verdict,
+    RemoteObservation, RemoteState, SearchFor, Settings, SubmitOutcome, Verdict,
 };
 use crate::reconciler::search::Unconfirmed;
 
@@ -340,10 +340,10 @@ fn one_case(seed: u64) {
         let _ = decide::after_submit(&job, valid, &intent, g.outcome(), &settings, clock.now);
     }
     let purpose = g.pick(&[
-        SearchPurpose::Submission,
-        SearchPurpose::Deletion,
-        SearchPurpose::Deadline,
-        SearchPurpose::Suspend,
+        SearchFor::Follow,
+        SearchFor::Stop(crate::reconciler::decide::StopReason::Deletion),
+        SearchFor::Stop(crate::reconciler::decide::StopReason::Deadline),
+        SearchFor::Stop(crate::reconciler::decide::StopReason::Suspend),
     ]);
     let _ = decide::after_search(
         &job,

@@ -127,7 +127,7 @@ fn after_submit(
 fn after_search(
     job: &MediaJob,
     status: &MediaJobStatus,
-    purpose: SearchPurpose,
+    purpose: SearchFor,
     verdict: Result<Verdict, String>,
     clock: Clock,
     settings: &Settings,
@@ -168,7 +168,7 @@ fn deleting_a_running_job_cancels_it_remotely() {
         d.action,
         Action::Cancel {
             job_id: "j1".into(),
-            purpose: CancelPurpose::Deletion
+            purpose: StopReason::Deletion
         }
     );
 }
@@ -388,7 +388,7 @@ fn suspending_a_running_job_cancels_it_and_resuming_submits_again() {
         d.action,
         Action::Cancel {
             job_id: "j1".into(),
-            purpose: CancelPurpose::Suspend
+            purpose: StopReason::Suspend
         }
     );
     assert_eq!(d.status.job_id, None);
@@ -476,7 +476,7 @@ fn an_unconfirmed_submission_is_looked_for_before_resubmitting() {
         d.action,
         Action::Search {
             unconfirmed,
-            purpose: SearchPurpose::Submission
+            purpose: SearchFor::Follow
         }
     );
     let status = job.status.as_ref().unwrap();
@@ -484,7 +484,7 @@ fn an_unconfirmed_submission_is_looked_for_before_resubmitting() {
         after_search(
             &job,
             status,
-            SearchPurpose::Submission,
+            SearchFor::Follow,
             verdict,
             clock(6),
             &settings(),
@@ -1051,7 +1051,7 @@ fn urls_near_expiry_are_refreshed_by_cancel_and_resubmit() {
         d.action,
         Action::Cancel {
             job_id: "j1".into(),
-            purpose: CancelPurpose::UrlRefresh
+            purpose: StopReason::UrlRefresh
         }
     );
     assert_eq!(d.status.url_refreshes, Some(1));
@@ -1094,7 +1094,7 @@ fn refreshes_are_bounded() {
         d.action,
         Action::Cancel {
             job_id: "j1".into(),
-            purpose: CancelPurpose::RefreshLimit
+            purpose: StopReason::RefreshLimit
         }
     );
     assert_eq!(
@@ -1138,7 +1138,7 @@ fn no_refresh_when_the_credentials_cannot_sign_longer() {
         d.action,
         Action::Cancel {
             job_id: "j1".into(),
-            purpose: CancelPurpose::UrlRefresh
+            purpose: StopReason::UrlRefresh
         }
     );
 }
@@ -1263,7 +1263,7 @@ fn a_job_that_outlives_an_assumed_session_end_is_refreshed_like_a_real_expiry() 
         d.action,
         Action::Cancel {
             job_id: "j1".into(),
-            purpose: CancelPurpose::UrlRefresh
+            purpose: StopReason::UrlRefresh
         }
     );
     assert!(session_condition(&d.status).is_some());
@@ -1336,7 +1336,7 @@ fn the_deadline_cancels_and_fails_the_job() {
         d.action,
         Action::Cancel {
             job_id: "j1".into(),
-            purpose: CancelPurpose::Deadline
+            purpose: StopReason::Deadline
         }
     );
     assert_eq!(
@@ -1529,7 +1529,7 @@ fn deleting_a_job_whose_submission_is_unconfirmed_searches_then_cancels_what_it_
     assert!(matches!(
         d.action,
         Action::Search {
-            purpose: SearchPurpose::Deletion,
+            purpose: SearchFor::Stop(StopReason::Deletion),
             ..
         }
     ));
@@ -1537,7 +1537,7 @@ fn deleting_a_job_whose_submission_is_unconfirmed_searches_then_cancels_what_it_
     let found = after_search(
         &job,
         status,
-        SearchPurpose::Deletion,
+        SearchFor::Stop(StopReason::Deletion),
         Ok(Verdict::Adopt {
             job_id: "j9".into(),
         }),
@@ -1548,13 +1548,13 @@ fn deleting_a_job_whose_submission_is_unconfirmed_searches_then_cancels_what_it_
         found.action,
         Action::Cancel {
             job_id: "j9".into(),
-            purpose: CancelPurpose::Deletion
+            purpose: StopReason::Deletion
         }
     );
     let absent = after_search(
         &job,
         status,
-        SearchPurpose::Deletion,
+        SearchFor::Stop(StopReason::Deletion),
         Ok(Verdict::Absent),
         clock(101),
         &settings(),
@@ -1574,7 +1574,7 @@ fn a_deadline_with_an_unconfirmed_submission_finds_the_job_and_cancels_it() {
     assert!(matches!(
         d.action,
         Action::Search {
-            purpose: SearchPurpose::Deadline,
+            purpose: SearchFor::Stop(StopReason::Deadline),
             ..
         }
     ));
@@ -1582,7 +1582,7 @@ fn a_deadline_with_an_unconfirmed_submission_finds_the_job_and_cancels_it() {
     let found = after_search(
         &job,
         &d.status,
-        SearchPurpose::Deadline,
+        SearchFor::Stop(StopReason::Deadline),
         Ok(Verdict::Adopt {
             job_id: "j9".into(),
         }),
@@ -1595,7 +1595,7 @@ fn a_deadline_with_an_unconfirmed_submission_finds_the_job_and_cancels_it() {
         found.action,
         Action::Cancel {
             job_id: "j9".into(),
-            purpose: CancelPurpose::Deadline
+            purpose: StopReason::Deadline
         }
     );
 }
@@ -1608,14 +1608,14 @@ fn suspending_a_job_whose_submission_is_unconfirmed_cancels_what_the_search_find
     assert!(matches!(
         d.action,
         Action::Search {
-            purpose: SearchPurpose::Suspend,
+            purpose: SearchFor::Stop(StopReason::Suspend),
             ..
         }
     ));
     let found = after_search(
         &job,
         job.status.as_ref().unwrap(),
-        SearchPurpose::Suspend,
+        SearchFor::Stop(StopReason::Suspend),
         Ok(Verdict::Adopt {
             job_id: "j9".into(),
         }),
@@ -1626,7 +1626,7 @@ fn suspending_a_job_whose_submission_is_unconfirmed_cancels_what_the_search_find
         found.action,
         Action::Cancel {
             job_id: "j9".into(),
-            purpose: CancelPurpose::Suspend
+            purpose: StopReason::Suspend
         }
     );
     assert!(found.status.submission.is_none());
@@ -1661,7 +1661,7 @@ fn a_job_confirmed_gone_is_cancelled_before_it_is_retried() {
         d.action,
         Action::Cancel {
             job_id: "j1".into(),
-            purpose: CancelPurpose::Gone
+            purpose: StopReason::Gone
         }
     );
     assert_eq!(reason(&d.status), "RetryingAfterFailure");
@@ -1798,7 +1798,7 @@ fn a_spec_invalid_in_flight_ends_the_job_after_finding_a_lost_submission() {
     assert!(matches!(
         d.action,
         Action::Search {
-            purpose: SearchPurpose::InvalidSpec,
+            purpose: SearchFor::Stop(StopReason::InvalidSpec),
             ..
         }
     ));
@@ -1811,7 +1811,7 @@ fn a_spec_invalid_in_flight_ends_the_job_after_finding_a_lost_submission() {
         &job,
         &validate(&job),
         &d.status,
-        SearchPurpose::InvalidSpec,
+        SearchFor::Stop(StopReason::InvalidSpec),
         Ok(Verdict::Adopt {
             job_id: "j9".into(),
         }),
@@ -1824,7 +1824,7 @@ fn a_spec_invalid_in_flight_ends_the_job_after_finding_a_lost_submission() {
         found.action,
         Action::Cancel {
             job_id: "j9".into(),
-            purpose: CancelPurpose::InvalidSpec
+            purpose: StopReason::InvalidSpec
         }
     );
 }
@@ -1836,7 +1836,7 @@ fn an_ambiguous_submission_keeps_its_intent_and_a_spec_edit_does_not_restart_it(
     let failed = after_search(
         &job,
         job.status.as_ref().unwrap(),
-        SearchPurpose::Submission,
+        SearchFor::Follow,
         Ok(Verdict::Ambiguous { candidates: 2 }),
         clock(later),
         &settings(),
@@ -2348,7 +2348,7 @@ fn every_wait() -> Vec<Wait> {
     let d = after_search(
         &lost,
         stored(&lost),
-        SearchPurpose::Submission,
+        SearchFor::Follow,
         look_again,
         clock(5),
         &s,
@@ -2367,7 +2367,7 @@ fn every_wait() -> Vec<Wait> {
     let d = after_search(
         &lost,
         stored(&lost),
-        SearchPurpose::Submission,
+        SearchFor::Follow,
         unreadable_list,
         clock(5),
         &s,
@@ -2386,7 +2386,7 @@ fn every_wait() -> Vec<Wait> {
     let d = after_search(
         &lost,
         stored(&lost),
-        SearchPurpose::Submission,
+        SearchFor::Follow,
         ambiguous,
         clock(40),
         &s,
