@@ -46,7 +46,49 @@ pub fn poll_interval(
     }
 }
 
-/// A submitted job: read what the Media API says and act on it.
+/// What following one remote job reads, worked out once per pass.
+struct Following<'a> {
+    job: &'a MediaJob,
+    valid: &'a ValidatedJob,
+    job_id: &'a str,
+    observed: &'a Observed,
+    clock: Clock,
+    settings: &'a Settings,
+    now: Timestamp,
+    generation: Option<i64>,
+    submitted_at: Timestamp,
+    /// The next poll by the job's age and progress.
+    poll: Duration,
+}
+
+impl Following<'_> {
+    /// The next poll (`poll`), or an earlier refresh or deadline.
+    fn wakeup(&self, status: &MediaJobStatus, poll: Duration) -> Duration {
+        let mut wait = poll;
+        if let Some(t) = &status.next_refresh_time {
+            wait = wait.min(until(self.now, t.0));
+        }
+        if let (Some(start), Some(limit)) =
+            (&status.start_time, self.job.spec.active_deadline_seconds)
+        {
+            wait = wait.min(until(self.now, later_secs(start.0, limit)));
+        }
+        wait
+    }
+
+    fn next_wakeup(&self, status: &MediaJobStatus) -> Duration {
+        self.wakeup(status, self.poll)
+    }
+
+    fn refresh_due(&self, status: &MediaJobStatus) -> bool {
+        status
+            .next_refresh_time
+            .as_ref()
+            .is_some_and(|t| self.now >= t.0)
+    }
+}
+
+/// A submitted job: what its remote job's status (or its absence from view) means.
 pub(super) fn follow(
     job: &MediaJob,
     valid: &ValidatedJob,
@@ -57,8 +99,6 @@ pub(super) fn follow(
     settings: &Settings,
 ) -> Decision {
     let now = clock.now;
-    let generation = job.metadata.generation;
-    let timing = &settings.timing;
     let submitted_at = status.submission.as_ref().map_or(now, |s| s.intent_time.0);
     let progress = match &observed.remote {
         RemoteObservation::State(RemoteState::Running { progress }) => Some(*progress),
@@ -72,6 +112,18 @@ pub(super) fn follow(
         observed.expected_duration,
         clock,
     );
+    let f = Following {
+        job,
+        valid,
+        job_id,
+        observed,
+        clock,
+        settings,
+        now,
+        generation: job.metadata.generation,
+        submitted_at,
+        poll,
+    };
     // Credentials that now outlive the URLs (the Secret was updated) bring back the refresh
     // that `CredentialsExpiring` gave up.
     if gave_up_refreshing(&status)
@@ -83,167 +135,63 @@ pub(super) fn follow(
             .as_ref()
             .map(|expiry| Time(earlier(expiry.0, valid.refresh_before)));
     }
-    let refresh_due = status
-        .next_refresh_time
-        .as_ref()
-        .is_some_and(|t| now >= t.0);
-    // The next poll, or an earlier refresh or deadline.
-    let wakeup = |status: &MediaJobStatus, poll: Duration| -> Duration {
-        let mut wait = poll;
-        if let Some(t) = &status.next_refresh_time {
-            wait = wait.min(until(now, t.0));
-        }
-        if let (Some(start), Some(limit)) = (&status.start_time, job.spec.active_deadline_seconds) {
-            wait = wait.min(until(now, later_secs(start.0, limit)));
-        }
-        wait
-    };
-    let next_wakeup = |status: &MediaJobStatus| wakeup(status, poll);
+    match &observed.remote {
+        RemoteObservation::State(state) => seen(&f, status, state),
+        unseen => not_seen(&f, status, unseen),
+    }
+}
 
-    let state = match &observed.remote {
-        RemoteObservation::NotPolled => {
-            // The shell polls whenever a refresh or the deadline is due; never spin here. The
-            // poll the last poll scheduled stands (it knew the job's progress): wake up for it,
-            // not on the age ladder.
-            let wait = wakeup(&status, observed.poll_scheduled_in.unwrap_or(poll));
-            let wait = wait.max(Duration::from_millis(500));
-            return Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(wait),
-            };
-        }
-        RemoteObservation::Unavailable { retry_after, .. } => {
-            let wait = retry_after
-                .unwrap_or(poll)
-                .clamp(timing.poll_min, MAX_OUTSIDE_WAIT.max(timing.poll_min));
-            return Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(wait),
-            };
-        }
+/// No status this pass: not polled, the Media API unavailable, or the job not visible yet.
+fn not_seen(f: &Following, status: MediaJobStatus, remote: &RemoteObservation) -> Decision {
+    let (poll, timing) = (f.poll, &f.settings.timing);
+    let wait = match remote {
+        // The shell polls whenever a refresh or the deadline is due; never spin here. The poll
+        // the last poll scheduled stands (it knew the job's progress): wake up for it, not on
+        // the age ladder.
+        RemoteObservation::NotPolled => f
+            .wakeup(&status, f.observed.poll_scheduled_in.unwrap_or(poll))
+            .max(Duration::from_millis(500)),
+        RemoteObservation::Unavailable { retry_after, .. } => retry_after
+            .unwrap_or(poll)
+            .clamp(timing.poll_min, MAX_OUTSIDE_WAIT.max(timing.poll_min)),
+        // The status GET may start answering before the listing settles: poll at the usual
+        // pace, never slower than the next refresh or deadline.
         RemoteObservation::NotYetVisible { after } => {
-            // The status GET may start answering before the listing settles: poll at the usual
-            // pace, never slower than the next refresh or deadline.
             let floor = Duration::from_millis(500);
-            let wait = after
+            after
                 .unwrap_or(poll)
                 .clamp(floor, poll.max(floor))
-                .min(next_wakeup(&status).max(floor));
-            return Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(wait),
-            };
+                .min(f.next_wakeup(&status).max(floor))
         }
-        RemoteObservation::State(state) => state,
+        RemoteObservation::State(_) => unreachable!("a seen job is followed by `seen`"),
     };
+    Decision {
+        status,
+        action: Action::None,
+        requeue_after: Some(wait),
+    }
+}
 
+/// What the remote job's status means.
+fn seen(f: &Following, mut status: MediaJobStatus, state: &RemoteState) -> Decision {
+    let (job, job_id, now, generation) = (f.job, f.job_id, f.now, f.generation);
     match state {
-        // URLs that cannot be refreshed stay what the job waits on (no refresh is planned any
-        // more), so a poll neither hides that warning nor rewrites the message.
-        RemoteState::Pending | RemoteState::Running { .. } if gave_up_refreshing(&status) => {
-            match state {
-                RemoteState::Running { progress } => {
-                    let shown = status
-                        .progress
-                        .filter(|_| status.phase == Some(Phase::Running));
-                    status.phase = Some(Phase::Running);
-                    status.progress = Some(progress_to_show(
-                        shown,
-                        *progress,
-                        submitted_at,
-                        observed.earlier_progress,
-                        now,
-                    ));
-                }
-                _ => status.phase = Some(Phase::Submitted),
-            }
-            let wait = next_wakeup(&status);
-            Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(wait),
-            }
-        }
         RemoteState::Pending | RemoteState::Running { .. } | RemoteState::Unknown(_) => {
-            match state {
-                RemoteState::Pending => {
-                    let message = queued_remotely(job, &status, job_id);
-                    set_waiting(
-                        &mut status,
-                        Phase::Submitted,
-                        Reason::Submitted,
-                        &message,
-                        generation,
-                        now,
-                    );
-                }
-                RemoteState::Running { progress } => {
-                    let message = format!(
-                        "job {job_id} is running at the Media API; {}",
-                        following_until(job, &status)
-                    );
-                    let shown = status
-                        .progress
-                        .filter(|_| status.phase == Some(Phase::Running));
-                    set_waiting(
-                        &mut status,
-                        Phase::Running,
-                        Reason::Running,
-                        &message,
-                        generation,
-                        now,
-                    );
-                    status.progress = Some(progress_to_show(
-                        shown,
-                        *progress,
-                        submitted_at,
-                        observed.earlier_progress,
-                        now,
-                    ));
-                }
-                RemoteState::Unknown(other) => {
-                    let message = format!(
-                        "job {job_id} reports status {other:?}, which this operator does not know; still following it: {}",
-                        following_until(job, &status)
-                    );
-                    let phase = status.phase.unwrap_or(Phase::Submitted);
-                    set_waiting(
-                        &mut status,
-                        phase,
-                        Reason::UnknownRemoteStatus,
-                        &message,
-                        generation,
-                        now,
-                    );
-                }
-                _ => unreachable!("matched above"),
-            }
-            if refresh_due && valid.access == AccessMode::Presign {
-                return refresh(job, status, job_id, observed, settings, now);
-            }
-            let wait = next_wakeup(&status);
-            Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(wait),
-            }
+            still_running(f, status, state)
         }
         RemoteState::Succeeded { result } => succeeded(
             job,
-            valid,
+            f.valid,
             status,
             Success {
                 job_id,
                 result: result.clone(),
-                outputs: &observed.outputs,
+                outputs: &f.observed.outputs,
             },
-            clock,
-            settings,
+            f.clock,
+            f.settings,
         ),
-        RemoteState::Cancelled if refresh_due => {
+        RemoteState::Cancelled if f.refresh_due(&status) => {
             // We cancelled it for a URL refresh and lost the status write: carry on with the refresh.
             refreshed(&mut status, job_id, generation, now);
             Decision {
@@ -252,51 +200,8 @@ pub(super) fn follow(
                 requeue_after: Some(Duration::ZERO),
             }
         }
-        RemoteState::Cancelled => {
-            status.phase = Some(Phase::Cancelled);
-            status.completion_time = Some(Time(now));
-            status.next_refresh_time = None;
-            let message = format!(
-                "job {job_id} was cancelled outside this operator{}",
-                ttl_note(job, now)
-            );
-            conditions::set_condition(
-                &mut status.conditions,
-                READY,
-                false,
-                Reason::CancelledRemotely.as_str(),
-                &message,
-                generation,
-                now,
-            );
-            Decision {
-                status,
-                action: Action::None,
-                requeue_after: ttl_wait(job),
-            }
-        }
-        RemoteState::Failed { kind, message } => {
-            let urls_stale = status
-                .urls_expire_at
-                .as_ref()
-                .is_some_and(|t| later(now, valid.refresh_before) >= t.0);
-            let access_failure =
-                matches!(kind, FailureKind::InputAccess | FailureKind::OutputAccess);
-            if access_failure
-                && urls_stale
-                && valid.access == AccessMode::Presign
-                && status.url_refreshes.unwrap_or(0) < settings.max_url_refreshes
-            {
-                refreshed(&mut status, job_id, generation, now);
-                return Decision {
-                    status,
-                    action: Action::None,
-                    requeue_after: Some(Duration::ZERO),
-                };
-            }
-            let text = format!("job {job_id} failed: {message}");
-            failed_attempt(job, status, &text, clock, settings)
-        }
+        RemoteState::Cancelled => cancelled_outside(f, status),
+        RemoteState::Failed { kind, message } => remote_failed(f, status, *kind, message),
         RemoteState::NotFound => {
             let text = format!(
                 "the Media API does not know job {job_id} (its status and the job list agreed after the listing lag)"
@@ -307,10 +212,148 @@ pub(super) fn follow(
                     job_id: job_id.to_string(),
                     purpose: StopReason::Gone,
                 },
-                ..failed_attempt(job, status, &text, clock, settings)
+                ..failed_attempt(job, status, &text, f.clock, f.settings)
             }
         }
     }
+}
+
+/// Queued or running at the Media API (or in a state this operator does not know): progress,
+/// and a URL refresh when one is due.
+fn still_running(f: &Following, mut status: MediaJobStatus, state: &RemoteState) -> Decision {
+    let (job, job_id, now, generation) = (f.job, f.job_id, f.now, f.generation);
+    // URLs that cannot be refreshed stay what the job waits on (no refresh is planned any
+    // more), so a poll neither hides that warning nor rewrites the message.
+    if gave_up_refreshing(&status) && !matches!(state, RemoteState::Unknown(_)) {
+        match state {
+            RemoteState::Running { progress } => {
+                let shown = status
+                    .progress
+                    .filter(|_| status.phase == Some(Phase::Running));
+                status.phase = Some(Phase::Running);
+                status.progress = Some(progress_to_show(
+                    shown,
+                    *progress,
+                    f.submitted_at,
+                    f.observed.earlier_progress,
+                    now,
+                ));
+            }
+            _ => status.phase = Some(Phase::Submitted),
+        }
+        let wait = f.next_wakeup(&status);
+        return Decision {
+            status,
+            action: Action::None,
+            requeue_after: Some(wait),
+        };
+    }
+    let (phase, reason, message) = match state {
+        RemoteState::Pending => (
+            Phase::Submitted,
+            Reason::Submitted,
+            queued_remotely(job, &status, job_id),
+        ),
+        RemoteState::Running { .. } => (
+            Phase::Running,
+            Reason::Running,
+            format!(
+                "job {job_id} is running at the Media API; {}",
+                following_until(job, &status)
+            ),
+        ),
+        other => (
+            status.phase.unwrap_or(Phase::Submitted),
+            Reason::UnknownRemoteStatus,
+            format!(
+                "job {job_id} reports status {:?}, which this operator does not know; still following it: {}",
+                match other {
+                    RemoteState::Unknown(word) => word.as_str(),
+                    _ => "",
+                },
+                following_until(job, &status)
+            ),
+        ),
+    };
+    let shown = status
+        .progress
+        .filter(|_| status.phase == Some(Phase::Running));
+    set_waiting(&mut status, phase, reason, &message, generation, now);
+    if let RemoteState::Running { progress } = state {
+        status.progress = Some(progress_to_show(
+            shown,
+            *progress,
+            f.submitted_at,
+            f.observed.earlier_progress,
+            now,
+        ));
+    }
+    if f.refresh_due(&status) && f.valid.access == AccessMode::Presign {
+        return refresh(job, status, job_id, f.observed, f.settings, now);
+    }
+    let wait = f.next_wakeup(&status);
+    Decision {
+        status,
+        action: Action::None,
+        requeue_after: Some(wait),
+    }
+}
+
+/// Someone cancelled the remote job outside the operator: the MediaJob ends `Cancelled`.
+fn cancelled_outside(f: &Following, mut status: MediaJobStatus) -> Decision {
+    let (job, now) = (f.job, f.now);
+    status.phase = Some(Phase::Cancelled);
+    status.completion_time = Some(Time(now));
+    status.next_refresh_time = None;
+    let message = format!(
+        "job {} was cancelled outside this operator{}",
+        f.job_id,
+        ttl_note(job, now)
+    );
+    conditions::set_condition(
+        &mut status.conditions,
+        READY,
+        false,
+        Reason::CancelledRemotely.as_str(),
+        &message,
+        f.generation,
+        now,
+    );
+    Decision {
+        status,
+        action: Action::None,
+        requeue_after: ttl_wait(job),
+    }
+}
+
+/// The remote job failed: a URL that expired under it is refreshed (when that is allowed),
+/// anything else is a failed attempt.
+fn remote_failed(
+    f: &Following,
+    mut status: MediaJobStatus,
+    kind: FailureKind,
+    message: &str,
+) -> Decision {
+    let (valid, now) = (f.valid, f.now);
+    let urls_stale = status
+        .urls_expire_at
+        .as_ref()
+        .is_some_and(|t| later(now, valid.refresh_before) >= t.0);
+    let access_failure = matches!(kind, FailureKind::InputAccess | FailureKind::OutputAccess);
+    if access_failure
+        && urls_stale
+        && valid.access == AccessMode::Presign
+        && status.url_refreshes.unwrap_or(0) < f.settings.max_url_refreshes
+    {
+        refreshed(&mut status, f.job_id, f.generation, now);
+        return Decision {
+            status,
+            action: Action::None,
+            requeue_after: Some(Duration::ZERO),
+        };
+    }
+    let text = format!("job {} failed: {message}", f.job_id);
+    failed_attempt(f.job, status, &text, f.clock, f.settings)
 }
 
 /// What the Media API and the outputs said of a remote job that succeeded.
