@@ -70,66 +70,28 @@ pub fn after_submit(
     settings: &Settings,
     now: Timestamp,
 ) -> MediaJobStatus {
-    let (timing, search_settings) = (&settings.timing, &settings.search);
+    let timing = &settings.timing;
     let generation = job.metadata.generation;
     let mut status = status.clone();
     status.observed_generation = generation;
+    // Not sent, or refused before a job was made: no submission is in flight any more; the job
+    // waits until `retry_at` (or a Secret change) to try again.
+    let retry = |mut status: MediaJobStatus, reason, text: String, retry_at| {
+        status.submission = None;
+        status.retry_after = Some(Time(retry_at));
+        set_waiting(&mut status, Phase::Pending, reason, &text, generation, now);
+        status
+    };
     match outcome {
-        SubmitOutcome::Accepted { job_id } => {
-            let submission = status.submission.get_or_insert_with(|| SubmissionRecord {
-                attempt: status.attempts.unwrap_or(0) + 1,
-                intent_time: Time(now),
-                urls_expire_at: None,
-                job_id: None,
-                account: None,
-                fence: None,
-                outcome_time: None,
-            });
-            submission.job_id = Some(job_id.clone());
-            let attempt = submission.attempt;
-            let urls_expire_at = submission.urls_expire_at.clone();
-            status.attempts = Some(attempt.max(status.attempts.unwrap_or(0)));
-            status.job_id = Some(job_id.clone());
-            status.start_time.get_or_insert(Time(now));
-            status.progress = Some(0);
-            status.retry_after = None;
-            status.urls_expire_at = urls_expire_at.clone();
-            status.next_refresh_time = match (valid.access, urls_expire_at) {
-                (AccessMode::Presign, Some(expiry)) => {
-                    Some(Time(earlier(expiry.0, valid.refresh_before)))
-                }
-                _ => None,
-            };
-            // The words of the first poll that finds the job queued, so that poll writes nothing.
-            let queued = queued_remotely(job, &status, &job_id);
-            set_waiting(
-                &mut status,
-                Phase::Submitted,
-                Reason::Submitted,
-                &queued,
-                generation,
-                now,
-            );
-            let message = format!("submitted as job {job_id}");
-            conditions::set_condition(
-                &mut status.conditions,
-                SUBMITTED,
-                true,
-                Reason::Submitted.as_str(),
-                &message,
-                generation,
-                now,
-            );
-        }
+        SubmitOutcome::Accepted { job_id } => accepted(job, valid, status, &job_id, now),
         SubmitOutcome::Rejected { message } => {
             status.submission = None;
             let text = format!("the Media API rejected the request: {message}");
             set_failed(&mut status, job, Reason::RequestRejected, &text, now);
+            status
         }
         SubmitOutcome::CredentialsRefused { message } => {
-            status.submission = None;
             let retry_at = later(now, timing.credentials_refused_retry);
-            status.retry_after = Some(Time(retry_at));
             let text = ending_with(
                 &format!("the Media API refused the app credentials: {message}"),
                 &format!(
@@ -137,69 +99,24 @@ pub fn after_submit(
                     stamp(retry_at)
                 ),
             );
-            set_waiting(
-                &mut status,
-                Phase::Pending,
-                Reason::MediaApiCredentialsRefused,
-                &text,
-                generation,
-                now,
-            );
+            retry(status, Reason::MediaApiCredentialsRefused, text, retry_at)
         }
         SubmitOutcome::NotSubmitted {
             message,
             retry_after,
         } => {
-            status.submission = None;
             let wait = retry_after
                 .unwrap_or(timing.submit_retry)
                 .min(MAX_OUTSIDE_WAIT);
             let retry_at = later(now, wait);
-            status.retry_after = Some(Time(retry_at));
             let text = ending_with(
                 &format!("the submission was not sent: {message}"),
                 &format!("; waiting until {} to send it again", stamp(retry_at)),
             );
-            set_waiting(
-                &mut status,
-                Phase::Pending,
-                Reason::SubmitRetrying,
-                &text,
-                generation,
-                now,
-            );
-        }
-        SubmitOutcome::Unknown { message } => {
-            // Keep the intent: the next pass looks for the job before submitting again.
-            if let Some(submission) = status.submission.as_mut() {
-                submission.outcome_time = Some(Time(now));
-            }
-            let until = match unconfirmed(&status) {
-                Some(u) => format!(
-                    "until the list settles at {}",
-                    stamp(search::settled_at(&u, search_settings))
-                ),
-                None => "until it is found or proven absent".into(),
-            };
-            let text = ending_with(
-                &format!("the submission's outcome is unknown ({message})"),
-                &format!(
-                    "; looking for its job in the Media API job list before submitting again, {until}"
-                ),
-            );
-            set_waiting(
-                &mut status,
-                Phase::Pending,
-                Reason::SubmissionUnconfirmed,
-                &text,
-                generation,
-                now,
-            );
+            retry(status, Reason::SubmitRetrying, text, retry_at)
         }
         SubmitOutcome::CredentialsUnusable { message } => {
-            status.submission = None;
             let retry_at = later(now, timing.unusable_credentials_retry);
-            status.retry_after = Some(Time(retry_at));
             let text = ending_with(
                 &message,
                 &format!(
@@ -207,16 +124,101 @@ pub fn after_submit(
                     stamp(retry_at)
                 ),
             );
-            set_waiting(
-                &mut status,
-                Phase::Pending,
-                Reason::InvalidCredentials,
-                &text,
-                generation,
-                now,
-            );
+            retry(status, Reason::InvalidCredentials, text, retry_at)
+        }
+        SubmitOutcome::Unknown { message } => {
+            outcome_unknown(status, &message, settings, generation, now)
         }
     }
+}
+
+/// The Media API took the submission as job `job_id`.
+fn accepted(
+    job: &MediaJob,
+    valid: &ValidatedJob,
+    mut status: MediaJobStatus,
+    job_id: &str,
+    now: Timestamp,
+) -> MediaJobStatus {
+    let generation = job.metadata.generation;
+    let submission = status.submission.get_or_insert_with(|| SubmissionRecord {
+        attempt: status.attempts.unwrap_or(0) + 1,
+        intent_time: Time(now),
+        urls_expire_at: None,
+        job_id: None,
+        account: None,
+        fence: None,
+        outcome_time: None,
+    });
+    submission.job_id = Some(job_id.to_string());
+    let attempt = submission.attempt;
+    let urls_expire_at = submission.urls_expire_at.clone();
+    status.attempts = Some(attempt.max(status.attempts.unwrap_or(0)));
+    status.job_id = Some(job_id.to_string());
+    status.start_time.get_or_insert(Time(now));
+    status.progress = Some(0);
+    status.retry_after = None;
+    status.urls_expire_at = urls_expire_at.clone();
+    status.next_refresh_time = match (valid.access, urls_expire_at) {
+        (AccessMode::Presign, Some(expiry)) => Some(Time(earlier(expiry.0, valid.refresh_before))),
+        _ => None,
+    };
+    // The words of the first poll that finds the job queued, so that poll writes nothing.
+    let queued = queued_remotely(job, &status, job_id);
+    set_waiting(
+        &mut status,
+        Phase::Submitted,
+        Reason::Submitted,
+        &queued,
+        generation,
+        now,
+    );
+    let message = format!("submitted as job {job_id}");
+    conditions::set_condition(
+        &mut status.conditions,
+        SUBMITTED,
+        true,
+        Reason::Submitted.as_str(),
+        &message,
+        generation,
+        now,
+    );
+    status
+}
+
+/// Sent, but no answer: the intent stays, and the next pass looks for the job before anything
+/// is submitted again.
+fn outcome_unknown(
+    mut status: MediaJobStatus,
+    message: &str,
+    settings: &Settings,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> MediaJobStatus {
+    if let Some(submission) = status.submission.as_mut() {
+        submission.outcome_time = Some(Time(now));
+    }
+    let until = match unconfirmed(&status) {
+        Some(u) => format!(
+            "until the list settles at {}",
+            stamp(search::settled_at(&u, &settings.search))
+        ),
+        None => "until it is found or proven absent".into(),
+    };
+    let text = ending_with(
+        &format!("the submission's outcome is unknown ({message})"),
+        &format!(
+            "; looking for its job in the Media API job list before submitting again, {until}"
+        ),
+    );
+    set_waiting(
+        &mut status,
+        Phase::Pending,
+        Reason::SubmissionUnconfirmed,
+        &text,
+        generation,
+        now,
+    );
     status
 }
 
@@ -246,42 +248,11 @@ pub fn after_search(
     settings: &Settings,
 ) -> Decision {
     let now = clock.now;
-    let generation = job.metadata.generation;
     let mut status = status.clone();
-    status.observed_generation = generation;
-    let intent_time = status.submission.as_ref().map_or(now, |s| s.intent_time.0);
+    status.observed_generation = job.metadata.generation;
     let verdict = match verdict {
         Ok(verdict) => verdict,
-        Err(message) => {
-            // The listing failed: look again with backoff. Deletion gives up after its timeout,
-            // a deadline has passed already, and activeDeadlineSeconds bounds the rest.
-            let wait = settings.timing.backoff(1, clock.jitter);
-            if purpose == SearchFor::Follow {
-                let text = ending_with(
-                    &format!(
-                        "the last submission's outcome is unknown and the Media API job list cannot be read ({message})"
-                    ),
-                    &format!(
-                        "; nothing is submitted again until the list can be read: looking again with backoff{}",
-                        deadline_note(job, &status)
-                    ),
-                );
-                let phase = status.phase.unwrap_or(Phase::Pending);
-                set_waiting(
-                    &mut status,
-                    phase,
-                    Reason::SubmissionUnconfirmed,
-                    &text,
-                    generation,
-                    now,
-                );
-            }
-            return Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(wait),
-            };
-        }
+        Err(message) => return listing_failed(job, status, purpose, &message, clock, settings),
     };
     match (purpose, verdict) {
         (SearchFor::Follow, Verdict::Adopt { job_id }) => match validated {
@@ -326,15 +297,7 @@ pub fn after_search(
                     "the last submission's outcome is unknown; looking for its job in the Media API job list before submitting again, until the list settles at {}",
                     stamp(settled)
                 );
-                let phase = status.phase.unwrap_or(Phase::Pending);
-                set_waiting(
-                    &mut status,
-                    phase,
-                    Reason::SubmissionUnconfirmed,
-                    &text,
-                    generation,
-                    now,
-                );
+                wait_as_unconfirmed(job, &mut status, Reason::SubmissionUnconfirmed, &text, now);
             }
             Decision {
                 status,
@@ -343,38 +306,7 @@ pub fn after_search(
             }
         }
         (SearchFor::Follow, Verdict::Ambiguous { candidates }) => {
-            let text = format!(
-                "{candidates} jobs in the Media API job list could be the last submission's (another client submits on the same account and operation); adopting none of them"
-            );
-            if elapsed(intent_time, now) >= settings.timing.ambiguous_limit {
-                // The intent stays: one of the candidates may be this MediaJob's and running, so
-                // editing the spec does not start a second one.
-                set_failed(&mut status, job, Reason::SubmissionAmbiguous, &text, now);
-                return Decision {
-                    status,
-                    action: Action::None,
-                    requeue_after: None,
-                };
-            }
-            let text = format!(
-                "{text}; looking again every {} in case other MediaJobs claim them, until {}, when the job fails",
-                short_duration(settings.timing.ambiguous_recheck),
-                stamp(later(intent_time, settings.timing.ambiguous_limit))
-            );
-            let phase = status.phase.unwrap_or(Phase::Pending);
-            set_waiting(
-                &mut status,
-                phase,
-                Reason::SubmissionAmbiguous,
-                &text,
-                generation,
-                now,
-            );
-            Decision {
-                status,
-                action: Action::None,
-                requeue_after: Some(settings.timing.ambiguous_recheck),
-            }
+            ambiguous(job, status, candidates, now, settings)
         }
         // Deletion, deadline, suspend, an invalid spec: cancel what was found, then carry on as
         // decided. An ambiguous search keeps the intent (one candidate may be this job's).
@@ -389,6 +321,91 @@ pub fn after_search(
                 unreachable!("searched already")
             })
         }
+    }
+}
+
+/// The job waits, in the phase it has, for the search of its lost submission.
+fn wait_as_unconfirmed(
+    job: &MediaJob,
+    status: &mut MediaJobStatus,
+    reason: Reason,
+    text: &str,
+    now: Timestamp,
+) {
+    let phase = status.phase.unwrap_or(Phase::Pending);
+    set_waiting(status, phase, reason, text, job.metadata.generation, now);
+}
+
+/// The job list could not be read: look again with backoff. Deletion gives up after its
+/// timeout, a deadline has passed already, and activeDeadlineSeconds bounds the rest.
+fn listing_failed(
+    job: &MediaJob,
+    mut status: MediaJobStatus,
+    purpose: SearchFor,
+    message: &str,
+    clock: Clock,
+    settings: &Settings,
+) -> Decision {
+    let wait = settings.timing.backoff(1, clock.jitter);
+    if purpose == SearchFor::Follow {
+        let text = ending_with(
+            &format!(
+                "the last submission's outcome is unknown and the Media API job list cannot be read ({message})"
+            ),
+            &format!(
+                "; nothing is submitted again until the list can be read: looking again with backoff{}",
+                deadline_note(job, &status)
+            ),
+        );
+        wait_as_unconfirmed(
+            job,
+            &mut status,
+            Reason::SubmissionUnconfirmed,
+            &text,
+            clock.now,
+        );
+    }
+    Decision {
+        status,
+        action: Action::None,
+        requeue_after: Some(wait),
+    }
+}
+
+/// Several jobs in the list could be the lost submission's: none is adopted; after
+/// `ambiguous_limit` the MediaJob fails, keeping its intent.
+fn ambiguous(
+    job: &MediaJob,
+    mut status: MediaJobStatus,
+    candidates: usize,
+    now: Timestamp,
+    settings: &Settings,
+) -> Decision {
+    let timing = &settings.timing;
+    let intent_time = status.submission.as_ref().map_or(now, |s| s.intent_time.0);
+    let text = format!(
+        "{candidates} jobs in the Media API job list could be the last submission's (another client submits on the same account and operation); adopting none of them"
+    );
+    if elapsed(intent_time, now) >= timing.ambiguous_limit {
+        // The intent stays: one of the candidates may be this MediaJob's and running, so
+        // editing the spec does not start a second one.
+        set_failed(&mut status, job, Reason::SubmissionAmbiguous, &text, now);
+        return Decision {
+            status,
+            action: Action::None,
+            requeue_after: None,
+        };
+    }
+    let text = format!(
+        "{text}; looking again every {} in case other MediaJobs claim them, until {}, when the job fails",
+        short_duration(timing.ambiguous_recheck),
+        stamp(later(intent_time, timing.ambiguous_limit))
+    );
+    wait_as_unconfirmed(job, &mut status, Reason::SubmissionAmbiguous, &text, now);
+    Decision {
+        status,
+        action: Action::None,
+        requeue_after: Some(timing.ambiguous_recheck),
     }
 }
 
