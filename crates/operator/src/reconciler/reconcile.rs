@@ -112,243 +112,274 @@ pub fn error_policy(job: Arc<MediaJob>, error: &ReconcileError, ctx: Arc<Context
     Requeue::requeue(wait)
 }
 
+/// What one pass over one MediaJob knows from its start: the job, where it lives, its validated
+/// spec, the clock, and the status as read.
+struct Pass<'a> {
+    ctx: &'a Context,
+    job: &'a MediaJob,
+    namespace: String,
+    key: (String, String),
+    uid: String,
+    validated: decide::Validation,
+    clock: Clock,
+    /// The status as this pass read it.
+    old_status: MediaJobStatus,
+}
+
+/// The most steps one pass takes: a slot, the input check, a search, a cancel, and the write
+/// or submission that ends it. Each step's outcome rules out asking for it again, so a pass
+/// that needs more has a bug; it ends and looks again later rather than spinning.
+const MAX_STEPS: usize = 8;
+
 async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, ReconcileError> {
     // Checked again right before each submission and status write.
     if !ctx.deps.fence.may_write() {
         return Err(ReconcileError::Fenced);
     }
     let namespace = job.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let key = (namespace.clone(), job.name_any());
     let uid = job.uid().unwrap_or_default();
     if let Some(rv) = job.metadata.resource_version.as_deref()
         && ctx.memory.is_outrun(&uid, rv)
     {
-        debug!(job = %key.1, "a copy older than this process's own write; the watch brings the newer one");
+        debug!(job = %job.name_any(), "a copy older than this process's own write; the watch brings the newer one");
         return Ok(Requeue::requeue(OUTRUN_RECHECK));
     }
     let now = ctx.now();
-    let clock = Clock {
-        now,
-        jitter: fastrand::f64(),
+    let pass = Pass {
+        ctx,
+        job,
+        key: (namespace.clone(), job.name_any()),
+        namespace,
+        uid,
+        validated: decide::validate(job),
+        clock: Clock {
+            now,
+            jitter: fastrand::f64(),
+        },
+        old_status: job.status.clone().unwrap_or_default(),
     };
-    let old_status = job.status.clone().unwrap_or_default();
-
-    // The stages: validate (pure), observe (reads), decide (pure), then carry out one action.
-    let validated = decide::validate(job);
-    let (observed, s3_credentials) = observe(job, &validated, ctx, &namespace, now).await;
-    let mut decision = decide::decide_validated(job, &validated, &observed, clock, &ctx.settings);
-    if decision.waits_for_capacity() && ask_for_slot(ctx, &key) {
-        let observed = Observed {
-            admitted: true,
-            ..observed.clone()
-        };
-        decision = decide::decide_validated(job, &validated, &observed, clock, &ctx.settings);
-    }
-    // Right before a submission: is the input readable? A refusal is decided on again.
-    if let (Action::Submit { .. }, Ok(valid)) = (&decision.action, &validated)
-        && let Preflight::Refused { location, status } = ctx
-            .preflight(job, valid, s3_credentials.as_ref(), now)
-            .await
-    {
-        let failures = ctx.memory.note_refused_input(&uid);
-        debug!(job = %key.1, status, failures, "the input cannot be read; not submitting");
-        let observed = Observed {
-            input: InputCheck::Refused {
-                location,
-                status,
-                failures,
-            },
-            admitted: true,
-            ..observed.clone()
-        };
-        decision = decide::decide_validated(job, &validated, &observed, clock, &ctx.settings);
-    }
-    // While a job waits for its lane, its input is checked, so that the check is not on the
-    // lane's critical path when the job is woken.
-    // Not more than every 30 s: an unreadable input found while waiting is not remembered as
-    // readable, and the lane's rechecks come every few seconds.
-    if let (LaneObservation::Busy { .. }, Ok(valid)) = (&observed.lane, &validated)
-        && s3_credentials.is_some()
-        && !ctx
-            .memory
-            .input_checked_within(&uid, Duration::from_secs(30), Instant::now())
-    {
-        let _ = ctx
-            .preflight(job, valid, s3_credentials.as_ref(), now)
-            .await;
-    }
-    debug!(job = %key.1, namespace = %key.0, action = ?decision.action, "decided");
-
-    let Decision {
-        status,
-        action,
-        requeue_after,
-    } = decision;
+    let (mut observed, s3_credentials) = observe(&pass).await;
+    check_input_while_waiting(&pass, &observed, s3_credentials.as_ref()).await;
     let mut writer = StatusWriter {
         ctx,
         job,
         resource_version: job.resource_version(),
         wrote: false,
     };
-    let written = match action {
-        Action::None => writer.write(&old_status, &status).await?,
-        Action::AddFinalizer => {
-            return match kube_writes::add_finalizer(&ctx.deps.client, job).await {
-                // The watch event of this write brings the next pass.
-                Ok(_) => {
-                    ctx.deps.metrics.kube_write("finalizer");
-                    if let Some(replaced) = job.metadata.resource_version.as_deref() {
-                        ctx.memory.note_own_write(&uid, replaced);
-                    }
-                    Ok(Requeue::await_change())
-                }
-                // We acted on a stale copy; the newer one is on its way through the watch.
-                Err(kube::Error::Api(e)) if e.code == 409 => {
-                    Ok(Requeue::requeue(Duration::from_millis(200)))
-                }
-                Err(e) => Err(e.into()),
-            };
-        }
-        Action::RemoveFinalizer => {
-            return finish_deletion(ctx, job, &key).await;
-        }
-        Action::Delete => {
-            info!(job = %key.1, namespace = %key.0, "deleting finished job (ttlSecondsAfterFinished)");
-            return match kube_writes::delete_finished(&ctx.deps.client, job).await {
-                Ok(()) => {
-                    ctx.deps.metrics.kube_write("delete");
-                    Ok(Requeue::await_change())
-                }
-                // Changed since this pass read it: the newer copy decides.
-                Err(kube::Error::Api(e)) if e.code == 409 => Err(ReconcileError::Stale),
-                Err(e) => Err(e.into()),
-            };
-        }
-        Action::Cancel { job_id, purpose } => {
-            let decided = Decision {
-                status,
-                action: Action::None,
-                requeue_after,
-            };
-            return writer
-                .cancel_then_write(&old_status, &job_id, purpose, &validated, clock, decided)
-                .await;
-        }
-        Action::Search {
-            unconfirmed,
-            purpose,
-        } => {
-            // The core takes the error's (redacted) words, and says in status what the search
-            // waits for: the job list, or a usable Media API account.
-            let verdict = match ctx.media_client(job, &namespace).await {
-                Ok(account) => {
-                    let verdict = ctx
-                        .search_submission(&account.client, job, &unconfirmed, now)
-                        .await;
-                    info!(job = %key.1, namespace = %key.0, verdict = ?verdict, purpose = ?purpose, "searched the Media API job list for a submission with a lost answer");
-                    verdict.map_err(|e| crate::secret::redact_urls_in(&e.to_string()))
-                }
-                Err(state) => Err(format!("no usable Media API account: {state}")),
-            };
-            let next = decide::after_search(
-                job,
-                &validated,
-                &status,
-                purpose,
-                verdict,
-                clock,
-                &ctx.settings,
-            );
-            match next.action {
-                Action::Cancel { job_id, purpose } => {
-                    let after = Decision {
-                        action: Action::None,
-                        ..next
-                    };
-                    return writer
-                        .cancel_then_write(&old_status, &job_id, purpose, &validated, clock, after)
-                        .await;
-                }
-                Action::RemoveFinalizer if purpose == SearchFor::Stop(StopReason::Deletion) => {
-                    return finish_deletion(ctx, job, &key).await;
-                }
-                _ => {
-                    let written = writer.write(&old_status, &next.status).await?;
-                    return Ok(after_pass(
-                        ctx,
-                        &key,
-                        &uid,
-                        job,
-                        &written,
-                        next.requeue_after,
-                        writer.wrote,
-                    ));
-                }
+    // Observe, decide, act; what an action found is observed and decided on again (a slot, the
+    // input check), or read by the core (`after_search`, a cancel's outcome), until a decision
+    // is written or submitted.
+    let mut next: Option<Decision> = None;
+    for _ in 0..MAX_STEPS {
+        let decision = match next.take() {
+            Some(decision) => decision,
+            None => {
+                decide::decide_validated(job, &pass.validated, &observed, pass.clock, &ctx.settings)
             }
-        }
-        Action::Submit { attempt, cause } => {
-            // The core submits only what validated.
-            let Ok(valid) = &validated else {
-                return Ok(Requeue::requeue(ctx.settings.timing.queued_recheck));
-            };
-            let submission = Submission {
-                attempt,
-                valid,
-                s3: s3_credentials.as_ref(),
-                now,
-            };
-            let next = submit(&mut writer, &namespace, &old_status, &status, submission).await?;
-            info!(
-                job = %key.1,
-                namespace = %key.0,
-                attempt,
-                cause = ?cause,
-                phase = next.phase.map(|p| format!("{p:?}")),
-                remote_job = next.job_id.as_deref(),
-                "submission done"
-            );
-            // Accepted: the first poll is scheduled now, so the pass our own status write
-            // brings does not poll a job that was just submitted.
-            if next.submission.as_ref().is_some_and(|s| s.job_id.is_some()) {
-                let expected = ctx.durations.expected(job.spec.operation, &uid);
-                let first = decide::poll_interval(&ctx.settings, now, None, None, expected, clock);
-                ctx.memory.set_next_poll(&uid, Instant::now() + first);
-                return Ok(after_pass(
-                    ctx,
-                    &key,
-                    &uid,
+        };
+        debug!(job = %pass.key.1, namespace = %pass.key.0, action = ?decision.action, "decided");
+        let Decision {
+            status,
+            action,
+            requeue_after,
+        } = decision;
+        match action {
+            Action::NeedSlot if ask_for_slot(ctx, &pass.key) => observed.admitted = true,
+            Action::NeedSlot | Action::None => {
+                let written = writer.write(&pass.old_status, &status).await?;
+                return Ok(after_pass(&pass, &written, requeue_after, writer.wrote));
+            }
+            Action::CheckInput => {
+                observed.input = check_input(&pass, s3_credentials.as_ref()).await;
+            }
+            Action::AddFinalizer => return add_finalizer(&pass).await,
+            Action::RemoveFinalizer => return finish_deletion(ctx, job, &pass.key).await,
+            Action::Delete => return delete_finished(&pass).await,
+            Action::Cancel { job_id, purpose } => {
+                let decided = Decision {
+                    status,
+                    action: Action::None,
+                    requeue_after,
+                };
+                next = Some(cancel(&pass, &job_id, purpose, decided).await?);
+            }
+            Action::Search {
+                unconfirmed,
+                purpose,
+            } => {
+                let verdict = search(&pass, &unconfirmed, purpose).await;
+                next = Some(decide::after_search(
                     job,
-                    &next,
-                    Some(first),
-                    writer.wrote,
+                    &pass.validated,
+                    &status,
+                    purpose,
+                    verdict,
+                    pass.clock,
+                    &ctx.settings,
                 ));
             }
-            next
+            Action::Submit { attempt, cause } => {
+                // The core submits only what validated.
+                let Ok(valid) = &pass.validated else {
+                    return Ok(Requeue::requeue(ctx.settings.timing.queued_recheck));
+                };
+                let submission = Submission {
+                    attempt,
+                    valid,
+                    s3: s3_credentials.as_ref(),
+                    now: pass.clock.now,
+                };
+                let next = submit(&mut writer, &pass, &status, submission).await?;
+                info!(
+                    job = %pass.key.1,
+                    namespace = %pass.key.0,
+                    attempt,
+                    cause = ?cause,
+                    phase = next.phase.map(|p| format!("{p:?}")),
+                    remote_job = next.job_id.as_deref(),
+                    "submission done"
+                );
+                return Ok(after_submission(&pass, &next, requeue_after, writer.wrote));
+            }
         }
+    }
+    warn!(job = %pass.key.1, namespace = %pass.key.0, "a pass took more steps than it can need; looking again later");
+    Ok(Requeue::requeue(ctx.settings.timing.queued_recheck))
+}
+
+/// Right before a submission: is the input readable? What the HEAD found is decided on.
+async fn check_input(pass: &Pass<'_>, s3: Option<&S3Credentials>) -> InputCheck {
+    let Ok(valid) = &pass.validated else {
+        return InputCheck::Passed;
     };
-    Ok(after_pass(
-        ctx,
-        &key,
-        &uid,
-        job,
-        &written,
-        requeue_after,
-        writer.wrote,
-    ))
+    match pass
+        .ctx
+        .preflight(pass.job, valid, s3, pass.clock.now)
+        .await
+    {
+        Preflight::Refused { location, status } => {
+            let failures = pass.ctx.memory.note_refused_input(&pass.uid);
+            debug!(job = %pass.key.1, status, failures, "the input cannot be read; not submitting");
+            InputCheck::Refused {
+                location,
+                status,
+                failures,
+            }
+        }
+        Preflight::Readable | Preflight::Inconclusive => InputCheck::Passed,
+    }
+}
+
+/// While a job waits for its lane, its input is checked, so that the check is not on the lane's
+/// critical path when the job is woken. Not more than every 30 s: an unreadable input found
+/// while waiting is not remembered as readable, and the lane's rechecks come every few seconds.
+async fn check_input_while_waiting(
+    pass: &Pass<'_>,
+    observed: &Observed,
+    s3: Option<&S3Credentials>,
+) {
+    if let (LaneObservation::Busy { .. }, Ok(valid)) = (&observed.lane, &pass.validated)
+        && s3.is_some()
+        && !pass
+            .ctx
+            .memory
+            .input_checked_within(&pass.uid, Duration::from_secs(30), Instant::now())
+    {
+        let _ = pass
+            .ctx
+            .preflight(pass.job, valid, s3, pass.clock.now)
+            .await;
+    }
+}
+
+/// The finalizer first; the watch event of this write brings the next pass.
+async fn add_finalizer(pass: &Pass<'_>) -> Result<Requeue, ReconcileError> {
+    let ctx = pass.ctx;
+    match kube_writes::add_finalizer(&ctx.deps.client, pass.job).await {
+        Ok(_) => {
+            ctx.deps.metrics.kube_write("finalizer");
+            if let Some(replaced) = pass.job.metadata.resource_version.as_deref() {
+                ctx.memory.note_own_write(&pass.uid, replaced);
+            }
+            Ok(Requeue::await_change())
+        }
+        // We acted on a stale copy; the newer one is on its way through the watch.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            Ok(Requeue::requeue(Duration::from_millis(200)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// ttlSecondsAfterFinished elapsed: the MediaJob goes, if it is still the one decided on.
+async fn delete_finished(pass: &Pass<'_>) -> Result<Requeue, ReconcileError> {
+    let ctx = pass.ctx;
+    info!(job = %pass.key.1, namespace = %pass.key.0, "deleting finished job (ttlSecondsAfterFinished)");
+    match kube_writes::delete_finished(&ctx.deps.client, pass.job).await {
+        Ok(()) => {
+            ctx.deps.metrics.kube_write("delete");
+            Ok(Requeue::await_change())
+        }
+        // Changed since this pass read it: the newer copy decides.
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(ReconcileError::Stale),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Looks for a lost submission's job in the Media API's job list. The core takes the error's
+/// (redacted) words, and says in status what the search waits for: the job list, or a usable
+/// Media API account.
+async fn search(
+    pass: &Pass<'_>,
+    unconfirmed: &search::Unconfirmed,
+    purpose: SearchFor,
+) -> Result<search::Verdict, String> {
+    let (ctx, job) = (pass.ctx, pass.job);
+    match ctx.media_client(job, &pass.namespace).await {
+        Ok(account) => {
+            let verdict = ctx
+                .search_submission(&account.client, job, unconfirmed, pass.clock.now)
+                .await;
+            info!(job = %pass.key.1, namespace = %pass.key.0, verdict = ?verdict, purpose = ?purpose, "searched the Media API job list for a submission with a lost answer");
+            verdict.map_err(|e| crate::secret::redact_urls_in(&e.to_string()))
+        }
+        Err(state) => Err(format!("no usable Media API account: {state}")),
+    }
+}
+
+/// After a submission: an accepted job's first poll is scheduled now, so the pass our own status
+/// write brings does not poll a job that was just submitted.
+fn after_submission(
+    pass: &Pass<'_>,
+    written: &MediaJobStatus,
+    requeue_after: Option<Duration>,
+    wrote: bool,
+) -> Requeue {
+    let ctx = pass.ctx;
+    if written
+        .submission
+        .as_ref()
+        .is_some_and(|s| s.job_id.is_some())
+    {
+        let now = pass.clock.now;
+        let expected = ctx.durations.expected(pass.job.spec.operation, &pass.uid);
+        let first = decide::poll_interval(&ctx.settings, now, None, None, expected, pass.clock);
+        ctx.memory.set_next_poll(&pass.uid, Instant::now() + first);
+        return after_pass(pass, written, Some(first), wrote);
+    }
+    after_pass(pass, written, requeue_after, wrote)
 }
 
 /// Book-keeping after a pass wrote (or kept) `written`: the in-flight slot, the lane, the next
 /// poll, the failure count.
 fn after_pass(
-    ctx: &Context,
-    key: &(String, String),
-    uid: &str,
-    job: &MediaJob,
+    pass: &Pass<'_>,
     written: &MediaJobStatus,
     requeue_after: Option<Duration>,
     wrote: bool,
 ) -> Requeue {
-    sync_admission(ctx, key, written, requeue_after);
+    let (ctx, job, uid) = (pass.ctx, pass.job, pass.uid.as_str());
+    sync_admission(ctx, &pass.key, written, requeue_after);
     sync_lane(ctx, job, uid, written, wrote);
     let finished = written.phase.is_some_and(|p| p.is_finished());
     // The next look is this pass's own: a pass on the echo of its write would decide the same.
@@ -422,33 +453,29 @@ fn sync_lane(ctx: &Context, job: &MediaJob, uid: &str, written: &MediaJobStatus,
     }
 }
 
-enum Cancelled {
-    /// A deletion's cancel is done: remove the finalizer.
-    Deleted,
-    /// Write this and carry on.
-    Then(Box<Decision>),
-}
-
 /// Cancels `job_id` for `purpose`; `decided` is what to write once it is cancelled. Except for a
 /// deletion's accepted cancel, the job's status is read once more after the cancel: a success is
 /// kept, never thrown away for a refresh or a suspend, and a job still running is not taken for
 /// stopped. (URL refreshes are counted when their status is written: `Metrics::status_written`.)
-#[allow(clippy::too_many_arguments)]
+/// A deletion's cancel that is done decides the finalizer's removal.
 async fn cancel(
-    ctx: &Context,
-    job: &MediaJob,
-    namespace: &str,
+    pass: &Pass<'_>,
     job_id: &str,
     purpose: StopReason,
-    validated: &decide::Validation,
-    clock: Clock,
     decided: Decision,
-) -> Result<Cancelled, ReconcileError> {
+) -> Result<Decision, ReconcileError> {
+    let (ctx, job, validated, clock) = (pass.ctx, pass.job, &pass.validated, pass.clock);
+    let namespace = pass.namespace.as_str();
+    let deleted = || Decision {
+        status: pass.old_status.clone(),
+        action: Action::RemoveFinalizer,
+        requeue_after: None,
+    };
     let account = match ctx.media_client(job, namespace).await {
         Ok(account) => account,
         Err(state) if purpose == StopReason::Gone => {
             debug!(?state, "no Media API client for a best-effort cancel");
-            return Ok(Cancelled::Then(Box::new(decided)));
+            return Ok(decided);
         }
         Err(state) => {
             return Err(ReconcileError::NoAccount {
@@ -461,12 +488,12 @@ async fn cancel(
     info!(job = %job.name_any(), namespace, remote_job = %job_id, ?purpose, ?outcome, "cancel");
     match (outcome, purpose) {
         // Best effort: the job is already gone as far as the Media API says.
-        (_, StopReason::Gone) => Ok(Cancelled::Then(Box::new(decided))),
+        (_, StopReason::Gone) => Ok(decided),
         (CancelOutcome::Failed(error), _) => Err(ReconcileError::MediaApi {
             doing: "cancelling a job",
             error,
         }),
-        (CancelOutcome::Cancelled, StopReason::Deletion) => Ok(Cancelled::Deleted),
+        (CancelOutcome::Cancelled, StopReason::Deletion) => Ok(deleted()),
         // Accepted (2xx) or refused (400/404: finished already, or not visible yet). Either way
         // only a terminal status read now says the job stopped: a 2xx may be asynchronous (the
         // job runs on and writes its output meanwhile), or answer for a job that had already
@@ -481,7 +508,7 @@ async fn cancel(
                 RemoteObservation::State(RemoteState::Succeeded { .. })
                     if purpose == StopReason::Deletion =>
                 {
-                    Ok(Cancelled::Deleted)
+                    Ok(deleted())
                 }
                 RemoteObservation::State(RemoteState::Succeeded { result }) => match validated {
                     Ok(valid) => {
@@ -491,22 +518,22 @@ async fn cancel(
                             result,
                             outputs: &outputs,
                         };
-                        Ok(Cancelled::Then(Box::new(decide::succeeded(
+                        Ok(decide::succeeded(
                             job,
                             valid,
                             job.status.clone().unwrap_or_default(),
                             success,
                             clock,
                             &ctx.settings,
-                        ))))
+                        ))
                     }
-                    Err(_) => Ok(Cancelled::Then(Box::new(decided))),
+                    Err(_) => Ok(decided),
                 },
                 RemoteObservation::State(RemoteState::Failed { .. } | RemoteState::Cancelled) => {
                     if purpose == StopReason::Deletion {
-                        Ok(Cancelled::Deleted)
+                        Ok(deleted())
                     } else {
-                        Ok(Cancelled::Then(Box::new(decided)))
+                        Ok(decided)
                     }
                 }
                 other => Err(ReconcileError::MediaApi {
@@ -541,11 +568,11 @@ struct Submission<'a> {
 /// Sign, record intent, submit, record the outcome.
 async fn submit(
     writer: &mut StatusWriter<'_>,
-    namespace: &str,
-    old_status: &MediaJobStatus,
+    pass: &Pass<'_>,
     status: &MediaJobStatus,
     submission: Submission<'_>,
 ) -> Result<MediaJobStatus, ReconcileError> {
+    let (namespace, old_status) = (pass.namespace.as_str(), &pass.old_status);
     let Submission {
         attempt,
         valid,
@@ -682,42 +709,6 @@ struct StatusWriter<'a> {
 }
 
 impl StatusWriter<'_> {
-    /// Cancels `job_id` for `purpose`, then writes what that leads to (`decided`, or what a
-    /// refused cancel turned out to mean), or lets the finalizer go after a deletion's cancel.
-    async fn cancel_then_write(
-        &mut self,
-        old_status: &MediaJobStatus,
-        job_id: &str,
-        purpose: StopReason,
-        validated: &decide::Validation,
-        clock: Clock,
-        decided: Decision,
-    ) -> Result<Requeue, ReconcileError> {
-        let (ctx, job) = (self.ctx, self.job);
-        let namespace = job.namespace().unwrap_or_default();
-        let key = (namespace.clone(), job.name_any());
-        match cancel(
-            ctx, job, &namespace, job_id, purpose, validated, clock, decided,
-        )
-        .await?
-        {
-            Cancelled::Deleted => finish_deletion(ctx, job, &key).await,
-            Cancelled::Then(next) => {
-                let written = self.write(old_status, &next.status).await?;
-                let uid = job.uid().unwrap_or_default();
-                Ok(after_pass(
-                    ctx,
-                    &key,
-                    &uid,
-                    job,
-                    &written,
-                    next.requeue_after,
-                    self.wrote,
-                ))
-            }
-        }
-    }
-
     /// Writes `new` (with the summary conditions generic tools read, `kstatus.rs`) if it differs
     /// from `old`; publishes the Events of the transition.
     async fn write(
@@ -779,13 +770,9 @@ impl StatusWriter<'_> {
 
 /// Only what this pass needs: credentials before submission or at refresh time, the remote
 /// status when a poll is due.
-async fn observe(
-    job: &MediaJob,
-    validated: &decide::Validation,
-    ctx: &Context,
-    namespace: &str,
-    now: Timestamp,
-) -> (Observed, Option<S3Credentials>) {
+async fn observe(pass: &Pass<'_>) -> (Observed, Option<S3Credentials>) {
+    let (job, validated, ctx) = (pass.job, &pass.validated, pass.ctx);
+    let (namespace, now) = (pass.namespace.as_str(), pass.clock.now);
     let status = job.status.clone().unwrap_or_default();
     let uid = job.uid().unwrap_or_default();
     let plan = decide::observation_plan(job, now);
@@ -1065,34 +1052,31 @@ mod tests {
     #[tokio::test]
     async fn a_finished_job_is_remembered_no_longer() {
         let ctx = Context::for_tests(10);
-        let key = ("a".to_string(), "j".to_string());
+        let job = job();
+        let pass = Pass {
+            ctx: &ctx,
+            job: &job,
+            namespace: "a".into(),
+            key: ("a".to_string(), "j".to_string()),
+            uid: "u1".into(),
+            validated: decide::validate(&job),
+            clock: Clock {
+                now: Timestamp::now(),
+                jitter: 0.5,
+            },
+            old_status: MediaJobStatus::default(),
+        };
         let wait = Some(Duration::from_secs(30));
         ctx.memory.set_progress("u1", Timestamp::now(), 40.0);
         ctx.memory.set_input_checked("u1", Instant::now());
-        after_pass(
-            &ctx,
-            &key,
-            "u1",
-            &job(),
-            &status(Phase::Running),
-            wait,
-            true,
-        );
+        after_pass(&pass, &status(Phase::Running), wait, true);
         assert_eq!(
             ctx.memory.len(),
             2,
             "a running job's next poll and its input check are remembered"
         );
         // With a TTL still to wait for: the requeue stays, the memory goes.
-        let requeue = after_pass(
-            &ctx,
-            &key,
-            "u1",
-            &job(),
-            &status(Phase::Succeeded),
-            wait,
-            true,
-        );
+        let requeue = after_pass(&pass, &status(Phase::Succeeded), wait, true);
         assert_eq!(requeue, Requeue::requeue(Duration::from_secs(30)));
         assert!(ctx.memory.is_empty());
     }

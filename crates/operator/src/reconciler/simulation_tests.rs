@@ -451,7 +451,8 @@ impl World {
             credentials_changed: false,
             lane,
             account_changed: false,
-            input: InputCheck::NotChecked,
+            // No cap on jobs in flight and no input check in the model.
+            input: InputCheck::Passed,
             earlier_progress: None,
             poll_scheduled_in: None,
             expected_duration: None,
@@ -478,6 +479,7 @@ impl World {
         self.maybe_crash()?;
 
         let written = match action {
+            Action::NeedSlot | Action::CheckInput => unreachable!("admitted, input passed"),
             Action::None | Action::AddFinalizer | Action::RemoveFinalizer | Action::Delete => {
                 self.write(i, read, &decided)?;
                 decided

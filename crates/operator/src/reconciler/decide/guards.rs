@@ -545,7 +545,7 @@ fn waiting_for_capacity(
     );
     Some(Decision {
         status,
-        action: Action::None,
+        action: Action::NeedSlot,
         requeue_after: Some(p.timing().queued_recheck),
     })
 }
@@ -669,8 +669,15 @@ fn input_refused(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Opt
     })
 }
 
-/// Nothing in the way: submit the next attempt.
-fn submit(_: &Pass, status: MediaJobStatus) -> Decision {
+/// Nothing in the way: the input is checked, then the next attempt is submitted.
+fn submit(p: &Pass, status: MediaJobStatus) -> Decision {
+    if p.observed.input == InputCheck::NotChecked {
+        return Decision {
+            status,
+            action: Action::CheckInput,
+            requeue_after: None,
+        };
+    }
     let attempt = status.attempts.unwrap_or(0).saturating_add(1);
     let cause = if status.url_refreshes.unwrap_or(0) > 0
         && last_reason(&status) == Some(Reason::RefreshingUrls)

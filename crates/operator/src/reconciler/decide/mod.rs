@@ -229,9 +229,11 @@ pub struct Observed {
 /// What the preflight of the input found (see `preflight.rs`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum InputCheck {
-    /// Not checked, or nothing to conclude: submit.
+    /// Not checked yet: a job about to submit asks for the check (`Action::CheckInput`).
     #[default]
     NotChecked,
+    /// Checked, and nothing stops the submission (readable, or nothing to conclude).
+    Passed,
     /// The input's server refused a HEAD (`status` 403 or 404), `failures` times in a row.
     Refused {
         location: String,
@@ -280,6 +282,13 @@ pub enum SearchFor {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     None,
+    /// The job would be submitted now if it had a slot under the cap on jobs in flight: the
+    /// shell asks the admission queue for one and decides again with the answer; without one,
+    /// it writes `status` (waiting for capacity) and looks again after `requeue_after`.
+    NeedSlot,
+    /// Right before a submission: the shell checks the input (`preflight.rs`) and decides again
+    /// with what it found.
+    CheckInput,
     AddFinalizer,
     RemoveFinalizer,
     /// ttlSecondsAfterFinished elapsed.
@@ -310,14 +319,6 @@ pub struct Decision {
     pub action: Action,
     /// When to look again; `None` waits for a change to the object or its Secrets.
     pub requeue_after: Option<Duration>,
-}
-
-impl Decision {
-    /// The job would be submitted now if it had a slot: the shell asks the admission queue for
-    /// one and decides again.
-    pub fn waits_for_capacity(&self) -> bool {
-        self.action == Action::None && last_reason(&self.status) == Some(Reason::WaitingForCapacity)
-    }
 }
 
 /// The next step for `job`, running the validate stage first (tests and callers that do not need

@@ -53,7 +53,7 @@ pub(crate) fn ready() -> Observed {
         credentials_changed: false,
         lane: LaneObservation::Free,
         account_changed: false,
-        input: InputCheck::NotChecked,
+        input: InputCheck::Passed,
         earlier_progress: None,
         poll_scheduled_in: None,
         expected_duration: None,
@@ -322,7 +322,8 @@ fn over_the_cap_the_job_is_queued() {
         ..ready()
     };
     let d = decide(&enhance(), &observed, clock(0), &settings());
-    assert_eq!(d.action, Action::None);
+    // The shell asks for a slot; without one, this status is written.
+    assert_eq!(d.action, Action::NeedSlot);
     assert_eq!(
         (d.status.phase, reason(&d.status)),
         (Some(Phase::Queued), "WaitingForCapacity")
