@@ -20,3 +20,4 @@ mod media_api_client;
 mod packaging;
 mod quickstart;
 mod s3_presign;
+mod shell_simulation;

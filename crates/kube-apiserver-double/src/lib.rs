@@ -29,6 +29,7 @@ pub use cel_cost::{
     STATIC_ESTIMATED_CRD_COST_LIMIT,
 };
 pub use faults::{Faults, RequestLog, RequestRecord};
+pub use store::use_clock_on_this_thread;
 
 /// The CEL cost check a CustomResourceDefinition gets on create, for a test or CI to report
 /// on (the double runs the same check on every CRD it is started with or sent).
@@ -118,6 +119,41 @@ impl ApiServerDouble {
         self,
         crds: Vec<CustomResourceDefinition>,
     ) -> Result<RunningApiServer, StartError> {
+        let (shared, app) = self.build(crds)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "API server double stopped");
+            }
+        });
+        Ok(RunningApiServer {
+            addr,
+            shared,
+            task,
+            stop,
+        })
+    }
+
+    /// The double without a socket: its routes as a service, for a client in the same process
+    /// (`kube::Client::new(router, namespace)`). Nothing waits on I/O, so a runtime with paused
+    /// time runs it deterministically (the simulation of the operator's shell).
+    pub fn in_process(
+        self,
+        crds: Vec<CustomResourceDefinition>,
+    ) -> Result<InProcessApiServer, StartError> {
+        let (shared, router) = self.build(crds)?;
+        Ok(InProcessApiServer { shared, router })
+    }
+
+    fn build(
+        self,
+        crds: Vec<CustomResourceDefinition>,
+    ) -> Result<(Arc<Shared>, axum::Router), StartError> {
         let registry = resources::Registry::new(&crds).map_err(StartError::Crd)?;
         let mut state = store::State::new(self.history_window);
         // The CRDs are objects too, as on a real server: readable, and checked again when a
@@ -152,8 +188,6 @@ impl ApiServerDouble {
             log: RequestLog::default(),
             bookmark_interval: self.bookmark_interval,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let app = axum::Router::new()
             .fallback(http::handle)
             .layer(axum::middleware::from_fn_with_state(
@@ -161,21 +195,33 @@ impl ApiServerDouble {
                 http::lose_answers,
             ))
             .with_state(shared.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "API server double stopped");
-            }
-        });
-        Ok(RunningApiServer {
-            addr,
-            shared,
-            task,
-            stop,
-        })
+        Ok((shared, app))
+    }
+}
+
+/// The double in the caller's process, without a socket (`ApiServerDouble::in_process`).
+pub struct InProcessApiServer {
+    shared: Arc<Shared>,
+    router: axum::Router,
+}
+
+impl InProcessApiServer {
+    /// Its routes, to serve or to wrap (a service that fails some calls, say).
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// A client that calls the routes directly.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(self.router(), "default")
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.shared.faults.clone()
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.shared.state.lock().expect("state lock").rv
     }
 }
 

@@ -58,11 +58,24 @@ pub struct WriteCtx {
     pub dry_run: bool,
 }
 
+thread_local! {
+    /// Where the timestamps the double writes on this thread come from, when not the system.
+    static CLOCK: std::cell::RefCell<Option<Box<dyn Fn() -> jiff::Timestamp>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The timestamps the double writes from this thread on (creation, deletion, managed fields)
+/// come from `clock`: a simulation on a virtual clock, whose in-process double then runs on the
+/// same thread. Other threads keep the system's.
+pub fn use_clock_on_this_thread(clock: impl Fn() -> jiff::Timestamp + 'static) {
+    CLOCK.with(|c| *c.borrow_mut() = Some(Box::new(clock)));
+}
+
 pub fn now() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or(jiff::Timestamp::now())
-        .to_string()
+    let now = CLOCK
+        .with(|c| c.borrow().as_ref().map(|clock| clock()))
+        .unwrap_or_else(jiff::Timestamp::now);
+    now.round(jiff::Unit::Second).unwrap_or(now).to_string()
 }
 
 fn key(res: &Resource, ns: &str, name: &str) -> Key {

@@ -105,7 +105,7 @@ pub struct MediaApiError {
 
 impl MediaApiError {
     /// `message` must already be free of secrets; callers build it from redacted parts.
-    pub(crate) fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
         Self {
             class,
             http_status: None,

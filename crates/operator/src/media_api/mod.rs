@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 mod answer_props;
+mod api;
 pub mod cli;
 mod client;
 pub mod config;
@@ -14,6 +15,7 @@ mod retry;
 mod token;
 pub mod wire;
 
+pub use api::MediaApi;
 pub use client::{MediaApiClient, SendGate};
 pub use config::{DEFAULT_AUTH_URL, DEFAULT_MEDIA_URL, MediaApiConfig, RetryPolicy};
 pub use error::{ErrorClass, MediaApiError, Problem};

@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn admits_up_to_the_cap() {
-        let now = Instant::now();
+        let now = crate::reconciler::clock::instant();
         let mut a = Admission::new(2, Duration::from_secs(10));
         assert!(a.try_admit(&key("a", "1"), now));
         assert!(a.try_admit(&key("a", "2"), now));
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn the_longest_wait_is_that_of_the_job_in_line_longest() {
-        let t0 = Instant::now();
+        let t0 = crate::reconciler::clock::instant();
         let mut a = Admission::new(1, Duration::from_secs(60));
         assert!(a.try_admit(&key("a", "0"), t0));
         assert_eq!(a.longest_wait(t0), None);
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn free_slots_go_round_robin_across_namespaces() {
-        let now = Instant::now();
+        let now = crate::reconciler::clock::instant();
         let mut a = Admission::new(1, Duration::from_secs(10));
         assert!(a.try_admit(&key("big", "0"), now));
         // "big" queues many jobs before "small" queues one.
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn within_a_namespace_the_oldest_waits_least() {
-        let now = Instant::now();
+        let now = crate::reconciler::clock::instant();
         let mut a = Admission::new(1, Duration::from_secs(10));
         assert!(a.try_admit(&key("a", "0"), now));
         assert!(!a.try_admit(&key("a", "1"), now));
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn several_free_slots_admit_several_waiting_jobs() {
-        let now = Instant::now();
+        let now = crate::reconciler::clock::instant();
         let mut a = Admission::new(3, Duration::from_secs(10));
         for n in ["1", "2", "3"] {
             assert!(a.try_admit(&key("a", n), now), "job {n}");
@@ -251,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_job_that_stops_asking_loses_its_place() {
-        let t0 = Instant::now();
+        let t0 = crate::reconciler::clock::instant();
         let mut a = Admission::new(1, Duration::from_secs(10));
         assert!(a.try_admit(&key("a", "0"), t0));
         assert!(!a.try_admit(&key("a", "gone"), t0));
@@ -262,7 +262,7 @@ mod tests {
 
     #[test]
     fn jobs_found_in_flight_count_even_over_the_cap() {
-        let now = Instant::now();
+        let now = crate::reconciler::clock::instant();
         let mut a = Admission::new(1, Duration::from_secs(10));
         a.occupy(&key("a", "1"));
         a.occupy(&key("b", "2"));
@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn slots_of_jobs_that_no_longer_exist_are_pruned() {
-        let now = Instant::now();
+        let now = crate::reconciler::clock::instant();
         let mut admission = Admission::new(1, Duration::from_secs(60));
         let deleted = key("a", "deleted-by-hand");
         let waiting = key("b", "next");

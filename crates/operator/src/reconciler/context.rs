@@ -5,7 +5,7 @@
 use super::durations::DurationBook;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -32,7 +32,7 @@ use super::wakeups::{Wakeup, Wakeups};
 use crate::config::OperatorOptions;
 use crate::crd::{AccessMode, MediaJob};
 use crate::leader::Fence;
-use crate::media_api::{JobFilter, JobId, MediaApiClient, MediaApiError};
+use crate::media_api::{JobFilter, JobId, MediaApi, MediaApiError};
 use crate::metrics::{JobsSnapshot, Metrics};
 use crate::operation::Operation;
 use crate::s3::S3Credentials;
@@ -89,6 +89,8 @@ pub struct Context {
     /// Jobs waiting for each lane, woken one at a time as it frees up.
     lane_waiters: Mutex<HashMap<LaneKey, WaitQueue<Wakeup>>>,
     waker: Mutex<Option<Arc<Wakeups>>>,
+    /// Wall time: the system's, or tokio's paused clock's (`clock.rs`).
+    wall: super::clock::WallClock,
 }
 
 impl Context {
@@ -138,7 +140,27 @@ impl Context {
             lanes_seeded: std::sync::atomic::AtomicBool::new(false),
             lane_waiters: Mutex::new(HashMap::new()),
             waker: Mutex::new(None),
+            wall: super::clock::WallClock::System,
         }
+    }
+
+    /// The same context on another wall clock (the simulation's, which follows tokio's), and with
+    /// Media API clients from `connector` instead of HTTPS ones. Before the first pass.
+    pub fn with_edges(
+        mut self,
+        wall: super::clock::WallClock,
+        connector: Option<super::media_clients::Connector>,
+    ) -> Self {
+        self.lanes = Mutex::new(Lanes::new(wall.now(), self.settings.search.skew));
+        self.wall = wall;
+        if let Some(connector) = connector {
+            self.media = MediaClients::new(
+                self.media.settings.clone(),
+                self.settings.search.submit_timeout,
+            )
+            .with_connector(connector);
+        }
+        self
     }
 
     /// The channel that wakes a job's reconcile (lane hand-over, completion callbacks).
@@ -160,7 +182,7 @@ impl Context {
         let Some(stores) = self.complete_stores() else {
             return false;
         };
-        let now = Timestamp::now();
+        let now = self.wall.now();
         let mut lanes = self.lanes.lock().unwrap();
         if self.lanes_seeded.load(std::sync::atomic::Ordering::Acquire) {
             return true;
@@ -200,7 +222,7 @@ impl Context {
     /// deleted, suspended, or is waiting for capacity). Waiting jobs have no timer of their own.
     /// Returns how many were woken.
     pub fn wake_free_lanes(&self) -> usize {
-        let now = Timestamp::now();
+        let now = self.wall.now();
         let waited_for: Vec<LaneKey> = self.lane_waiters.lock().unwrap().keys().cloned().collect();
         let free: Vec<LaneKey> = {
             let lanes = self.lanes.lock().unwrap();
@@ -220,7 +242,7 @@ impl Context {
     /// many lanes were freed.
     pub fn prune_lanes(&self) -> usize {
         const HELD_FOR: Duration = Duration::from_secs(10);
-        let now = Timestamp::now();
+        let now = self.wall.now();
         let suspects = self.lanes.lock().unwrap().long_holders(HELD_FOR, now);
         if suspects.is_empty() {
             return 0;
@@ -367,12 +389,12 @@ impl Context {
 
     /// The clock, in whole seconds: status times then compare equal across passes.
     pub fn now(&self) -> Timestamp {
-        Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time")
+        Timestamp::from_second(self.wall.now().as_second()).expect("now is a valid time")
     }
 
     /// The clock rounded up to the next whole second: an upper bound that status can hold.
     pub fn now_rounded_up(&self) -> Timestamp {
-        let now = Timestamp::now();
+        let now = self.wall.now();
         let second = now.as_second() + i64::from(now.subsec_nanosecond() > 0);
         Timestamp::from_second(second).unwrap_or(now)
     }
@@ -417,13 +439,13 @@ impl Context {
             JobsSnapshot {
                 in_flight: admission.in_flight() as u64,
                 waiting: admission.waiting() as u64,
-                longest_wait: admission.longest_wait(Instant::now()),
+                longest_wait: admission.longest_wait(crate::reconciler::clock::instant()),
                 ..JobsSnapshot::default()
             }
         };
         let stores = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let jobs: Vec<Arc<MediaJob>> = stores.iter().flat_map(|s| s.state()).collect();
-        snapshot.count(jobs.iter().map(|j| j.as_ref()), Timestamp::now());
+        snapshot.count(jobs.iter().map(|j| j.as_ref()), self.wall.now());
         snapshot
     }
 
@@ -674,11 +696,11 @@ impl Context {
         }
         let check = preflight::check_input(&self.preflight_http, job, valid, s3, now).await;
         self.memory
-            .set_input_checked(uid, std::time::Instant::now());
+            .set_input_checked(uid, crate::reconciler::clock::instant());
         match &check {
             Preflight::Readable => {
                 self.memory.clear_refused_input(uid);
-                let at = std::time::Instant::now();
+                let at = crate::reconciler::clock::instant();
                 self.memory
                     .set_input_readable(uid, generation, credentials, at);
             }
@@ -729,7 +751,7 @@ impl Context {
     /// is not sent then is known not to have created a job.
     pub async fn submit_remote(
         &self,
-        client: &MediaApiClient,
+        client: &dyn MediaApi,
         prepared: &PreparedRequest,
         account: &str,
         deadline: tokio::time::Instant,
@@ -741,7 +763,7 @@ impl Context {
                 && tokio::time::Instant::now() < deadline
                 && claims.holds_now(account)
         };
-        let started = Instant::now();
+        let started = crate::reconciler::clock::instant();
         let result = client
             .submit_gated(&prepared.request, Some(&may_submit))
             .await;
@@ -753,11 +775,11 @@ impl Context {
 
     pub async fn remote_status(
         &self,
-        client: &MediaApiClient,
+        client: &dyn MediaApi,
         operation: Operation,
         job_id: &str,
     ) -> RemoteObservation {
-        let started = Instant::now();
+        let started = crate::reconciler::clock::instant();
         let result = client.status(operation, &JobId(job_id.to_string())).await;
         self.deps
             .metrics
@@ -768,7 +790,7 @@ impl Context {
     /// Lists the unconfirmed submission's window and judges it (see `search.rs`).
     pub async fn search_submission(
         &self,
-        client: &MediaApiClient,
+        client: &dyn MediaApi,
         job: &MediaJob,
         unconfirmed: &Unconfirmed,
         now: Timestamp,
@@ -779,7 +801,7 @@ impl Context {
             submitted_before: Some(to),
             ..Default::default()
         };
-        let started = Instant::now();
+        let started = crate::reconciler::clock::instant();
         let result = client.list_jobs(&filter).await;
         self.deps
             .metrics
@@ -810,7 +832,7 @@ impl Context {
     /// A status GET answered 404: ask `GET /media/jobs?job_id=` before believing it.
     pub async fn confirm_presence(
         &self,
-        client: &MediaApiClient,
+        client: &dyn MediaApi,
         job: &MediaJob,
         job_id: &str,
         submitted_at: Timestamp,
@@ -820,7 +842,7 @@ impl Context {
             job_id: Some(JobId(job_id.to_string())),
             ..Default::default()
         };
-        let started = Instant::now();
+        let started = crate::reconciler::clock::instant();
         let result = client.list_jobs(&filter).await;
         self.deps
             .metrics
@@ -859,8 +881,8 @@ impl Context {
     }
 
     /// Cancels a remote job.
-    pub async fn cancel_remote(&self, client: &MediaApiClient, job_id: &str) -> CancelOutcome {
-        let started = Instant::now();
+    pub async fn cancel_remote(&self, client: &dyn MediaApi, job_id: &str) -> CancelOutcome {
+        let started = crate::reconciler::clock::instant();
         let result = client.cancel(&JobId(job_id.to_string())).await;
         self.deps
             .metrics

@@ -110,7 +110,7 @@ impl Echoes {
         if settled && !entry.written.is_empty() {
             entry.running = false;
             entry.held.clear();
-            entry.settled = Some(Instant::now());
+            entry.settled = Some(crate::reconciler::clock::instant());
         } else {
             entries.remove(uid);
         }
@@ -316,7 +316,7 @@ mod tests {
         echoes.wrote("u", "10");
         end(&echoes, "u", true);
         echoes.pass_started("v");
-        let later = Instant::now() + Duration::from_millis(1);
+        let later = crate::reconciler::clock::instant() + Duration::from_millis(1);
         assert_eq!(echoes.forget_settled_before(later), 1);
         assert_eq!(echoes.len(), 1, "a running pass is not forgotten");
         assert!(!echoes.swallow("u", "10"));

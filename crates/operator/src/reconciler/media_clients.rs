@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 
 use super::lanes::account_fingerprint;
 use crate::media_api::rate_limit::{FairLimiter, RateLimiter};
-use crate::media_api::{MediaApiClient, MediaApiConfig};
+use crate::media_api::{MediaApi, MediaApiClient, MediaApiConfig};
 use crate::secret::SecretString;
 
 /// An account's client is dropped after this long unused (its token with it).
@@ -45,11 +45,23 @@ pub struct MediaApiSettings {
 }
 
 /// A Media API client and the account it speaks for (a fingerprint of its app key).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MediaAccount {
-    pub client: MediaApiClient,
+    pub client: Arc<dyn MediaApi>,
     pub account: String,
 }
+
+impl std::fmt::Debug for MediaAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaAccount")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes the client of one account (its app key) instead of an HTTPS client: a model of the
+/// Media API for a reconciler that runs without a network (the deterministic simulation).
+pub type Connector = Arc<dyn Fn(&str) -> Arc<dyn MediaApi> + Send + Sync>;
 
 /// The Media API clients, one per app key.
 pub struct MediaClients {
@@ -61,12 +73,14 @@ pub struct MediaClients {
     /// One request rate for every account.
     limiter: Arc<FairLimiter>,
     clients: Mutex<HashMap<String, Account>>,
+    /// Where clients come from when not over HTTPS.
+    connector: Option<Connector>,
 }
 
 struct Account {
     /// The secret the client was built with: another one (a rotation) replaces the client.
     app_secret: SecretString,
-    client: MediaApiClient,
+    client: Arc<dyn MediaApi>,
     last_used: Instant,
 }
 
@@ -78,12 +92,19 @@ impl MediaClients {
             request_timeout,
             http: Mutex::new(None),
             clients: Mutex::new(HashMap::new()),
+            connector: None,
         }
+    }
+
+    /// Clients from `connector` instead of HTTPS ones.
+    pub fn with_connector(mut self, connector: Connector) -> Self {
+        self.connector = Some(connector);
+        self
     }
 
     pub fn client_for(&self, app_key: &str, app_secret: SecretString) -> MediaAccount {
         let account = account_fingerprint(app_key);
-        let now = Instant::now();
+        let now = crate::reconciler::clock::instant();
         let mut clients = self.clients.lock().unwrap();
         if let Some(entry) = clients.get_mut(app_key)
             && entry.app_secret == app_secret
@@ -91,6 +112,12 @@ impl MediaClients {
             entry.last_used = now;
             return MediaAccount {
                 client: entry.client.clone(),
+                account,
+            };
+        }
+        if let Some(connect) = &self.connector {
+            return MediaAccount {
+                client: connect(app_key),
                 account,
             };
         }
@@ -109,8 +136,10 @@ impl MediaClients {
             })
             .clone();
         let limiter = RateLimiter::shared(self.limiter.clone(), &account);
-        let client = MediaApiClient::with_shared(config, http, limiter)
-            .expect("the Media API client builds from valid settings");
+        let client: Arc<dyn MediaApi> = Arc::new(
+            MediaApiClient::with_shared(config, http, limiter)
+                .expect("the Media API client builds from valid settings"),
+        );
         evict(&mut clients, now);
         clients.insert(
             app_key.to_string(),
@@ -209,7 +238,7 @@ mod tests {
         // The same client keeps being handed out while nothing changes.
         let a = clients.client_for("steady", SecretString::new("s"));
         let b = clients.client_for("steady", SecretString::new("s"));
-        assert_eq!(format!("{:?}", a.client), format!("{:?}", b.client));
+        assert!(Arc::ptr_eq(&a.client, &b.client));
     }
 
     fn rss_kib() -> u64 {
@@ -227,12 +256,12 @@ mod tests {
     fn idle_accounts_are_dropped() {
         let mut map = HashMap::new();
         let client = MediaApiClient::new(MediaApiConfig::new("k", SecretString::new("s"))).unwrap();
-        let now = Instant::now();
+        let now = crate::reconciler::clock::instant();
         map.insert(
             "old".to_string(),
             Account {
                 app_secret: SecretString::new("s"),
-                client: client.clone(),
+                client: Arc::new(client.clone()),
                 last_used: now,
             },
         );

@@ -399,7 +399,7 @@ mod tests {
         let memory = Memory::default();
         for uid in ["kept", "gone-a", "gone-b"] {
             memory.set_progress(uid, jiff::Timestamp::UNIX_EPOCH, 10.0);
-            memory.set_input_checked(uid, Instant::now());
+            memory.set_input_checked(uid, crate::reconciler::clock::instant());
             memory.note_own_write(uid, "1");
         }
         memory.mark_credentials_changed("ns", "kept-job");
@@ -453,7 +453,7 @@ mod tests {
     #[test]
     fn polls_are_due_until_scheduled_and_then_at_their_time() {
         let m = Memory::default();
-        let t = Instant::now();
+        let t = crate::reconciler::clock::instant();
         assert!(m.poll_due("a", t));
         m.set_next_poll("a", t + Duration::from_secs(5));
         assert!(!m.poll_due("a", t));

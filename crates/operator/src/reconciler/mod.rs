@@ -3,6 +3,7 @@ pub mod account_claims;
 pub mod admission;
 pub mod callback;
 pub mod callback_token;
+pub mod clock;
 pub mod conditions;
 pub mod context;
 pub mod controller;
@@ -26,8 +27,6 @@ pub mod search;
 pub mod secret_cache;
 pub mod secret_index;
 pub mod signing;
-#[cfg(test)]
-mod simulation_tests;
 pub mod timing;
 pub mod validate;
 pub mod wakeups;

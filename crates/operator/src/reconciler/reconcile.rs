@@ -3,7 +3,7 @@
 
 use super::durations::Span;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -74,7 +74,7 @@ impl ReconcileError {
 
 /// One pass over one MediaJob.
 pub async fn reconcile(job: Arc<MediaJob>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
-    let started = Instant::now();
+    let started = crate::reconciler::clock::instant();
     let uid = job.uid().unwrap_or_default();
     ctx.echoes.pass_started(&uid);
     let inner = reconcile_inner(&job, &ctx).await;
@@ -280,10 +280,11 @@ async fn check_input_while_waiting(
 ) {
     if let (LaneObservation::Busy { .. }, Ok(valid)) = (&observed.lane, &pass.validated)
         && s3.is_some()
-        && !pass
-            .ctx
-            .memory
-            .input_checked_within(&pass.uid, Duration::from_secs(30), Instant::now())
+        && !pass.ctx.memory.input_checked_within(
+            &pass.uid,
+            Duration::from_secs(30),
+            crate::reconciler::clock::instant(),
+        )
     {
         let _ = pass
             .ctx
@@ -338,7 +339,7 @@ async fn search(
     match ctx.media_client(job, &pass.namespace).await {
         Ok(account) => {
             let verdict = ctx
-                .search_submission(&account.client, job, unconfirmed, pass.clock.now)
+                .search_submission(account.client.as_ref(), job, unconfirmed, pass.clock.now)
                 .await;
             info!(job = %pass.key.1, namespace = %pass.key.0, verdict = ?verdict, purpose = ?purpose, "searched the Media API job list for a submission with a lost answer");
             verdict.map_err(|e| crate::secret::redact_urls_in(&e.to_string()))
@@ -364,7 +365,8 @@ fn after_submission(
         let now = pass.clock.now;
         let expected = ctx.durations.expected(pass.job.spec.operation, &pass.uid);
         let first = decide::poll_interval(&ctx.settings, now, None, None, expected, pass.clock);
-        ctx.memory.set_next_poll(&pass.uid, Instant::now() + first);
+        ctx.memory
+            .set_next_poll(&pass.uid, crate::reconciler::clock::instant() + first);
         return after_pass(pass, written, Some(first), wrote);
     }
     after_pass(pass, written, requeue_after, wrote)
@@ -401,7 +403,8 @@ fn after_pass(
             .and_then(|s| s.job_id.as_ref())
             .is_some()
     {
-        ctx.memory.schedule_poll(uid, Instant::now() + wait);
+        ctx.memory
+            .schedule_poll(uid, crate::reconciler::clock::instant() + wait);
     }
     ctx.memory.clear_failures(uid);
     match requeue_after {
@@ -484,7 +487,7 @@ async fn cancel(
             });
         }
     };
-    let outcome = ctx.cancel_remote(&account.client, job_id).await;
+    let outcome = ctx.cancel_remote(account.client.as_ref(), job_id).await;
     info!(job = %job.name_any(), namespace, remote_job = %job_id, ?purpose, ?outcome, "cancel");
     match (outcome, purpose) {
         // Best effort: the job is already gone as far as the Media API says.
@@ -502,7 +505,7 @@ async fn cancel(
         (outcome, purpose) => {
             let accepted = matches!(outcome, CancelOutcome::Cancelled);
             let remote = ctx
-                .remote_status(&account.client, job.spec.operation, job_id)
+                .remote_status(account.client.as_ref(), job.spec.operation, job_id)
                 .await;
             match remote {
                 RemoteObservation::State(RemoteState::Succeeded { .. })
@@ -666,7 +669,7 @@ async fn submit(
     // A pass cut off from here on (a shutdown) leaves a request that may still create a job:
     // the account's claim is released only with that in its quiet time.
     let sending = ctx.account_claims.sending(&account);
-    let sent = ctx.submit_remote(&client, &prepared, &account, deadline);
+    let sent = ctx.submit_remote(client.as_ref(), &prepared, &account, deadline);
     let outcome = match tokio::time::timeout_at(deadline, sent).await {
         Ok(outcome) => outcome,
         Err(_) => SubmitOutcome::Unknown {
@@ -792,12 +795,16 @@ async fn observe(pass: &Pass<'_>) -> (Observed, Option<S3Credentials>) {
 
     let remote = match &job_id {
         Some(job_id) if plan.poll != Poll::Never => {
-            if plan.poll == Poll::Now || ctx.memory.poll_due(&uid, Instant::now()) {
+            if plan.poll == Poll::Now
+                || ctx
+                    .memory
+                    .poll_due(&uid, crate::reconciler::clock::instant())
+            {
                 ctx.memory.note_polled(&uid);
                 match ctx.media_client(job, namespace).await {
                     Ok(account) => {
                         let seen = ctx
-                            .remote_status(&account.client, job.spec.operation, job_id)
+                            .remote_status(account.client.as_ref(), job.spec.operation, job_id)
                             .await;
                         match seen {
                             // A 404 is not proof of absence: a young job, or a lagging read.
@@ -805,7 +812,7 @@ async fn observe(pass: &Pass<'_>) -> (Observed, Option<S3Credentials>) {
                                 let submitted_at =
                                     status.submission.as_ref().map_or(now, |s| s.intent_time.0);
                                 ctx.confirm_presence(
-                                    &account.client,
+                                    account.client.as_ref(),
                                     job,
                                     job_id,
                                     submitted_at,
@@ -888,7 +895,9 @@ async fn observe(pass: &Pass<'_>) -> (Observed, Option<S3Credentials>) {
     let observed = Observed {
         outputs,
         poll_scheduled_in: match remote {
-            RemoteObservation::NotPolled => ctx.memory.poll_scheduled_in(&uid, Instant::now()),
+            RemoteObservation::NotPolled => ctx
+                .memory
+                .poll_scheduled_in(&uid, crate::reconciler::clock::instant()),
             _ => None,
         },
         earlier_progress,
@@ -992,7 +1001,7 @@ fn describe_observation(observation: &RemoteObservation) -> String {
 fn ask_for_slot(ctx: &Context, key: &(String, String)) -> bool {
     let try_admit = || {
         let mut admission = ctx.admission.lock().unwrap();
-        let admitted = admission.try_admit(key, Instant::now());
+        let admitted = admission.try_admit(key, crate::reconciler::clock::instant());
         debug!(job = %key.1, admitted, in_flight = admission.in_flight(), waiting = admission.waiting(), "asked for a slot");
         admitted
     };
@@ -1068,7 +1077,8 @@ mod tests {
         };
         let wait = Some(Duration::from_secs(30));
         ctx.memory.set_progress("u1", Timestamp::now(), 40.0);
-        ctx.memory.set_input_checked("u1", Instant::now());
+        ctx.memory
+            .set_input_checked("u1", crate::reconciler::clock::instant());
         after_pass(&pass, &status(Phase::Running), wait, true);
         assert_eq!(
             ctx.memory.len(),

@@ -78,7 +78,7 @@ impl SecretCache {
             .get_opt(name)
             .await?
             .map(Arc::new);
-        let now = Instant::now();
+        let now = crate::reconciler::clock::instant();
         self.entries
             .lock()
             .unwrap()
@@ -103,7 +103,7 @@ mod tests {
     #[test]
     fn the_cache_stays_bounded_when_names_keep_changing() {
         let mut entries = Entries::default();
-        let start = Instant::now();
+        let start = crate::reconciler::clock::instant();
         // A tenant rotating Secret names: a new one every 10 ms for 20,000 reads (200 s).
         for i in 0..20_000u64 {
             let now = start + Duration::from_millis(10 * i);
