@@ -191,6 +191,11 @@ pub struct SubmissionRecord {
     pub attempt: i32,
     /// When the request was about to be sent; `GET /media/jobs` is searched from here.
     pub intent_time: Time,
+    /// A random name of this intent: the process that wrote it can tell it from another intent
+    /// of the same attempt number (one written from a stale copy) when it knows it never sent
+    /// this one's request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_id: Option<String>,
     /// When the URLs signed for this submission expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urls_expire_at: Option<Time>,
@@ -207,6 +212,11 @@ pub struct SubmissionRecord {
     /// When an answer that left the outcome unknown (5xx, timeout, reset) came back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome_time: Option<Time>,
+    /// When the operator decided to cancel this submission's job (suspend, deadline, invalid
+    /// spec), recorded before the cancel is sent: a job seen cancelled afterwards was cancelled by
+    /// the operator, not outside it, even when the cancel's answer was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested_at: Option<Time>,
 }
 
 #[cfg(test)]

@@ -25,9 +25,10 @@ struct Entry {
     empty_searches: u32,
     /// Settled empty looks for a job whose status answered 404 (gone needs two).
     empty_looks: u32,
-    /// An attempt whose intent write failed (it may be stored) and whose request this process
-    /// therefore never sent.
-    unsent: Option<i32>,
+    /// The intent (its `intent_id`) whose write failed (it may be stored) and whose request this
+    /// process therefore never sent. Not the attempt number: a pass on a stale copy numbers its
+    /// attempt as the stored intent it cannot see, whose request may well have been sent.
+    unsent: Option<String>,
 }
 
 /// What the preflight checks of a job's input found. Apart from `Entry`: the thousands of jobs
@@ -204,13 +205,13 @@ impl Memory {
             .empty_looks = n;
     }
 
-    pub fn set_unsent(&self, uid: &str, attempt: i32) {
+    pub fn set_unsent(&self, uid: &str, intent_id: &str) {
         self.entries
             .lock()
             .unwrap()
             .entry(uid.to_string())
             .or_default()
-            .unsent = Some(attempt);
+            .unsent = Some(intent_id.to_string());
     }
 
     /// A new intent was stored (and its request is about to be sent): forget an older unsent one
@@ -221,10 +222,10 @@ impl Memory {
         }
     }
 
-    /// Whether this process never sent the request of `attempt`.
-    pub fn unsent(&self, uid: &str, attempt: i32) -> bool {
+    /// Whether this process never sent the request of the intent named `intent_id`.
+    pub fn unsent(&self, uid: &str, intent_id: Option<&str>) -> bool {
         let entries = self.entries.lock().unwrap();
-        entries.get(uid).and_then(|e| e.unsent) == Some(attempt)
+        intent_id.is_some() && entries.get(uid).and_then(|e| e.unsent.as_deref()) == intent_id
     }
 
     /// Counts a preflight that found the input unreadable; returns how many in a row.

@@ -72,6 +72,9 @@ reasons! {
     Suspended => false, true,
     /// Cancelled to be resubmitted with fresh URLs.
     RefreshingUrls => false, true,
+    /// The operator cancelled the remote job (a suspend, the deadline, an invalid spec) and that
+    /// no longer holds: submitted again.
+    Resuming => false, true,
     UrlRefreshLimitReached => true, false,
     RetryingAfterFailure => true, true,
     RemoteJobFailed => true, false,

@@ -631,6 +631,7 @@ async fn submit(
     let lane_record = IntentLane {
         account: Some(account.clone()),
         fence: permit.fence,
+        intent_id: Some(uuid::Uuid::new_v4().simple().to_string()[..12].to_string()),
     };
     let intent_record = decide::intent_status(
         status,
@@ -661,7 +662,13 @@ async fn submit(
                 .unwrap()
                 .hold(&lane, &uid, until, intent_at);
             // Nothing was sent: the next pass drops the intent instead of searching for it.
-            ctx.memory.set_unsent(&uid, attempt);
+            if let Some(id) = intent_record
+                .submission
+                .as_ref()
+                .and_then(|s| s.intent_id.as_deref())
+            {
+                ctx.memory.set_unsent(&uid, id);
+            }
             return Err(error);
         }
     };
@@ -912,7 +919,7 @@ async fn observe(pass: &Pass<'_>) -> (Observed, Option<S3Credentials>) {
         unsent_intent: status
             .submission
             .as_ref()
-            .is_some_and(|s| s.job_id.is_none() && ctx.memory.unsent(&uid, s.attempt)),
+            .is_some_and(|s| s.job_id.is_none() && ctx.memory.unsent(&uid, s.intent_id.as_deref())),
         unrecorded_job_id: match &status.submission {
             Some(s) if s.job_id.is_none() => ctx.memory.submitted(&uid, s.attempt),
             _ => None,
@@ -1048,11 +1055,13 @@ mod tests {
             submission: Some(SubmissionRecord {
                 attempt: 1,
                 intent_time: Time(Timestamp::now()),
+                intent_id: None,
                 urls_expire_at: None,
                 job_id: Some("job-1".into()),
                 account: None,
                 fence: None,
                 outcome_time: None,
+                cancel_requested_at: None,
             }),
             ..MediaJobStatus::default()
         }

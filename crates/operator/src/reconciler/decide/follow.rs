@@ -200,6 +200,32 @@ fn seen(f: &Following, mut status: MediaJobStatus, state: &RemoteState) -> Decis
                 requeue_after: Some(Duration::ZERO),
             }
         }
+        // The operator cancelled it (the decision is on record) for a reason that no longer
+        // holds, or the guards before `follow` would have stopped the job: submit again.
+        RemoteState::Cancelled
+            if status
+                .submission
+                .as_ref()
+                .is_some_and(|s| s.cancel_requested_at.is_some()) =>
+        {
+            let message = format!(
+                "job {job_id} was cancelled by this operator (spec.suspend, activeDeadlineSeconds or an invalid spec), and that no longer holds; submitting again now"
+            );
+            clear_attempt(&mut status);
+            set_waiting(
+                &mut status,
+                Phase::Pending,
+                Reason::Resuming,
+                &message,
+                generation,
+                now,
+            );
+            Decision {
+                status,
+                action: Action::None,
+                requeue_after: Some(Duration::ZERO),
+            }
+        }
         RemoteState::Cancelled => cancelled_outside(f, status),
         RemoteState::Failed { kind, message } => remote_failed(f, status, *kind, message),
         RemoteState::NotFound => {
@@ -222,6 +248,10 @@ fn seen(f: &Following, mut status: MediaJobStatus, state: &RemoteState) -> Decis
 /// and a URL refresh when one is due.
 fn still_running(f: &Following, mut status: MediaJobStatus, state: &RemoteState) -> Decision {
     let (job, job_id, now, generation) = (f.job, f.job_id, f.now, f.generation);
+    // A cancel decided on and undone before it was sent: the job runs on, not cancelled.
+    if let Some(submission) = status.submission.as_mut() {
+        submission.cancel_requested_at = None;
+    }
     // URLs that cannot be refreshed stay what the job waits on (no refresh is planned any
     // more), so a poll neither hides that warning nor rewrites the message.
     if gave_up_refreshing(&status) && !matches!(state, RemoteState::Unknown(_)) {

@@ -185,6 +185,7 @@ fn deleting(p: &Pass, _: &mut MediaJobStatus) -> Option<Decision> {
         unconfirmed(old),
         old.clone(),
         |_| old.clone(),
+        None,
     ))
 }
 
@@ -266,6 +267,7 @@ fn invalid_spec(p: &Pass, status: MediaJobStatus, validated: &Validation) -> Dec
         unconfirmed(&status),
         ended,
         searching,
+        Some((&status, now)),
     )
 }
 
@@ -309,6 +311,7 @@ fn past_deadline(p: &Pass, valid: &ValidatedJob, status: &mut MediaJobStatus) ->
         unconfirmed(status),
         ended,
         searching,
+        Some((status, now)),
     ))
 }
 
@@ -330,6 +333,7 @@ fn suspend(p: &Pass, valid: &ValidatedJob, status: &mut MediaJobStatus) -> Optio
             unconfirmed(status),
             ended,
             |_| status.clone(),
+            Some((status, p.now)),
         ));
     }
     if conditions::find(&status.conditions, SUSPENDED).is_some() {
@@ -737,13 +741,34 @@ pub(super) fn finished(job: &MediaJob, status: MediaJobStatus, now: Timestamp) -
 /// `searching` makes of it), and otherwise has nothing to stop. `ended` is the status once it
 /// is stopped. The one way a job is stopped: for a deletion, an invalid spec, the deadline and a
 /// suspend, here and after a search (`after_search`).
+///
+/// With `record` (the time; for a suspend, the deadline and an invalid spec, which a user can
+/// undo), the decision to cancel is written first, on the submission of `current`: if the
+/// cancel's answer is lost and the reason goes away (the job is resumed), the cancelled job is
+/// known to be the operator's doing, and the job is submitted again (`follow`).
 pub(super) fn stop(
     reason: StopReason,
     job_id: Option<String>,
     unconfirmed: Option<Unconfirmed>,
     ended: MediaJobStatus,
     searching: impl FnOnce(&Unconfirmed) -> MediaJobStatus,
+    record: Option<(&MediaJobStatus, Timestamp)>,
 ) -> Decision {
+    if job_id.is_some()
+        && let Some((current, now)) = record
+        && let Some(submission) = &current.submission
+        && submission.cancel_requested_at.is_none()
+    {
+        let mut marked = current.clone();
+        if let Some(submission) = marked.submission.as_mut() {
+            submission.cancel_requested_at = Some(Time(now));
+        }
+        return Decision {
+            status: marked,
+            action: Action::None,
+            requeue_after: Some(Duration::ZERO),
+        };
+    }
     let (status, action) = match (job_id, unconfirmed) {
         (Some(job_id), _) => (
             ended,

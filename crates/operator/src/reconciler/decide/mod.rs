@@ -269,6 +269,17 @@ pub enum StopReason {
     Gone,
 }
 
+impl StopReason {
+    /// Whether a user can take the reason back (resume, raise the deadline, fix the spec), so
+    /// that the cancel must be on record before it is sent.
+    pub fn can_be_undone(self) -> bool {
+        matches!(
+            self,
+            StopReason::Suspend | StopReason::Deadline | StopReason::InvalidSpec
+        )
+    }
+}
+
 /// Why a submission with an unknown outcome is looked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SearchFor {

@@ -37,6 +37,8 @@ pub enum SubmitOutcome {
 pub struct IntentLane {
     pub account: Option<String>,
     pub fence: Option<String>,
+    /// The intent's random name (`SubmissionRecord::intent_id`).
+    pub intent_id: Option<String>,
 }
 
 /// The status recorded before a submission is sent (the intent).
@@ -51,11 +53,13 @@ pub fn intent_status(
     status.submission = Some(SubmissionRecord {
         attempt,
         intent_time: Time(now),
+        intent_id: lane.intent_id,
         urls_expire_at: urls_expire_at.map(Time),
         job_id: None,
         account: lane.account,
         fence: lane.fence,
         outcome_time: None,
+        cancel_requested_at: None,
     });
     status.retry_after = None;
     status
@@ -144,11 +148,13 @@ fn accepted(
     let submission = status.submission.get_or_insert_with(|| SubmissionRecord {
         attempt: status.attempts.unwrap_or(0) + 1,
         intent_time: Time(now),
+        intent_id: None,
         urls_expire_at: None,
         job_id: None,
         account: None,
         fence: None,
         outcome_time: None,
+        cancel_requested_at: None,
     });
     submission.job_id = Some(job_id.to_string());
     let attempt = submission.attempt;
@@ -316,10 +322,30 @@ pub fn after_search(
                 Verdict::Ambiguous { .. } => (None, true),
                 _ => (None, false),
             };
+            // A stop a user can undo: the job found and the decision to cancel it are recorded
+            // first, as for a job whose id was known (`guards::stop`); the next pass cancels.
+            if let Some(job_id) = &found
+                && reason.can_be_undone()
+                && let Some(submission) = status.submission.as_mut()
+            {
+                submission.job_id = Some(job_id.clone());
+                submission.cancel_requested_at = Some(Time(now));
+                status.job_id = Some(job_id.clone());
+                return Decision {
+                    status,
+                    action: Action::None,
+                    requeue_after: Some(Duration::ZERO),
+                };
+            }
             let ended = stopped(job, validated, status, reason, ambiguous, now);
-            stop(reason, found, None, ended, |_| {
-                unreachable!("searched already")
-            })
+            stop(
+                reason,
+                found,
+                None,
+                ended,
+                |_| unreachable!("searched already"),
+                None,
+            )
         }
     }
 }

@@ -160,11 +160,13 @@ impl Gen {
             submission: self.maybe(|g| SubmissionRecord {
                 attempt: g.i32(),
                 intent_time: Time(g.time()),
+                intent_id: None,
                 urls_expire_at: g.maybe(|g| Time(g.time())),
                 job_id: g.maybe(|g| g.text()),
                 account: g.maybe(|g| g.text()),
                 fence: g.maybe(|g| g.text()),
                 outcome_time: g.maybe(|g| Time(g.time())),
+                cancel_requested_at: None,
             }),
             start_time: self.maybe(|g| Time(g.time())),
             completion_time: self.maybe(|g| Time(g.time())),

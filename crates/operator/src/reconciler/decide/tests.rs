@@ -384,6 +384,13 @@ fn a_suspended_job_is_not_submitted() {
 fn suspending_a_running_job_cancels_it_and_resuming_submits_again() {
     let mut job = submitted(&enhance());
     job.spec.suspend = Some(true);
+    // The decision to cancel is recorded first, then the job is cancelled.
+    let d = decide(&job, &ready(), clock(50), &settings());
+    assert_eq!(d.action, Action::None);
+    assert_eq!(d.requeue_after, Some(Duration::ZERO));
+    let record = d.status.submission.as_ref().unwrap();
+    assert_eq!(record.cancel_requested_at, Some(Time(at(50))));
+    let job = with_status(&job, d.status);
     let d = decide(&job, &ready(), clock(50), &settings());
     assert_eq!(
         d.action,
@@ -406,6 +413,65 @@ fn suspending_a_running_job_cancels_it_and_resuming_submits_again() {
         }
     );
     assert!(conditions::find(&d.status.conditions, SUSPENDED).is_none());
+}
+
+/// The cancel for a suspend took effect but its answer was lost, and the job was resumed before
+/// the operator wrote `Suspended`: the cancelled job is the operator's doing (the decision is on
+/// record), not a cancel from outside, and the job is submitted again.
+#[test]
+fn a_job_resumed_after_a_cancel_whose_answer_was_lost_is_submitted_again() {
+    let mut job = submitted(&enhance());
+    job.spec.suspend = Some(true);
+    let marked = decide(&job, &ready(), clock(50), &settings());
+    let mut resumed = with_status(&job, marked.status);
+    resumed.spec.suspend = Some(false);
+    let d = decide(
+        &resumed,
+        &remote(RemoteState::Cancelled),
+        clock(60),
+        &settings(),
+    );
+    assert_eq!(
+        (d.status.phase, reason(&d.status)),
+        (Some(Phase::Pending), "Resuming")
+    );
+    assert!(d.status.submission.is_none() && d.status.job_id.is_none());
+    assert_eq!(d.status.failed_attempts, None, "not a failure");
+    assert_eq!(d.requeue_after, Some(Duration::ZERO));
+    let d = decide(
+        &with_status(&resumed, d.status),
+        &ready(),
+        clock(60),
+        &settings(),
+    );
+    assert!(
+        matches!(d.action, Action::Submit { attempt: 2, .. }),
+        "{:?}",
+        d.action
+    );
+    // Without the record, a cancelled job was cancelled outside the operator.
+    let d = decide(
+        &job_resumed_unmarked(),
+        &remote(RemoteState::Cancelled),
+        clock(60),
+        &settings(),
+    );
+    assert_eq!(reason(&d.status), "CancelledRemotely");
+    // And a cancel decided on but undone before it was sent: the job runs on, unmarked.
+    let d = decide(
+        &resumed,
+        &remote(RemoteState::Running { progress: 10.0 }),
+        clock(60),
+        &settings(),
+    );
+    assert_eq!(
+        d.status.submission.as_ref().unwrap().cancel_requested_at,
+        None
+    );
+}
+
+fn job_resumed_unmarked() -> MediaJob {
+    submitted(&enhance())
 }
 
 // --- submission and exactly-once ---
@@ -1327,8 +1393,20 @@ fn the_deadline_cancels_and_fails_the_job() {
     let mut job = enhance();
     job.spec.active_deadline_seconds = Some(600);
     let job = submitted(&job);
+    // The decision to cancel is recorded first (a raised deadline may undo it).
     let d = decide(
         &job,
+        &remote(RemoteState::Running { progress: 10.0 }),
+        clock(601),
+        &settings(),
+    );
+    assert_eq!(
+        (d.action, d.requeue_after),
+        (Action::None, Some(Duration::ZERO))
+    );
+    let marked = with_status(&job, d.status);
+    let d = decide(
+        &marked,
         &remote(RemoteState::Running { progress: 10.0 }),
         clock(601),
         &settings(),
@@ -1490,6 +1568,7 @@ fn unconfirmed_job() -> MediaJob {
         IntentLane {
             account: Some("acct".into()),
             fence: Some("f".into()),
+            intent_id: None,
         },
         at(0),
     );
@@ -1590,6 +1669,7 @@ fn a_deadline_with_an_unconfirmed_submission_finds_the_job_and_cancels_it() {
         clock(62),
         &settings(),
     );
+    let found = cancel_after_recording(&job, found, 62);
     assert_eq!(found.status.phase, Some(Phase::Failed));
     assert_eq!(reason(&found.status), "DeadlineExceeded");
     assert_eq!(
@@ -1599,6 +1679,24 @@ fn a_deadline_with_an_unconfirmed_submission_finds_the_job_and_cancels_it() {
             purpose: StopReason::Deadline
         }
     );
+}
+
+/// A search for a stop a user can undo found `j9`: the job and the decision to cancel it are
+/// recorded first (`found`); the next pass, on that status, cancels.
+fn cancel_after_recording(job: &MediaJob, found: Decision, t: i64) -> Decision {
+    assert_eq!(
+        (&found.action, found.requeue_after),
+        (&Action::None, Some(Duration::ZERO))
+    );
+    let record = found.status.submission.clone().unwrap();
+    assert_eq!(record.job_id.as_deref(), Some("j9"));
+    assert_eq!(record.cancel_requested_at, Some(Time(at(t))));
+    decide(
+        &with_status(job, found.status),
+        &ready(),
+        clock(t),
+        &settings(),
+    )
 }
 
 #[test]
@@ -1623,6 +1721,7 @@ fn suspending_a_job_whose_submission_is_unconfirmed_cancels_what_the_search_find
         clock(6),
         &settings(),
     );
+    let found = cancel_after_recording(&job, found, 6);
     assert_eq!(
         found.action,
         Action::Cancel {
@@ -1819,6 +1918,7 @@ fn a_spec_invalid_in_flight_ends_the_job_after_finding_a_lost_submission() {
         clock(6),
         &settings(),
     );
+    let found = cancel_after_recording(&job, found, 6);
     assert_eq!(found.status.phase, Some(Phase::Failed));
     assert_eq!(reason(&found.status), "InvalidSpec");
     assert_eq!(
@@ -2327,6 +2427,25 @@ fn every_wait() -> Vec<Wait> {
         )
         .waits_for("s3://out/ep42.wav does not exist")
         .until(At(retry_at)),
+    );
+    let mut suspended = submitted(&enhance());
+    suspended.spec.suspend = Some(true);
+    let marked = decide(&suspended, &ready(), clock(50), &s).status;
+    let resumed = decide(
+        &with_status(&enhance(), marked),
+        &remote(RemoteState::Cancelled),
+        clock(60),
+        &s,
+    );
+    waits.push(
+        Wait::new(
+            "resumed after a cancel whose answer was lost",
+            &enhance(),
+            resumed.status,
+            Reason::Resuming,
+        )
+        .waits_for("cancelled by this operator")
+        .until(Event("submitting again now")),
     );
 
     // A submission whose answer was lost.
