@@ -8,7 +8,8 @@
 //! API server holds.
 //!
 //! Every schedule is seeded; a failing seed is printed and replays exactly with
-//! `MEDIAJOB_SHELL_SIM_SEED=<seed> cargo test --test it shell_simulation -- --nocapture`.
+//! `MEDIAJOB_SHELL_SIM_SEED=<seed> cargo test --test it shell_simulation -- --nocapture`
+//! (with `MEDIAJOB_SHELL_SIM_LIVE=1`, each pass is printed as it starts).
 //! Each run checks:
 //! 1. a remote job is shown by at most one MediaJob, and only by the one that created it;
 //! 2. no MediaJob submits while a job it created earlier may still run;
@@ -52,6 +53,7 @@ const T0_SECOND: i64 = 1_800_000_000;
 /// Seeds that broke an invariant once, kept as regression cases (for this schedule generator:
 /// a change to the draws makes them other schedules).
 const REGRESSION_SEEDS: &[u64] = &[
+    3,   // a clean stop's claim release crashed outside any pass (a harness hang)
     55,  // a suspend's cancel whose answer was lost, then a resume: "cancelled outside"
     123, // a stale pass's failed intent write marked the stored intent (same attempt) unsent
     161, // as 55, for a job a suspend's search found
@@ -80,6 +82,9 @@ struct Faults {
     edit: f64,
     /// The share of MediaJobs with `activeDeadlineSeconds`.
     deadlines: f64,
+    /// Two releases, `rel-a` and `rel-b`, claiming the account: after a crash the other one may
+    /// take over, and now and then one stops cleanly and the other takes over.
+    releases: bool,
 }
 
 impl Faults {
@@ -100,6 +105,7 @@ impl Faults {
             suspend: [0.0, 0.01][rng.usize(..2)],
             edit: [0.0, 0.02][rng.usize(..2)],
             deadlines: [0.0, 0.3][rng.usize(..2)],
+            releases: rng.bool(),
         }
     }
 }
@@ -455,7 +461,9 @@ fn settings() -> Settings {
     }
 }
 
-fn options() -> OperatorOptions {
+/// The operator's options; with `release`, as that release in namespace `ops`, claiming the
+/// Media API account cluster wide (`account_claims.rs`).
+fn options(release: Option<&str>) -> OperatorOptions {
     let media = MediaApiSettings {
         auth_url: format!("http://{MEDIA_HOST}"),
         media_url: format!("http://{MEDIA_HOST}"),
@@ -465,11 +473,15 @@ fn options() -> OperatorOptions {
             app_secret: SecretString::new("sim-app-secret"),
         },
     };
+    let in_process = OperatorOptions::in_process(Scope::AllNamespaces, media);
     OperatorOptions {
         settings: settings(),
         preflight_refused: RefusedNetworks::parse(&[format!("{MEDIA_HOST}/32")])
             .expect("a network"),
-        ..OperatorOptions::in_process(Scope::AllNamespaces, media)
+        release: release.map_or(in_process.release.clone(), str::to_string),
+        operator_namespace: release.map(|_| "ops".to_string()),
+        account_claim_duration: Duration::from_secs(3),
+        ..in_process
     }
 }
 
@@ -496,6 +508,10 @@ fn manifest(i: usize, deadline: Option<i64>) -> MediaJob {
 struct Process {
     ctx: Arc<Context>,
     store: Writer<MediaJob>,
+    /// The release it is (`None`: claims off).
+    release: Option<&'static str>,
+    /// When it last renewed its claims (virtual ms).
+    maintained_at: i64,
 }
 
 struct World {
@@ -533,6 +549,7 @@ impl World {
         wall: &WallClock,
         model: &Arc<Mutex<Model>>,
         fate: &Arc<Mutex<Arc<Fate>>>,
+        release: Option<&'static str>,
     ) -> Process {
         let connector = {
             let api = ModelApi {
@@ -541,8 +558,12 @@ impl World {
             };
             Arc::new(move |_: &str| Arc::new(api.clone()) as Arc<dyn MediaApi>)
         };
-        let ctx = Context::new(client.clone(), Arc::new(Metrics::default()), &options())
-            .with_edges(wall.clone(), Some(connector));
+        let ctx = Context::new(
+            client.clone(),
+            Arc::new(Metrics::default()),
+            &options(release),
+        )
+        .with_edges(wall.clone(), Some(connector));
         // The controller's store: complete (a consistent list) before any lane is handed out.
         let mut store = Writer::<MediaJob>::default();
         store.apply_watcher_event(&watcher::Event::Init);
@@ -559,6 +580,8 @@ impl World {
         Process {
             ctx: Arc::new(ctx),
             store,
+            release,
+            maintained_at: i64::MIN,
         }
     }
 
@@ -616,7 +639,23 @@ impl World {
                 ""
             }
         ));
-        let pass = reconcile(Arc::new(copy), self.process.ctx.clone());
+        // The live release renews its claims every third of their duration, as its upkeep task
+        // would; its requests may crash it like a pass's.
+        let ctx = self.process.ctx.clone();
+        let maintain = self.process.release.is_some()
+            && self.at().saturating_sub(self.process.maintained_at) >= 1000;
+        if maintain {
+            self.process.maintained_at = self.at();
+        }
+        if std::env::var("MEDIAJOB_SHELL_SIM_LIVE").is_ok() {
+            eprintln!("{}", self.trace.last().unwrap());
+        }
+        let pass = async move {
+            if maintain {
+                ctx.account_claims.maintain().await;
+            }
+            reconcile(Arc::new(copy), ctx).await
+        };
         let result = tokio::select! {
             biased;
             () = fate.notify.notified() => None,
@@ -633,12 +672,15 @@ impl World {
                 crashed: AtomicBool::new(false),
                 notify: tokio::sync::Notify::new(),
             });
+            // The same release restarts, or the other one takes over.
+            let release = self.next_release();
             self.process = Self::start_process(
                 &self.client,
                 &self.api,
                 &self.wall,
                 &self.model,
                 &self.connector_fate,
+                release,
             )
             .await;
             return;
@@ -649,6 +691,48 @@ impl World {
                 .store
                 .apply_watcher_event(&watcher::Event::Apply(latest));
         }
+    }
+
+    /// After a crash: the same release, or (with two) the other one half of the time.
+    fn next_release(&mut self) -> Option<&'static str> {
+        match self.process.release {
+            Some(current) if self.rng.bool() => {
+                Some(if current == "rel-a" { "rel-b" } else { "rel-a" })
+            }
+            same => same,
+        }
+    }
+
+    /// With two releases, now and then the live one stops cleanly (releasing its claims) and the
+    /// other takes over.
+    async fn hand_over(&mut self) {
+        let Some(current) = self.process.release else {
+            return;
+        };
+        if self.rng.f64() >= 0.005 {
+            return;
+        }
+        self.trace
+            .push(format!("{} {current} stops cleanly", self.at()));
+        // A clean stop: its requests do not crash.
+        *self.connector_fate.lock().unwrap() = Arc::new(Fate {
+            rng: Mutex::new(fastrand::Rng::with_seed(0)),
+            crash: 0.0,
+            kube_error: 0.0,
+            crashed: AtomicBool::new(false),
+            notify: tokio::sync::Notify::new(),
+        });
+        self.process.ctx.account_claims.release_all().await;
+        let other = if current == "rel-a" { "rel-b" } else { "rel-a" };
+        self.process = Self::start_process(
+            &self.client,
+            &self.api,
+            &self.wall,
+            &self.model,
+            &self.connector_fate,
+            Some(other),
+        )
+        .await;
     }
 
     /// What users do between passes: delete a MediaJob, suspend one, resume one.
@@ -785,7 +869,8 @@ async fn run(seed: u64) -> (Vec<String>, Faults) {
         wall: wall.clone(),
         violations: vec![],
     }));
-    let process = World::start_process(&operator_client, &api, &wall, &model, &fate).await;
+    let first = faults.releases.then_some("rel-a");
+    let process = World::start_process(&operator_client, &api, &wall, &model, &fate, first).await;
     let mut world = World {
         rng,
         api,
@@ -810,6 +895,7 @@ async fn run(seed: u64) -> (Vec<String>, Faults) {
     while world.at() < 300_000 {
         tokio::time::sleep(Duration::from_millis(world.rng.u64(1..400))).await;
         world.users(n).await;
+        world.hand_over().await;
         let i = world.rng.usize(..n);
         world.pass(i).await;
         let jobs = world
@@ -927,7 +1013,33 @@ async fn run(seed: u64) -> (Vec<String>, Faults) {
     (violations, faults)
 }
 
+/// The schedule running now, for the watchdog.
+static RUNNING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// A schedule whose runtime waits on nothing it can time out (paused time with no timer: a
+/// future that can never complete) would hang the suite: after `limit` of real time on one
+/// schedule, the process says which and exits.
+fn watchdog(limit: Duration) {
+    std::thread::spawn(move || {
+        let mut last = u64::MAX;
+        let mut since = std::time::Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = RUNNING.load(Ordering::SeqCst);
+            if now != last {
+                (last, since) = (now, std::time::Instant::now());
+            } else if now != u64::MAX && since.elapsed() > limit {
+                eprintln!(
+                    "shell_simulation: schedule {now} made no progress for {limit:?}: it waits on something that never comes (replay: MEDIAJOB_SHELL_SIM_SEED={now} MEDIAJOB_SHELL_SIM_LIVE=1)"
+                );
+                std::process::exit(101);
+            }
+        }
+    });
+}
+
 async fn check(seed: u64) {
+    RUNNING.store(seed, Ordering::SeqCst);
     let (violations, faults) = run(seed).await;
     assert!(
         violations.is_empty(),
@@ -938,6 +1050,7 @@ async fn check(seed: u64) {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_real_shell_keeps_exactly_once_across_faults_and_crashes() {
+    watchdog(Duration::from_secs(60));
     if let Ok(seed) = std::env::var("MEDIAJOB_SHELL_SIM_SEED") {
         check(seed.parse().expect("a u64 seed")).await;
         return;

@@ -209,6 +209,8 @@ pub struct AccountClaims {
     settings: ClaimSettings,
     accounts: Mutex<HashMap<String, Account>>,
     last_clean_up: Mutex<Option<Instant>>,
+    /// Wall time for the claims' times (`clock.rs`).
+    wall: super::clock::WallClock,
 }
 
 impl std::fmt::Debug for AccountClaims {
@@ -234,7 +236,13 @@ impl AccountClaims {
             settings,
             accounts: Mutex::new(HashMap::new()),
             last_clean_up: Mutex::new(None),
+            wall: super::clock::WallClock::System,
         }
+    }
+
+    /// Claims on another wall clock (before any claim is looked at).
+    pub fn set_wall(&mut self, wall: super::clock::WallClock) {
+        self.wall = wall;
     }
 
     pub fn settings(&self) -> &ClaimSettings {
@@ -250,7 +258,7 @@ impl AccountClaims {
         let accounts = self.accounts.lock().unwrap();
         matches!(
             accounts.get(account).map(|a| &a.state),
-            Some(State::Ours { renewed_at, .. }) if renewed_at.elapsed() < self.settings.renew_deadline()
+            Some(State::Ours { renewed_at, .. }) if super::clock::since(*renewed_at) < self.settings.renew_deadline()
         )
     }
 
@@ -261,7 +269,7 @@ impl AccountClaims {
                 submit_from: Timestamp::MIN,
             };
         };
-        let now = Instant::now();
+        let now = super::clock::instant();
         let unchanged_since = {
             let mut accounts = self.accounts.lock().unwrap();
             if !accounts.contains_key(account) {
@@ -279,7 +287,7 @@ impl AccountClaims {
                     renewed_at,
                     submit_from,
                     ..
-                } if renewed_at.elapsed() < self.settings.renew_deadline() => {
+                } if super::clock::since(*renewed_at) < self.settings.renew_deadline() => {
                     return Claim::Ours {
                         submit_from: *submit_from,
                     };
@@ -290,13 +298,15 @@ impl AccountClaims {
                     unchanged_since,
                     duration,
                     ..
-                } if looked_at.elapsed() < THEIRS_FOR && unchanged_since.elapsed() < *duration => {
+                } if super::clock::since(*looked_at) < THEIRS_FOR
+                    && super::clock::since(*unchanged_since) < *duration =>
+                {
                     return Claim::Theirs {
                         owner: owner.clone(),
-                        takeover_in: duration.saturating_sub(unchanged_since.elapsed()),
+                        takeover_in: duration.saturating_sub(super::clock::since(*unchanged_since)),
                     };
                 }
-                State::Unknown { message, at } if at.elapsed() < UNKNOWN_FOR => {
+                State::Unknown { message, at } if super::clock::since(*at) < UNKNOWN_FOR => {
                     return Claim::Unknown {
                         message: message.clone(),
                     };
@@ -321,7 +331,7 @@ impl AccountClaims {
                 ..
             } => Claim::Theirs {
                 owner: owner.clone(),
-                takeover_in: duration.saturating_sub(unchanged_since.elapsed()),
+                takeover_in: duration.saturating_sub(super::clock::since(*unchanged_since)),
             },
             State::Unknown { message, .. } => Claim::Unknown {
                 message: message.clone(),
@@ -348,14 +358,14 @@ impl AccountClaims {
             message: format!(
                 "cannot read or write the account claim (MediaApiAccountClaim {name}): {e}"
             ),
-            at: Instant::now(),
+            at: super::clock::instant(),
         };
         let existing = match api.get_opt(&name).await {
             Ok(existing) => existing,
             Err(e) => return unknown(e),
         };
-        let now = Timestamp::now();
-        let before_write = Instant::now();
+        let now = self.wall.now();
+        let before_write = super::clock::instant();
         let Some(existing) = existing else {
             let claim = MediaApiAccountClaim {
                 metadata: ObjectMeta {
@@ -381,7 +391,11 @@ impl AccountClaims {
             Some((seen_version, since)) if seen_version == version => since,
             _ => before_write,
         };
-        let judgement = judge(&existing.spec, &self.me, unchanged_since.elapsed());
+        let judgement = judge(
+            &existing.spec,
+            &self.me,
+            super::clock::since(unchanged_since),
+        );
         let submit_from = submit_from(&judgement, now, &self.settings);
         if let Judgement::Theirs { owner } = judgement {
             return State::Theirs {
@@ -389,7 +403,7 @@ impl AccountClaims {
                 version,
                 unchanged_since,
                 duration: claim_duration(&existing.spec),
-                looked_at: Instant::now(),
+                looked_at: super::clock::instant(),
             };
         }
         let taken = judgement != Judgement::Ours;
@@ -452,7 +466,7 @@ impl AccountClaims {
         if let Some(entry) = accounts.get_mut(account) {
             entry.in_flight = entry.in_flight.saturating_sub(1);
             if unknown {
-                let until = add(Timestamp::now(), self.settings.late_job);
+                let until = add(self.wall.now(), self.settings.late_job);
                 entry.quiet_until = Some(entry.quiet_until.map_or(until, |q| q.max(until)));
             }
         }
@@ -463,7 +477,7 @@ impl AccountClaims {
     /// [`ClaimSettings::renew_every`] by the controllers' owner.
     pub async fn maintain(&self) {
         let Some(api) = &self.api else { return };
-        let now = Instant::now();
+        let now = super::clock::instant();
         let mut renew = vec![];
         let mut give_up = vec![];
         {
@@ -471,7 +485,7 @@ impl AccountClaims {
             accounts.retain(|account, entry| {
                 let idle = now.duration_since(entry.last_used) >= IDLE_AFTER
                     && entry.in_flight == 0
-                    && entry.quiet_until.is_none_or(|q| q <= Timestamp::now());
+                    && entry.quiet_until.is_none_or(|q| q <= self.wall.now());
                 match &entry.state {
                     State::Ours { claim, .. } if idle => {
                         give_up.push((account.clone(), claim.clone()));
@@ -500,7 +514,7 @@ impl AccountClaims {
         }
         let due = {
             let mut last = self.last_clean_up.lock().unwrap();
-            let due = last.is_none_or(|at| at.elapsed() >= CLEAN_UP_EVERY);
+            let due = last.is_none_or(|at| super::clock::since(at) >= CLEAN_UP_EVERY);
             if due {
                 *last = Some(now);
             }
@@ -517,9 +531,9 @@ impl AccountClaims {
         account: &str,
         claim: &MediaApiAccountClaim,
     ) {
-        let before_write = Instant::now();
+        let before_write = super::clock::instant();
         let mut renewed = claim.clone();
-        renewed.spec.renew_time = Some(Time(Timestamp::now()));
+        renewed.spec.renew_time = Some(Time(self.wall.now()));
         let result = api
             .replace(&claim.name_any(), &PostParams::default(), &renewed)
             .await;
@@ -550,7 +564,7 @@ impl AccountClaims {
                         "the account claim changed under this release ({})",
                         e.message
                     ),
-                    at: Instant::now(),
+                    at: super::clock::instant(),
                 };
             }
             // Kept until the renew deadline passes (`holds_now` then says no).
@@ -568,7 +582,7 @@ impl AccountClaims {
                 return;
             }
         };
-        let now = Timestamp::now();
+        let now = self.wall.now();
         for claim in claims.iter().filter(|c| left_behind(&c.spec, now)) {
             match delete_if_unchanged(api, claim).await {
                 Ok(()) => {
@@ -588,7 +602,7 @@ impl AccountClaims {
         let Some(api) = &self.api else { return };
         let held: Vec<(MediaApiAccountClaim, Timestamp)> = {
             let mut accounts = self.accounts.lock().unwrap();
-            let now = Timestamp::now();
+            let now = self.wall.now();
             let mut held = vec![];
             for entry in accounts.values() {
                 if let State::Ours { claim, .. } = &entry.state {
@@ -615,7 +629,7 @@ impl AccountClaims {
         for (mut claim, quiet_until) in held {
             let name = claim.name_any();
             claim.spec.holder = String::new();
-            claim.spec.renew_time = Some(Time(Timestamp::now()));
+            claim.spec.renew_time = Some(Time(self.wall.now()));
             claim.spec.quiet_until = Some(Time(quiet_until));
             match api.replace(&name, &PostParams::default(), &claim).await {
                 Ok(_) => info!(%name, %quiet_until, "released the Media API account's claim"),
@@ -810,7 +824,7 @@ mod tests {
 
     #[test]
     fn looks_at_other_releases_claims_are_bounded() {
-        let now = Instant::now();
+        let now = crate::reconciler::clock::instant();
         let mut accounts = HashMap::new();
         let theirs = |i: u64| Account {
             state: State::Theirs {
@@ -851,7 +865,7 @@ mod tests {
                 renewed_at,
                 submit_from: Timestamp::MIN,
             },
-            last_used: Instant::now(),
+            last_used: crate::reconciler::clock::instant(),
             in_flight: 0,
             quiet_until: None,
         };
@@ -859,11 +873,11 @@ mod tests {
             .accounts
             .lock()
             .unwrap()
-            .insert("acct".into(), ours(Instant::now()));
+            .insert("acct".into(), ours(crate::reconciler::clock::instant()));
         assert!(claims.holds_now("acct"));
         assert!(!claims.holds_now("other"), "an account never claimed");
         // Renewed 2 s ago: past two thirds of a 3 s claim, another release may soon take it.
-        let stale = Instant::now() - Duration::from_secs(2);
+        let stale = crate::reconciler::clock::instant() - Duration::from_secs(2);
         claims
             .accounts
             .lock()
@@ -882,7 +896,7 @@ mod tests {
             "acct".into(),
             Account {
                 state: State::NotLooked,
-                last_used: Instant::now(),
+                last_used: crate::reconciler::clock::instant(),
                 in_flight: 0,
                 quiet_until: None,
             },

@@ -10,6 +10,11 @@ pub fn instant() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// How long since `at` (an `instant()`), never negative.
+pub fn since(at: std::time::Instant) -> std::time::Duration {
+    instant().saturating_duration_since(at)
+}
+
 /// Where wall time comes from.
 #[derive(Clone, Debug, Default)]
 pub enum WallClock {

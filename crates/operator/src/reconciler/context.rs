@@ -152,6 +152,7 @@ impl Context {
         connector: Option<super::media_clients::Connector>,
     ) -> Self {
         self.lanes = Mutex::new(Lanes::new(wall.now(), self.settings.search.skew));
+        self.account_claims.set_wall(wall.clone());
         self.wall = wall;
         if let Some(connector) = connector {
             self.media = MediaClients::new(
