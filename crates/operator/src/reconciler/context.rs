@@ -691,7 +691,7 @@ impl Context {
         if self
             .memory
             .input_readable_since(uid, generation, credentials)
-            .is_some_and(|at| at.elapsed() < READABLE_FOR)
+            .is_some_and(|at| super::clock::since(at) < READABLE_FOR)
         {
             return Preflight::Readable;
         }

@@ -70,7 +70,7 @@ impl SecretCache {
     ) -> Result<Option<Arc<Secret>>, kube::Error> {
         let key = (namespace.to_string(), name.to_string());
         if let Some((read_at, secret)) = self.entries.lock().unwrap().map.get(&key)
-            && read_at.elapsed() < SECRET_CACHE_TTL
+            && super::clock::since(*read_at) < SECRET_CACHE_TTL
         {
             return Ok(secret.clone());
         }
