@@ -130,6 +130,17 @@ struct Fate {
 }
 
 impl Fate {
+    /// No crash and no error (between passes, a clean stop).
+    fn calm() -> Arc<Fate> {
+        Arc::new(Fate {
+            rng: Mutex::new(fastrand::Rng::with_seed(0)),
+            crash: 0.0,
+            kube_error: 0.0,
+            crashed: AtomicBool::new(false),
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
     /// Whether this call crashes the process, and where.
     fn draw(&self) -> Option<CrashPoint> {
         let mut rng = self.rng.lock().unwrap();
@@ -665,13 +676,7 @@ impl World {
             self.crashes += 1;
             self.trace
                 .push(format!("{} crash in a pass of {name}", self.at()));
-            *self.connector_fate.lock().unwrap() = Arc::new(Fate {
-                rng: Mutex::new(fastrand::Rng::with_seed(0)),
-                crash: 0.0,
-                kube_error: 0.0,
-                crashed: AtomicBool::new(false),
-                notify: tokio::sync::Notify::new(),
-            });
+            *self.connector_fate.lock().unwrap() = Fate::calm();
             // The same release restarts, or the other one takes over.
             let release = self.next_release();
             self.process = Self::start_process(
@@ -715,13 +720,7 @@ impl World {
         self.trace
             .push(format!("{} {current} stops cleanly", self.at()));
         // A clean stop: its requests do not crash.
-        *self.connector_fate.lock().unwrap() = Arc::new(Fate {
-            rng: Mutex::new(fastrand::Rng::with_seed(0)),
-            crash: 0.0,
-            kube_error: 0.0,
-            crashed: AtomicBool::new(false),
-            notify: tokio::sync::Notify::new(),
-        });
+        *self.connector_fate.lock().unwrap() = Fate::calm();
         self.process.ctx.account_claims.release_all().await;
         let other = if current == "rel-a" { "rel-b" } else { "rel-a" };
         self.process = Self::start_process(
@@ -827,13 +826,7 @@ async fn run(seed: u64) -> (Vec<String>, Faults) {
         .in_process(kube_support::operator_crds())
         .expect("the double");
     let client = server.client();
-    let fate = Arc::new(Mutex::new(Arc::new(Fate {
-        rng: Mutex::new(fastrand::Rng::with_seed(0)),
-        crash: 0.0,
-        kube_error: 0.0,
-        crashed: AtomicBool::new(false),
-        notify: tokio::sync::Notify::new(),
-    })));
+    let fate = Arc::new(Mutex::new(Fate::calm()));
     let operator_client = kube::Client::new(
         server.router().layer(axum::middleware::from_fn_with_state(
             fate.clone(),

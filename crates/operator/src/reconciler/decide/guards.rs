@@ -58,6 +58,31 @@ impl<'a> Pass<'a> {
         &self.settings.timing
     }
 
+    /// The job waits in `phase` for what `message` says (`reason`), and is looked at again
+    /// after `requeue_after`.
+    fn wait(
+        &self,
+        mut status: MediaJobStatus,
+        phase: Phase,
+        reason: Reason,
+        message: &str,
+        requeue_after: Option<Duration>,
+    ) -> Decision {
+        set_waiting(
+            &mut status,
+            phase,
+            reason,
+            message,
+            self.generation,
+            self.now,
+        );
+        Decision {
+            status,
+            action: Action::None,
+            requeue_after,
+        }
+    }
+
     /// The remote job of this MediaJob: recorded in status, or only in the shell's memory.
     fn known_job(&self) -> Option<String> {
         self.current_job
@@ -349,25 +374,19 @@ fn account_changed(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> O
         return None;
     }
     let timing = p.timing();
-    let mut status = status.clone();
+    let status = status.clone();
     let message = format!(
         "the Media API app key changed since this job was submitted; the operator cannot see the submitted job with the new key. Waiting until the previous key is restored (Secrets are watched; also re-read every {}): restore it until the job finishes, or delete the MediaJob",
         short_duration(timing.secret_recheck)
     );
     let phase = status.phase.unwrap_or(Phase::Pending);
-    set_waiting(
-        &mut status,
+    Some(p.wait(
+        status,
         phase,
         Reason::MediaApiAccountChanged,
         &message,
-        p.generation,
-        p.now,
-    );
-    Some(Decision {
-        status,
-        action: Action::None,
-        requeue_after: Some(timing.secret_recheck),
-    })
+        Some(timing.secret_recheck),
+    ))
 }
 
 /// A submission in flight: follow its job, or resolve an intent without a job id.
@@ -451,20 +470,13 @@ fn waiting_for_credentials(
     status: &mut MediaJobStatus,
 ) -> Option<Decision> {
     let (reason, message) = credentials_wait(p)?;
-    let mut status = status.clone();
-    set_waiting(
-        &mut status,
+    Some(p.wait(
+        status.clone(),
         Phase::Pending,
         reason,
         &message,
-        p.generation,
-        p.now,
-    );
-    Some(Decision {
-        status,
-        action: Action::None,
-        requeue_after: Some(p.timing().secret_recheck),
-    })
+        Some(p.timing().secret_recheck),
+    ))
 }
 
 /// What a job waits for when its credentials cannot be used, and the words saying so. The
@@ -537,20 +549,18 @@ fn waiting_for_capacity(
     if p.observed.admitted {
         return None;
     }
-    let mut status = status.clone();
     let message = "waiting for a slot: the operator's limit of jobs in flight is reached; queued until a job in flight finishes or gives its slot back (slots go to waiting jobs fairly across namespaces)";
-    set_waiting(
-        &mut status,
+    let waiting = p.wait(
+        status.clone(),
         Phase::Queued,
         Reason::WaitingForCapacity,
         message,
-        p.generation,
-        p.now,
+        Some(p.timing().queued_recheck),
     );
+    // The shell asks for a slot; without one, it writes this.
     Some(Decision {
-        status,
         action: Action::NeedSlot,
-        requeue_after: Some(p.timing().queued_recheck),
+        ..waiting
     })
 }
 
@@ -658,19 +668,13 @@ fn input_refused(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> Opt
         "the input {location} cannot be read: its server answered {code} ({name}) to a HEAD made with the job's credentials and endpoint. Nothing is submitted until it can be read; checked again at {}, or at once when the Secret or the spec changes",
         stamp(check_at)
     );
-    set_waiting(
-        &mut status,
+    Some(p.wait(
+        status,
         Phase::Pending,
         Reason::InputNotReadable,
         &message,
-        p.generation,
-        p.now,
-    );
-    Some(Decision {
-        status,
-        action: Action::None,
-        requeue_after: Some(backoff),
-    })
+        Some(backoff),
+    ))
 }
 
 /// Nothing in the way: the input is checked, then the next attempt is submitted.
