@@ -143,20 +143,18 @@ impl Fate {
 
     /// Whether this call crashes the process, and where.
     fn draw(&self) -> Option<CrashPoint> {
-        let mut rng = self.rng.lock().unwrap();
-        (rng.f64() < self.crash).then(|| {
-            if rng.bool() {
-                CrashPoint::Before
-            } else {
-                CrashPoint::After
-            }
-        })
+        self.point(self.crash)
     }
 
     /// Whether a Kubernetes request fails with a 500 (the process lives), and where.
     fn kube_error(&self) -> Option<CrashPoint> {
+        self.point(self.kube_error)
+    }
+
+    /// With probability `chance`, a point of the call: before it is sent, or after it took effect.
+    fn point(&self, chance: f64) -> Option<CrashPoint> {
         let mut rng = self.rng.lock().unwrap();
-        (rng.f64() < self.kube_error).then(|| {
+        (rng.f64() < chance).then(|| {
             if rng.bool() {
                 CrashPoint::Before
             } else {
