@@ -661,7 +661,7 @@ impl World {
         }
         let pass = async move {
             if maintain {
-                ctx.account_claims.maintain().await;
+                ctx.submissions.claims.maintain().await;
             }
             reconcile(Arc::new(copy), ctx).await
         };
@@ -719,7 +719,7 @@ impl World {
             .push(format!("{} {current} stops cleanly", self.at()));
         // A clean stop: its requests do not crash.
         *self.connector_fate.lock().unwrap() = Fate::calm();
-        self.process.ctx.account_claims.release_all().await;
+        self.process.ctx.submissions.claims.release_all().await;
         let other = if current == "rel-a" { "rel-b" } else { "rel-a" };
         self.process = Self::start_process(
             &self.client,

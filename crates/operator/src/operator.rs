@@ -70,10 +70,10 @@ pub async fn start(
     let claims_upkeep = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let every = ctx.account_claims.settings().renew_every();
+            let every = ctx.submissions.claims.settings().renew_every();
             loop {
                 tokio::time::sleep(every).await;
-                ctx.account_claims.maintain().await;
+                ctx.submissions.claims.maintain().await;
             }
         })
     };
@@ -124,7 +124,7 @@ pub async fn start(
     // Nothing is submitted any more. Released only while this replica still leads: one that lost
     // the leader Lease must not touch claims the new leader of its release is renewing.
     if claims_ctx.deps.fence.may_write() {
-        claims_ctx.account_claims.release_all().await;
+        claims_ctx.submissions.claims.release_all().await;
     }
     drop(claims_ctx);
     metrics.leader.set(0);

@@ -91,10 +91,6 @@ pub async fn wait_for_crd(
 /// How often the memory of MediaJobs gone from the store is swept.
 const MEMORY_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// A lane nobody holds and nobody used for this long is forgotten (its fence is older than any
-/// search window).
-const LANE_IDLE: Duration = Duration::from_secs(3600);
-
 /// Aborts its tasks when dropped: tasks a future spawned end with it, as they would with the
 /// process (a test that "kills" an in-process operator by dropping its future must not leave its
 /// controllers running behind).
@@ -174,12 +170,7 @@ pub async fn run_controllers(
                         );
                     }
                 }
-                ctx.prune_lanes();
-                ctx.lanes
-                    .lock()
-                    .unwrap()
-                    .forget_idle(LANE_IDLE, jiff::Timestamp::now());
-                let woken = ctx.wake_free_lanes();
+                let woken = ctx.submissions.sweep();
                 if let Some(before) = Instant::now().checked_sub(ECHO_WAIT_LIMIT) {
                     ctx.echoes.forget_settled_before(before);
                 }
@@ -312,7 +303,7 @@ async fn run_one(
             move |secret: PartialObjectMeta<Secret>| {
                 let namespace = secret.namespace().unwrap_or_default();
                 let name = secret.name_any();
-                ctx.invalidate_secret(&namespace, &name);
+                ctx.credentials.invalidate_secret(&namespace, &name);
                 let jobs = index.jobs_naming(&namespace, &name);
                 for job in &jobs {
                     ctx.memory.mark_credentials_changed(&namespace, &job.name);
