@@ -46,119 +46,141 @@ struct InputMemory {
 /// At most this many replaced versions are remembered per job (a pass writes at most twice).
 const REPLACED_KEPT: usize = 4;
 
+/// Everything remembered of one job, in three parts with their own ends: `follow` while the job
+/// runs (forgotten when it finishes), `input` while it waits to submit, and `replaced` until the
+/// watch has caught up with this process's own writes (the echo of a finished job's last write
+/// still needs it). The whole record goes when every part is empty, when the job is deleted,
+/// or when the sweep finds it gone from the store. The parts are boxed: the thousands of jobs
+/// waiting for a lane keep an input check and nothing else.
+#[derive(Default, Debug)]
+struct JobMemory {
+    follow: Option<Box<Entry>>,
+    input: Option<Box<InputMemory>>,
+    replaced: Vec<String>,
+}
+
+impl JobMemory {
+    fn is_empty(&self) -> bool {
+        self.follow.is_none() && self.input.is_none() && self.replaced.is_empty()
+    }
+
+    fn parts(&self) -> usize {
+        usize::from(self.follow.is_some())
+            + usize::from(self.input.is_some())
+            + usize::from(!self.replaced.is_empty())
+    }
+}
+
+/// Per-job memory: one record per job uid, created on first use. Besides it, the Secret changes
+/// not yet seen by their jobs' passes, by job name: a Secret event knows names, not uids.
 #[derive(Default, Debug)]
 pub struct Memory {
-    entries: Mutex<HashMap<String, Entry>>,
-    inputs: Mutex<HashMap<String, InputMemory>>,
-    /// The versions of each job that this process's own writes replaced, kept until a pass is
-    /// given any other version (the watch has caught up). Apart from `entries`: a finished
-    /// job's entry is forgotten at its last write, whose echo still needs this.
-    replaced_by_own_writes: Mutex<HashMap<String, Vec<String>>>,
+    jobs: Mutex<HashMap<String, JobMemory>>,
     /// Jobs (namespace, name) one of whose Secrets changed since their last pass.
     credentials_changed: Mutex<HashSet<(String, String)>>,
 }
 
 impl Memory {
+    /// Reads the running part of `uid`'s record.
+    fn follow<T>(&self, uid: &str, read: impl FnOnce(&Entry) -> T) -> Option<T> {
+        let jobs = self.jobs.lock().unwrap();
+        jobs.get(uid)?.follow.as_deref().map(read)
+    }
+
+    /// Changes the running part of `uid`'s record, creating it.
+    fn follow_mut<T>(&self, uid: &str, change: impl FnOnce(&mut Entry) -> T) -> T {
+        let mut jobs = self.jobs.lock().unwrap();
+        let job = jobs.entry(uid.to_string()).or_default();
+        change(job.follow.get_or_insert_default())
+    }
+
+    /// Changes the running part of `uid`'s record if there is one.
+    fn follow_if<T>(&self, uid: &str, change: impl FnOnce(&mut Entry) -> T) -> Option<T> {
+        let mut jobs = self.jobs.lock().unwrap();
+        jobs.get_mut(uid)?.follow.as_deref_mut().map(change)
+    }
+
+    fn input<T>(&self, uid: &str, read: impl FnOnce(&InputMemory) -> T) -> Option<T> {
+        let jobs = self.jobs.lock().unwrap();
+        jobs.get(uid)?.input.as_deref().map(read)
+    }
+
+    fn input_mut<T>(&self, uid: &str, change: impl FnOnce(&mut InputMemory) -> T) -> T {
+        let mut jobs = self.jobs.lock().unwrap();
+        let job = jobs.entry(uid.to_string()).or_default();
+        change(job.input.get_or_insert_default())
+    }
+
     /// True when the job has never been polled by this process or its poll time has come.
     pub fn poll_due(&self, uid: &str, now: Instant) -> bool {
-        let entries = self.entries.lock().unwrap();
-        entries
-            .get(uid)
-            .and_then(|e| e.next_poll)
+        self.follow(uid, |e| e.next_poll)
+            .flatten()
             .is_none_or(|t| now >= t)
     }
 
     /// How long until the scheduled poll, if one is scheduled.
     pub fn poll_scheduled_in(&self, uid: &str, now: Instant) -> Option<Duration> {
-        let entries = self.entries.lock().unwrap();
-        let at = entries.get(uid)?.next_poll?;
+        let at = self.follow(uid, |e| e.next_poll).flatten()?;
         Some(at.saturating_duration_since(now))
     }
 
     pub fn set_next_poll(&self, uid: &str, at: Instant) {
-        self.entries
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .next_poll = Some(at);
+        self.follow_mut(uid, |e| e.next_poll = Some(at));
     }
 
     pub fn progress(&self, uid: &str) -> Option<(jiff::Timestamp, f64)> {
-        self.entries.lock().unwrap().get(uid)?.progress
+        self.follow(uid, |e| e.progress).flatten()
     }
 
     pub fn set_progress(&self, uid: &str, at: jiff::Timestamp, progress: f64) {
-        self.entries
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .progress = Some((at, progress));
+        self.follow_mut(uid, |e| e.progress = Some((at, progress)));
     }
 
     /// When a poll last found the job pending or running.
     pub fn unfinished_at(&self, uid: &str) -> Option<jiff::Timestamp> {
-        self.entries.lock().unwrap().get(uid)?.unfinished_at
+        self.follow(uid, |e| e.unfinished_at).flatten()
     }
 
     pub fn set_unfinished_at(&self, uid: &str, at: jiff::Timestamp) {
-        self.entries
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .unfinished_at = Some(at);
+        self.follow_mut(uid, |e| e.unfinished_at = Some(at));
     }
 
     /// A poll is about to be made: the pass that made it schedules the next one.
     pub fn note_polled(&self, uid: &str) {
-        self.entries
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .polled = true;
+        self.follow_mut(uid, |e| e.polled = true);
     }
 
     /// Sets the next poll if this pass polled or none is scheduled; a pass that did not poll
     /// (our own status write coming back through the watch, a Secret event) keeps the schedule
     /// the last poll made, which knew more (the job's progress).
     pub fn schedule_poll(&self, uid: &str, at: Instant) {
-        let mut entries = self.entries.lock().unwrap();
-        let entry = entries.entry(uid.to_string()).or_default();
-        if std::mem::take(&mut entry.polled) || entry.next_poll.is_none() {
-            entry.next_poll = Some(at);
-        }
+        self.follow_mut(uid, |e| {
+            if std::mem::take(&mut e.polled) || e.next_poll.is_none() {
+                e.next_poll = Some(at);
+            }
+        });
     }
 
     /// A completion callback arrived: the next pass polls whatever the schedule said.
     pub fn poll_now(&self, uid: &str) {
-        if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
-            e.next_poll = None;
-        }
+        self.follow_if(uid, |e| e.next_poll = None);
     }
 
     /// The job id submitted for `attempt`, if this process made that submission.
     pub fn submitted(&self, uid: &str, attempt: i32) -> Option<String> {
-        let entries = self.entries.lock().unwrap();
-        let (at, job_id) = entries.get(uid)?.submitted.as_ref()?;
-        (*at == attempt).then(|| job_id.clone())
+        self.follow(uid, |e| match &e.submitted {
+            Some((at, job_id)) if *at == attempt => Some(job_id.clone()),
+            _ => None,
+        })
+        .flatten()
     }
 
     pub fn set_submitted(&self, uid: &str, attempt: i32, job_id: &str) {
-        self.entries
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .submitted = Some((attempt, job_id.to_string()));
+        self.follow_mut(uid, |e| e.submitted = Some((attempt, job_id.to_string())));
     }
 
     pub fn clear_submitted(&self, uid: &str) {
-        if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
-            e.submitted = None;
-        }
+        self.follow_if(uid, |e| e.submitted = None);
     }
 
     /// A Secret the job names changed: its next pass need not wait out a credentials backoff.
@@ -178,86 +200,60 @@ impl Memory {
     }
 
     pub fn empty_searches(&self, uid: &str) -> u32 {
-        let entries = self.entries.lock().unwrap();
-        entries.get(uid).map_or(0, |e| e.empty_searches)
+        self.follow(uid, |e| e.empty_searches).unwrap_or(0)
     }
 
     pub fn set_empty_searches(&self, uid: &str, n: u32) {
-        self.entries
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .empty_searches = n;
+        self.follow_mut(uid, |e| e.empty_searches = n);
     }
 
     pub fn empty_looks(&self, uid: &str) -> u32 {
-        let entries = self.entries.lock().unwrap();
-        entries.get(uid).map_or(0, |e| e.empty_looks)
+        self.follow(uid, |e| e.empty_looks).unwrap_or(0)
     }
 
     pub fn set_empty_looks(&self, uid: &str, n: u32) {
-        self.entries
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .empty_looks = n;
+        self.follow_mut(uid, |e| e.empty_looks = n);
     }
 
     pub fn set_unsent(&self, uid: &str, intent_id: &str) {
-        self.entries
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .unsent = Some(intent_id.to_string());
+        self.follow_mut(uid, |e| e.unsent = Some(intent_id.to_string()));
     }
 
     /// A new intent was stored (and its request is about to be sent): forget an older unsent one
     /// of the same attempt number.
     pub fn clear_unsent(&self, uid: &str) {
-        if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
-            e.unsent = None;
-        }
+        self.follow_if(uid, |e| e.unsent = None);
     }
 
     /// Whether this process never sent the request of the intent named `intent_id`.
     pub fn unsent(&self, uid: &str, intent_id: Option<&str>) -> bool {
-        let entries = self.entries.lock().unwrap();
-        intent_id.is_some() && entries.get(uid).and_then(|e| e.unsent.as_deref()) == intent_id
+        intent_id.is_some() && self.follow(uid, |e| e.unsent.as_deref() == intent_id) == Some(true)
     }
 
     /// Counts a preflight that found the input unreadable; returns how many in a row.
     pub fn note_refused_input(&self, uid: &str) -> u32 {
-        let mut inputs = self.inputs.lock().unwrap();
-        let input = inputs.entry(uid.to_string()).or_default();
-        input.refused += 1;
-        input.refused
+        self.input_mut(uid, |input| {
+            input.refused += 1;
+            input.refused
+        })
     }
 
     pub fn clear_refused_input(&self, uid: &str) {
-        if let Some(input) = self.inputs.lock().unwrap().get_mut(uid) {
+        let mut jobs = self.jobs.lock().unwrap();
+        if let Some(input) = jobs.get_mut(uid).and_then(|j| j.input.as_deref_mut()) {
             input.refused = 0;
         }
     }
 
     /// Whether the input was checked (any outcome) less than `within` ago.
     pub fn input_checked_within(&self, uid: &str, within: Duration, now: Instant) -> bool {
-        let inputs = self.inputs.lock().unwrap();
-        inputs
-            .get(uid)
-            .and_then(|input| input.checked_at)
+        self.input(uid, |input| input.checked_at)
+            .flatten()
             .is_some_and(|at| now.saturating_duration_since(at) < within)
     }
 
     pub fn set_input_checked(&self, uid: &str, at: Instant) {
-        self.inputs
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .checked_at = Some(at);
+        self.input_mut(uid, |input| input.checked_at = Some(at));
     }
 
     /// When the input was last found readable for this generation and credentials.
@@ -267,40 +263,35 @@ impl Memory {
         generation: i64,
         credentials: u64,
     ) -> Option<Instant> {
-        let inputs = self.inputs.lock().unwrap();
-        match inputs.get(uid)?.readable {
+        self.input(uid, |input| match input.readable {
             Some((g, c, at)) if g == generation && c == credentials => Some(at),
             _ => None,
-        }
+        })
+        .flatten()
     }
 
     pub fn set_input_readable(&self, uid: &str, generation: i64, credentials: u64, at: Instant) {
-        self.inputs
-            .lock()
-            .unwrap()
-            .entry(uid.to_string())
-            .or_default()
-            .readable = Some((generation, credentials, at));
+        self.input_mut(uid, |input| {
+            input.readable = Some((generation, credentials, at))
+        });
     }
 
     /// Counts a failed pass; returns how many in a row.
     pub fn note_failure(&self, uid: &str) -> u32 {
-        let mut entries = self.entries.lock().unwrap();
-        let entry = entries.entry(uid.to_string()).or_default();
-        entry.failures += 1;
-        entry.failures
+        self.follow_mut(uid, |e| {
+            e.failures += 1;
+            e.failures
+        })
     }
 
     pub fn clear_failures(&self, uid: &str) {
-        if let Some(e) = self.entries.lock().unwrap().get_mut(uid) {
-            e.failures = 0;
-        }
+        self.follow_if(uid, |e| e.failures = 0);
     }
 
     /// This process's write replaced version `replaced` of the job.
     pub fn note_own_write(&self, uid: &str, replaced: &str) {
-        let mut own = self.replaced_by_own_writes.lock().unwrap();
-        let versions = own.entry(uid.to_string()).or_default();
+        let mut jobs = self.jobs.lock().unwrap();
+        let versions = &mut jobs.entry(uid.to_string()).or_default().replaced;
         if versions.len() == REPLACED_KEPT {
             versions.remove(0);
         }
@@ -312,15 +303,18 @@ impl Memory {
     /// with 409) or a request; the watch event of the newer version brings the next pass.
     /// Versions are compared for equality only (their order is the API server's business).
     pub fn is_outrun(&self, uid: &str, rv: &str) -> bool {
-        let mut own = self.replaced_by_own_writes.lock().unwrap();
-        let Some(versions) = own.get(uid) else {
+        let mut jobs = self.jobs.lock().unwrap();
+        let Some(job) = jobs.get_mut(uid) else {
             return false;
         };
-        if versions.iter().any(|r| r == rv) {
+        if job.replaced.iter().any(|r| r == rv) {
             return true;
         }
         // The version we wrote, or a later one: the watch has caught up.
-        own.remove(uid);
+        job.replaced = Vec::new();
+        if job.is_empty() {
+            jobs.remove(uid);
+        }
         false
     }
 
@@ -332,13 +326,20 @@ impl Memory {
 
     /// The job is gone: nothing of it is kept.
     pub fn forget_all(&self, uid: &str) {
-        self.forget(uid);
-        self.replaced_by_own_writes.lock().unwrap().remove(uid);
+        self.jobs.lock().unwrap().remove(uid);
     }
 
+    /// The job finished: nothing is left to poll, search or check. What the watch still has to
+    /// catch up with stays until it has.
     pub fn forget(&self, uid: &str) {
-        self.entries.lock().unwrap().remove(uid);
-        self.inputs.lock().unwrap().remove(uid);
+        let mut jobs = self.jobs.lock().unwrap();
+        if let Some(job) = jobs.get_mut(uid) {
+            job.follow = None;
+            job.input = None;
+            if job.is_empty() {
+                jobs.remove(uid);
+            }
+        }
     }
 
     /// Forgets every job `present` says is gone (deleted without the finalizer path, relabelled
@@ -349,40 +350,27 @@ impl Memory {
         present: impl Fn(&str) -> bool,
         present_by_name: impl Fn(&str, &str) -> bool,
     ) -> usize {
-        let mut gone: HashSet<String> = HashSet::new();
-        self.entries.lock().unwrap().retain(|uid, _| {
-            present(uid) || {
-                gone.insert(uid.clone());
-                false
-            }
-        });
-        self.inputs.lock().unwrap().retain(|uid, _| {
-            present(uid) || {
-                gone.insert(uid.clone());
-                false
-            }
-        });
-        self.replaced_by_own_writes
-            .lock()
-            .unwrap()
-            .retain(|uid, _| {
-                present(uid) || {
-                    gone.insert(uid.clone());
-                    false
-                }
-            });
+        let mut jobs = self.jobs.lock().unwrap();
+        let before = jobs.len();
+        jobs.retain(|uid, _| present(uid));
+        let gone = before - jobs.len();
+        drop(jobs);
         self.credentials_changed
             .lock()
             .unwrap()
             .retain(|(namespace, name)| present_by_name(namespace, name));
-        gone.len()
+        gone
     }
 
-    /// How many things are remembered about jobs (a job may count twice).
+    /// How many things are remembered about jobs (a job may count up to three times: running,
+    /// input, replaced versions).
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap().len()
-            + self.inputs.lock().unwrap().len()
-            + self.replaced_by_own_writes.lock().unwrap().len()
+        self.jobs
+            .lock()
+            .unwrap()
+            .values()
+            .map(JobMemory::parts)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
