@@ -20,10 +20,11 @@ use super::pass::{Pass, ReconcileError};
 use super::preflight::Preflight;
 use super::remote;
 use super::search;
+use super::signing::PreparedRequest;
 use super::status_writer::StatusWriter;
 use super::submissions::lane_key;
 use crate::crd::{MediaJob, MediaJobStatus};
-use crate::media_api::{ErrorClass, JobFilter, MediaApi, MediaApiError};
+use crate::media_api::{ErrorClass, JobFilter, JobRequest, MediaApi, MediaApiError};
 use crate::s3::S3Credentials;
 
 /// Right before a submission: is the input readable? What the HEAD found is decided on.
@@ -144,13 +145,8 @@ pub(super) async fn cancel(
     purpose: StopReason,
     decided: Decision,
 ) -> Result<Decision, ReconcileError> {
-    let (ctx, job, validated, clock) = (pass.ctx, pass.job, &pass.validated, pass.clock);
+    let (ctx, job) = (pass.ctx, pass.job);
     let namespace = pass.namespace.as_str();
-    let deleted = || Decision {
-        status: pass.old_status.clone(),
-        action: Action::RemoveFinalizer,
-        requeue_after: None,
-    };
     let account = match ctx.credentials.media_account(job, namespace).await {
         Ok(account) => account,
         Err(state) if purpose == StopReason::Gone => {
@@ -173,7 +169,7 @@ pub(super) async fn cancel(
             doing: "cancelling a job",
             error,
         }),
-        (CancelOutcome::Cancelled, StopReason::Deletion) => Ok(deleted()),
+        (CancelOutcome::Cancelled, StopReason::Deletion) => Ok(deleted(pass)),
         // Accepted (2xx) or refused (400/404: finished already, or not visible yet). Either way
         // only a terminal status read now says the job stopped: a 2xx may be asynchronous (the
         // job runs on and writes its output meanwhile), or answer for a job that had already
@@ -181,61 +177,76 @@ pub(super) async fn cancel(
         // again on the next pass before anything else happens.
         (outcome, purpose) => {
             let accepted = matches!(outcome, CancelOutcome::Cancelled);
-            let remote = ctx
-                .media_api
+            let remote = (ctx.media_api)
                 .status(account.client.as_ref(), job.spec.operation, job_id)
                 .await;
-            match remote {
-                RemoteObservation::State(RemoteState::Succeeded { .. })
-                    if purpose == StopReason::Deletion =>
-                {
-                    Ok(deleted())
-                }
-                RemoteObservation::State(RemoteState::Succeeded { result }) => match validated {
-                    Ok(valid) => {
-                        let outputs = ctx.check_outputs(job, valid, None, clock.now).await;
-                        let success = decide::Success {
-                            job_id,
-                            result,
-                            outputs: &outputs,
-                        };
-                        Ok(decide::succeeded(
-                            job,
-                            valid,
-                            job.status.clone().unwrap_or_default(),
-                            success,
-                            clock,
-                            &ctx.settings,
-                        ))
-                    }
-                    Err(_) => Ok(decided),
-                },
-                RemoteObservation::State(RemoteState::Failed { .. } | RemoteState::Cancelled) => {
-                    if purpose == StopReason::Deletion {
-                        Ok(deleted())
-                    } else {
-                        Ok(decided)
-                    }
-                }
-                other => Err(ReconcileError::MediaApi {
-                    doing: "cancelling a job",
-                    error: MediaApiError::new(
-                        ErrorClass::Transient,
-                        if accepted {
-                            format!(
-                                "the Media API accepted the cancel of job {job_id} but does not report it ended yet ({}); looking again",
-                                describe_observation(&other)
-                            )
-                        } else {
-                            format!(
-                                "the Media API refused to cancel job {job_id} but does not report it finished ({}); trying again",
-                                describe_observation(&other)
-                            )
-                        },
-                    ),
-                }),
-            }
+            after_cancel(pass, job_id, purpose, remote, accepted, decided).await
         }
+    }
+}
+
+/// What the status read after a cancel says: a success is kept (and a deletion goes on), an end
+/// is what was `decided`, and anything else is looked at again.
+async fn after_cancel(
+    pass: &Pass<'_>,
+    job_id: &str,
+    purpose: StopReason,
+    remote: RemoteObservation,
+    accepted: bool,
+    decided: Decision,
+) -> Result<Decision, ReconcileError> {
+    let (ctx, job, clock) = (pass.ctx, pass.job, pass.clock);
+    let deletion = purpose == StopReason::Deletion;
+    match remote {
+        RemoteObservation::State(RemoteState::Succeeded { .. }) if deletion => Ok(deleted(pass)),
+        RemoteObservation::State(RemoteState::Succeeded { result }) => match &pass.validated {
+            Ok(valid) => {
+                let outputs = ctx.check_outputs(job, valid, None, clock.now).await;
+                let success = decide::Success {
+                    job_id,
+                    result,
+                    outputs: &outputs,
+                };
+                let status = pass.old_status.clone();
+                Ok(decide::succeeded(
+                    job,
+                    valid,
+                    status,
+                    success,
+                    clock,
+                    &ctx.settings,
+                ))
+            }
+            Err(_) => Ok(decided),
+        },
+        RemoteObservation::State(RemoteState::Failed { .. } | RemoteState::Cancelled) => {
+            Ok(if deletion { deleted(pass) } else { decided })
+        }
+        other => {
+            let seen = describe_observation(&other);
+            let message = if accepted {
+                format!(
+                    "the Media API accepted the cancel of job {job_id} but does not report it ended yet ({seen}); looking again"
+                )
+            } else {
+                format!(
+                    "the Media API refused to cancel job {job_id} but does not report it finished ({seen}); trying again"
+                )
+            };
+            Err(ReconcileError::MediaApi {
+                doing: "cancelling a job",
+                error: MediaApiError::new(ErrorClass::Transient, message),
+            })
+        }
+    }
+}
+
+/// A deletion's cancel is done: the finalizer goes.
+fn deleted(pass: &Pass<'_>) -> Decision {
+    Decision {
+        status: pass.old_status.clone(),
+        action: Action::RemoveFinalizer,
+        requeue_after: None,
     }
 }
 
@@ -264,6 +275,7 @@ pub(super) async fn finish_deletion(
     Ok(Requeue::await_change())
 }
 
+#[derive(Clone, Copy)]
 pub(super) struct Submission<'a> {
     pub attempt: i32,
     pub valid: &'a decide::ValidatedJob,
@@ -278,39 +290,18 @@ pub(super) async fn submit(
     status: &MediaJobStatus,
     submission: Submission<'_>,
 ) -> Result<MediaJobStatus, ReconcileError> {
-    let (namespace, old_status) = (pass.namespace.as_str(), &pass.old_status);
-    let Submission {
-        attempt,
-        valid,
-        s3,
-        now,
-    } = submission;
-    let (job, ctx) = (writer.job, writer.ctx);
-    // Nothing is sent unless both the Media API account and the signed request can be had.
-    let ready = match ctx.credentials.media_account(job, namespace).await {
-        Ok(account) => ctx
-            .prepare_request(job, valid, s3, attempt, now)
-            .await
-            .map(|prepared| (account, prepared))
-            .map_err(|e| e.to_string()),
-        Err(state) => Err(state.to_string()),
-    };
-    let (MediaAccount { client, account }, prepared) = match ready {
+    let (ctx, job, uid) = (pass.ctx, pass.job, pass.uid.as_str());
+    let Submission { attempt, valid, .. } = submission;
+    let (MediaAccount { client, account }, prepared) = match prepare(pass, &submission).await {
         Ok(ready) => ready,
         Err(message) => {
-            let next = decide::after_submit(
-                job,
-                valid,
-                status,
-                SubmitOutcome::CredentialsUnusable { message },
-                &ctx.settings,
-                now,
-            );
-            return writer.write(old_status, &next).await;
+            let unusable = SubmitOutcome::CredentialsUnusable { message };
+            let next =
+                decide::after_submit(job, valid, status, unusable, &ctx.settings, submission.now);
+            return writer.write(&pass.old_status, &next).await;
         }
     };
     // The lane: no other submission on this account and operation is unconfirmed (lanes.rs).
-    let uid = job.uid().unwrap_or_default();
     let lane = lane_key(job, Some(&account));
     // The intent's time is taken here, after the Secret reads, the claim, STS, the preflight and
     // the signing, right before its write: the whole submission (the write, the token, the rate
@@ -319,7 +310,7 @@ pub(super) async fn submit(
     let intent_at = ctx.now();
     let deadline = tokio::time::Instant::now() + ctx.settings.search.submit_timeout;
     // Another pass may have taken it between observe and now: then wait for the hand-over.
-    let Some(permit) = ctx.submissions.acquire(&lane, &uid, &pass.key, intent_at) else {
+    let Some(permit) = ctx.submissions.acquire(&lane, uid, &pass.key, intent_at) else {
         return Err(ReconcileError::LaneTaken);
     };
     // Intent first: if we crash after the POST, the next pass finds the job instead of submitting
@@ -337,60 +328,33 @@ pub(super) async fn submit(
         lane_record,
         intent_at,
     );
-    let intent = match writer.write(old_status, &intent_record).await {
+    let intent = match writer.write(&pass.old_status, &intent_record).await {
         Ok(intent) => {
-            ctx.memory.clear_unsent(&uid);
+            ctx.memory.clear_unsent(uid);
             intent
         }
         // Refused as stale: nothing was stored.
         Err(ReconcileError::Stale) => {
-            ctx.submissions.intent_refused(&lane, &uid, &permit);
+            ctx.submissions.intent_refused(&lane, uid, &permit);
             return Err(ReconcileError::Stale);
         }
         // Any other error may come after the API server stored the intent: keep the lane until
         // the window of that intent has closed, so no later submission can land in it.
         Err(error) => {
-            ctx.submissions.intent_unknown(&lane, &uid, &intent_record);
+            ctx.submissions.intent_unknown(&lane, uid, &intent_record);
             // Nothing was sent: the next pass drops the intent instead of searching for it.
-            if let Some(id) = intent_record
-                .submission
-                .as_ref()
-                .and_then(|s| s.intent_id.as_deref())
-            {
-                ctx.memory.set_unsent(&uid, id);
+            let intent_id = intent_record.submission.as_ref();
+            if let Some(id) = intent_id.and_then(|s| s.intent_id.as_deref()) {
+                ctx.memory.set_unsent(uid, id);
             }
             return Err(error);
         }
     };
-    let timeout = ctx.settings.search.submit_timeout;
-    // A pass cut off from here on (a shutdown) leaves a request that may still create a job:
-    // the account's claim is released only with that in its quiet time.
-    let sending = ctx.submissions.claims.sending(&account);
-    // Right before the request goes out (after the token and the rate limiter), it is checked
-    // once more that this replica leads, that this release still holds the account's claim, and
-    // that the submission's deadline has not passed: what is not sent then is known not to have
-    // created a job.
-    let (fence, claims) = (&ctx.deps.fence, &ctx.submissions.claims);
-    let may_submit = || {
-        fence.may_submit() && tokio::time::Instant::now() < deadline && claims.holds_now(&account)
-    };
-    let sent = ctx
-        .media_api
-        .submit(client.as_ref(), &prepared.request, &may_submit);
-    let outcome = match tokio::time::timeout_at(deadline, sent).await {
-        Ok(outcome) => outcome,
-        Err(_) => SubmitOutcome::Unknown {
-            message: format!("no answer within {}s of the intent", timeout.as_secs()),
-        },
-    };
-    sending.answered(matches!(outcome, SubmitOutcome::Unknown { .. }));
-    ctx.deps
-        .metrics
-        .submission(super::metric_readings::submission_outcome(&outcome));
+    let outcome = send(ctx, client.as_ref(), &prepared.request, &account, deadline).await;
     if let SubmitOutcome::Accepted { job_id } = &outcome {
         // Claimed before anything else can fail: no other MediaJob may ever adopt it.
-        ctx.submissions.accepted(&lane, &uid, job_id, intent_at);
-        ctx.memory.set_submitted(&uid, attempt, job_id);
+        ctx.submissions.accepted(&lane, uid, job_id, intent_at);
+        ctx.memory.set_submitted(uid, attempt, job_id);
     }
     // An unknown outcome keeps the time it came back (rounded up): the search window ends there.
     let answered = if matches!(outcome, SubmitOutcome::Unknown { .. }) {
@@ -400,4 +364,58 @@ pub(super) async fn submit(
     };
     let next = decide::after_submit(job, valid, &intent, outcome, &ctx.settings, answered);
     writer.write(&intent, &next).await
+}
+
+/// The account and the signed request: nothing is sent unless both can be had. `Err` says why
+/// in words for status.
+async fn prepare(
+    pass: &Pass<'_>,
+    submission: &Submission<'_>,
+) -> Result<(MediaAccount, PreparedRequest), String> {
+    let (ctx, job) = (pass.ctx, pass.job);
+    let account = (ctx.credentials.media_account(job, &pass.namespace).await)
+        .map_err(|state| state.to_string())?;
+    let Submission {
+        attempt,
+        valid,
+        s3,
+        now,
+    } = *submission;
+    let prepared =
+        (ctx.prepare_request(job, valid, s3, attempt, now).await).map_err(|e| e.to_string())?;
+    Ok((account, prepared))
+}
+
+/// The request itself, within `deadline`. A pass cut off from here on (a shutdown) leaves a
+/// request that may still create a job: the account's claim is released only with that in its
+/// quiet time. Right before the request goes out (after the token and the rate limiter), it is
+/// checked once more that this replica leads, that this release still holds the account's
+/// claim, and that the deadline has not passed: what is not sent then is known not to have
+/// created a job.
+async fn send(
+    ctx: &Context,
+    client: &dyn MediaApi,
+    request: &JobRequest,
+    account: &str,
+    deadline: tokio::time::Instant,
+) -> SubmitOutcome {
+    let sending = ctx.submissions.claims.sending(account);
+    let (fence, claims) = (&ctx.deps.fence, &ctx.submissions.claims);
+    let may_submit = || {
+        fence.may_submit() && tokio::time::Instant::now() < deadline && claims.holds_now(account)
+    };
+    let sent = ctx.media_api.submit(client, request, &may_submit);
+    let outcome = match tokio::time::timeout_at(deadline, sent).await {
+        Ok(outcome) => outcome,
+        Err(_) => SubmitOutcome::Unknown {
+            message: format!(
+                "no answer within {}s of the intent",
+                ctx.settings.search.submit_timeout.as_secs()
+            ),
+        },
+    };
+    sending.answered(matches!(outcome, SubmitOutcome::Unknown { .. }));
+    let reading = super::metric_readings::submission_outcome(&outcome);
+    ctx.deps.metrics.submission(reading);
+    outcome
 }

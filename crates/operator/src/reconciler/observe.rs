@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::ResourceExt;
 
+use super::clock;
 use super::decide::{
     self, CredentialsState, InputCheck, LaneObservation, Observed, Poll, RemoteObservation,
     RemoteState,
@@ -20,71 +20,26 @@ use crate::s3::S3Credentials;
 /// Only what this pass needs: credentials before submission or at refresh time, the remote
 /// status when a poll is due.
 pub(super) async fn observe(pass: &Pass<'_>) -> (Observed, Option<S3Credentials>) {
-    let (job, validated, ctx) = (pass.job, &pass.validated, pass.ctx);
+    let (job, ctx, uid) = (pass.job, pass.ctx, pass.uid.as_str());
     let (namespace, now) = (pass.namespace.as_str(), pass.clock.now);
-    let status = job.status.clone().unwrap_or_default();
-    let uid = job.uid().unwrap_or_default();
+    let status = &pass.old_status;
     let plan = decide::observation_plan(job, now);
-    let job_id = decide::active_job_id(&status);
     // Status now records the id of the attempt we remembered: memory is no longer needed.
     if let Some(s) = &status.submission
         && s.job_id.is_some()
-        && ctx.memory.submitted(&uid, s.attempt).is_some()
+        && ctx.memory.submitted(uid, s.attempt).is_some()
     {
-        ctx.memory.clear_submitted(&uid);
+        ctx.memory.clear_submitted(uid);
     }
     let (mut credentials, s3) = if plan.credentials {
         ctx.credentials.state(job, namespace, now).await
     } else {
         (CredentialsState::READY, None)
     };
-
-    let remote = match &job_id {
-        Some(job_id) if plan.poll != Poll::Never => {
-            if plan.poll == Poll::Now
-                || ctx
-                    .memory
-                    .poll_due(&uid, crate::reconciler::clock::instant())
-            {
-                ctx.memory.note_polled(&uid);
-                match ctx.credentials.media_account(job, namespace).await {
-                    Ok(account) => {
-                        let seen = ctx
-                            .media_api
-                            .status(account.client.as_ref(), job.spec.operation, job_id)
-                            .await;
-                        match seen {
-                            // A 404 is not proof of absence: a young job, or a lagging read.
-                            RemoteObservation::State(RemoteState::NotFound) => {
-                                let submitted_at =
-                                    status.submission.as_ref().map_or(now, |s| s.intent_time.0);
-                                confirm_presence(
-                                    pass,
-                                    account.client.as_ref(),
-                                    job_id,
-                                    submitted_at,
-                                )
-                                .await
-                            }
-                            other => {
-                                ctx.memory.set_empty_looks(&uid, 0);
-                                other
-                            }
-                        }
-                    }
-                    Err(state) => RemoteObservation::Unavailable {
-                        message: format!("no usable Media API credentials: {state}"),
-                        retry_after: None,
-                    },
-                }
-            } else {
-                RemoteObservation::NotPolled
-            }
-        }
+    let remote = match decide::active_job_id(status) {
+        Some(job_id) if poll_due(pass, plan.poll) => poll(pass, &job_id).await,
         _ => RemoteObservation::NotPolled,
     };
-
-    let key = (namespace.to_string(), job.name_any());
     // The lane matters only to a job about to submit.
     let lane = if plan.lane {
         observe_lane(pass).await.unwrap_or_else(|refused| {
@@ -94,43 +49,9 @@ pub(super) async fn observe(pass: &Pass<'_>) -> (Observed, Option<S3Credentials>
     } else {
         LaneObservation::Free
     };
-    // A submission made with another app key than the job's current one cannot be seen now.
-    let account_changed = match status
-        .submission
-        .as_ref()
-        .and_then(|s| s.account.as_deref())
-    {
-        Some(recorded) if recorded != super::lanes::UNKNOWN_ACCOUNT && !plan.lane => {
-            match ctx.credentials.media_account(job, namespace).await {
-                Ok(account) => account.account != recorded,
-                Err(_) => false,
-            }
-        }
-        _ => false,
-    };
-    // The previous poll's progress, and this one's for the next pass.
-    let earlier_progress = ctx.memory.progress(&uid);
-    match &remote {
-        RemoteObservation::State(RemoteState::Running { progress }) => {
-            ctx.memory.set_progress(&uid, now, *progress);
-            ctx.memory.set_unfinished_at(&uid, now);
-        }
-        RemoteObservation::State(RemoteState::Pending) => ctx.memory.set_unfinished_at(&uid, now),
-        // How long it took, as far as the polls tell, for the next jobs of its operation.
-        RemoteObservation::State(RemoteState::Succeeded { .. }) => {
-            if let Some(submitted_at) = status.submission.as_ref().map(|s| s.intent_time.0) {
-                let age = |at| decide::elapsed(submitted_at, at);
-                let span = Span {
-                    running_at: ctx.memory.unfinished_at(&uid).map_or(Duration::ZERO, age),
-                    done_by: age(now),
-                };
-                ctx.durations.record(job.spec.operation, span);
-            }
-        }
-        _ => {}
-    }
+    let earlier_progress = remember_progress(pass, &remote);
     // Succeeded means the outputs are there (`outputs.rs`).
-    let outputs = match (&remote, validated) {
+    let outputs = match (&remote, &pass.validated) {
         (RemoteObservation::State(RemoteState::Succeeded { .. }), Ok(valid)) => {
             ctx.check_outputs(job, valid, s3.as_ref(), now).await
         }
@@ -139,30 +60,113 @@ pub(super) async fn observe(pass: &Pass<'_>) -> (Observed, Option<S3Credentials>
     let observed = Observed {
         outputs,
         poll_scheduled_in: match remote {
-            RemoteObservation::NotPolled => ctx
-                .memory
-                .poll_scheduled_in(&uid, crate::reconciler::clock::instant()),
+            RemoteObservation::NotPolled => ctx.memory.poll_scheduled_in(uid, clock::instant()),
             _ => None,
         },
         earlier_progress,
-        expected_duration: ctx.durations.expected(job.spec.operation, &uid),
+        expected_duration: ctx.durations.expected(job.spec.operation, uid),
         input: InputCheck::NotChecked,
-        account_changed,
+        account_changed: !plan.lane && account_changed(pass).await,
         lane,
-        credentials_changed: ctx.memory.take_credentials_changed(namespace, &key.1),
+        credentials_changed: ctx.memory.take_credentials_changed(namespace, &pass.key.1),
         credentials,
         remote,
-        admitted: ctx.admission.lock().unwrap().holds(&key),
+        admitted: ctx.admission.lock().unwrap().holds(&pass.key),
         unsent_intent: status
             .submission
             .as_ref()
-            .is_some_and(|s| s.job_id.is_none() && ctx.memory.unsent(&uid, s.intent_id.as_deref())),
+            .is_some_and(|s| s.job_id.is_none() && ctx.memory.unsent(uid, s.intent_id.as_deref())),
         unrecorded_job_id: match &status.submission {
-            Some(s) if s.job_id.is_none() => ctx.memory.submitted(&uid, s.attempt),
+            Some(s) if s.job_id.is_none() => ctx.memory.submitted(uid, s.attempt),
             _ => None,
         },
     };
     (observed, s3)
+}
+
+/// Whether this pass polls: when the core says now, or when the poll this process scheduled is
+/// due (a pass a watch event brings makes no Media API call).
+fn poll_due(pass: &Pass<'_>, poll: Poll) -> bool {
+    match poll {
+        Poll::Never => false,
+        Poll::Now => true,
+        Poll::WhenScheduled => pass.ctx.memory.poll_due(&pass.uid, clock::instant()),
+    }
+}
+
+/// The remote job's status. A 404 is not proof of absence (a young job, or a lagging read):
+/// the job list is asked before it is believed.
+async fn poll(pass: &Pass<'_>, job_id: &str) -> RemoteObservation {
+    let (ctx, job, uid) = (pass.ctx, pass.job, pass.uid.as_str());
+    ctx.memory.note_polled(uid);
+    let account = match ctx.credentials.media_account(job, &pass.namespace).await {
+        Ok(account) => account,
+        Err(state) => {
+            return RemoteObservation::Unavailable {
+                message: format!("no usable Media API credentials: {state}"),
+                retry_after: None,
+            };
+        }
+    };
+    let client = account.client.as_ref();
+    match ctx
+        .media_api
+        .status(client, job.spec.operation, job_id)
+        .await
+    {
+        RemoteObservation::State(RemoteState::NotFound) => {
+            let submitted_at =
+                (pass.old_status.submission.as_ref()).map_or(pass.clock.now, |s| s.intent_time.0);
+            confirm_presence(pass, client, job_id, submitted_at).await
+        }
+        seen => {
+            ctx.memory.set_empty_looks(uid, 0);
+            seen
+        }
+    }
+}
+
+/// A submission made with another app key than the job's current one cannot be seen now.
+async fn account_changed(pass: &Pass<'_>) -> bool {
+    let submission = pass.old_status.submission.as_ref();
+    match submission.and_then(|s| s.account.as_deref()) {
+        Some(recorded) if recorded != super::lanes::UNKNOWN_ACCOUNT => {
+            let account = pass
+                .ctx
+                .credentials
+                .media_account(pass.job, &pass.namespace);
+            account
+                .await
+                .is_ok_and(|account| account.account != recorded)
+        }
+        _ => false,
+    }
+}
+
+/// Returns the previous poll's progress and remembers this one's for the next pass; a success
+/// records how long it took, as far as the polls tell, for the next jobs of its operation.
+fn remember_progress(pass: &Pass<'_>, remote: &RemoteObservation) -> Option<(Timestamp, f64)> {
+    let (ctx, uid, now) = (pass.ctx, pass.uid.as_str(), pass.clock.now);
+    let earlier_progress = ctx.memory.progress(uid);
+    match remote {
+        RemoteObservation::State(RemoteState::Running { progress }) => {
+            ctx.memory.set_progress(uid, now, *progress);
+            ctx.memory.set_unfinished_at(uid, now);
+        }
+        RemoteObservation::State(RemoteState::Pending) => ctx.memory.set_unfinished_at(uid, now),
+        RemoteObservation::State(RemoteState::Succeeded { .. }) => {
+            if let Some(submission) = &pass.old_status.submission {
+                let age = |at| decide::elapsed(submission.intent_time.0, at);
+                let span = Span {
+                    running_at: ctx.memory.unfinished_at(uid).map_or(Duration::ZERO, age),
+                    done_by: age(now),
+                };
+                ctx.durations.record(pass.job.spec.operation, span);
+            }
+        }
+        _ => {}
+    }
+    earlier_progress
 }
 
 /// Whether the job's lane is free for it; a job that must wait is queued for the hand-over.

@@ -65,3 +65,23 @@ pub struct Pass<'a> {
     /// The status as this pass read it.
     pub old_status: MediaJobStatus,
 }
+
+impl<'a> Pass<'a> {
+    /// A pass starting now, on `job` as the store gave it.
+    pub fn new(ctx: &'a Context, job: &'a MediaJob, namespace: String, uid: String) -> Self {
+        use kube::ResourceExt;
+        Pass {
+            ctx,
+            job,
+            key: (namespace.clone(), job.name_any()),
+            namespace,
+            uid,
+            validated: decide::validate(job),
+            clock: Clock {
+                now: ctx.now(),
+                jitter: fastrand::f64(),
+            },
+            old_status: job.status.clone().unwrap_or_default(),
+        }
+    }
+}

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::act::{self, Submission};
 use super::context::Context;
-use super::decide::{self, Action, Clock, Decision, Slot};
+use super::decide::{self, Action, Decision, Slot};
 use super::echoes::PassEnd;
 use super::observe::{check_input_while_waiting, observe};
 use super::pass::Pass;
@@ -77,28 +77,10 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
         debug!(job = %job.name_any(), "a copy older than this process's own write; the watch brings the newer one");
         return Ok(Requeue::requeue(OUTRUN_RECHECK));
     }
-    let now = ctx.now();
-    let pass = Pass {
-        ctx,
-        job,
-        key: (namespace.clone(), job.name_any()),
-        namespace,
-        uid,
-        validated: decide::validate(job),
-        clock: Clock {
-            now,
-            jitter: fastrand::f64(),
-        },
-        old_status: job.status.clone().unwrap_or_default(),
-    };
+    let pass = Pass::new(ctx, job, namespace, uid);
     let (mut observed, s3_credentials) = observe(&pass).await;
     check_input_while_waiting(&pass, &observed, s3_credentials.as_ref()).await;
-    let mut writer = StatusWriter {
-        ctx,
-        job,
-        resource_version: job.resource_version(),
-        wrote: false,
-    };
+    let mut writer = StatusWriter::new(ctx, job);
     // Observe, decide, act; what an action found is observed and decided on again (a slot, the
     // input check), or read by the core (`after_search`, a cancel's outcome), until a decision
     // is written or submitted.
@@ -152,8 +134,8 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                 ));
             }
             Action::Submit { attempt, cause } => {
-                // The core submits only what validated.
                 let Ok(valid) = &pass.validated else {
+                    // The core submits only what validated.
                     return Ok(Requeue::requeue(ctx.settings.timing.queued_recheck));
                 };
                 let submission = Submission {
@@ -163,15 +145,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
                     now: pass.clock.now,
                 };
                 let next = act::submit(&mut writer, &pass, &status, submission).await?;
-                info!(
-                    job = %pass.key.1,
-                    namespace = %pass.key.0,
-                    attempt,
-                    cause = ?cause,
-                    phase = next.phase.map(|p| format!("{p:?}")),
-                    remote_job = next.job_id.as_deref(),
-                    "submission done"
-                );
+                info!(job = %pass.key.1, namespace = %pass.key.0, attempt, cause = ?cause, phase = next.phase.map(|p| format!("{p:?}")), remote_job = next.job_id.as_deref(), "submission done");
                 return Ok(after_submission(&pass, &next, requeue_after, writer.wrote));
             }
         }
@@ -278,6 +252,7 @@ fn sync_admission(
 
 #[cfg(test)]
 mod tests {
+    use super::decide::Clock;
     use super::*;
     use crate::crd::{Phase, SubmissionRecord};
     use jiff::Timestamp;

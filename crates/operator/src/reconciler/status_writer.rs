@@ -20,7 +20,17 @@ pub(super) struct StatusWriter<'a> {
     pub wrote: bool,
 }
 
-impl StatusWriter<'_> {
+impl<'a> StatusWriter<'a> {
+    /// Writes conditional on the version `job` was read at.
+    pub fn new(ctx: &'a Context, job: &'a MediaJob) -> Self {
+        Self {
+            ctx,
+            job,
+            resource_version: job.resource_version(),
+            wrote: false,
+        }
+    }
+
     /// Writes `new` (with the summary conditions generic tools read, `kstatus.rs`) if it differs
     /// from `old`; publishes the Events of the transition.
     pub async fn write(
