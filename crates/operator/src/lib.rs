@@ -17,3 +17,4 @@ pub mod operator;
 pub mod reconciler;
 pub mod s3;
 pub mod secret;
+pub mod set;
