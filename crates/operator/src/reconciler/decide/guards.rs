@@ -630,7 +630,7 @@ fn waiting_for_lane(p: &Pass, _: &ValidatedJob, status: &mut MediaJobStatus) -> 
                 );
             }
             // Woken when the lane is released (the longest waiter first), or by the lane sweeper
-            // while it stands free (`Context::wake_free_lanes`); a lane held by a lost answer
+            // while it stands free (`Submissions::sweep`); a lane held by a lost answer
             // frees itself at a known time, and is looked at then. At 10,000 jobs on one lane,
             // timed looks by every waiter were most of the passes and a timer each.
             let recheck = free_at.map(|at| {
