@@ -339,7 +339,6 @@ pub fn decide(job: &MediaJob, observed: &Observed, clock: Clock, settings: &Sett
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 pub(crate) mod tests;
 
 #[cfg(test)]
