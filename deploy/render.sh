@@ -14,7 +14,7 @@ command -v "$HELM" >/dev/null || { echo "render.sh: no helm; run .ci/chart-check
 NAMESPACE=mediajob-system
 RELEASE=mediajob-operator
 CHART=charts/mediajob-operator
-CRDS=(mediajob.io_mediajobs.yaml mediajob.io_mediaapiaccountclaims.yaml)
+CRDS=(mediajob.io_mediajobs.yaml mediajob.io_mediajobsets.yaml mediajob.io_mediaapiaccountclaims.yaml)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 new="$work/new"

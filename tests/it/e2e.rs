@@ -34,46 +34,47 @@ use kube_support::TestCluster;
 use s3_support::TestS3;
 
 const OPERATOR_AGENT: &str = "mediajob-operator-e2e";
-const SAMPLE: &[u8] = b"RIFF....WAVEfmt pretend this is audio, the emulator copies bytes";
+pub(crate) const SAMPLE: &[u8] =
+    b"RIFF....WAVEfmt pretend this is audio, the emulator copies bytes";
 
-struct Env {
-    cluster: TestCluster,
-    s3: TestS3,
-    emulator: RunningEmulator,
-    operator: Option<tokio::task::JoinHandle<()>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+pub(crate) struct Env {
+    pub(crate) cluster: TestCluster,
+    pub(crate) s3: TestS3,
+    pub(crate) emulator: RunningEmulator,
+    pub(crate) operator: Option<tokio::task::JoinHandle<()>>,
+    pub(crate) stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// The operator's metrics: the registry its admin server serves at `/metrics`.
-    metrics: Arc<Metrics>,
-    max_in_flight: usize,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) max_in_flight: usize,
     /// Completion callbacks (off: polling only) and the poll interval the operator uses.
-    callbacks: bool,
+    pub(crate) callbacks: bool,
     /// Where the callback receiver listens (a port free when the test started).
-    callback_port: u16,
-    poll_min: Duration,
+    pub(crate) callback_port: u16,
+    pub(crate) poll_min: Duration,
     /// The operator's own AWS identity and who may use it (`--ambient-aws-namespaces`).
-    ambient: Option<AmbientAws>,
+    pub(crate) ambient: Option<AmbientAws>,
     /// `--late-job-window`: how long after a failed answer a job may still be stamped.
-    late_job: Option<Duration>,
+    pub(crate) late_job: Option<Duration>,
     /// `--media-api-timeout`: how long a submission may take, from its intent.
-    submit_timeout: Option<Duration>,
+    pub(crate) submit_timeout: Option<Duration>,
     /// Claim the Media API account as a release in the test namespace would (off in-process).
-    claims: bool,
+    pub(crate) claims: bool,
     /// `--selector`: only MediaJobs with these labels.
-    selector: Option<String>,
+    pub(crate) selector: Option<String>,
     /// How often a queued job, or the lane sweeper, looks again (200 ms unless set).
-    queued_recheck: Option<Duration>,
+    pub(crate) queued_recheck: Option<Duration>,
     /// `--preflight-refused-networks` (the defaults unless set).
-    preflight_refused: Option<Vec<String>>,
-    raw: String,
-    out: String,
+    pub(crate) preflight_refused: Option<Vec<String>>,
+    pub(crate) raw: String,
+    pub(crate) out: String,
 }
 
 impl Env {
-    async fn start() -> Env {
+    pub(crate) async fn start() -> Env {
         Env::start_with(Faults::none(), 100).await
     }
 
-    async fn start_with(faults: Faults, max_in_flight: usize) -> Env {
+    pub(crate) async fn start_with(faults: Faults, max_in_flight: usize) -> Env {
         // RUST_LOG=mediajob_operator=debug shows the operator's decisions.
         // s3s logs the refusals the S3 tests provoke on purpose; they are not news here.
         mediajob_operator::logging::init(
@@ -133,7 +134,7 @@ impl Env {
         env
     }
 
-    fn options(&self) -> OperatorOptions {
+    pub(crate) fn options(&self) -> OperatorOptions {
         let timing = Timing {
             first_poll: self.poll_min,
             poll_min: self.poll_min,
@@ -191,7 +192,7 @@ impl Env {
 
     /// The operator's own client: on the double it has its own User-Agent, so the request log
     /// tells its calls from the test's.
-    fn operator_client(&self) -> kube::Client {
+    pub(crate) fn operator_client(&self) -> kube::Client {
         match &self.cluster.double {
             Some(double) => {
                 let mut config = kube::Config::new(double.url().parse().unwrap());
@@ -206,7 +207,7 @@ impl Env {
         }
     }
 
-    fn start_operator(&mut self) {
+    pub(crate) fn start_operator(&mut self) {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let client = self.operator_client();
         let options = self.options();
@@ -229,14 +230,14 @@ impl Env {
     }
 
     /// Kills the operator mid-flight: no graceful shutdown, like a crashed pod.
-    fn kill_operator(&mut self) {
+    pub(crate) fn kill_operator(&mut self) {
         if let Some(task) = self.operator.take() {
             task.abort();
         }
         self.stop = None;
     }
 
-    async fn stop_operator(&mut self) {
+    pub(crate) async fn stop_operator(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -245,11 +246,11 @@ impl Env {
         }
     }
 
-    fn jobs(&self) -> Api<MediaJob> {
+    pub(crate) fn jobs(&self) -> Api<MediaJob> {
         Api::namespaced(self.cluster.client.clone(), &self.cluster.namespace)
     }
 
-    async fn put_secret(&self, name: &str, pairs: &[(&str, &str)]) {
+    pub(crate) async fn put_secret(&self, name: &str, pairs: &[(&str, &str)]) {
         let secret = Secret {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.to_string()),
@@ -280,7 +281,7 @@ impl Env {
         .expect("apply Secret");
     }
 
-    fn enhance(&self, name: &str) -> Value {
+    pub(crate) fn enhance(&self, name: &str) -> Value {
         json!({
             "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
             "metadata": {"name": name},
@@ -295,13 +296,13 @@ impl Env {
         })
     }
 
-    async fn create(&self, manifest: Value) -> kube::Result<MediaJob> {
+    pub(crate) async fn create(&self, manifest: Value) -> kube::Result<MediaJob> {
         let job: MediaJob = serde_json::from_value(manifest).expect("a MediaJob");
         self.jobs().create(&PostParams::default(), &job).await
     }
 
     /// Waits until `check` holds for the job, or fails the test with its last status.
-    async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         name: &str,
         timeout: Duration,
@@ -322,12 +323,17 @@ impl Env {
         }
     }
 
-    async fn wait_for_phase(&self, name: &str, phase: Phase, timeout: Duration) -> MediaJob {
+    pub(crate) async fn wait_for_phase(
+        &self,
+        name: &str,
+        phase: Phase,
+        timeout: Duration,
+    ) -> MediaJob {
         self.wait_for(name, timeout, |j| phase_of(j) == Some(phase))
             .await
     }
 
-    async fn cleanup(mut self) {
+    pub(crate) async fn cleanup(mut self) {
         self.stop_operator().await;
         self.emulator.shutdown().await;
         self.cluster.cleanup().await;
@@ -363,7 +369,7 @@ async fn serve_public_sample() -> std::net::SocketAddr {
     addr
 }
 
-fn slow(processing: Duration) -> Faults {
+pub(crate) fn slow(processing: Duration) -> Faults {
     Faults {
         speed: Speed::Fixed(processing),
         ..Faults::none()

@@ -20,4 +20,5 @@ mod media_api_client;
 mod packaging;
 mod quickstart;
 mod s3_presign;
+mod sets;
 mod shell_simulation;

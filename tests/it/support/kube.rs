@@ -40,11 +40,12 @@ impl TestCluster {
     }
 }
 
-/// The operator's CRDs: MediaJob and MediaApiAccountClaim.
+/// The operator's CRDs: MediaJob, MediaJobSet and MediaApiAccountClaim.
 pub fn operator_crds() -> Vec<CustomResourceDefinition> {
     use kube::CustomResourceExt;
     vec![
         mediajob_operator::crd::MediaJob::crd(),
+        mediajob_operator::crd::MediaJobSet::crd(),
         mediajob_operator::crd::MediaApiAccountClaim::crd(),
     ]
 }

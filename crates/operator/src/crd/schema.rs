@@ -3,7 +3,7 @@
 use kube::CustomResourceExt;
 use schemars::{Schema, SchemaGenerator, json_schema};
 
-use super::{MediaApiAccountClaim, MediaJob};
+use super::{MediaApiAccountClaim, MediaJob, MediaJobSet};
 
 /// An object whose fields we pass through untouched (Media API parameters, inline results).
 pub fn free_form_object(_: &mut SchemaGenerator) -> Schema {
@@ -38,8 +38,9 @@ pub fn conditions(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// The files in `crds/`, each with the CRD it holds, in the order `mediajob-operator crd` prints them.
-pub const CRD_FILES: [&str; 2] = [
+pub const CRD_FILES: [&str; 3] = [
     "mediajob.io_mediajobs.yaml",
+    "mediajob.io_mediajobsets.yaml",
     "mediajob.io_mediaapiaccountclaims.yaml",
 ];
 
@@ -57,9 +58,10 @@ pub fn crd_yaml() -> String {
 }
 
 /// Every CRD, one YAML per file of [`CRD_FILES`]; `mediajob-operator crd` prints them in order.
-pub fn crds_yaml() -> [String; 2] {
+pub fn crds_yaml() -> [String; 3] {
     [
         to_yaml(&MediaJob::crd()),
+        to_yaml(&MediaJobSet::crd()),
         to_yaml(&MediaApiAccountClaim::crd()),
     ]
 }

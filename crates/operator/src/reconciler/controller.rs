@@ -136,6 +136,22 @@ pub async fn run_controllers(
             Some(ns) => format!("the MediaJob controller of namespace {ns}"),
             None => "the MediaJob controller".to_string(),
         };
+        // The MediaJobSets of the same scope, which create MediaJobs the controller below runs.
+        let set_name = match &namespace {
+            Some(ns) => format!("the MediaJobSet controller of namespace {ns}"),
+            None => "the MediaJobSet controller".to_string(),
+        };
+        let mut stop = stop_tx.subscribe();
+        let set_task = tokio::spawn(crate::set::controller::run(
+            ctx.clone(),
+            namespace.clone(),
+            selector.clone(),
+            async move {
+                let _ = stop.recv().await;
+            },
+        ));
+        spawned.add(&set_task);
+        tasks.push((set_name, set_task));
         let ctx = ctx.clone();
         let selector = selector.clone();
         let mut stop = stop_tx.subscribe();

@@ -149,10 +149,10 @@ pub struct EventReporter {
 /// minutes to count repeats into a series, and scans them all on every publish: with thousands of
 /// jobs finishing that was the operator's largest CPU cost and megabytes of memory, while the
 /// operator publishes only on transitions, which do not repeat.
-pub async fn publish_event(
+pub async fn publish_event<K: Resource<DynamicType = ()>>(
     client: &Client,
     reporter: &EventReporter,
-    job: &MediaJob,
+    job: &K,
     note: &EventNote,
     action: &str,
 ) {

@@ -150,15 +150,41 @@ impl PreflightHttp {
     }
 
     /// HEAD `url`; `None` when it was not sent (a refused address) or got no answer.
+    /// GETs `url` through the same guard and gives its status, `Date` and body (at most
+    /// 16 MiB): a MediaJobSet's listing pages.
+    pub async fn get_text(&self, url: &str) -> Result<(u16, Option<Timestamp>, String), String> {
+        const MAX_BODY: usize = 16 << 20;
+        let parsed = reqwest::Url::parse(url).map_err(|_| "not a URL".to_string())?;
+        if self.refuses_literal(&parsed) {
+            return Err("the S3 endpoint is on a refused network".into());
+        }
+        let response = (self.client.get(parsed).send().await)
+            .map_err(|e| crate::secret::redact_urls_in(&e.to_string()))?;
+        let status = response.status().as_u16();
+        let date = (response.headers().get(reqwest::header::DATE))
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date);
+        let body =
+            (response.bytes().await).map_err(|e| crate::secret::redact_urls_in(&e.to_string()))?;
+        if body.len() > MAX_BODY {
+            return Err(format!("an answer of {} bytes is too large", body.len()));
+        }
+        Ok((status, date, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// An address written in the URL is not resolved, so it is checked here.
+    fn refuses_literal(&self, url: &reqwest::Url) -> bool {
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        literal.is_some_and(|ip| self.refused.refuses(ip))
+    }
+
     pub async fn head(&self, url: &str) -> Option<HeadAnswer> {
         let parsed = reqwest::Url::parse(url).ok()?;
-        // An address written in the URL is not resolved, so it is checked here.
-        let literal = match parsed.host()? {
-            url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
-            url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
-            url::Host::Domain(_) => None,
-        };
-        if literal.is_some_and(|ip| self.refused.refuses(ip)) {
+        if self.refuses_literal(&parsed) {
             tracing::debug!(url = %crate::secret::redact_url(url), "not sending the preflight HEAD: a refused address");
             return None;
         }

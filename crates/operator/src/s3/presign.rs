@@ -151,11 +151,53 @@ impl Presigner {
         self.presign("PUT", location, ttl, now).await
     }
 
+    /// A URL to list the bucket (ListObjectsV2) with `query` (`prefix`, `start-after`, …):
+    /// what a MediaJobSet reads its objects from.
+    pub async fn presign_list(
+        &self,
+        bucket: &str,
+        query: &[(&str, &str)],
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<PresignedUrl, S3Error> {
+        let location = S3Location {
+            bucket: bucket.to_string(),
+            key: String::new(),
+            region: None,
+        };
+        let mut sorted: Vec<(&str, &str)> = query.to_vec();
+        sorted.sort();
+        let query: Vec<String> = sorted
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "{}={}",
+                    utf8_percent_encode(name, UNRESERVED),
+                    utf8_percent_encode(value, UNRESERVED)
+                )
+            })
+            .collect();
+        self.presign_url("GET", &location, Some(&query.join("&")), ttl, now)
+            .await
+    }
+
     /// Signs `method` on the object for `ttl` from `now`, capped by the credentials' expiry.
     async fn presign(
         &self,
         method: &'static str,
         location: &S3Location,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<PresignedUrl, S3Error> {
+        self.presign_url(method, location, None, ttl, now).await
+    }
+
+    /// Signs `method` on the object (or, with an empty key, the bucket, with `query`).
+    async fn presign_url(
+        &self,
+        method: &'static str,
+        location: &S3Location,
+        query: Option<&str>,
         ttl: Duration,
         now: Timestamp,
     ) -> Result<PresignedUrl, S3Error> {
@@ -168,11 +210,25 @@ impl Presigner {
         let expires_in =
             Duration::from_secs(expires_at.duration_since(now).as_secs().max(1) as u64);
         let endpoint = self.endpoint(&location.bucket).await.map_err(failed)?;
-        let unsigned = format!(
-            "{}/{}",
-            endpoint.base,
-            utf8_percent_encode(&location.key, KEY_IN_PATH)
-        );
+        let mut unsigned = if location.key.is_empty() {
+            // The bucket itself: `/bucket` in path style, `/` on a virtual host.
+            let path_style = Url::parse(&endpoint.base).is_ok_and(|u| u.path().len() > 1);
+            if path_style {
+                endpoint.base.clone()
+            } else {
+                format!("{}/", endpoint.base)
+            }
+        } else {
+            format!(
+                "{}/{}",
+                endpoint.base,
+                utf8_percent_encode(&location.key, KEY_IN_PATH)
+            )
+        };
+        if let Some(query) = query.filter(|q| !q.is_empty()) {
+            unsigned.push('?');
+            unsigned.push_str(query);
+        }
 
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
@@ -200,8 +256,9 @@ impl Presigner {
             .into_parts();
 
         let mut url = unsigned;
+        let had_query = url.contains('?');
         for (i, (name, value)) in instructions.params().iter().enumerate() {
-            url.push(if i == 0 { '?' } else { '&' });
+            url.push(if i == 0 && !had_query { '?' } else { '&' });
             url.push_str(name);
             url.push('=');
             url.extend(utf8_percent_encode(value, UNRESERVED));

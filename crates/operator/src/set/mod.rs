@@ -14,7 +14,10 @@
 //!   operator holds one entry per object.
 //! - Two objects never share an output (`OutputTemplate::injectivity`), and no output lands
 //!   where the set would pick it up again (`SetSource::output_reenters`).
+pub mod controller;
 pub mod glob;
+pub mod listing;
 pub mod naming;
+pub mod progress;
 pub mod source;
 pub mod template;

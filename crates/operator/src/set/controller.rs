@@ -1,0 +1,777 @@
+//! The MediaJobSet controller: the shell around `progress::step`. One pass lists what it needs
+//! (a full listing on start and every inbox interval, otherwise one window past the cursor),
+//! lists the set's children, decides, creates children, writes status, and only then deletes
+//! the children the status now counts.
+//!
+//! Calls it makes (the chart's RBAC grants exactly these, `tests/operator-api-calls.yaml`):
+//! MediaJobSets list/watch and patch (its finalizer), their status by server-side apply, and
+//! MediaJobs list (its children, by label), create and delete; Events on its transitions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::listing::{self, PAGE_SIZE};
+use super::naming::{KEY_ANNOTATION, SET_LABEL, child_name};
+use super::progress::{self, Child, ChildState, Listed, SetStep, SetView};
+use super::source::SetSource;
+use crate::crd::{
+    MediaJob, MediaJobSet, MediaJobSetStatus, Phase, SetPhase, SetPlan, SetSample, watch_interval,
+};
+use crate::reconciler::conditions::{self, READY};
+use crate::reconciler::context::Context;
+use crate::reconciler::events::EventNote;
+use crate::reconciler::kube_writes::{self, FIELD_MANAGER};
+use crate::s3::{Presigner, S3Location};
+
+/// The set's finalizer: its children go (each with its own deletionPolicy) before it does.
+pub const SET_FINALIZER: &str = "mediajob.io/set-children";
+/// When the object of a late child (inbox mode) was written.
+pub const LATE_ANNOTATION: &str = "mediajob.io/source-written";
+/// Sample input/output pairs shown in the plan.
+const SAMPLES: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the MediaJobSet has no namespace")]
+    NoNamespace,
+}
+
+/// Runs the set controller in `namespace` (all when `None`) until `stopped` resolves. Waits
+/// quietly while the MediaJobSet CRD is not installed.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    selector: Option<String>,
+    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.deps.client.clone();
+    let (sets, jobs): (Api<MediaJobSet>, Api<MediaJob>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let mut probe = ListParams::default().limit(1);
+    if let Some(selector) = &selector {
+        probe = probe.labels(selector);
+    }
+    let stopped = Box::pin(stopped);
+    let mut stopped = stopped;
+    loop {
+        match sets.list_metadata(&probe).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                debug!("the MediaJobSet CRD is not installed; looking again in a minute");
+            }
+            Err(error) => warn!(%error, "cannot list MediaJobSets; looking again in a minute"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = &mut stopped => return,
+        }
+    }
+    let mut sets_config = watcher::Config::default();
+    if let Some(selector) = &selector {
+        sets_config = sets_config.labels(selector);
+    }
+    let children_config = watcher::Config::default().labels(SET_LABEL);
+    Controller::new(sets, sets_config)
+        .owns(jobs, children_config)
+        // Children change often (each status write): one pass per set every second at most.
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(4)
+                .debounce(Duration::from_secs(1)),
+        )
+        .graceful_shutdown_on(stopped)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn error_policy(set: Arc<MediaJobSet>, error: &SetError, _: Arc<Context>) -> Action {
+    warn!(set = %set.name_any(), %error, "reconciling the MediaJobSet failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// One pass over one set.
+async fn reconcile(set: Arc<MediaJobSet>, ctx: Arc<Context>) -> Result<Action, SetError> {
+    if !ctx.deps.fence.may_write() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    let namespace = set.namespace().ok_or(SetError::NoNamespace)?;
+    let sets: Api<MediaJobSet> = Api::namespaced(ctx.deps.client.clone(), &namespace);
+    let jobs: Api<MediaJob> = Api::namespaced(ctx.deps.client.clone(), &namespace);
+    if set.metadata.deletion_timestamp.is_some() {
+        return finish_deletion(&set, &sets, &jobs).await;
+    }
+    if !set.finalizers().iter().any(|f| f == SET_FINALIZER) {
+        let mut finalizers = set.finalizers().to_vec();
+        finalizers.push(SET_FINALIZER.to_string());
+        let patch = serde_json::json!({"metadata": {
+            "resourceVersion": set.resource_version(),
+            "finalizers": finalizers,
+        }});
+        sets.patch(
+            &set.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        ctx.deps.metrics.kube_write("finalizer");
+        return Ok(Action::await_change());
+    }
+    let old = set.status.clone().unwrap_or_default();
+    let now = ctx.now();
+    let decided = match prepare(&set, &ctx, &namespace, now).await {
+        Ok(pass) => decide(&set, &ctx, &pass, &jobs, &old, now)
+            .await
+            .map(|step| (pass, step)),
+        Err(stop) => Err(stop),
+    };
+    let (pass, step) = match decided {
+        Ok(decided) => decided,
+        // Looked at again soon, without giving up on the set.
+        Err(Stop::Transient(message)) => {
+            let status = with_ready(&set, old.clone(), false, "ListFailed", &message, now);
+            write_status(&ctx, &set, &sets, &old, status).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+        // Until the spec changes.
+        Err(stop) => {
+            let status = stopped(&set, &old, stop, now);
+            write_status(&ctx, &set, &sets, &old, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    for (listed, late) in &step.create {
+        create_child(&ctx, &set, &pass.source, &jobs, listed, *late).await?;
+    }
+    let phase = step.status.phase.unwrap_or(SetPhase::Running);
+    let (reason, message) = summary(&set, &step.status);
+    let ready = matches!(
+        phase,
+        SetPhase::Succeeded | SetPhase::Watching | SetPhase::Planned
+    );
+    let status = with_ready(&set, step.status, ready, reason, &message, now);
+    write_status(&ctx, &set, &sets, &old, status).await?;
+    // Counted in the status just written: only now may they go.
+    for name in &step.delete {
+        match jobs.delete(name, &DeleteParams::background()).await {
+            Ok(_) => ctx.deps.metrics.kube_write("delete"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let requeue = progress::requeue_after(&set.spec, phase, pass.interval);
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Why a set cannot go on: its spec (until it changes), or its objects.
+enum Stop {
+    Invalid(String),
+    /// An output would land where the set selects objects; or two objects share a child name.
+    Conflict(String),
+    /// Listing or reading failed; looked at again soon.
+    Transient(String),
+}
+
+/// What a pass works with: the checked source and the means to list it.
+struct Prepared {
+    source: SetSource,
+    presigner: Presigner,
+    interval: Option<Duration>,
+}
+
+/// Checks the spec and builds what listing needs, with the set's credentials (read as its
+/// children's would be: a Secret in the set's namespace, or the operator's own identity where
+/// allowed).
+async fn prepare(
+    set: &MediaJobSet,
+    ctx: &Context,
+    namespace: &str,
+    now: Timestamp,
+) -> Result<Prepared, Stop> {
+    let spec = &set.spec;
+    let interval = match &spec.watch {
+        Some(watch) => Some(watch_interval(watch).map_err(Stop::Invalid)?),
+        None => None,
+    };
+    let source = SetSource::new(
+        &set.name_any(),
+        &spec.source.prefix,
+        spec.source.include.as_deref().unwrap_or_default(),
+        spec.source.exclude.as_deref().unwrap_or_default(),
+        &spec.template.output_templates(),
+    )
+    .map_err(|e| Stop::Invalid(e.to_string()))?;
+    // The children must be valid MediaJobs: one is built and validated like any other.
+    let sample = sample_child(set, &source, "sample.wav");
+    if let Err(invalid) = crate::reconciler::decide::validate(&sample) {
+        return Err(Stop::Invalid(format!("the template: {invalid}")));
+    }
+    let credentials = match ctx.credentials.s3(&sample, namespace, now).await {
+        Ok(Some((credentials, _))) => credentials,
+        Ok(None) => {
+            return Err(Stop::Invalid(
+                "a set lists its prefix with S3 credentials: name template.credentials (access public cannot list)".into(),
+            ));
+        }
+        Err(state) => return Err(Stop::Transient(format!("S3 credentials: {state}"))),
+    };
+    let hint = S3Location::parse(&source.input_of("x"), None).ok();
+    let connection =
+        crate::reconciler::validate::connection(&sample, hint.as_ref()).map_err(Stop::Invalid)?;
+    Ok(Prepared {
+        presigner: Presigner::new(&connection, &credentials),
+        source,
+        interval,
+    })
+}
+
+/// Lists what this pass needs, reads the children and asks `progress::step`, looking for the
+/// outputs it asks about (`skipExisting`) and asking again.
+async fn decide(
+    set: &MediaJobSet,
+    ctx: &Context,
+    pass: &Prepared,
+    jobs: &Api<MediaJob>,
+    old: &MediaJobSetStatus,
+    now: Timestamp,
+) -> Result<SetStep, Stop> {
+    let mut status = old.clone();
+    let full = needs_full_listing(set, old, pass.interval, now);
+    let mut late = vec![];
+    let mut listed_at = None;
+    if full {
+        let listing = full_listing(ctx, pass, old, now).await?;
+        status.found = Some(listing.plan.objects);
+        status.plan = Some(listing.plan);
+        late = listing.late;
+        // Late objects this pass cannot take are found again by the next full listing, which
+        // must therefore still take them as new.
+        if !listing.late_overflow {
+            listed_at = Some(listing.began);
+        }
+    }
+    let (window, listing_ended) = window(ctx, pass, old, progress::window_size(&set.spec)).await?;
+    for listed in &window {
+        pass.source
+            .output_reenters(&listed.key)
+            .map_err(|e| Stop::Conflict(e.to_string()))?;
+    }
+    let children = children(set, jobs).await?;
+    late.retain(|l: &Listed| !children.iter().any(|c| c.key == l.key));
+    // Written around the last listing's start, an object may have been in it and be done
+    // already: its outputs say.
+    if !pass.source.outputs.is_empty() {
+        let mut new = vec![];
+        for listed in late {
+            if !outputs_exist_for(ctx, pass, &listed.key, now).await {
+                new.push(listed);
+            }
+        }
+        late = new;
+    }
+    let mut outputs_exist = HashMap::new();
+    for _ in 0..3 {
+        let step = progress::step(&SetView {
+            spec: &set.spec,
+            status: &status,
+            children: &children,
+            window: &window,
+            listing_ended,
+            late: &late,
+            outputs_exist: &outputs_exist,
+        });
+        if step.check_outputs.is_empty() {
+            let mut step = step;
+            let late_started = step.create.iter().filter(|(_, late)| *late).count();
+            if let Some(began) = listed_at
+                && late_started == late.len()
+            {
+                step.status.last_listed_at = Some(Time(began));
+            }
+            return Ok(step);
+        }
+        for key in &step.check_outputs {
+            let exist = outputs_exist_for(ctx, pass, key, now).await;
+            outputs_exist.insert(key.clone(), exist);
+        }
+    }
+    Err(Stop::Transient(
+        "looking for existing outputs took too many steps".into(),
+    ))
+}
+
+/// A full listing on the first pass, when the spec changed, and every inbox interval.
+fn needs_full_listing(
+    set: &MediaJobSet,
+    old: &MediaJobSetStatus,
+    interval: Option<Duration>,
+    now: Timestamp,
+) -> bool {
+    let Some(listed) = &old.last_listed_at else {
+        return true;
+    };
+    if old.observed_generation != set.metadata.generation {
+        return true;
+    }
+    interval.is_some_and(|every| now.duration_since(listed.0).as_secs() >= every.as_secs() as i64)
+}
+
+struct FullListing {
+    plan: SetPlan,
+    late: Vec<Listed>,
+    late_overflow: bool,
+    /// When it began, on the store's clock.
+    began: Timestamp,
+}
+
+/// Every page of the prefix: the plan (objects, bytes, samples), each key's outputs checked
+/// against the source, and, in inbox mode, the objects written since the last listing whose
+/// keys sort before the cursor. Keeps nothing per object beyond a window of late ones.
+async fn full_listing(
+    ctx: &Context,
+    pass: &Prepared,
+    old: &MediaJobSetStatus,
+    now: Timestamp,
+) -> Result<FullListing, Stop> {
+    let source = &pass.source;
+    let mut plan = SetPlan::default();
+    let mut late = vec![];
+    let mut late_overflow = false;
+    let since = old
+        .last_listed_at
+        .as_ref()
+        .map(|t| t.0 - jiff::SignedDuration::try_from(progress::LISTING_SLACK).unwrap_or_default());
+    let mut start_after: Option<String> = None;
+    let mut began = None;
+    loop {
+        let page = listing::list_page(
+            &ctx.preflight_http,
+            &pass.presigner,
+            &source.bucket,
+            &source.prefix,
+            start_after.as_deref(),
+            now,
+        )
+        .await
+        .map_err(Stop::Transient)?;
+        began = began.or(Some(page.date.unwrap_or(now)));
+        for object in page.objects {
+            if !source.filter.selects(&object.key) {
+                continue;
+            }
+            source
+                .output_reenters(&object.key)
+                .map_err(|e| Stop::Conflict(e.to_string()))?;
+            plan.objects += 1;
+            plan.bytes += object.size;
+            if plan.samples.len() < SAMPLES {
+                plan.samples.push(SetSample {
+                    input: source.input_of(&object.key),
+                    outputs: source.outputs_of(&object.key),
+                });
+            }
+            let before_cursor = old
+                .cursor
+                .as_deref()
+                .is_some_and(|c| object.key.as_str() <= c);
+            let written_since = match (since, object.last_modified) {
+                (Some(since), Some(written)) => written >= since,
+                _ => false,
+            };
+            if before_cursor && written_since {
+                if late.len() < PAGE_SIZE {
+                    late.push(object);
+                } else {
+                    late_overflow = true;
+                }
+            }
+        }
+        match page.next {
+            Some(next) => start_after = Some(next),
+            None => break,
+        }
+    }
+    Ok(FullListing {
+        plan,
+        late,
+        late_overflow,
+        began: began.unwrap_or(now),
+    })
+}
+
+/// The selected keys after the cursor, up to `size` of them, and whether the listing ended.
+async fn window(
+    ctx: &Context,
+    pass: &Prepared,
+    old: &MediaJobSetStatus,
+    size: usize,
+) -> Result<(Vec<Listed>, bool), Stop> {
+    let source = &pass.source;
+    let mut start_after = old
+        .cursor
+        .as_ref()
+        .map(|cursor| format!("{}{cursor}", source.prefix));
+    let mut window = vec![];
+    let now = Timestamp::now();
+    loop {
+        let page = listing::list_page(
+            &ctx.preflight_http,
+            &pass.presigner,
+            &source.bucket,
+            &source.prefix,
+            start_after.as_deref(),
+            now,
+        )
+        .await
+        .map_err(Stop::Transient)?;
+        for object in page.objects {
+            if source.filter.selects(&object.key) {
+                window.push(object);
+                if window.len() == size {
+                    return Ok((window, false));
+                }
+            }
+        }
+        match page.next {
+            Some(next) => start_after = Some(next),
+            None => return Ok((window, true)),
+        }
+    }
+}
+
+/// The set's children as it sees them (by label, then by owner: a MediaJob that only carries
+/// the label is not one of them).
+async fn children(set: &MediaJobSet, jobs: &Api<MediaJob>) -> Result<Vec<Child>, Stop> {
+    let selector = format!("{SET_LABEL}={}", label_value(&set.name_any()));
+    let list = jobs
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| Stop::Transient(format!("listing the set's MediaJobs: {e}")))?;
+    let uid = set.uid();
+    let mut children = vec![];
+    for job in list.items {
+        let owned = job
+            .owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == uid.as_ref());
+        let Some(key) = job.annotations().get(KEY_ANNOTATION).cloned() else {
+            continue;
+        };
+        if !owned {
+            continue;
+        }
+        let state = match job.status.as_ref().and_then(|s| s.phase) {
+            Some(Phase::Succeeded) => ChildState::Succeeded,
+            Some(Phase::Failed | Phase::Cancelled) => ChildState::Failed,
+            _ => ChildState::Running,
+        };
+        let late = job
+            .annotations()
+            .get(LATE_ANNOTATION)
+            .and_then(|t| t.parse().ok());
+        children.push(Child {
+            name: job.name_any(),
+            key,
+            state,
+            late,
+        });
+    }
+    Ok(children)
+}
+
+/// Whether every output of `key` exists (a pre-signed HEAD each, through the guarded client).
+async fn outputs_exist_for(ctx: &Context, pass: &Prepared, key: &str, now: Timestamp) -> bool {
+    for output in pass.source.outputs_of(key) {
+        let Ok(location) = S3Location::parse(&output, None) else {
+            return false;
+        };
+        let Ok(url) = pass
+            .presigner
+            .presign_head(&location, Duration::from_secs(300), now)
+            .await
+        else {
+            return false;
+        };
+        match ctx.preflight_http.head(url.url.expose()).await {
+            Some(answer) if answer.status == 200 => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The child MediaJob of `key`, as it is created.
+fn sample_child(set: &MediaJobSet, source: &SetSource, key: &str) -> MediaJob {
+    let spec = set
+        .spec
+        .template
+        .child_spec(source.input_of(key), source.outputs_of(key));
+    let mut job = MediaJob::new(&child_name(&set.name_any(), key), spec);
+    job.metadata.namespace = set.namespace();
+    job
+}
+
+async fn create_child(
+    ctx: &Context,
+    set: &MediaJobSet,
+    source: &SetSource,
+    jobs: &Api<MediaJob>,
+    listed: &Listed,
+    late: bool,
+) -> Result<(), SetError> {
+    let mut job = sample_child(set, source, &listed.key);
+    // The set's own labels go on: a release that selects the set selects its children.
+    let mut labels = set.labels().clone();
+    labels.insert(SET_LABEL.to_string(), label_value(&set.name_any()));
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert(KEY_ANNOTATION.to_string(), listed.key.clone());
+    if late && let Some(written) = listed.last_modified {
+        annotations.insert(LATE_ANNOTATION.to_string(), written.to_string());
+    }
+    job.metadata = ObjectMeta {
+        name: job.metadata.name.take(),
+        namespace: set.namespace(),
+        labels: Some(labels),
+        annotations: Some(annotations),
+        owner_references: Some(vec![owner_reference(set)]),
+        ..Default::default()
+    };
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(_) => {
+            ctx.deps.metrics.kube_write("create");
+            debug!(set = %set.name_any(), key = %listed.key, "created a child MediaJob");
+            Ok(())
+        }
+        // Made already (a lost answer, a pass before a restart): the next pass reads it.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn owner_reference(set: &MediaJobSet) -> OwnerReference {
+    OwnerReference {
+        api_version: MediaJobSet::api_version(&()).to_string(),
+        kind: MediaJobSet::kind(&()).to_string(),
+        name: set.name_any(),
+        uid: set.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The set's name as a label value (at most 63 characters; a longer name is cut, and the owner
+/// reference tells its children apart).
+fn label_value(name: &str) -> String {
+    name.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches(['-', '.'])
+        .to_string()
+}
+
+/// Deleting a set deletes its children (each cancels or keeps its remote job by its own
+/// deletionPolicy); the finalizer goes once none is left.
+async fn finish_deletion(
+    set: &MediaJobSet,
+    sets: &Api<MediaJobSet>,
+    jobs: &Api<MediaJob>,
+) -> Result<Action, SetError> {
+    if !set.finalizers().iter().any(|f| f == SET_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let children = match children(set, jobs).await {
+        Ok(children) => children,
+        Err(_) => return Ok(Action::requeue(Duration::from_secs(5))),
+    };
+    if !children.is_empty() {
+        for child in &children {
+            match jobs.delete(&child.name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        info!(set = %set.name_any(), children = children.len(), "deleting the set's children");
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    let finalizers: Vec<String> = set
+        .finalizers()
+        .iter()
+        .filter(|f| *f != SET_FINALIZER)
+        .cloned()
+        .collect();
+    let patch = serde_json::json!({"metadata": {
+        "resourceVersion": set.resource_version(),
+        "finalizers": finalizers,
+    }});
+    sets.patch(
+        &set.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(Action::await_change())
+}
+
+/// The status of a set that cannot go on.
+fn stopped(
+    set: &MediaJobSet,
+    old: &MediaJobSetStatus,
+    stop: Stop,
+    now: Timestamp,
+) -> MediaJobSetStatus {
+    let mut status = old.clone();
+    let (reason, message) = match stop {
+        Stop::Invalid(message) => ("InvalidSpec", message),
+        Stop::Conflict(message) => ("OutputConflict", message),
+        Stop::Transient(message) => ("ListFailed", message),
+    };
+    status.phase = Some(SetPhase::Failed);
+    with_ready(set, status, false, reason, &message, now)
+}
+
+/// The Ready condition's reason and message for a step's status.
+fn summary(set: &MediaJobSet, status: &MediaJobSetStatus) -> (&'static str, String) {
+    let count = |n: Option<i64>| n.unwrap_or(0);
+    let done = format!(
+        "{} succeeded, {} failed, {} skipped of {} found",
+        count(status.succeeded),
+        count(status.failed),
+        count(status.skipped),
+        count(status.found)
+    );
+    match status.phase {
+        Some(SetPhase::Planned) => ("Suspended", format!("suspended; {}", plan_words(status))),
+        Some(SetPhase::Watching) => (
+            "Watching",
+            format!(
+                "{done}; listing again every {}",
+                set.spec.watch.as_ref().map_or("", |w| w.interval.as_str())
+            ),
+        ),
+        Some(SetPhase::Succeeded) => ("Succeeded", done),
+        Some(SetPhase::Failed) => (
+            "MaxFailedExceeded",
+            format!(
+                "{done}: more than maxFailed ({}) failed",
+                set.spec.max_failed.unwrap_or(0)
+            ),
+        ),
+        _ => (
+            "Running",
+            format!("{} running; {done}", count(status.running)),
+        ),
+    }
+}
+
+fn plan_words(status: &MediaJobSetStatus) -> String {
+    match &status.plan {
+        Some(plan) => format!(
+            "{} objects, {} bytes would be processed",
+            plan.objects, plan.bytes
+        ),
+        None => "not listed yet".into(),
+    }
+}
+
+fn with_ready(
+    set: &MediaJobSet,
+    mut status: MediaJobSetStatus,
+    ready: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> MediaJobSetStatus {
+    let generation = set.metadata.generation;
+    status.observed_generation = generation;
+    conditions::set_condition(
+        &mut status.conditions,
+        READY,
+        ready,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    // kstatus: Reconciling while work goes on, Stalled when the set cannot go on.
+    let (reconciling, stalled) = match status.phase {
+        Some(SetPhase::Running) => (true, false),
+        Some(SetPhase::Failed) => (false, true),
+        _ => (false, false),
+    };
+    for (kind, on) in [("Reconciling", reconciling), ("Stalled", stalled)] {
+        if on {
+            conditions::set_condition(
+                &mut status.conditions,
+                kind,
+                true,
+                reason,
+                message,
+                generation,
+                now,
+            );
+        } else {
+            conditions::remove_condition(&mut status.conditions, kind);
+        }
+    }
+    status
+}
+
+/// Writes `new` by server-side apply when it differs, and an Event when the phase changes.
+async fn write_status(
+    ctx: &Context,
+    set: &MediaJobSet,
+    sets: &Api<MediaJobSet>,
+    old: &MediaJobSetStatus,
+    new: MediaJobSetStatus,
+) -> Result<(), SetError> {
+    if *old == new {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": MediaJobSet::api_version(&()),
+        "kind": MediaJobSet::kind(&()),
+        "status": new,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    sets.patch_status(&set.name_any(), &params, &Patch::Apply(&patch))
+        .await?;
+    ctx.deps.metrics.kube_write("status");
+    if old.phase != new.phase
+        && let Some(phase) = new.phase
+    {
+        let ready = conditions::find(&new.conditions, READY);
+        let note = EventNote {
+            warning: phase == SetPhase::Failed,
+            reason: ready.map_or_else(|| format!("{phase:?}"), |c| c.reason.clone()),
+            note: ready.map(|c| c.message.clone()).unwrap_or_default(),
+        };
+        kube_writes::publish_event(
+            &ctx.deps.client,
+            &ctx.deps.reporter,
+            set,
+            &note,
+            "Reconcile",
+        )
+        .await;
+        ctx.deps.metrics.kube_write("event");
+    }
+    Ok(())
+}

@@ -1,0 +1,586 @@
+//! The set's decision, pure: given its spec, its status, the children that exist and a window
+//! of the listing, which children to create and delete and what status to write.
+//!
+//! The bookkeeping that keeps a set of any size small:
+//! - S3 lists keys in UTF-8 binary order, so the set keeps a **cursor**: every selected key up
+//!   to it is done and counted in status. Children exist only for keys past it.
+//! - The cursor moves over the done keys at the front of the window, and their counts go into
+//!   the same status write. Only after that write are their children deleted; a child at or
+//!   before the cursor is therefore always counted already, and a crash between the write and
+//!   the deletes neither counts twice nor loses a count.
+//! - Children are created in key order, at most `parallelism` running, and at most a window of
+//!   finished ones waiting for a slower key before them.
+//! - Inbox mode: an object written after the last full listing began is new even when its key
+//!   sorts before the cursor (a *late* object). Its child is counted when it finishes and its
+//!   name kept in `status.countedLate` until the next full listing has begun after it, so that
+//!   neither a second child nor a second count can follow.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::crd::{MediaJobSetSpec, MediaJobSetStatus, SetPhase};
+
+/// At most this many failed keys are named in status.
+pub const FAILED_KEYS_KEPT: usize = 20;
+
+/// One selected object of the listing (key below the prefix).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listed {
+    pub key: String,
+    pub size: i64,
+    pub last_modified: Option<Timestamp>,
+}
+
+/// Where a child MediaJob is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// A child as the set sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Child {
+    pub name: String,
+    pub key: String,
+    pub state: ChildState,
+    /// The child was made for a late object (see the module comment), written at this time.
+    pub late: Option<Timestamp>,
+}
+
+/// Times of objects and of listings are both the store's (`LastModified`, and the `Date` of a
+/// listing's first answer), in whole seconds: an object written within this of a listing's start
+/// may or may not be in it. Such an object is taken as new by the next listing, and its outputs
+/// are looked for first, so it is not processed twice (see `controller.rs`); a late object's
+/// child is deleted once a listing began this long after the object was written.
+pub const LISTING_SLACK: Duration = Duration::from_secs(2);
+
+/// What one pass knows.
+pub struct SetView<'a> {
+    pub spec: &'a MediaJobSetSpec,
+    pub status: &'a MediaJobSetStatus,
+    pub children: &'a [Child],
+    /// Selected keys after the cursor, in order, as far as this pass listed.
+    pub window: &'a [Listed],
+    /// The listing has nothing selected after the window.
+    pub listing_ended: bool,
+    /// Late objects (inbox mode): selected keys at or before the cursor written after the last
+    /// full listing began, with no child yet.
+    pub late: &'a [Listed],
+    /// Keys whose outputs were looked for (`skipExisting`): whether all exist.
+    pub outputs_exist: &'a HashMap<String, bool>,
+}
+
+/// What to do.
+#[derive(Debug, Default, PartialEq)]
+pub struct SetStep {
+    pub status: MediaJobSetStatus,
+    /// Objects to start, with whether each is a late one.
+    pub create: Vec<(Listed, bool)>,
+    /// Children counted already, to delete after the status is written.
+    pub delete: Vec<String>,
+    /// Keys whose outputs to look for before deciding again (`skipExisting`).
+    pub check_outputs: Vec<String>,
+}
+
+/// The bound on children that exist at once: running ones, and finished ones past the cursor
+/// waiting for a slower key before them.
+pub fn max_children(spec: &MediaJobSetSpec) -> usize {
+    spec.effective_parallelism() * 4 + 16
+}
+
+/// How many selected keys past the cursor a pass needs to see.
+pub fn window_size(spec: &MediaJobSetSpec) -> usize {
+    max_children(spec)
+}
+
+/// One pass's decision.
+pub fn step(view: &SetView<'_>) -> SetStep {
+    let spec = view.spec;
+    let old = view.status;
+    let cursor = old.cursor.as_deref();
+    let mut status = old.clone();
+    let mut succeeded = old.succeeded.unwrap_or(0);
+    let mut failed = old.failed.unwrap_or(0);
+    let mut skipped = old.skipped.unwrap_or(0);
+    let mut failed_keys = old.failed_keys.clone().unwrap_or_default();
+    let mut counted_late = old.counted_late.clone().unwrap_or_default();
+    let mut delete = vec![];
+    let note_failed = |key: &str, failed_keys: &mut Vec<String>| {
+        if failed_keys.len() < FAILED_KEYS_KEPT && !failed_keys.iter().any(|k| k == key) {
+            failed_keys.push(key.to_string());
+        }
+    };
+
+    // Children at or before the cursor: counted already (in order) or late ones.
+    let mut ahead: BTreeMap<&str, &Child> = BTreeMap::new();
+    let mut late_running = 0usize;
+    for child in view.children {
+        if let Some(written) = child.late {
+            let counted = counted_late.contains(&child.name);
+            let seen_since = old.last_listed_at.as_ref().is_some_and(|listed| {
+                listed.0
+                    > written + jiff::SignedDuration::try_from(LISTING_SLACK).unwrap_or_default()
+            });
+            match child.state {
+                ChildState::Running => late_running += 1,
+                // Its name stays counted until a pass finds it gone (a crash before the delete
+                // must not count it again).
+                _ if counted && seen_since => delete.push(child.name.clone()),
+                _ if counted => {}
+                ChildState::Succeeded => {
+                    succeeded += 1;
+                    counted_late.push(child.name.clone());
+                }
+                ChildState::Failed => {
+                    failed += 1;
+                    note_failed(&child.key, &mut failed_keys);
+                    counted_late.push(child.name.clone());
+                }
+            }
+        } else if cursor.is_some_and(|c| child.key.as_str() <= c) {
+            delete.push(child.name.clone());
+        } else {
+            ahead.insert(child.key.as_str(), child);
+        }
+    }
+
+    counted_late.retain(|name| view.children.iter().any(|c| c.name == *name));
+
+    // The keys past the cursor in order: the window's, and any child's whose object is gone
+    // from the listing (it is counted when the cursor passes it).
+    let last_listed = view.window.last().map(|l| l.key.as_str());
+    let mut keys: BTreeMap<&str, Option<&Listed>> = BTreeMap::new();
+    for listed in view.window {
+        keys.insert(listed.key.as_str(), Some(listed));
+    }
+    for key in ahead.keys() {
+        if view.listing_ended || last_listed.is_some_and(|last| *key <= last) {
+            keys.entry(key).or_insert(None);
+        }
+    }
+
+    // The cursor moves over the done keys at the front.
+    let mut new_cursor = cursor.map(str::to_string);
+    let mut front = true;
+    let mut running = late_running;
+    let mut failed_ahead = 0i64;
+    let mut pending: Vec<&Listed> = vec![];
+    for (key, listed) in &keys {
+        let done = match ahead.get(key).map(|c| c.state) {
+            Some(ChildState::Running) => {
+                running += 1;
+                None
+            }
+            Some(ChildState::Succeeded) => Some(Done::Succeeded),
+            Some(ChildState::Failed) => Some(Done::Failed),
+            None if view.outputs_exist.get(*key) == Some(&true) => Some(Done::Skipped),
+            None => {
+                if let Some(listed) = listed {
+                    pending.push(listed);
+                }
+                None
+            }
+        };
+        match (front, done) {
+            (true, Some(state)) => {
+                match state {
+                    Done::Succeeded => succeeded += 1,
+                    Done::Failed => {
+                        failed += 1;
+                        note_failed(key, &mut failed_keys);
+                    }
+                    Done::Skipped => skipped += 1,
+                }
+                if let Some(child) = ahead.get(key) {
+                    delete.push(child.name.clone());
+                }
+                new_cursor = Some(key.to_string());
+            }
+            (_, Some(Done::Failed)) => {
+                failed_ahead += 1;
+                front = false;
+            }
+            _ => front = false,
+        }
+    }
+    let failed_total = failed + failed_ahead;
+    let over_budget = spec
+        .max_failed
+        .is_some_and(|max| failed_total > i64::from(max));
+    let suspended = spec.suspend == Some(true);
+
+    // New starts, in key order: late objects first (they waited longest).
+    let mut create = vec![];
+    let mut check_outputs = vec![];
+    if !suspended && !over_budget {
+        let existing = view.children.len() - delete.len();
+        let mut free = spec.effective_parallelism().saturating_sub(running);
+        let mut room = max_children(spec).saturating_sub(existing);
+        let candidates = view
+            .late
+            .iter()
+            .map(|l| (l, true))
+            .chain(pending.iter().map(|l| (*l, false)));
+        for (listed, late) in candidates {
+            if free == 0 || room == 0 {
+                break;
+            }
+            if spec.skip_existing == Some(true) && !view.outputs_exist.contains_key(&listed.key) {
+                check_outputs.push(listed.key.clone());
+            } else if view.outputs_exist.get(&listed.key) != Some(&true) {
+                create.push((listed.clone(), late));
+            } else {
+                continue;
+            }
+            free -= 1;
+            room -= 1;
+        }
+    }
+    let started = create.len() as i64;
+    let waiting = pending.len() as i64 + view.late.len() as i64 - started;
+
+    let remaining = running as i64 + started + waiting.max(0);
+    let phase = if over_budget && running == 0 {
+        SetPhase::Failed
+    } else if suspended && running == 0 {
+        SetPhase::Planned
+    } else if view.listing_ended && remaining == 0 && check_outputs.is_empty() {
+        if spec.watch.is_some() {
+            SetPhase::Watching
+        } else {
+            SetPhase::Succeeded
+        }
+    } else {
+        SetPhase::Running
+    };
+
+    status.phase = Some(phase);
+    status.cursor = new_cursor;
+    status.succeeded = Some(succeeded);
+    status.failed = Some(failed_total);
+    status.skipped = Some(skipped);
+    status.running = Some(running as i64 + started);
+    status.pending = Some(waiting.max(0));
+    status.failed_keys = (!failed_keys.is_empty()).then_some(failed_keys);
+    status.counted_late = (!counted_late.is_empty()).then_some(counted_late);
+    SetStep {
+        status,
+        create,
+        delete,
+        check_outputs,
+    }
+}
+
+/// How a key past the cursor ended.
+#[derive(Clone, Copy)]
+enum Done {
+    Succeeded,
+    Failed,
+    /// Its outputs existed already (`skipExisting`).
+    Skipped,
+}
+
+/// When to look again: soon while work is in flight (children's own changes also wake the
+/// set), at the next listing in inbox mode, never for a finished set.
+pub fn requeue_after(
+    spec: &MediaJobSetSpec,
+    phase: SetPhase,
+    interval: Option<Duration>,
+) -> Option<Duration> {
+    match phase {
+        SetPhase::Running => Some(Duration::from_secs(30)),
+        SetPhase::Watching => interval,
+        SetPhase::Planned => spec.watch.as_ref().and(interval),
+        SetPhase::Succeeded | SetPhase::Failed => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn spec(extra: serde_json::Value) -> MediaJobSetSpec {
+        let mut value = serde_json::json!({
+            "source": {"prefix": "s3://raw/season/"},
+            "template": {"operation": "enhance", "output": {"url": "s3://out/{key}"}},
+            "parallelism": 2,
+        });
+        value
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn listed(keys: &[&str]) -> Vec<Listed> {
+        keys.iter()
+            .map(|k| Listed {
+                key: k.to_string(),
+                size: 10,
+                last_modified: None,
+            })
+            .collect()
+    }
+
+    fn child(key: &str, state: ChildState) -> Child {
+        Child {
+            name: format!("c-{key}"),
+            key: key.into(),
+            state,
+            late: None,
+        }
+    }
+
+    fn run(
+        spec: &MediaJobSetSpec,
+        status: &MediaJobSetStatus,
+        children: &[Child],
+        window: &[Listed],
+        outputs_exist: &HashMap<String, bool>,
+    ) -> SetStep {
+        step(&SetView {
+            spec,
+            status,
+            children,
+            window,
+            listing_ended: true,
+            late: &[],
+            outputs_exist,
+        })
+    }
+
+    fn created(step: &SetStep) -> Vec<&str> {
+        step.create.iter().map(|(l, _)| l.key.as_str()).collect()
+    }
+
+    #[test]
+    fn a_new_set_starts_parallelism_children_in_key_order() {
+        let spec = spec(serde_json::json!({}));
+        let window = listed(&["a", "b", "c", "d", "e"]);
+        let step = run(&spec, &Default::default(), &[], &window, &HashMap::new());
+        assert_eq!(created(&step), ["a", "b"]);
+        assert_eq!(step.status.phase, Some(SetPhase::Running));
+        assert_eq!(step.status.running, Some(2));
+        assert_eq!(step.status.pending, Some(3));
+        assert_eq!(step.status.cursor, None);
+    }
+
+    #[test]
+    fn the_cursor_moves_over_the_done_keys_at_the_front_only() {
+        let spec = spec(serde_json::json!({}));
+        let window = listed(&["a", "b", "c", "d"]);
+        let children = [
+            child("a", ChildState::Succeeded),
+            child("b", ChildState::Running),
+            child("c", ChildState::Succeeded),
+        ];
+        let step = run(
+            &spec,
+            &Default::default(),
+            &children,
+            &window,
+            &HashMap::new(),
+        );
+        assert_eq!(step.status.cursor.as_deref(), Some("a"));
+        assert_eq!(
+            step.status.succeeded,
+            Some(1),
+            "c is counted when the cursor passes it"
+        );
+        assert_eq!(step.delete, ["c-a"]);
+        assert_eq!(created(&step), ["d"], "one slot free: b runs");
+        assert_eq!(step.status.running, Some(2));
+    }
+
+    #[test]
+    fn a_child_at_or_before_the_cursor_is_counted_already_and_only_deleted() {
+        // A crash after the status write, before the delete.
+        let spec = spec(serde_json::json!({}));
+        let status = MediaJobSetStatus {
+            cursor: Some("a".into()),
+            succeeded: Some(1),
+            ..Default::default()
+        };
+        let children = [child("a", ChildState::Succeeded)];
+        let step = run(&spec, &status, &children, &listed(&["b"]), &HashMap::new());
+        assert_eq!(step.delete, ["c-a"]);
+        assert_eq!(step.status.succeeded, Some(1));
+        assert_eq!(created(&step), ["b"]);
+    }
+
+    #[test]
+    fn every_object_done_ends_the_set_or_keeps_watching() {
+        let children = [
+            child("a", ChildState::Succeeded),
+            child("b", ChildState::Failed),
+        ];
+        let window = listed(&["a", "b"]);
+        let step = run(
+            &spec(serde_json::json!({})),
+            &Default::default(),
+            &children,
+            &window,
+            &HashMap::new(),
+        );
+        assert_eq!(step.status.phase, Some(SetPhase::Succeeded));
+        assert_eq!(
+            (step.status.succeeded, step.status.failed),
+            (Some(1), Some(1))
+        );
+        assert_eq!(step.status.failed_keys, Some(vec!["b".to_string()]));
+        assert_eq!(step.status.cursor.as_deref(), Some("b"));
+        let inbox = spec(serde_json::json!({"watch": {"interval": "5m"}}));
+        let step = run(
+            &inbox,
+            &Default::default(),
+            &children,
+            &window,
+            &HashMap::new(),
+        );
+        assert_eq!(step.status.phase, Some(SetPhase::Watching));
+    }
+
+    #[test]
+    fn more_failures_than_max_failed_stop_new_starts_and_fail_the_set() {
+        let spec = spec(serde_json::json!({"maxFailed": 0}));
+        let children = [
+            child("b", ChildState::Failed),
+            child("c", ChildState::Running),
+        ];
+        let window = listed(&["a", "b", "c", "d"]);
+        let step = run(
+            &spec,
+            &Default::default(),
+            &children,
+            &window,
+            &HashMap::new(),
+        );
+        assert!(step.create.is_empty(), "no new starts past the budget");
+        assert_eq!(step.status.phase, Some(SetPhase::Running), "c still runs");
+        assert_eq!(step.status.failed, Some(1));
+        let children = [
+            child("b", ChildState::Failed),
+            child("c", ChildState::Succeeded),
+        ];
+        let step = run(
+            &spec,
+            &Default::default(),
+            &children,
+            &window,
+            &HashMap::new(),
+        );
+        assert_eq!(step.status.phase, Some(SetPhase::Failed));
+    }
+
+    #[test]
+    fn a_suspended_set_plans_and_starts_nothing() {
+        let spec = spec(serde_json::json!({"suspend": true}));
+        let step = run(
+            &spec,
+            &Default::default(),
+            &[],
+            &listed(&["a", "b"]),
+            &HashMap::new(),
+        );
+        assert!(step.create.is_empty());
+        assert_eq!(step.status.phase, Some(SetPhase::Planned));
+        assert_eq!(step.status.pending, Some(2));
+    }
+
+    #[test]
+    fn skip_existing_looks_for_the_outputs_first_and_counts_what_exists() {
+        let spec = spec(serde_json::json!({"skipExisting": true}));
+        let window = listed(&["a", "b", "c"]);
+        let step = run(&spec, &Default::default(), &[], &window, &HashMap::new());
+        assert!(step.create.is_empty());
+        assert_eq!(step.check_outputs, ["a", "b"]);
+        assert_eq!(step.status.phase, Some(SetPhase::Running));
+        let seen = HashMap::from([("a".to_string(), true), ("b".to_string(), false)]);
+        let step = run(&spec, &Default::default(), &[], &window, &seen);
+        assert_eq!(step.status.skipped, Some(1));
+        assert_eq!(step.status.cursor.as_deref(), Some("a"));
+        assert_eq!(created(&step), ["b"]);
+        assert_eq!(
+            step.check_outputs,
+            ["c"],
+            "the second slot looks at the next key"
+        );
+    }
+
+    #[test]
+    fn children_and_their_window_stay_bounded() {
+        let spec = spec(serde_json::json!({"parallelism": 3}));
+        let keys: Vec<String> = (0..1000).map(|i| format!("k{i:04}")).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        // The first key runs for ever; the others finish.
+        let mut children = vec![child("k0000", ChildState::Running)];
+        children.extend(
+            refs[1..max_children(&spec)]
+                .iter()
+                .map(|k| child(k, ChildState::Succeeded)),
+        );
+        let step = run(
+            &spec,
+            &Default::default(),
+            &children,
+            &listed(&refs),
+            &HashMap::new(),
+        );
+        assert!(
+            step.create.is_empty(),
+            "the window of finished children is full"
+        );
+        assert_eq!(step.status.cursor, None);
+    }
+
+    #[test]
+    fn a_late_object_is_counted_once_and_its_child_kept_until_a_listing_saw_it_done() {
+        let spec = spec(serde_json::json!({"watch": {"interval": "5m"}}));
+        let written = Timestamp::from_second(1_800_000_000).unwrap();
+        let status = MediaJobSetStatus {
+            cursor: Some("z".into()),
+            succeeded: Some(5),
+            last_listed_at: Some(Time(written)),
+            ..Default::default()
+        };
+        let late = [Listed {
+            key: "b".into(),
+            size: 1,
+            last_modified: Some(written),
+        }];
+        let step = step(&SetView {
+            spec: &spec,
+            status: &status,
+            children: &[],
+            window: &[],
+            listing_ended: true,
+            late: &late,
+            outputs_exist: &HashMap::new(),
+        });
+        assert_eq!(step.create, vec![(late[0].clone(), true)]);
+        // It finished: counted once, kept.
+        let mut finished = child("b", ChildState::Succeeded);
+        finished.late = Some(written);
+        let children = [finished];
+        let step1 = run(&spec, &status, &children, &[], &HashMap::new());
+        assert_eq!(step1.status.succeeded, Some(6));
+        assert!(step1.delete.is_empty());
+        assert_eq!(step1.status.counted_late, Some(vec!["c-b".to_string()]));
+        let step2 = run(&spec, &step1.status, &children, &[], &HashMap::new());
+        assert_eq!(step2.status.succeeded, Some(6), "not counted twice");
+        // A listing began well after it was written: the child goes, then its name.
+        let mut relisted = step2.status.clone();
+        relisted.last_listed_at = Some(Time(written + jiff::SignedDuration::from_secs(600)));
+        let step3 = run(&spec, &relisted, &children, &[], &HashMap::new());
+        assert_eq!(step3.delete, ["c-b"]);
+        assert_eq!(step3.status.succeeded, Some(6));
+        let step4 = run(&spec, &step3.status, &[], &[], &HashMap::new());
+        assert_eq!(step4.status.counted_late, None);
+        assert_eq!(step4.status.succeeded, Some(6));
+    }
+}
