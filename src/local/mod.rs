@@ -21,7 +21,7 @@ use embedded_s3::EmbeddedS3;
 use kube_apiserver_double::{ApiServerDouble, RunningApiServer};
 use media_api_emulator::{Emulator, EmulatorConfig, Faults, RunningEmulator, S3Settings, Speed};
 use mediajob_operator::admin::Readiness;
-use mediajob_operator::crd::{AccessMode, MediaJob};
+use mediajob_operator::crd::{AccessMode, MediaJob, MediaJobSet};
 use mediajob_operator::metrics::Metrics;
 use mediajob_operator::operator::{OperatorOptions, start};
 use mediajob_operator::reconciler::callback::CallbackSettings;
@@ -108,12 +108,14 @@ pub fn main(args: LocalArgs) -> std::process::ExitCode {
 
 struct Manifests {
     jobs: Vec<Value>,
+    sets: Vec<Value>,
     secrets: Vec<Value>,
 }
 
 fn read_manifests(files: &[PathBuf]) -> Result<Manifests, LocalError> {
     let mut manifests = Manifests {
         jobs: vec![],
+        sets: vec![],
         secrets: vec![],
     };
     for file in files {
@@ -124,10 +126,11 @@ fn read_manifests(files: &[PathBuf]) -> Result<Manifests, LocalError> {
         for doc in docs.into_iter().filter(|d| !d.is_null()) {
             match (doc["apiVersion"].as_str(), doc["kind"].as_str()) {
                 (Some("mediajob.io/v1alpha1"), Some("MediaJob")) => manifests.jobs.push(doc),
+                (Some("mediajob.io/v1alpha1"), Some("MediaJobSet")) => manifests.sets.push(doc),
                 (Some("v1"), Some("Secret")) => manifests.secrets.push(doc),
                 (api_version, kind) => {
                     return Err(bad_input(format!(
-                        "{}: only MediaJob (mediajob.io/v1alpha1) and Secret documents are run locally, not {} {}",
+                        "{}: only MediaJob, MediaJobSet (mediajob.io/v1alpha1) and Secret documents are run locally, not {} {}",
                         file.display(),
                         api_version.unwrap_or("?"),
                         kind.unwrap_or("?")
@@ -136,8 +139,8 @@ fn read_manifests(files: &[PathBuf]) -> Result<Manifests, LocalError> {
             }
         }
     }
-    if manifests.jobs.is_empty() {
-        return Err(bad_input("no MediaJob in the given files"));
+    if manifests.jobs.is_empty() && manifests.sets.is_empty() {
+        return Err(bad_input("no MediaJob or MediaJobSet in the given files"));
     }
     Ok(manifests)
 }
@@ -205,6 +208,9 @@ async fn s3_side(args: &LocalArgs, manifests: &Manifests) -> Result<S3Side, Loca
             }
         }
     }
+    for set in &manifests.sets {
+        seeded.extend(seed_set(&s3, set)?);
+    }
     println!(
         "embedded S3 store at {} (objects in {}){}",
         s3.endpoint(),
@@ -223,6 +229,48 @@ async fn s3_side(args: &LocalArgs, manifests: &Manifests) -> Result<S3Side, Loca
         region: mediajob_operator::crd::DEFAULT_S3_REGION.to_string(),
         embedded: Some(s3),
     })
+}
+
+/// A set's buckets, and a few sample objects under its prefix when it is empty.
+fn seed_set(s3: &EmbeddedS3, set: &Value) -> Result<Vec<String>, LocalError> {
+    let spec = &set["spec"];
+    let outputs = spec["template"]["outputs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let output_urls = std::iter::once(&spec["template"]["output"])
+        .chain(outputs.iter())
+        .filter_map(|o| o["url"].as_str());
+    for url in output_urls {
+        if let Some(bucket) = url.strip_prefix("s3://").and_then(|r| r.split('/').next()) {
+            let _ = s3.create_bucket(bucket);
+        }
+    }
+    let Some((bucket, prefix)) = spec["source"]["prefix"]
+        .as_str()
+        .and_then(|p| p.strip_prefix("s3://"))
+        .map(|rest| rest.split_once('/').unwrap_or((rest, "")))
+    else {
+        return Ok(vec![]);
+    };
+    let _ = s3.create_bucket(bucket);
+    if s3.has_objects_under(bucket, prefix) {
+        return Ok(vec![]);
+    }
+    let mut seeded = vec![];
+    for (key, seconds) in [
+        ("ep1/intro.wav", 3),
+        ("ep1/interview.wav", 6),
+        ("ep2/intro.wav", 3),
+        ("ep2/interview.wav", 5),
+        ("drafts/ep3-rough.wav", 2),
+    ] {
+        let full = format!("{prefix}{key}");
+        s3.put_object(bucket, &full, &sample::tone_wav(seconds))
+            .map_err(|e| failed(format!("cannot seed s3://{bucket}/{full}: {e}")))?;
+        seeded.push(format!("s3://{bucket}/{full}"));
+    }
+    Ok(seeded)
 }
 
 async fn media_side(
@@ -288,7 +336,7 @@ async fn run(args: LocalArgs) -> Result<(), LocalError> {
     let manifests = read_manifests(&args.files)?;
     let s3 = s3_side(&args, &manifests).await?;
     let (emulator, media) = media_side(&args, &s3).await?;
-    let double = ApiServerDouble::start(vec![MediaJob::crd()])
+    let double = ApiServerDouble::start(vec![MediaJob::crd(), MediaJobSet::crd()])
         .await
         .map_err(|e| failed(format!("cannot start the local Kubernetes API: {e}")))?;
     let client = double.client();
@@ -313,7 +361,11 @@ async fn run(args: LocalArgs) -> Result<(), LocalError> {
             let _ = stop_rx.await;
         },
     ));
-    let outcome = watch::follow(&client, &jobs, args.timeout).await;
+    let sets = apply_sets(&client, &manifests, &s3).await?;
+    let outcome = match watch::follow(&client, &jobs, args.timeout).await {
+        Ok(()) => watch::follow_sets(&client, &sets, args.timeout).await,
+        failed => failed,
+    };
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), operator).await;
     if let Some(emulator) = emulator {
@@ -379,26 +431,7 @@ async fn apply_manifests(
             }
             // The credentials Secret it names, made from our S3 keys unless the file has it.
             if let Some(secret_name) = doc["spec"]["credentials"]["secretRef"]["name"].as_str() {
-                let given = manifests
-                    .secrets
-                    .iter()
-                    .any(|s| s["metadata"]["name"] == secret_name && namespace_of(s) == ns);
-                if !given {
-                    let mut data = json!({
-                        "AWS_ACCESS_KEY_ID": s3.access_key,
-                        "AWS_SECRET_ACCESS_KEY": s3.secret_key.expose(),
-                    });
-                    if let Some(token) = &s3.session_token {
-                        data["AWS_SESSION_TOKEN"] = json!(token);
-                    }
-                    let secret: Secret = serde_json::from_value(json!({
-                        "metadata": {"name": secret_name, "namespace": ns}, "stringData": data,
-                    }))
-                    .unwrap();
-                    let _ = Api::<Secret>::namespaced(client.clone(), &ns)
-                        .create(&PostParams::default(), &secret)
-                        .await;
-                }
+                ensure_s3_secret(client, manifests, s3, &ns, secret_name).await;
             }
         }
         let job: MediaJob = serde_json::from_value(doc).map_err(|e| {
@@ -418,6 +451,89 @@ async fn apply_manifests(
         created.push((ns, name));
     }
     Ok(created)
+}
+
+/// Points each set at the store we use (unless it names one) and creates it; returns the sets
+/// as (namespace, name).
+async fn apply_sets(
+    client: &kube::Client,
+    manifests: &Manifests,
+    s3: &S3Side,
+) -> Result<Vec<(String, String)>, LocalError> {
+    let mut created = vec![];
+    for doc in &manifests.sets {
+        let ns = doc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
+        let name = doc["metadata"]["name"].as_str().unwrap_or("?").to_string();
+        let mut doc = doc.clone();
+        let template = &mut doc["spec"]["template"];
+        if template["s3"]["endpoint"].is_null()
+            && let Some(endpoint) = &s3.endpoint
+        {
+            template["s3"]["endpoint"] = json!(endpoint);
+            template["s3"]["forcePathStyle"] = json!(true);
+            if template["s3"]["region"].is_null() {
+                template["s3"]["region"] = json!(s3.region);
+            }
+        }
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        let _ = Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await;
+        if let Some(secret_name) = template["credentials"]["secretRef"]["name"].as_str() {
+            ensure_s3_secret(client, manifests, s3, &ns, secret_name).await;
+        }
+        let set: MediaJobSet = serde_json::from_value(doc).map_err(|e| {
+            bad_input(format!(
+                "MediaJobSet {ns}/{name} does not match mediajob.io/v1alpha1: {e}"
+            ))
+        })?;
+        Api::<MediaJobSet>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &set)
+            .await
+            .map_err(|e| {
+                bad_input(format!(
+                    "MediaJobSet {ns}/{name} refused: {}",
+                    api_message(&e)
+                ))
+            })?;
+        created.push((ns, name));
+    }
+    Ok(created)
+}
+
+/// The credentials Secret a manifest names, made from our S3 keys unless the files have it.
+async fn ensure_s3_secret(
+    client: &kube::Client,
+    manifests: &Manifests,
+    s3: &S3Side,
+    ns: &str,
+    secret_name: &str,
+) {
+    let given = manifests.secrets.iter().any(|s| {
+        s["metadata"]["name"] == secret_name
+            && s["metadata"]["namespace"].as_str().unwrap_or("default") == ns
+    });
+    if given {
+        return;
+    }
+    let mut data = json!({
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key.expose(),
+    });
+    if let Some(token) = &s3.session_token {
+        data["AWS_SESSION_TOKEN"] = json!(token);
+    }
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": secret_name, "namespace": ns}, "stringData": data,
+    }))
+    .unwrap();
+    let _ = Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await;
 }
 
 /// The API server's message without kube's wrapping.

@@ -144,3 +144,97 @@ pub async fn follow(
         Err(failed("not every job succeeded"))
     }
 }
+
+/// Follows `sets` until each is done (succeeded, failed, planned while suspended, or watching
+/// its inbox with nothing left to do) or `timeout`; Ok only if none failed.
+pub async fn follow_sets(
+    client: &kube::Client,
+    sets: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), LocalError> {
+    use mediajob_operator::crd::{MediaJobSet, SetPhase};
+    let deadline = Instant::now() + timeout;
+    let mut last: HashMap<(String, String), String> = HashMap::new();
+    let mut done: HashMap<(String, String), MediaJobSet> = HashMap::new();
+    while done.len() < sets.len() {
+        if Instant::now() > deadline {
+            return Err(failed(format!(
+                "timed out after {timeout:?} with {} of {} sets done",
+                done.len(),
+                sets.len()
+            )));
+        }
+        for key in sets {
+            if done.contains_key(key) {
+                continue;
+            }
+            let api: Api<MediaJobSet> = Api::namespaced(client.clone(), &key.0);
+            let Ok(Some(set)) = api.get_opt(&key.1).await else {
+                continue;
+            };
+            let status = set.status.clone().unwrap_or_default();
+            let Some(phase) = status.phase else {
+                // Not started yet; say why when the set says.
+                if let Some(ready) = status.conditions.iter().find(|c| c.type_ == "Ready") {
+                    let text = format!("{}/{}: {}: {}", key.0, key.1, ready.reason, ready.message);
+                    if last.get(key) != Some(&text) {
+                        println!("{text}");
+                        last.insert(key.clone(), text);
+                    }
+                }
+                continue;
+            };
+            let count = |n: Option<i64>| n.unwrap_or(0);
+            let text = format!(
+                "{:<28} {:<9} found {}, running {}, succeeded {}, failed {}, skipped {}",
+                format!("{}/{}", key.0, key.1),
+                format!("{phase:?}"),
+                count(status.found),
+                count(status.running),
+                count(status.succeeded),
+                count(status.failed),
+                count(status.skipped),
+            );
+            if last.get(key) != Some(&text) {
+                println!("{text}");
+                last.insert(key.clone(), text);
+            }
+            let idle = count(status.running) == 0 && count(status.pending) == 0;
+            if matches!(
+                phase,
+                SetPhase::Succeeded | SetPhase::Failed | SetPhase::Planned
+            ) || (phase == SetPhase::Watching && idle)
+            {
+                done.insert(key.clone(), set);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!();
+    let mut all_ok = true;
+    for key in sets {
+        let status = done[key].status.clone().unwrap_or_default();
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+        println!(
+            "{}/{}: {:?}: {}",
+            key.0,
+            key.1,
+            status.phase.unwrap_or(SetPhase::Running),
+            ready.map(|c| c.message.as_str()).unwrap_or_default()
+        );
+        if let Some(plan) = &status.plan {
+            for sample in &plan.samples {
+                println!("  {} -> {}", sample.input, sample.outputs.join(", "));
+            }
+        }
+        for key in status.failed_keys.iter().flatten() {
+            println!("  failed: {key}");
+        }
+        all_ok &= status.phase != Some(SetPhase::Failed);
+    }
+    if all_ok {
+        Ok(())
+    } else {
+        Err(failed("a set failed"))
+    }
+}

@@ -143,6 +143,12 @@ impl EmbeddedS3 {
         std::fs::write(path, body)
     }
 
+    /// Whether anything is stored under `prefix` (a folder-like prefix ending in `/`, or empty).
+    pub fn has_objects_under(&self, bucket: &str, prefix: &str) -> bool {
+        std::fs::read_dir(self.root.join(bucket).join(prefix))
+            .is_ok_and(|mut entries| entries.next().is_some())
+    }
+
     /// Reads an object directly from the store, if it exists.
     pub fn get_object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         std::fs::read(self.root.join(bucket).join(key)).ok()
