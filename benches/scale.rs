@@ -16,7 +16,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use embedded_s3::EmbeddedS3;
@@ -29,6 +29,7 @@ use kube_apiserver_double::ApiServerDouble;
 use media_api_emulator::{Emulator, EmulatorConfig, Faults, S3Settings, Speed};
 use mediajob_operator::crd::{MediaApiAccountClaim, MediaJob, Phase};
 use serde_json::json;
+use support::{cpu_seconds, operator_binary, proc_mib, worker_threads};
 
 /// What the bench's watch of the MediaJobs has seen so far.
 #[derive(Clone, Default)]
@@ -80,43 +81,6 @@ fn watch_progress(
 }
 
 /// A `/proc/<pid>/status` field in MiB (`VmRSS` now, `VmHWM` the peak so far).
-fn proc_mib(child: &Child, field: &str) -> f64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// CPU seconds the process has used (user + system, `/proc/<pid>/stat` fields 14 and 15).
-fn cpu_seconds(child: &Child) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
-    // The command name may hold spaces; the fields after it are space-separated.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // Fields 14 and 15 of the whole line are 12 and 13 after the name (state is field 3).
-    (ticks(11) + ticks(12)) / clock_ticks_per_second()
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 /// The sum of a counter family's samples whose labels contain `labels` (all with `""`).
 fn counter(metrics: &str, family: &str, labels: &str) -> f64 {
     metrics
@@ -125,33 +89,6 @@ fn counter(metrics: &str, family: &str, labels: &str) -> f64 {
         .filter(|l| l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .fold(0.0, |a, b| a + b)
-}
-
-/// The product binary (crates/operator), built beside this bench: the same profile directory.
-/// Benches of the root package do not build other packages' binaries, so say how if it is missing.
-/// The operator's runtime threads: the chart's default (`operator.workerThreads`), unless
-/// `MEDIAJOB_WORKER_THREADS` in this bench's environment says otherwise (the child inherits it).
-fn worker_threads() -> String {
-    std::env::var("MEDIAJOB_WORKER_THREADS").unwrap_or_else(|_| "1".to_string())
-}
-
-fn operator_binary() -> std::path::PathBuf {
-    // A release operator beside a dev-profile bench (the harness need not be optimised).
-    if let Some(path) = std::env::var_os("MEDIAJOB_OPERATOR_BIN") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().expect("the bench's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let binary = profile_dir.join("mediajob-operator");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build --release -p mediajob-operator` first",
-        binary.display()
-    );
-    binary
 }
 
 async fn create<K>(api: &Api<K>, value: serde_json::Value)

@@ -84,7 +84,7 @@ tests/packaging.rs checks the rendered RBAC against it).
 {{- define "mediajob-operator.watchRules" -}}
 - apiGroups: ["mediajob.io"]
   resources: ["mediajobs"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["mediajob.io"]
   resources: ["mediajobs/status"]
   verbs: ["patch"]

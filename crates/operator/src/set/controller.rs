@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -39,6 +40,28 @@ pub const SET_FINALIZER: &str = "mediajob.io/set-children";
 pub const LATE_ANNOTATION: &str = "mediajob.io/source-written";
 /// Sample input/output pairs shown in the plan.
 const SAMPLES: usize = 3;
+/// A running set is decided on at most this often: its children change many times a second, and
+/// one pass sees all their changes (and writes the counts once).
+const MIN_PASS_GAP: Duration = Duration::from_secs(1);
+
+/// What the set controller keeps besides the reconciler's context: its children as the watch
+/// shows them (no list per pass), and per set the part of the listing past its cursor and when
+/// it was last decided on. Per running set: at most one page of keys.
+pub struct SetContext {
+    ctx: Arc<Context>,
+    children: Store<MediaJob>,
+    sets: std::sync::Mutex<HashMap<String, SetMemory>>,
+}
+
+#[derive(Default)]
+struct SetMemory {
+    last_pass: Option<std::time::Instant>,
+    /// Selected keys past the cursor, from one listing, and whether the listing ended there.
+    window: Option<(Vec<Listed>, bool)>,
+    /// Children this process created that the watch has not shown yet: counted as running, so
+    /// a lagging watch never lets more than `parallelism` run.
+    created: Vec<Child>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetError {
@@ -46,6 +69,9 @@ pub enum SetError {
     Kube(#[from] kube::Error),
     #[error("the MediaJobSet has no namespace")]
     NoNamespace,
+    /// A MediaJob of a child's name exists that is not that child.
+    #[error("{0}")]
+    NameTaken(String),
 }
 
 /// Runs the set controller in `namespace` (all when `None`) until `stopped` resolves. Waits
@@ -87,36 +113,53 @@ pub async fn run(
     if let Some(selector) = &selector {
         sets_config = sets_config.labels(selector);
     }
-    let children_config = watcher::Config::default().labels(SET_LABEL);
+    // The children: a store the passes read, and the trigger of their owner's pass.
+    let (children, writer) = reflector::store();
+    let children_stream = watcher(jobs, watcher::Config::default().labels(SET_LABEL))
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    let set_ctx = Arc::new(SetContext {
+        ctx,
+        children,
+        sets: Default::default(),
+    });
     Controller::new(sets, sets_config)
-        .owns(jobs, children_config)
-        // Children change often (each status write): one pass per set every second at most.
-        .with_config(
-            ControllerConfig::default()
-                .concurrency(4)
-                .debounce(Duration::from_secs(1)),
-        )
+        .owns_stream(children_stream)
+        .with_config(ControllerConfig::default().concurrency(4))
         .graceful_shutdown_on(stopped)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, set_ctx)
         .for_each(|_| async {})
         .await;
 }
 
-fn error_policy(set: Arc<MediaJobSet>, error: &SetError, _: Arc<Context>) -> Action {
+fn error_policy(set: Arc<MediaJobSet>, error: &SetError, _: Arc<SetContext>) -> Action {
     warn!(set = %set.name_any(), %error, "reconciling the MediaJobSet failed");
     Action::requeue(Duration::from_secs(5))
 }
 
 /// One pass over one set.
-async fn reconcile(set: Arc<MediaJobSet>, ctx: Arc<Context>) -> Result<Action, SetError> {
+async fn reconcile(set: Arc<MediaJobSet>, set_ctx: Arc<SetContext>) -> Result<Action, SetError> {
+    let ctx = &set_ctx.ctx;
     if !ctx.deps.fence.may_write() {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     let namespace = set.namespace().ok_or(SetError::NoNamespace)?;
     let sets: Api<MediaJobSet> = Api::namespaced(ctx.deps.client.clone(), &namespace);
     let jobs: Api<MediaJob> = Api::namespaced(ctx.deps.client.clone(), &namespace);
+    let uid = set.uid().unwrap_or_default();
     if set.metadata.deletion_timestamp.is_some() {
+        set_ctx.sets.lock().unwrap().remove(&uid);
         return finish_deletion(&set, &sets, &jobs).await;
+    }
+    // The children as a complete list shows them: a store still filling would hide finished
+    // children (and lose what `countedLate` says).
+    if set_ctx.children.wait_until_ready().now_or_never().is_none() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    // At most one pass a second per set; the changes in between are all seen by the next.
+    if let Some(wait) = set_ctx.too_soon(&uid) {
+        return Ok(Action::requeue(wait));
     }
     if !set.finalizers().iter().any(|f| f == SET_FINALIZER) {
         let mut finalizers = set.finalizers().to_vec();
@@ -136,8 +179,8 @@ async fn reconcile(set: Arc<MediaJobSet>, ctx: Arc<Context>) -> Result<Action, S
     }
     let old = set.status.clone().unwrap_or_default();
     let now = ctx.now();
-    let decided = match prepare(&set, &ctx, &namespace, now).await {
-        Ok(pass) => decide(&set, &ctx, &pass, &jobs, &old, now)
+    let decided = match prepare(&set, ctx, &namespace, now).await {
+        Ok(pass) => decide(&set, &set_ctx, &pass, &old, now)
             .await
             .map(|step| (pass, step)),
         Err(stop) => Err(stop),
@@ -147,18 +190,26 @@ async fn reconcile(set: Arc<MediaJobSet>, ctx: Arc<Context>) -> Result<Action, S
         // Looked at again soon, without giving up on the set.
         Err(Stop::Transient(message)) => {
             let status = with_ready(&set, old.clone(), false, "ListFailed", &message, now);
-            write_status(&ctx, &set, &sets, &old, status).await?;
+            write_status(ctx, &set, &sets, &old, status).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
         // Until the spec changes.
         Err(stop) => {
             let status = stopped(&set, &old, stop, now);
-            write_status(&ctx, &set, &sets, &old, status).await?;
+            write_status(ctx, &set, &sets, &old, status).await?;
             return Ok(Action::await_change());
         }
     };
     for (listed, late) in &step.create {
-        create_child(&ctx, &set, &pass.source, &jobs, listed, *late).await?;
+        match create_child(ctx, &set, &pass.source, &jobs, listed, *late).await {
+            Ok(child) => set_ctx.created(&uid, child),
+            Err(SetError::NameTaken(message)) => {
+                let status = stopped(&set, &old, Stop::Conflict(message), now);
+                write_status(ctx, &set, &sets, &old, status).await?;
+                return Ok(Action::await_change());
+            }
+            Err(error) => return Err(error),
+        }
     }
     let phase = step.status.phase.unwrap_or(SetPhase::Running);
     let (reason, message) = summary(&set, &step.status);
@@ -167,7 +218,7 @@ async fn reconcile(set: Arc<MediaJobSet>, ctx: Arc<Context>) -> Result<Action, S
         SetPhase::Succeeded | SetPhase::Watching | SetPhase::Planned
     );
     let status = with_ready(&set, step.status, ready, reason, &message, now);
-    write_status(&ctx, &set, &sets, &old, status).await?;
+    write_status(ctx, &set, &sets, &old, status).await?;
     // Counted in the status just written: only now may they go.
     for name in &step.delete {
         match jobs.delete(name, &DeleteParams::background()).await {
@@ -246,12 +297,13 @@ async fn prepare(
 /// outputs it asks about (`skipExisting`) and asking again.
 async fn decide(
     set: &MediaJobSet,
-    ctx: &Context,
+    set_ctx: &SetContext,
     pass: &Prepared,
-    jobs: &Api<MediaJob>,
     old: &MediaJobSetStatus,
     now: Timestamp,
 ) -> Result<SetStep, Stop> {
+    let ctx = &*set_ctx.ctx;
+    let uid = set.uid().unwrap_or_default();
     let mut status = old.clone();
     let full = needs_full_listing(set, old, pass.interval, now);
     let mut late = vec![];
@@ -267,13 +319,15 @@ async fn decide(
             listed_at = Some(listing.began);
         }
     }
-    let (window, listing_ended) = window(ctx, pass, old, progress::window_size(&set.spec)).await?;
-    for listed in &window {
+    let (window, listing_ended) = set_ctx.window(&uid, ctx, pass, old, full).await?;
+    let window = &window[..window.len().min(progress::window_size(&set.spec))];
+    let listing_ended = listing_ended || window.len() < progress::window_size(&set.spec);
+    for listed in window {
         pass.source
             .output_reenters(&listed.key)
             .map_err(|e| Stop::Conflict(e.to_string()))?;
     }
-    let children = children(set, jobs).await?;
+    let children = set_ctx.with_created(&uid, children(set, &set_ctx.children));
     late.retain(|l: &Listed| !children.iter().any(|c| c.key == l.key));
     // Written around the last listing's start, an object may have been in it and be done
     // already: its outputs say.
@@ -292,7 +346,7 @@ async fn decide(
             spec: &set.spec,
             status: &status,
             children: &children,
-            window: &window,
+            window,
             listing_ended,
             late: &late,
             outputs_exist: &outputs_exist,
@@ -416,8 +470,78 @@ async fn full_listing(
     })
 }
 
+impl SetContext {
+    /// How long until this set may be decided on again, if it was just now; notes the pass.
+    fn too_soon(&self, uid: &str) -> Option<Duration> {
+        let mut sets = self.sets.lock().unwrap();
+        let memory = sets.entry(uid.to_string()).or_default();
+        let now = std::time::Instant::now();
+        if let Some(last) = memory.last_pass
+            && now.duration_since(last) < MIN_PASS_GAP
+        {
+            return Some(MIN_PASS_GAP - now.duration_since(last));
+        }
+        memory.last_pass = Some(now);
+        None
+    }
+
+    /// `children` as the watch shows them, plus those created since that it does not show yet.
+    fn with_created(&self, uid: &str, mut children: Vec<Child>) -> Vec<Child> {
+        let mut sets = self.sets.lock().unwrap();
+        let Some(memory) = sets.get_mut(uid) else {
+            return children;
+        };
+        memory
+            .created
+            .retain(|made| !children.iter().any(|c| c.name == made.name));
+        children.extend(memory.created.iter().cloned());
+        children
+    }
+
+    fn created(&self, uid: &str, child: Child) {
+        if let Some(memory) = self.sets.lock().unwrap().get_mut(uid) {
+            memory.created.push(child);
+        }
+    }
+
+    /// The selected keys past the cursor (at most one page of them) and whether the listing
+    /// ends there. Listed again when a full listing was made (new objects may have come), or
+    /// when fewer than a window's worth are left past the cursor.
+    async fn window(
+        &self,
+        uid: &str,
+        ctx: &Context,
+        pass: &Prepared,
+        old: &MediaJobSetStatus,
+        relist: bool,
+    ) -> Result<(Vec<Listed>, bool), Stop> {
+        let cursor = old.cursor.as_deref();
+        let past = |l: &Listed| cursor.is_none_or(|c| l.key.as_str() > c);
+        let cached = self
+            .sets
+            .lock()
+            .unwrap()
+            .get(uid)
+            .and_then(|m| m.window.clone());
+        if let Some((keys, ended)) = cached
+            && !relist
+        {
+            let left: Vec<Listed> = keys.into_iter().filter(past).collect();
+            if ended || left.len() >= PAGE_SIZE / 4 {
+                return Ok((left, ended));
+            }
+        }
+        let fresh = list_window(ctx, pass, old, PAGE_SIZE).await?;
+        if let Some(memory) = self.sets.lock().unwrap().get_mut(uid) {
+            memory.window = Some(fresh.clone());
+        }
+        Ok(fresh)
+    }
+}
+
 /// The selected keys after the cursor, up to `size` of them, and whether the listing ended.
-async fn window(
+/// The selected keys after the cursor, up to `size` of them, and whether the listing ended.
+async fn list_window(
     ctx: &Context,
     pass: &Prepared,
     old: &MediaJobSetStatus,
@@ -456,44 +580,43 @@ async fn window(
     }
 }
 
-/// The set's children as it sees them (by label, then by owner: a MediaJob that only carries
-/// the label is not one of them).
-async fn children(set: &MediaJobSet, jobs: &Api<MediaJob>) -> Result<Vec<Child>, Stop> {
-    let selector = format!("{SET_LABEL}={}", label_value(&set.name_any()));
-    let list = jobs
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| Stop::Transient(format!("listing the set's MediaJobs: {e}")))?;
+/// The set's children as the watch shows them (by label, then by owner: a MediaJob that only
+/// carries the label is not one of them).
+fn children(set: &MediaJobSet, store: &Store<MediaJob>) -> Vec<Child> {
+    store
+        .state()
+        .iter()
+        .filter_map(|job| child_of(set, job))
+        .collect()
+}
+
+/// `job` as a child of `set`, if it is one.
+fn child_of(set: &MediaJobSet, job: &MediaJob) -> Option<Child> {
     let uid = set.uid();
-    let mut children = vec![];
-    for job in list.items {
-        let owned = job
+    if job.namespace() != set.namespace()
+        || !job
             .owner_references()
             .iter()
-            .any(|o| Some(&o.uid) == uid.as_ref());
-        let Some(key) = job.annotations().get(KEY_ANNOTATION).cloned() else {
-            continue;
-        };
-        if !owned {
-            continue;
-        }
-        let state = match job.status.as_ref().and_then(|s| s.phase) {
-            Some(Phase::Succeeded) => ChildState::Succeeded,
-            Some(Phase::Failed | Phase::Cancelled) => ChildState::Failed,
-            _ => ChildState::Running,
-        };
-        let late = job
-            .annotations()
-            .get(LATE_ANNOTATION)
-            .and_then(|t| t.parse().ok());
-        children.push(Child {
-            name: job.name_any(),
-            key,
-            state,
-            late,
-        });
+            .any(|o| Some(&o.uid) == uid.as_ref())
+    {
+        return None;
     }
-    Ok(children)
+    let key = job.annotations().get(KEY_ANNOTATION)?.clone();
+    let state = match job.status.as_ref().and_then(|s| s.phase) {
+        Some(Phase::Succeeded) => ChildState::Succeeded,
+        Some(Phase::Failed | Phase::Cancelled) => ChildState::Failed,
+        _ => ChildState::Running,
+    };
+    let late = job
+        .annotations()
+        .get(LATE_ANNOTATION)
+        .and_then(|t| t.parse().ok());
+    Some(Child {
+        name: job.name_any(),
+        key,
+        state,
+        late,
+    })
 }
 
 /// Whether every output of `key` exists (a pre-signed HEAD each, through the guarded client).
@@ -528,6 +651,7 @@ fn sample_child(set: &MediaJobSet, source: &SetSource, key: &str) -> MediaJob {
     job
 }
 
+/// Creates the child of `listed` (an existing one is taken as made) and returns it as running.
 async fn create_child(
     ctx: &Context,
     set: &MediaJobSet,
@@ -535,7 +659,7 @@ async fn create_child(
     jobs: &Api<MediaJob>,
     listed: &Listed,
     late: bool,
-) -> Result<(), SetError> {
+) -> Result<Child, SetError> {
     let mut job = sample_child(set, source, &listed.key);
     // The set's own labels go on: a release that selects the set selects its children.
     let mut labels = set.labels().clone();
@@ -553,14 +677,29 @@ async fn create_child(
         owner_references: Some(vec![owner_reference(set)]),
         ..Default::default()
     };
+    let child = Child {
+        name: job.name_any(),
+        key: listed.key.clone(),
+        state: ChildState::Running,
+        late: late.then_some(listed.last_modified).flatten(),
+    };
     match jobs.create(&PostParams::default(), &job).await {
         Ok(_) => {
             ctx.deps.metrics.kube_write("create");
             debug!(set = %set.name_any(), key = %listed.key, "created a child MediaJob");
-            Ok(())
+            Ok(child)
         }
-        // Made already (a lost answer, a pass before a restart): the next pass reads it.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        // Made already (a lost answer, a pass before a restart), if it is this object's child.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = jobs.get(&child.name).await?;
+            match child_of(set, &existing) {
+                Some(found) if found.key == listed.key => Ok(child),
+                _ => Err(SetError::NameTaken(format!(
+                    "a MediaJob named {} exists that is not the child of {:?}: rename it or the set",
+                    child.name, listed.key
+                ))),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -596,10 +735,14 @@ async fn finish_deletion(
     if !set.finalizers().iter().any(|f| f == SET_FINALIZER) {
         return Ok(Action::await_change());
     }
-    let children = match children(set, jobs).await {
-        Ok(children) => children,
-        Err(_) => return Ok(Action::requeue(Duration::from_secs(5))),
-    };
+    // A consistent list, not the watch's store: a child just made must not be left behind.
+    let selector = format!("{SET_LABEL}={}", label_value(&set.name_any()));
+    let listed = jobs.list(&ListParams::default().labels(&selector)).await?;
+    let children: Vec<Child> = listed
+        .items
+        .iter()
+        .filter_map(|job| child_of(set, job))
+        .collect();
     if !children.is_empty() {
         for child in &children {
             match jobs.delete(&child.name, &DeleteParams::background()).await {
