@@ -191,6 +191,20 @@ async fn a_suspended_set_shows_its_plan_and_starts_nothing_until_resumed() {
         "nothing starts while suspended"
     );
     assert_eq!(env.emulator.job_count(), 0);
+    // The source is where the set's progress is a position: it cannot change.
+    let moved = json!({"spec": {"source": {"prefix": format!("s3://{}/other/", env.raw)}}});
+    let refused = sets(&env)
+        .patch(
+            "plan",
+            &Default::default(),
+            &kube::api::Patch::Merge(&moved),
+        )
+        .await
+        .expect_err("a changed source is refused");
+    assert!(
+        refused.to_string().contains("source cannot change"),
+        "{refused}"
+    );
     let patch = json!({"spec": {"suspend": false}});
     sets(&env)
         .patch(

@@ -90,7 +90,7 @@ tests/packaging.rs checks the rendered RBAC against it).
   verbs: ["patch"]
 - apiGroups: ["mediajob.io"]
   resources: ["mediajobsets"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["mediajob.io"]
   resources: ["mediajobsets/status"]
   verbs: ["patch"]

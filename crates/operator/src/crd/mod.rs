@@ -1,5 +1,6 @@
-//! The custom resources of `mediajob.io/v1alpha1`: MediaJob, the contract users write against,
-//! MediaJobSet (every object under a prefix), and MediaApiAccountClaim, the operator's own record of which release submits on an account.
+//! The custom resources of `mediajob.io/v1alpha1`: MediaJob, the contract users write against;
+//! MediaJobSet, every object under a prefix; and MediaApiAccountClaim, the operator's own record
+//! of which release submits on an account.
 mod account_claim;
 pub mod admission_policy;
 mod defaults;

@@ -93,9 +93,15 @@ pub struct MediaJobSetSpec {
     pub watch: Option<SetWatch>,
 }
 
-/// An S3 prefix and the globs that pick objects under it.
+/// An S3 prefix and the globs that pick objects under it. It cannot change: the set's cursor and
+/// its children's names are keys below this prefix, selected by these globs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self == oldSelf")
+        .message("source cannot change once the set exists (its progress is a position in this listing); create a new MediaJobSet")
+        .reason(Reason::FieldValueForbidden),
+)]
 pub struct SetSource {
     /// `s3://BUCKET/PREFIX/` (or `s3://BUCKET/` for the whole bucket).
     #[schemars(regex(pattern = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s#]*$"))]

@@ -36,8 +36,13 @@ use crate::s3::{Presigner, S3Location};
 
 /// The set's finalizer: its children go (each with its own deletionPolicy) before it does.
 pub const SET_FINALIZER: &str = "mediajob.io/set-children";
-/// When the object of a late child (inbox mode) was written.
-pub const LATE_ANNOTATION: &str = "mediajob.io/source-written";
+/// When the child's object was written (the store's `LastModified`).
+pub const WRITTEN_ANNOTATION: &str = "mediajob.io/source-written";
+/// On a child made for a late object (inbox mode): counted by name, not by the cursor.
+pub const LATE_ANNOTATION: &str = "mediajob.io/late";
+/// Cached answers are looked at again after this long: an object deleted from the store since,
+/// or an output written since, shows.
+const CACHE_FOR: Duration = Duration::from_secs(60);
 /// Sample input/output pairs shown in the plan.
 const SAMPLES: usize = 3;
 /// A running set is decided on at most this often: its children change many times a second, and
@@ -56,11 +61,27 @@ pub struct SetContext {
 #[derive(Default)]
 struct SetMemory {
     last_pass: Option<std::time::Instant>,
-    /// Selected keys past the cursor, from one listing, and whether the listing ended there.
-    window: Option<(Vec<Listed>, bool)>,
-    /// Children this process created that the watch has not shown yet: counted as running, so
-    /// a lagging watch never lets more than `parallelism` run.
-    created: Vec<Child>,
+    /// The last full listing this process made (inbox interval).
+    last_full_listing: Option<std::time::Instant>,
+    /// Selected keys past the cursor from one listing, whether the listing ended there, for
+    /// which generation, and when.
+    window: Option<CachedWindow>,
+    /// Children this process created that the watch has not shown yet, and when: counted as
+    /// running, so a lagging watch never lets more than `parallelism` run.
+    created: Vec<(Child, std::time::Instant)>,
+    /// Whether each key's outputs all exist (`skipExisting`), for keys past the cursor.
+    outputs_exist: HashMap<String, bool>,
+    /// The resourceVersions this process's status writes replaced: a copy at one of them is
+    /// older than what this process wrote (the watch has not caught up).
+    replaced: Vec<String>,
+}
+
+#[derive(Clone)]
+struct CachedWindow {
+    keys: Vec<Listed>,
+    ended: bool,
+    generation: Option<i64>,
+    at: std::time::Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +93,9 @@ pub enum SetError {
     /// A MediaJob of a child's name exists that is not that child.
     #[error("{0}")]
     NameTaken(String),
+    /// The set changed since this pass read it (or this replica no longer leads).
+    #[error("the MediaJobSet changed while it was being reconciled")]
+    Stale,
 }
 
 /// Runs the set controller in `namespace` (all when `None`) until `stopped` resolves. Waits
@@ -134,6 +158,10 @@ pub async fn run(
 }
 
 fn error_policy(set: Arc<MediaJobSet>, error: &SetError, _: Arc<SetContext>) -> Action {
+    if let SetError::Stale = error {
+        // The newer copy is on its way through the watch.
+        return Action::requeue(Duration::from_millis(300));
+    }
     warn!(set = %set.name_any(), %error, "reconciling the MediaJobSet failed");
     Action::requeue(Duration::from_secs(5))
 }
@@ -156,6 +184,19 @@ async fn reconcile(set: Arc<MediaJobSet>, set_ctx: Arc<SetContext>) -> Result<Ac
     // children (and lose what `countedLate` says).
     if set_ctx.children.wait_until_ready().now_or_never().is_none() {
         return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    // A copy older than this process's own status write decides on an old cursor: a child
+    // counted and deleted since would look new. The watch brings the newer copy. On this
+    // process's first pass over the set (a start, a new leader), a consistent read says whether
+    // the copy is current: another process may have written since.
+    if set_ctx.outrun(&uid, set.resource_version().as_deref()) {
+        return Ok(Action::requeue(Duration::from_millis(300)));
+    }
+    if !set_ctx.known(&uid) {
+        let current = sets.get(&set.name_any()).await?;
+        if current.resource_version() != set.resource_version() {
+            return Ok(Action::requeue(Duration::from_millis(300)));
+        }
     }
     // At most one pass a second per set; the changes in between are all seen by the next.
     if let Some(wait) = set_ctx.too_soon(&uid) {
@@ -188,39 +229,50 @@ async fn reconcile(set: Arc<MediaJobSet>, set_ctx: Arc<SetContext>) -> Result<Ac
     let (pass, step) = match decided {
         Ok(decided) => decided,
         // Looked at again soon, without giving up on the set.
+        // (A spec change stays unobserved: the next pass lists in full.)
         Err(Stop::Transient(message)) => {
-            let status = with_ready(&set, old.clone(), false, "ListFailed", &message, now);
-            write_status(ctx, &set, &sets, &old, status).await?;
+            let mut status = with_ready(&set, old.clone(), false, "ListFailed", &message, now);
+            status.observed_generation = old.observed_generation;
+            write_status(&set_ctx, &set, &sets, &old, status).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
         // Until the spec changes.
         Err(stop) => {
             let status = stopped(&set, &old, stop, now);
-            write_status(ctx, &set, &sets, &old, status).await?;
+            write_status(&set_ctx, &set, &sets, &old, status).await?;
             return Ok(Action::await_change());
         }
     };
     for (listed, late) in &step.create {
+        if !ctx.deps.fence.may_write() {
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
         match create_child(ctx, &set, &pass.source, &jobs, listed, *late).await {
             Ok(child) => set_ctx.created(&uid, child),
             Err(SetError::NameTaken(message)) => {
                 let status = stopped(&set, &old, Stop::Conflict(message), now);
-                write_status(ctx, &set, &sets, &old, status).await?;
+                write_status(&set_ctx, &set, &sets, &old, status).await?;
                 return Ok(Action::await_change());
             }
             Err(error) => return Err(error),
         }
     }
     let phase = step.status.phase.unwrap_or(SetPhase::Running);
-    let (reason, message) = summary(&set, &step.status);
+    let (reason, message) = summary(&set, &step.status, step.failed_ahead);
     let ready = matches!(
         phase,
         SetPhase::Succeeded | SetPhase::Watching | SetPhase::Planned
     );
     let status = with_ready(&set, step.status, ready, reason, &message, now);
-    write_status(ctx, &set, &sets, &old, status).await?;
+    write_status(&set_ctx, &set, &sets, &old, status).await?;
+    if matches!(phase, SetPhase::Succeeded | SetPhase::Failed) {
+        set_ctx.finished(&uid);
+    }
     // Counted in the status just written: only now may they go.
     for name in &step.delete {
+        if !ctx.deps.fence.may_write() {
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
         match jobs.delete(name, &DeleteParams::background()).await {
             Ok(_) => ctx.deps.metrics.kube_write("delete"),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -243,6 +295,8 @@ enum Stop {
 /// What a pass works with: the checked source and the means to list it.
 struct Prepared {
     source: SetSource,
+    /// Inbox mode (`watch`): objects that arrive are processed too.
+    inbox: bool,
     presigner: Presigner,
     interval: Option<Duration>,
 }
@@ -287,6 +341,7 @@ async fn prepare(
     let connection =
         crate::reconciler::validate::connection(&sample, hint.as_ref()).map_err(Stop::Invalid)?;
     Ok(Prepared {
+        inbox: spec.watch.is_some(),
         presigner: Presigner::new(&connection, &credentials),
         source,
         interval,
@@ -305,44 +360,39 @@ async fn decide(
     let ctx = &*set_ctx.ctx;
     let uid = set.uid().unwrap_or_default();
     let mut status = old.clone();
-    let full = needs_full_listing(set, old, pass.interval, now);
+    let full = set_ctx.needs_full_listing(set, old, pass.interval, now);
     let mut late = vec![];
     let mut listed_at = None;
     if full {
-        let listing = full_listing(ctx, pass, old, now).await?;
+        let listing = full_listing(ctx, pass, old).await?;
+        set_ctx.listed_in_full(&uid);
         status.found = Some(listing.plan.objects);
         status.plan = Some(listing.plan);
         late = listing.late;
-        // Late objects this pass cannot take are found again by the next full listing, which
-        // must therefore still take them as new.
-        if !listing.late_overflow {
-            listed_at = Some(listing.began);
-        }
+        // Late objects this pass cannot take (no room in the list) are found again by the next
+        // full listing, which must therefore still take them as new.
+        listed_at = Some(match listing.oldest_overflow {
+            Some(oldest) => oldest.min(listing.began),
+            None => listing.began,
+        });
     }
-    let (window, listing_ended) = set_ctx.window(&uid, ctx, pass, old, full).await?;
-    let window = &window[..window.len().min(progress::window_size(&set.spec))];
-    let listing_ended = listing_ended || window.len() < progress::window_size(&set.spec);
+    let size = progress::window_size(&set.spec);
+    let (window, ended) = set_ctx.window(&uid, set, ctx, pass, old, full).await?;
+    // Past the part shown to the core nothing is known, unless the listing ended within it.
+    let listing_ended = ended && window.len() <= size;
+    let window = &window[..window.len().min(size)];
     for listed in window {
         pass.source
             .output_reenters(&listed.key)
             .map_err(|e| Stop::Conflict(e.to_string()))?;
     }
     let children = set_ctx.with_created(&uid, children(set, &set_ctx.children));
+    // A key that has a child is not new: that child's object was listed and taken already.
     late.retain(|l: &Listed| !children.iter().any(|c| c.key == l.key));
-    // Written around the last listing's start, an object may have been in it and be done
-    // already: its outputs say.
-    if !pass.source.outputs.is_empty() {
-        let mut new = vec![];
-        for listed in late {
-            if !outputs_exist_for(ctx, pass, &listed.key, now).await {
-                new.push(listed);
-            }
-        }
-        late = new;
-    }
-    let mut outputs_exist = HashMap::new();
-    for _ in 0..3 {
-        let step = progress::step(&SetView {
+    let mut outputs_exist = set_ctx.outputs_exist(&uid, old.cursor.as_deref());
+    let mut step = None;
+    for _ in 0..10 {
+        let next = progress::step(&SetView {
             spec: &set.spec,
             status: &status,
             children: &children,
@@ -351,46 +401,38 @@ async fn decide(
             late: &late,
             outputs_exist: &outputs_exist,
         });
-        if step.check_outputs.is_empty() {
-            let mut step = step;
-            let late_started = step.create.iter().filter(|(_, late)| *late).count();
-            if let Some(began) = listed_at
-                && late_started == late.len()
-            {
-                step.status.last_listed_at = Some(Time(began));
+        let asks = next.check_outputs.clone();
+        step = Some(next);
+        if asks.is_empty() {
+            break;
+        }
+        let mut answered = false;
+        for key in &asks {
+            if let Some(exist) = outputs_exist_for(ctx, pass, key).await {
+                outputs_exist.insert(key.clone(), exist);
+                answered = true;
             }
-            return Ok(step);
         }
-        for key in &step.check_outputs {
-            let exist = outputs_exist_for(ctx, pass, key, now).await;
-            outputs_exist.insert(key.clone(), exist);
+        if !answered {
+            break;
         }
     }
-    Err(Stop::Transient(
-        "looking for existing outputs took too many steps".into(),
-    ))
-}
-
-/// A full listing on the first pass, when the spec changed, and every inbox interval.
-fn needs_full_listing(
-    set: &MediaJobSet,
-    old: &MediaJobSetStatus,
-    interval: Option<Duration>,
-    now: Timestamp,
-) -> bool {
-    let Some(listed) = &old.last_listed_at else {
-        return true;
-    };
-    if old.observed_generation != set.metadata.generation {
-        return true;
+    set_ctx.remember_outputs(&uid, outputs_exist);
+    // Out of steps: what is decided so far stands, the rest is looked at on the next pass.
+    let mut step = step.expect("at least one step");
+    step.check_outputs.clear();
+    if let Some(began) = listed_at {
+        let waiting = step.oldest_waiting_late;
+        step.status.last_listed_at = Some(Time(waiting.map_or(began, |w| w.min(began))));
     }
-    interval.is_some_and(|every| now.duration_since(listed.0).as_secs() >= every.as_secs() as i64)
+    Ok(step)
 }
 
 struct FullListing {
     plan: SetPlan,
     late: Vec<Listed>,
-    late_overflow: bool,
+    /// When the oldest late object that did not fit in `late` was written.
+    oldest_overflow: Option<Timestamp>,
     /// When it began, on the store's clock.
     began: Timestamp,
 }
@@ -402,19 +444,20 @@ async fn full_listing(
     ctx: &Context,
     pass: &Prepared,
     old: &MediaJobSetStatus,
-    now: Timestamp,
 ) -> Result<FullListing, Stop> {
     let source = &pass.source;
     let mut plan = SetPlan::default();
     let mut late = vec![];
-    let mut late_overflow = false;
-    let since = old
-        .last_listed_at
-        .as_ref()
+    let mut oldest_overflow: Option<Timestamp> = None;
+    // Only an inbox set takes objects written since its last listing as new.
+    let since = (old.last_listed_at.as_ref())
+        .filter(|_| pass.inbox)
         .map(|t| t.0 - jiff::SignedDuration::try_from(progress::LISTING_SLACK).unwrap_or_default());
     let mut start_after: Option<String> = None;
     let mut began = None;
     loop {
+        // Each page signed when it is asked for: a long listing outlives any one URL.
+        let now = Timestamp::now();
         let page = listing::list_page(
             &ctx.preflight_http,
             &pass.presigner,
@@ -452,8 +495,8 @@ async fn full_listing(
             if before_cursor && written_since {
                 if late.len() < PAGE_SIZE {
                     late.push(object);
-                } else {
-                    late_overflow = true;
+                } else if let Some(written) = object.last_modified {
+                    oldest_overflow = Some(oldest_overflow.map_or(written, |o| o.min(written)));
                 }
             }
         }
@@ -462,11 +505,13 @@ async fn full_listing(
             None => break,
         }
     }
+    // Oldest first: the ones that wait longest start first.
+    late.sort_by_key(|l| l.last_modified);
     Ok(FullListing {
         plan,
         late,
-        late_overflow,
-        began: began.unwrap_or(now),
+        oldest_overflow,
+        began: began.unwrap_or_else(Timestamp::now),
     })
 }
 
@@ -491,30 +536,128 @@ impl SetContext {
         let Some(memory) = sets.get_mut(uid) else {
             return children;
         };
-        memory
-            .created
-            .retain(|made| !children.iter().any(|c| c.name == made.name));
-        children.extend(memory.created.iter().cloned());
+        // Made and not seen for a minute: deleted by hand before the watch showed it, say.
+        memory.created.retain(|(made, at)| {
+            at.elapsed() < CACHE_FOR && !children.iter().any(|c| c.name == made.name)
+        });
+        children.extend(memory.created.iter().map(|(made, _)| made.clone()));
         children
     }
 
     fn created(&self, uid: &str, child: Child) {
         if let Some(memory) = self.sets.lock().unwrap().get_mut(uid) {
-            memory.created.push(child);
+            memory.created.push((child, std::time::Instant::now()));
         }
     }
 
-    /// The selected keys past the cursor (at most one page of them) and whether the listing
-    /// ends there. Listed again when a full listing was made (new objects may have come), or
-    /// when fewer than a window's worth are left past the cursor.
+    /// Whether this set needs a full listing: on the first pass of this process (its status
+    /// says when the last one began), after a spec change, and every inbox interval.
+    fn needs_full_listing(
+        &self,
+        set: &MediaJobSet,
+        old: &MediaJobSetStatus,
+        interval: Option<Duration>,
+        now: Timestamp,
+    ) -> bool {
+        let Some(listed) = &old.last_listed_at else {
+            return true;
+        };
+        if old.observed_generation != set.metadata.generation {
+            return true;
+        }
+        let Some(every) = interval else {
+            return false;
+        };
+        let uid = set.uid().unwrap_or_default();
+        let last = self
+            .sets
+            .lock()
+            .unwrap()
+            .get(&uid)
+            .and_then(|m| m.last_full_listing);
+        match last {
+            Some(at) => at.elapsed() >= every,
+            None => now.duration_since(listed.0).as_secs() >= every.as_secs() as i64,
+        }
+    }
+
+    fn listed_in_full(&self, uid: &str) {
+        if let Some(memory) = self.sets.lock().unwrap().get_mut(uid) {
+            memory.last_full_listing = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Whether this process has decided on the set before.
+    fn known(&self, uid: &str) -> bool {
+        self.sets.lock().unwrap().contains_key(uid)
+    }
+
+    /// Whether a copy at `version` is one this process's status write replaced. A copy at any
+    /// other version means the watch has caught up: the versions are forgotten.
+    fn outrun(&self, uid: &str, version: Option<&str>) -> bool {
+        let mut sets = self.sets.lock().unwrap();
+        let Some(memory) = sets.get_mut(uid) else {
+            return false;
+        };
+        if version.is_some_and(|v| memory.replaced.iter().any(|r| r == v)) {
+            return true;
+        }
+        memory.replaced.clear();
+        false
+    }
+
+    fn wrote(&self, uid: &str, replaced: Option<String>) {
+        let mut sets = self.sets.lock().unwrap();
+        let memory = sets.entry(uid.to_string()).or_default();
+        if let Some(version) = replaced {
+            if memory.replaced.len() == 4 {
+                memory.replaced.remove(0);
+            }
+            memory.replaced.push(version);
+        }
+    }
+
+    /// The answers about outputs kept for keys past the cursor, young enough to trust.
+    fn outputs_exist(&self, uid: &str, cursor: Option<&str>) -> HashMap<String, bool> {
+        let mut sets = self.sets.lock().unwrap();
+        let Some(memory) = sets.get_mut(uid) else {
+            return HashMap::new();
+        };
+        memory
+            .outputs_exist
+            .retain(|key, _| cursor.is_none_or(|c| key.as_str() > c));
+        memory.outputs_exist.clone()
+    }
+
+    fn remember_outputs(&self, uid: &str, answers: HashMap<String, bool>) {
+        if let Some(memory) = self.sets.lock().unwrap().get_mut(uid) {
+            // Bounded by the keys one pass can look at; the cursor prunes them.
+            memory.outputs_exist = answers;
+        }
+    }
+
+    /// A finished set keeps no listing or answers (only when it last passed).
+    fn finished(&self, uid: &str) {
+        if let Some(memory) = self.sets.lock().unwrap().get_mut(uid) {
+            memory.window = None;
+            memory.outputs_exist = HashMap::new();
+            memory.created = vec![];
+        }
+    }
+
+    /// The selected keys past the cursor (at most one page of them, or a window if larger)
+    /// and whether the listing ends there. Listed again after a full listing (new objects may
+    /// have come), a spec change, a minute, or when fewer than a window's worth are left.
     async fn window(
         &self,
         uid: &str,
+        set: &MediaJobSet,
         ctx: &Context,
         pass: &Prepared,
         old: &MediaJobSetStatus,
         relist: bool,
     ) -> Result<(Vec<Listed>, bool), Stop> {
+        let size = progress::window_size(&set.spec);
         let cursor = old.cursor.as_deref();
         let past = |l: &Listed| cursor.is_none_or(|c| l.key.as_str() > c);
         let cached = self
@@ -523,19 +666,26 @@ impl SetContext {
             .unwrap()
             .get(uid)
             .and_then(|m| m.window.clone());
-        if let Some((keys, ended)) = cached
+        if let Some(cached) = cached
             && !relist
+            && cached.generation == set.metadata.generation
+            && cached.at.elapsed() < CACHE_FOR
         {
-            let left: Vec<Listed> = keys.into_iter().filter(past).collect();
-            if ended || left.len() >= PAGE_SIZE / 4 {
-                return Ok((left, ended));
+            let left: Vec<Listed> = cached.keys.into_iter().filter(past).collect();
+            if cached.ended || left.len() > size {
+                return Ok((left, cached.ended));
             }
         }
-        let fresh = list_window(ctx, pass, old, PAGE_SIZE).await?;
+        let (keys, ended) = list_window(ctx, pass, old, PAGE_SIZE.max(size + 1)).await?;
         if let Some(memory) = self.sets.lock().unwrap().get_mut(uid) {
-            memory.window = Some(fresh.clone());
+            memory.window = Some(CachedWindow {
+                keys: keys.clone(),
+                ended,
+                generation: set.metadata.generation,
+                at: std::time::Instant::now(),
+            });
         }
-        Ok(fresh)
+        Ok((keys, ended))
     }
 }
 
@@ -553,8 +703,8 @@ async fn list_window(
         .as_ref()
         .map(|cursor| format!("{}{cursor}", source.prefix));
     let mut window = vec![];
-    let now = Timestamp::now();
     loop {
+        let now = Timestamp::now();
         let page = listing::list_page(
             &ctx.preflight_http,
             &pass.presigner,
@@ -607,37 +757,35 @@ fn child_of(set: &MediaJobSet, job: &MediaJob) -> Option<Child> {
         Some(Phase::Failed | Phase::Cancelled) => ChildState::Failed,
         _ => ChildState::Running,
     };
-    let late = job
+    let written = job
         .annotations()
-        .get(LATE_ANNOTATION)
+        .get(WRITTEN_ANNOTATION)
         .and_then(|t| t.parse().ok());
     Some(Child {
         name: job.name_any(),
         key,
         state,
-        late,
+        written,
+        late: job.annotations().contains_key(LATE_ANNOTATION),
     })
 }
 
-/// Whether every output of `key` exists (a pre-signed HEAD each, through the guarded client).
-async fn outputs_exist_for(ctx: &Context, pass: &Prepared, key: &str, now: Timestamp) -> bool {
+/// Whether every output of `key` exists (a pre-signed HEAD each, through the guarded client);
+/// `None` when a HEAD gave no clear answer (the key is looked at again on a later pass).
+async fn outputs_exist_for(ctx: &Context, pass: &Prepared, key: &str) -> Option<bool> {
     for output in pass.source.outputs_of(key) {
-        let Ok(location) = S3Location::parse(&output, None) else {
-            return false;
-        };
-        let Ok(url) = pass
-            .presigner
-            .presign_head(&location, Duration::from_secs(300), now)
+        let location = S3Location::parse(&output, None).ok()?;
+        let url = (pass.presigner)
+            .presign_head(&location, Duration::from_secs(300), Timestamp::now())
             .await
-        else {
-            return false;
-        };
-        match ctx.preflight_http.head(url.url.expose()).await {
-            Some(answer) if answer.status == 200 => {}
-            _ => return false,
+            .ok()?;
+        match ctx.preflight_http.head(url.url.expose()).await?.status {
+            200 => {}
+            404 => return Some(false),
+            _ => return None,
         }
     }
-    true
+    Some(true)
 }
 
 /// The child MediaJob of `key`, as it is created.
@@ -666,8 +814,11 @@ async fn create_child(
     labels.insert(SET_LABEL.to_string(), label_value(&set.name_any()));
     let mut annotations = std::collections::BTreeMap::new();
     annotations.insert(KEY_ANNOTATION.to_string(), listed.key.clone());
-    if late && let Some(written) = listed.last_modified {
-        annotations.insert(LATE_ANNOTATION.to_string(), written.to_string());
+    if let Some(written) = listed.last_modified {
+        annotations.insert(WRITTEN_ANNOTATION.to_string(), written.to_string());
+    }
+    if late {
+        annotations.insert(LATE_ANNOTATION.to_string(), "true".to_string());
     }
     job.metadata = ObjectMeta {
         name: job.metadata.name.take(),
@@ -681,7 +832,8 @@ async fn create_child(
         name: job.name_any(),
         key: listed.key.clone(),
         state: ChildState::Running,
-        late: late.then_some(listed.last_modified).flatten(),
+        written: listed.last_modified,
+        late,
     };
     match jobs.create(&PostParams::default(), &job).await {
         Ok(_) => {
@@ -711,7 +863,9 @@ fn owner_reference(set: &MediaJobSet) -> OwnerReference {
         name: set.name_any(),
         uid: set.uid().unwrap_or_default(),
         controller: Some(true),
-        block_owner_deletion: Some(true),
+        // Not set: it needs `update` on mediajobsets/finalizers where the API server enforces
+        // owner references, and the set's own finalizer deletes its children first anyway.
+        block_owner_deletion: None,
     }
 }
 
@@ -791,10 +945,18 @@ fn stopped(
 }
 
 /// The Ready condition's reason and message for a step's status.
-fn summary(set: &MediaJobSet, status: &MediaJobSetStatus) -> (&'static str, String) {
+fn summary(
+    set: &MediaJobSet,
+    status: &MediaJobSetStatus,
+    failed_ahead: i64,
+) -> (&'static str, String) {
     let count = |n: Option<i64>| n.unwrap_or(0);
+    let ahead = match failed_ahead {
+        0 => String::new(),
+        n => format!(" (and {n} past the cursor)"),
+    };
     let done = format!(
-        "{} succeeded, {} failed, {} skipped of {} found",
+        "{} succeeded, {} failed{ahead}, {} skipped of {} found",
         count(status.succeeded),
         count(status.failed),
         count(status.skipped),
@@ -878,24 +1040,38 @@ fn with_ready(
 }
 
 /// Writes `new` by server-side apply when it differs, and an Event when the phase changes.
+/// Conditional on the copy the pass decided on (its resourceVersion): a pass on a stale copy is
+/// refused (409) instead of moving the cursor back.
 async fn write_status(
-    ctx: &Context,
+    set_ctx: &SetContext,
     set: &MediaJobSet,
     sets: &Api<MediaJobSet>,
     old: &MediaJobSetStatus,
     new: MediaJobSetStatus,
 ) -> Result<(), SetError> {
+    let ctx = &*set_ctx.ctx;
     if *old == new {
         return Ok(());
+    }
+    if !ctx.deps.fence.may_write() {
+        return Err(SetError::Stale);
     }
     let patch = serde_json::json!({
         "apiVersion": MediaJobSet::api_version(&()),
         "kind": MediaJobSet::kind(&()),
+        "metadata": {"resourceVersion": set.resource_version()},
         "status": new,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    sets.patch_status(&set.name_any(), &params, &Patch::Apply(&patch))
-        .await?;
+    match sets
+        .patch_status(&set.name_any(), &params, &Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => return Err(SetError::Stale),
+        Err(e) => return Err(e.into()),
+    }
+    set_ctx.wrote(&set.uid().unwrap_or_default(), set.resource_version());
     ctx.deps.metrics.kube_write("status");
     if old.phase != new.phase
         && let Some(phase) = new.phase

@@ -46,7 +46,13 @@ pub async fn list_page(
         .map_err(|e| e.to_string())?;
     let (status, date, body) = http.get_text(url.url.expose()).await?;
     if status != 200 {
-        let code = element(&body, "Code").unwrap_or_default();
+        // The store's words, bounded: an endpoint is not trusted to answer briefly.
+        let code: String = element(&body, "Code")
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(64)
+            .collect();
         return Err(format!(
             "listing s3://{bucket}/{prefix} answered HTTP {status} {code}"
         ));

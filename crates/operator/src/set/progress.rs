@@ -47,8 +47,10 @@ pub struct Child {
     pub name: String,
     pub key: String,
     pub state: ChildState,
-    /// The child was made for a late object (see the module comment), written at this time.
-    pub late: Option<Timestamp>,
+    /// When its object was written (the store's `LastModified`).
+    pub written: Option<Timestamp>,
+    /// It was made for a late object (see the module comment): counted by name, not by cursor.
+    pub late: bool,
 }
 
 /// Times of objects and of listings are both the store's (`LastModified`, and the `Date` of a
@@ -84,6 +86,12 @@ pub struct SetStep {
     pub delete: Vec<String>,
     /// Keys whose outputs to look for before deciding again (`skipExisting`).
     pub check_outputs: Vec<String>,
+    /// When the oldest late object that did not start was written: the next full listing must
+    /// still take it as new.
+    pub oldest_waiting_late: Option<Timestamp>,
+    /// Objects whose child failed past the cursor: against `maxFailed` now, in `status.failed`
+    /// once the cursor passes them.
+    pub failed_ahead: i64,
 }
 
 /// The bound on children that exist at once: running ones, and finished ones past the cursor
@@ -114,22 +122,33 @@ pub fn step(view: &SetView<'_>) -> SetStep {
             failed_keys.push(key.to_string());
         }
     };
+    // A finished child of an object written since the last full listing began (less the
+    // slack) is kept, counted, until a listing has begun after it: that listing must see its
+    // key taken, or it would take the object for a late one (a second child).
+    let slack = jiff::SignedDuration::try_from(LISTING_SLACK).unwrap_or_default();
+    // Only inbox sets look for late objects, so only they keep children for it.
+    let recent = |child: &Child| {
+        let listed = old.last_listed_at.as_ref().map(|t| t.0);
+        spec.watch.is_some()
+            && match (child.written, listed) {
+                (Some(written), Some(listed)) => written + slack >= listed,
+                _ => true,
+            }
+    };
 
-    // Children at or before the cursor: counted already (in order) or late ones.
+    // Children of late objects (counted by name), at or before the cursor (counted when the
+    // cursor passed them), and past it.
     let mut ahead: BTreeMap<&str, &Child> = BTreeMap::new();
     let mut late_running = 0usize;
     for child in view.children {
-        if let Some(written) = child.late {
+        let done = child.state != ChildState::Running;
+        if child.late {
             let counted = counted_late.contains(&child.name);
-            let seen_since = old.last_listed_at.as_ref().is_some_and(|listed| {
-                listed.0
-                    > written + jiff::SignedDuration::try_from(LISTING_SLACK).unwrap_or_default()
-            });
             match child.state {
                 ChildState::Running => late_running += 1,
                 // Its name stays counted until a pass finds it gone (a crash before the delete
                 // must not count it again).
-                _ if counted && seen_since => delete.push(child.name.clone()),
+                _ if counted && !recent(child) => delete.push(child.name.clone()),
                 _ if counted => {}
                 ChildState::Succeeded => {
                     succeeded += 1;
@@ -142,16 +161,23 @@ pub fn step(view: &SetView<'_>) -> SetStep {
                 }
             }
         } else if cursor.is_some_and(|c| child.key.as_str() <= c) {
-            delete.push(child.name.clone());
+            if done && !recent(child) {
+                delete.push(child.name.clone());
+            }
         } else {
             ahead.insert(child.key.as_str(), child);
         }
     }
-
     counted_late.retain(|name| view.children.iter().any(|c| c.name == *name));
+    let running = late_running
+        + ahead
+            .values()
+            .filter(|c| c.state == ChildState::Running)
+            .count();
 
-    // The keys past the cursor in order: the window's, and any child's whose object is gone
-    // from the listing (it is counted when the cursor passes it).
+    // The keys past the cursor in order: the window's, and any child's up to the window's end
+    // (one whose object is gone from the listing is counted when the cursor passes it). Past
+    // the window's end nothing is known unless the listing ended there.
     let last_listed = view.window.last().map(|l| l.key.as_str());
     let mut keys: BTreeMap<&str, Option<&Listed>> = BTreeMap::new();
     for listed in view.window {
@@ -166,15 +192,12 @@ pub fn step(view: &SetView<'_>) -> SetStep {
     // The cursor moves over the done keys at the front.
     let mut new_cursor = cursor.map(str::to_string);
     let mut front = true;
-    let mut running = late_running;
     let mut failed_ahead = 0i64;
     let mut pending: Vec<&Listed> = vec![];
     for (key, listed) in &keys {
-        let done = match ahead.get(key).map(|c| c.state) {
-            Some(ChildState::Running) => {
-                running += 1;
-                None
-            }
+        let child = ahead.get(key);
+        let done = match child.map(|c| c.state) {
+            Some(ChildState::Running) => None,
             Some(ChildState::Succeeded) => Some(Done::Succeeded),
             Some(ChildState::Failed) => Some(Done::Failed),
             None if view.outputs_exist.get(*key) == Some(&true) => Some(Done::Skipped),
@@ -195,43 +218,54 @@ pub fn step(view: &SetView<'_>) -> SetStep {
                     }
                     Done::Skipped => skipped += 1,
                 }
-                if let Some(child) = ahead.get(key) {
+                if let Some(child) = child
+                    && !recent(child)
+                {
                     delete.push(child.name.clone());
                 }
                 new_cursor = Some(key.to_string());
             }
             (_, Some(Done::Failed)) => {
                 failed_ahead += 1;
+                // Named at once (keys are kept once each); counted when the cursor passes it.
+                note_failed(key, &mut failed_keys);
                 front = false;
             }
             _ => front = false,
         }
     }
-    let failed_total = failed + failed_ahead;
+    // Failures past the cursor count against the budget now, and in status once counted.
     let over_budget = spec
         .max_failed
-        .is_some_and(|max| failed_total > i64::from(max));
+        .is_some_and(|max| failed + failed_ahead > i64::from(max));
     let suspended = spec.suspend == Some(true);
 
-    // New starts, in key order: late objects first (they waited longest).
+    // New starts: late objects first (they waited longest), then in key order.
     let mut create = vec![];
     let mut check_outputs = vec![];
+    let mut late_skipped = 0usize;
     if !suspended && !over_budget {
-        let existing = view.children.len() - delete.len();
         let mut free = spec.effective_parallelism().saturating_sub(running);
-        let mut room = max_children(spec).saturating_sub(existing);
+        let mut room = max_children(spec).saturating_sub(ahead.len() + late_running);
         let candidates = view
             .late
             .iter()
             .map(|l| (l, true))
             .chain(pending.iter().map(|l| (*l, false)));
         for (listed, late) in candidates {
+            let exists = view.outputs_exist.get(&listed.key).copied();
+            if late && exists == Some(true) {
+                // Done already: counted here (no child, and before the cursor).
+                skipped += 1;
+                late_skipped += 1;
+                continue;
+            }
             if free == 0 || room == 0 {
                 break;
             }
-            if spec.skip_existing == Some(true) && !view.outputs_exist.contains_key(&listed.key) {
+            if spec.skip_existing == Some(true) && exists.is_none() {
                 check_outputs.push(listed.key.clone());
-            } else if view.outputs_exist.get(&listed.key) != Some(&true) {
+            } else if exists != Some(true) {
                 create.push((listed.clone(), late));
             } else {
                 continue;
@@ -240,10 +274,17 @@ pub fn step(view: &SetView<'_>) -> SetStep {
             room -= 1;
         }
     }
-    let started = create.len() as i64;
-    let waiting = pending.len() as i64 + view.late.len() as i64 - started;
+    let started = create.len();
+    let waiting = (pending.len() + view.late.len()).saturating_sub(started + late_skipped);
+    let oldest_waiting_late = view
+        .late
+        .iter()
+        .filter(|l| view.outputs_exist.get(&l.key) != Some(&true))
+        .filter(|l| !create.iter().any(|(c, _)| c.key == l.key))
+        .filter_map(|l| l.last_modified)
+        .min();
 
-    let remaining = running as i64 + started + waiting.max(0);
+    let remaining = running + started + waiting;
     let phase = if over_budget && running == 0 {
         SetPhase::Failed
     } else if suspended && running == 0 {
@@ -261,10 +302,10 @@ pub fn step(view: &SetView<'_>) -> SetStep {
     status.phase = Some(phase);
     status.cursor = new_cursor;
     status.succeeded = Some(succeeded);
-    status.failed = Some(failed_total);
+    status.failed = Some(failed);
     status.skipped = Some(skipped);
-    status.running = Some(running as i64 + started);
-    status.pending = Some(waiting.max(0));
+    status.running = Some((running + started) as i64);
+    status.pending = Some(waiting as i64);
     status.failed_keys = (!failed_keys.is_empty()).then_some(failed_keys);
     status.counted_late = (!counted_late.is_empty()).then_some(counted_late);
     SetStep {
@@ -272,6 +313,8 @@ pub fn step(view: &SetView<'_>) -> SetStep {
         create,
         delete,
         check_outputs,
+        oldest_waiting_late,
+        failed_ahead,
     }
 }
 
@@ -332,7 +375,8 @@ mod tests {
             name: format!("c-{key}"),
             key: key.into(),
             state,
-            late: None,
+            written: None,
+            late: false,
         }
     }
 
@@ -462,7 +506,12 @@ mod tests {
         );
         assert!(step.create.is_empty(), "no new starts past the budget");
         assert_eq!(step.status.phase, Some(SetPhase::Running), "c still runs");
-        assert_eq!(step.status.failed, Some(1));
+        assert_eq!(
+            step.status.failed,
+            Some(0),
+            "counted when the cursor passes it"
+        );
+        assert_eq!(step.status.failed_keys, Some(vec!["b".to_string()]));
         let children = [
             child("b", ChildState::Failed),
             child("c", ChildState::Succeeded),
@@ -565,7 +614,8 @@ mod tests {
         assert_eq!(step.create, vec![(late[0].clone(), true)]);
         // It finished: counted once, kept.
         let mut finished = child("b", ChildState::Succeeded);
-        finished.late = Some(written);
+        finished.late = true;
+        finished.written = Some(written);
         let children = [finished];
         let step1 = run(&spec, &status, &children, &[], &HashMap::new());
         assert_eq!(step1.status.succeeded, Some(6));
@@ -582,5 +632,109 @@ mod tests {
         let step4 = run(&spec, &step3.status, &[], &[], &HashMap::new());
         assert_eq!(step4.status.counted_late, None);
         assert_eq!(step4.status.succeeded, Some(6));
+    }
+
+    #[test]
+    fn a_failure_behind_a_slow_key_is_counted_once_when_the_cursor_passes_it() {
+        let spec = spec(serde_json::json!({"maxFailed": 5}));
+        let window = listed(&["a", "b", "c"]);
+        let children = [
+            child("a", ChildState::Running),
+            child("b", ChildState::Failed),
+        ];
+        let mut status = MediaJobSetStatus::default();
+        for _ in 0..3 {
+            status = run(&spec, &status, &children, &window, &HashMap::new()).status;
+            assert_eq!(
+                status.failed,
+                Some(0),
+                "not counted before the cursor passes it"
+            );
+        }
+        let children = [
+            child("a", ChildState::Succeeded),
+            child("b", ChildState::Failed),
+        ];
+        let step = run(&spec, &status, &children, &window, &HashMap::new());
+        assert_eq!(
+            (step.status.succeeded, step.status.failed),
+            (Some(1), Some(1))
+        );
+        let again = run(&spec, &step.status, &[], &listed(&["c"]), &HashMap::new());
+        assert_eq!(again.status.failed, Some(1));
+    }
+
+    #[test]
+    fn children_past_the_window_still_count_against_the_parallelism() {
+        // Parallelism lowered to 2 while 3 children beyond the listed part run.
+        let spec = spec(serde_json::json!({"parallelism": 2}));
+        let children = [
+            child("x", ChildState::Running),
+            child("y", ChildState::Running),
+            child("z", ChildState::Running),
+        ];
+        let step = step(&SetView {
+            spec: &spec,
+            status: &Default::default(),
+            children: &children,
+            window: &listed(&["a", "b"]),
+            listing_ended: false,
+            late: &[],
+            outputs_exist: &HashMap::new(),
+        });
+        assert!(step.create.is_empty(), "{:?}", step.create);
+        assert_eq!(step.status.running, Some(3));
+        assert_eq!(step.status.phase, Some(SetPhase::Running));
+    }
+
+    #[test]
+    fn an_inbox_keeps_the_recent_children_it_counted_until_a_listing_began_after_them() {
+        let spec = spec(serde_json::json!({"watch": {"interval": "1m"}}));
+        let listed_at = Timestamp::from_second(1_800_000_000).unwrap();
+        let status = MediaJobSetStatus {
+            last_listed_at: Some(Time(listed_at)),
+            ..Default::default()
+        };
+        let mut recent = child("a", ChildState::Succeeded);
+        recent.written = Some(listed_at + jiff::SignedDuration::from_secs(30));
+        let mut old = child("b", ChildState::Succeeded);
+        old.written = Some(listed_at - jiff::SignedDuration::from_secs(600));
+        let step = run(
+            &spec,
+            &status,
+            &[recent, old],
+            &listed(&["a", "b"]),
+            &HashMap::new(),
+        );
+        assert_eq!(step.status.succeeded, Some(2));
+        assert_eq!(
+            step.delete,
+            ["c-b"],
+            "a's key must stay taken for the next listing"
+        );
+        assert_eq!(step.status.phase, Some(SetPhase::Watching));
+    }
+
+    #[test]
+    fn a_late_object_whose_outputs_exist_is_counted_as_skipped_with_skip_existing() {
+        let spec = spec(serde_json::json!({"watch": {"interval": "1m"}, "skipExisting": true}));
+        let status = MediaJobSetStatus {
+            cursor: Some("z".into()),
+            ..Default::default()
+        };
+        let late = listed(&["b", "c"]);
+        let exist = HashMap::from([("b".to_string(), true), ("c".to_string(), false)]);
+        let step = step(&SetView {
+            spec: &spec,
+            status: &status,
+            children: &[],
+            window: &[],
+            listing_ended: true,
+            late: &late,
+            outputs_exist: &exist,
+        });
+        assert_eq!(step.status.skipped, Some(1));
+        assert_eq!(step.create, vec![(late[1].clone(), true)]);
+        assert_eq!(step.oldest_waiting_late, None);
     }
 }
