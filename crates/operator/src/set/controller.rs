@@ -175,32 +175,16 @@ async fn reconcile(set: Arc<MediaJobSet>, set_ctx: Arc<SetContext>) -> Result<Ac
     let namespace = set.namespace().ok_or(SetError::NoNamespace)?;
     let sets: Api<MediaJobSet> = Api::namespaced(ctx.deps.client.clone(), &namespace);
     let jobs: Api<MediaJob> = Api::namespaced(ctx.deps.client.clone(), &namespace);
-    let uid = set.uid().unwrap_or_default();
     if set.metadata.deletion_timestamp.is_some() {
-        set_ctx.sets.lock().unwrap().remove(&uid);
+        set_ctx
+            .sets
+            .lock()
+            .unwrap()
+            .remove(&set.uid().unwrap_or_default());
         return finish_deletion(&set, &sets, &jobs).await;
     }
-    // The children as a complete list shows them: a store still filling would hide finished
-    // children (and lose what `countedLate` says).
-    if set_ctx.children.wait_until_ready().now_or_never().is_none() {
-        return Ok(Action::requeue(Duration::from_millis(500)));
-    }
-    // A copy older than this process's own status write decides on an old cursor: a child
-    // counted and deleted since would look new. The watch brings the newer copy. On this
-    // process's first pass over the set (a start, a new leader), a consistent read says whether
-    // the copy is current: another process may have written since.
-    if set_ctx.outrun(&uid, set.resource_version().as_deref()) {
-        return Ok(Action::requeue(Duration::from_millis(300)));
-    }
-    if !set_ctx.known(&uid) {
-        let current = sets.get(&set.name_any()).await?;
-        if current.resource_version() != set.resource_version() {
-            return Ok(Action::requeue(Duration::from_millis(300)));
-        }
-    }
-    // At most one pass a second per set; the changes in between are all seen by the next.
-    if let Some(wait) = set_ctx.too_soon(&uid) {
-        return Ok(Action::requeue(wait));
+    if let Some(wait) = not_yet(&set, &set_ctx, &sets).await? {
+        return Ok(wait);
     }
     if !set.finalizers().iter().any(|f| f == SET_FINALIZER) {
         let mut finalizers = set.finalizers().to_vec();
@@ -209,12 +193,9 @@ async fn reconcile(set: Arc<MediaJobSet>, set_ctx: Arc<SetContext>) -> Result<Ac
             "resourceVersion": set.resource_version(),
             "finalizers": finalizers,
         }});
-        sets.patch(
-            &set.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+        let params = PatchParams::default();
+        sets.patch(&set.name_any(), &params, &Patch::Merge(&patch))
+            .await?;
         ctx.deps.metrics.kube_write("finalizer");
         return Ok(Action::await_change());
     }
@@ -243,28 +224,72 @@ async fn reconcile(set: Arc<MediaJobSet>, set_ctx: Arc<SetContext>) -> Result<Ac
             return Ok(Action::await_change());
         }
     };
+    carry_out(&set, &set_ctx, &pass, step, (&sets, &jobs), now).await
+}
+
+/// Why this pass should not decide yet: the children's store is still filling (it would hide
+/// finished children and lose what `countedLate` says); the copy is older than this process's
+/// own status write (it would decide on an old cursor, and a child counted and deleted since
+/// would look new: the watch brings the newer copy); on this process's first pass over the set
+/// (a start, a new leader) a consistent read finds the copy behind another process's write; or
+/// the set was decided on less than a second ago (the changes in between are all seen by the
+/// next pass).
+async fn not_yet(
+    set: &MediaJobSet,
+    set_ctx: &SetContext,
+    sets: &Api<MediaJobSet>,
+) -> Result<Option<Action>, SetError> {
+    let uid = set.uid().unwrap_or_default();
+    let soon = Some(Action::requeue(Duration::from_millis(300)));
+    if set_ctx.children.wait_until_ready().now_or_never().is_none()
+        || set_ctx.outrun(&uid, set.resource_version().as_deref())
+    {
+        return Ok(soon);
+    }
+    if !set_ctx.known(&uid) {
+        let current = sets.get(&set.name_any()).await?;
+        if current.resource_version() != set.resource_version() {
+            return Ok(soon);
+        }
+    }
+    Ok(set_ctx.too_soon(&uid).map(Action::requeue))
+}
+
+/// Creates the children the step asks for, writes the status, and only then deletes the
+/// children it counts.
+async fn carry_out(
+    set: &MediaJobSet,
+    set_ctx: &SetContext,
+    pass: &Prepared,
+    step: SetStep,
+    (sets, jobs): (&Api<MediaJobSet>, &Api<MediaJob>),
+    now: Timestamp,
+) -> Result<Action, SetError> {
+    let ctx = &*set_ctx.ctx;
+    let uid = set.uid().unwrap_or_default();
+    let old = set.status.clone().unwrap_or_default();
     for (listed, late) in &step.create {
         if !ctx.deps.fence.may_write() {
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
-        match create_child(ctx, &set, &pass.source, &jobs, listed, *late).await {
+        match create_child(ctx, set, &pass.source, jobs, listed, *late).await {
             Ok(child) => set_ctx.created(&uid, child),
             Err(SetError::NameTaken(message)) => {
-                let status = stopped(&set, &old, Stop::Conflict(message), now);
-                write_status(&set_ctx, &set, &sets, &old, status).await?;
+                let status = stopped(set, &old, Stop::Conflict(message), now);
+                write_status(set_ctx, set, sets, &old, status).await?;
                 return Ok(Action::await_change());
             }
             Err(error) => return Err(error),
         }
     }
     let phase = step.status.phase.unwrap_or(SetPhase::Running);
-    let (reason, message) = summary(&set, &step.status, step.failed_ahead);
+    let (reason, message) = summary(set, &step.status, step.failed_ahead);
     let ready = matches!(
         phase,
         SetPhase::Succeeded | SetPhase::Watching | SetPhase::Planned
     );
-    let status = with_ready(&set, step.status, ready, reason, &message, now);
-    write_status(&set_ctx, &set, &sets, &old, status).await?;
+    let status = with_ready(set, step.status, ready, reason, &message, now);
+    write_status(set_ctx, set, sets, &old, status).await?;
     if matches!(phase, SetPhase::Succeeded | SetPhase::Failed) {
         set_ctx.finished(&uid);
     }

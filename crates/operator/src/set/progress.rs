@@ -105,182 +105,106 @@ pub fn window_size(spec: &MediaJobSetSpec) -> usize {
     max_children(spec)
 }
 
+/// What a pass counts: the status's counts and the children to delete once they are written.
+struct Tally {
+    succeeded: i64,
+    failed: i64,
+    skipped: i64,
+    failed_keys: Vec<String>,
+    counted_late: Vec<String>,
+    delete: Vec<String>,
+}
+
+impl Tally {
+    fn from(status: &MediaJobSetStatus) -> Self {
+        Tally {
+            succeeded: status.succeeded.unwrap_or(0),
+            failed: status.failed.unwrap_or(0),
+            skipped: status.skipped.unwrap_or(0),
+            failed_keys: status.failed_keys.clone().unwrap_or_default(),
+            counted_late: status.counted_late.clone().unwrap_or_default(),
+            delete: vec![],
+        }
+    }
+
+    /// Names a failed key (once each, at most `FAILED_KEYS_KEPT`).
+    fn name_failed(&mut self, key: &str) {
+        if self.failed_keys.len() < FAILED_KEYS_KEPT && !self.failed_keys.iter().any(|k| k == key) {
+            self.failed_keys.push(key.to_string());
+        }
+    }
+
+    fn count(&mut self, done: Done, key: &str) {
+        match done {
+            Done::Succeeded => self.succeeded += 1,
+            Done::Failed => {
+                self.failed += 1;
+                self.name_failed(key);
+            }
+            Done::Skipped => self.skipped += 1,
+        }
+    }
+}
+
+/// The children past the cursor by key, and how many late ones run.
+struct Sorted<'a> {
+    ahead: BTreeMap<&'a str, &'a Child>,
+    late_running: usize,
+}
+
+impl Sorted<'_> {
+    fn running(&self) -> usize {
+        self.late_running
+            + (self.ahead.values())
+                .filter(|c| c.state == ChildState::Running)
+                .count()
+    }
+}
+
+/// What walking the keys past the cursor found.
+struct Walk<'a> {
+    cursor: Option<String>,
+    failed_ahead: i64,
+    /// Listed keys with no child yet, in order.
+    pending: Vec<&'a Listed>,
+}
+
+/// What a pass starts.
+struct Starts {
+    create: Vec<(Listed, bool)>,
+    check_outputs: Vec<String>,
+    late_skipped: usize,
+}
+
 /// One pass's decision.
 pub fn step(view: &SetView<'_>) -> SetStep {
     let spec = view.spec;
-    let old = view.status;
-    let cursor = old.cursor.as_deref();
-    let mut status = old.clone();
-    let mut succeeded = old.succeeded.unwrap_or(0);
-    let mut failed = old.failed.unwrap_or(0);
-    let mut skipped = old.skipped.unwrap_or(0);
-    let mut failed_keys = old.failed_keys.clone().unwrap_or_default();
-    let mut counted_late = old.counted_late.clone().unwrap_or_default();
-    let mut delete = vec![];
-    let note_failed = |key: &str, failed_keys: &mut Vec<String>| {
-        if failed_keys.len() < FAILED_KEYS_KEPT && !failed_keys.iter().any(|k| k == key) {
-            failed_keys.push(key.to_string());
-        }
-    };
-    // A finished child of an object written since the last full listing began (less the
-    // slack) is kept, counted, until a listing has begun after it: that listing must see its
-    // key taken, or it would take the object for a late one (a second child).
-    let slack = jiff::SignedDuration::try_from(LISTING_SLACK).unwrap_or_default();
-    // Only inbox sets look for late objects, so only they keep children for it.
-    let recent = |child: &Child| {
-        let listed = old.last_listed_at.as_ref().map(|t| t.0);
-        spec.watch.is_some()
-            && match (child.written, listed) {
-                (Some(written), Some(listed)) => written + slack >= listed,
-                _ => true,
-            }
-    };
-
-    // Children of late objects (counted by name), at or before the cursor (counted when the
-    // cursor passed them), and past it.
-    let mut ahead: BTreeMap<&str, &Child> = BTreeMap::new();
-    let mut late_running = 0usize;
-    for child in view.children {
-        let done = child.state != ChildState::Running;
-        if child.late {
-            let counted = counted_late.contains(&child.name);
-            match child.state {
-                ChildState::Running => late_running += 1,
-                // Its name stays counted until a pass finds it gone (a crash before the delete
-                // must not count it again).
-                _ if counted && !recent(child) => delete.push(child.name.clone()),
-                _ if counted => {}
-                ChildState::Succeeded => {
-                    succeeded += 1;
-                    counted_late.push(child.name.clone());
-                }
-                ChildState::Failed => {
-                    failed += 1;
-                    note_failed(&child.key, &mut failed_keys);
-                    counted_late.push(child.name.clone());
-                }
-            }
-        } else if cursor.is_some_and(|c| child.key.as_str() <= c) {
-            if done && !recent(child) {
-                delete.push(child.name.clone());
-            }
-        } else {
-            ahead.insert(child.key.as_str(), child);
-        }
-    }
-    counted_late.retain(|name| view.children.iter().any(|c| c.name == *name));
-    let running = late_running
-        + ahead
-            .values()
-            .filter(|c| c.state == ChildState::Running)
-            .count();
-
-    // The keys past the cursor in order: the window's, and any child's up to the window's end
-    // (one whose object is gone from the listing is counted when the cursor passes it). Past
-    // the window's end nothing is known unless the listing ended there.
-    let last_listed = view.window.last().map(|l| l.key.as_str());
-    let mut keys: BTreeMap<&str, Option<&Listed>> = BTreeMap::new();
-    for listed in view.window {
-        keys.insert(listed.key.as_str(), Some(listed));
-    }
-    for key in ahead.keys() {
-        if view.listing_ended || last_listed.is_some_and(|last| *key <= last) {
-            keys.entry(key).or_insert(None);
-        }
-    }
-
-    // The cursor moves over the done keys at the front.
-    let mut new_cursor = cursor.map(str::to_string);
-    let mut front = true;
-    let mut failed_ahead = 0i64;
-    let mut pending: Vec<&Listed> = vec![];
-    for (key, listed) in &keys {
-        let child = ahead.get(key);
-        let done = match child.map(|c| c.state) {
-            Some(ChildState::Running) => None,
-            Some(ChildState::Succeeded) => Some(Done::Succeeded),
-            Some(ChildState::Failed) => Some(Done::Failed),
-            None if view.outputs_exist.get(*key) == Some(&true) => Some(Done::Skipped),
-            None => {
-                if let Some(listed) = listed {
-                    pending.push(listed);
-                }
-                None
-            }
-        };
-        match (front, done) {
-            (true, Some(state)) => {
-                match state {
-                    Done::Succeeded => succeeded += 1,
-                    Done::Failed => {
-                        failed += 1;
-                        note_failed(key, &mut failed_keys);
-                    }
-                    Done::Skipped => skipped += 1,
-                }
-                if let Some(child) = child
-                    && !recent(child)
-                {
-                    delete.push(child.name.clone());
-                }
-                new_cursor = Some(key.to_string());
-            }
-            (_, Some(Done::Failed)) => {
-                failed_ahead += 1;
-                // Named at once (keys are kept once each); counted when the cursor passes it.
-                note_failed(key, &mut failed_keys);
-                front = false;
-            }
-            _ => front = false,
-        }
-    }
+    let mut tally = Tally::from(view.status);
+    let sorted = sort_children(view, &mut tally);
+    let walk = walk_keys(view, &sorted, &mut tally);
+    let running = sorted.running();
     // Failures past the cursor count against the budget now, and in status once counted.
     let over_budget = spec
         .max_failed
-        .is_some_and(|max| failed + failed_ahead > i64::from(max));
+        .is_some_and(|max| tally.failed + walk.failed_ahead > i64::from(max));
     let suspended = spec.suspend == Some(true);
-
-    // New starts: late objects first (they waited longest), then in key order.
-    let mut create = vec![];
-    let mut check_outputs = vec![];
-    let mut late_skipped = 0usize;
-    if !suspended && !over_budget {
-        let mut free = spec.effective_parallelism().saturating_sub(running);
-        let mut room = max_children(spec).saturating_sub(ahead.len() + late_running);
-        let candidates = view
-            .late
-            .iter()
-            .map(|l| (l, true))
-            .chain(pending.iter().map(|l| (*l, false)));
-        for (listed, late) in candidates {
-            let exists = view.outputs_exist.get(&listed.key).copied();
-            if late && exists == Some(true) {
-                // Done already: counted here (no child, and before the cursor).
-                skipped += 1;
-                late_skipped += 1;
-                continue;
-            }
-            if free == 0 || room == 0 {
-                break;
-            }
-            if spec.skip_existing == Some(true) && exists.is_none() {
-                check_outputs.push(listed.key.clone());
-            } else if exists != Some(true) {
-                create.push((listed.clone(), late));
-            } else {
-                continue;
-            }
-            free -= 1;
-            room -= 1;
+    let starts = if suspended || over_budget {
+        Starts {
+            create: vec![],
+            check_outputs: vec![],
+            late_skipped: 0,
         }
-    }
-    let started = create.len();
-    let waiting = (pending.len() + view.late.len()).saturating_sub(started + late_skipped);
+    } else {
+        starts(view, &sorted, &walk, &mut tally)
+    };
+    let started = starts.create.len();
+    let waiting =
+        (walk.pending.len() + view.late.len()).saturating_sub(started + starts.late_skipped);
     let oldest_waiting_late = view
         .late
         .iter()
         .filter(|l| view.outputs_exist.get(&l.key) != Some(&true))
-        .filter(|l| !create.iter().any(|(c, _)| c.key == l.key))
+        .filter(|l| !starts.create.iter().any(|(c, _)| c.key == l.key))
         .filter_map(|l| l.last_modified)
         .min();
 
@@ -289,7 +213,7 @@ pub fn step(view: &SetView<'_>) -> SetStep {
         SetPhase::Failed
     } else if suspended && running == 0 {
         SetPhase::Planned
-    } else if view.listing_ended && remaining == 0 && check_outputs.is_empty() {
+    } else if view.listing_ended && remaining == 0 && starts.check_outputs.is_empty() {
         if spec.watch.is_some() {
             SetPhase::Watching
         } else {
@@ -299,26 +223,177 @@ pub fn step(view: &SetView<'_>) -> SetStep {
         SetPhase::Running
     };
 
+    let mut status = view.status.clone();
     status.phase = Some(phase);
-    status.cursor = new_cursor;
-    status.succeeded = Some(succeeded);
-    status.failed = Some(failed);
-    status.skipped = Some(skipped);
+    status.cursor = walk.cursor;
+    status.succeeded = Some(tally.succeeded);
+    status.failed = Some(tally.failed);
+    status.skipped = Some(tally.skipped);
     status.running = Some((running + started) as i64);
     status.pending = Some(waiting as i64);
-    status.failed_keys = (!failed_keys.is_empty()).then_some(failed_keys);
-    status.counted_late = (!counted_late.is_empty()).then_some(counted_late);
+    status.failed_keys = (!tally.failed_keys.is_empty()).then_some(tally.failed_keys);
+    status.counted_late = (!tally.counted_late.is_empty()).then_some(tally.counted_late);
     SetStep {
         status,
-        create,
-        delete,
-        check_outputs,
+        create: starts.create,
+        delete: tally.delete,
+        check_outputs: starts.check_outputs,
         oldest_waiting_late,
-        failed_ahead,
+        failed_ahead: walk.failed_ahead,
     }
 }
 
-/// How a key past the cursor ended.
+/// A finished child of an object written since the last full listing began (less the slack) is
+/// kept, counted, until a listing has begun after it: that listing must see its key taken, or it
+/// would take the object for a late one (a second child). Only inbox sets look for late objects,
+/// so only they keep children for it.
+fn recent(view: &SetView<'_>, child: &Child) -> bool {
+    let slack = jiff::SignedDuration::try_from(LISTING_SLACK).unwrap_or_default();
+    let listed = view.status.last_listed_at.as_ref().map(|t| t.0);
+    view.spec.watch.is_some()
+        && match (child.written, listed) {
+            (Some(written), Some(listed)) => written + slack >= listed,
+            _ => true,
+        }
+}
+
+/// Children of late objects (counted here, by name), at or before the cursor (counted when the
+/// cursor passed them: only deleted), and past it (sorted by key for the walk).
+fn sort_children<'a>(view: &SetView<'a>, tally: &mut Tally) -> Sorted<'a> {
+    let cursor = view.status.cursor.as_deref();
+    let mut sorted = Sorted {
+        ahead: BTreeMap::new(),
+        late_running: 0,
+    };
+    for child in view.children {
+        if child.late {
+            let counted = tally.counted_late.contains(&child.name);
+            match child.state {
+                ChildState::Running => sorted.late_running += 1,
+                // Its name stays counted until a pass finds it gone (a crash before the delete
+                // must not count it again).
+                _ if counted && !recent(view, child) => tally.delete.push(child.name.clone()),
+                _ if counted => {}
+                state => {
+                    let done = match state {
+                        ChildState::Succeeded => Done::Succeeded,
+                        _ => Done::Failed,
+                    };
+                    tally.count(done, &child.key);
+                    tally.counted_late.push(child.name.clone());
+                }
+            }
+        } else if cursor.is_some_and(|c| child.key.as_str() <= c) {
+            if child.state != ChildState::Running && !recent(view, child) {
+                tally.delete.push(child.name.clone());
+            }
+        } else {
+            sorted.ahead.insert(child.key.as_str(), child);
+        }
+    }
+    let children = view.children;
+    tally
+        .counted_late
+        .retain(|name| children.iter().any(|c| c.name == *name));
+    sorted
+}
+
+/// Walks the keys past the cursor in order: the window's, and any child's up to the window's
+/// end (one whose object is gone from the listing is counted when the cursor passes it); past
+/// the window's end nothing is known unless the listing ended there. The cursor moves over the
+/// done keys at the front, and they are counted.
+fn walk_keys<'a>(view: &SetView<'a>, sorted: &Sorted<'_>, tally: &mut Tally) -> Walk<'a> {
+    let last_listed = view.window.last().map(|l| l.key.as_str());
+    let mut keys: BTreeMap<&str, Option<&'a Listed>> = BTreeMap::new();
+    for listed in view.window {
+        keys.insert(listed.key.as_str(), Some(listed));
+    }
+    for key in sorted.ahead.keys() {
+        if view.listing_ended || last_listed.is_some_and(|last| *key <= last) {
+            keys.entry(key).or_insert(None);
+        }
+    }
+    let mut walk = Walk {
+        cursor: view.status.cursor.clone(),
+        failed_ahead: 0,
+        pending: vec![],
+    };
+    let mut front = true;
+    for (key, listed) in keys {
+        let child = sorted.ahead.get(key);
+        let done = match child.map(|c| c.state) {
+            Some(ChildState::Running) => None,
+            Some(ChildState::Succeeded) => Some(Done::Succeeded),
+            Some(ChildState::Failed) => Some(Done::Failed),
+            None if view.outputs_exist.get(key) == Some(&true) => Some(Done::Skipped),
+            None => {
+                walk.pending.extend(listed);
+                None
+            }
+        };
+        match (front, done) {
+            (true, Some(done)) => {
+                tally.count(done, key);
+                if let Some(child) = child
+                    && !recent(view, child)
+                {
+                    tally.delete.push(child.name.clone());
+                }
+                walk.cursor = Some(key.to_string());
+            }
+            (_, Some(Done::Failed)) => {
+                walk.failed_ahead += 1;
+                // Named at once; counted when the cursor passes it.
+                tally.name_failed(key);
+                front = false;
+            }
+            _ => front = false,
+        }
+    }
+    walk
+}
+
+/// New starts: late objects first (they waited longest), then in key order, within the free
+/// slots and the room for children. With `skipExisting`, a key whose outputs were not looked
+/// for yet is asked about first.
+fn starts(view: &SetView<'_>, sorted: &Sorted<'_>, walk: &Walk<'_>, tally: &mut Tally) -> Starts {
+    let spec = view.spec;
+    let mut starts = Starts {
+        create: vec![],
+        check_outputs: vec![],
+        late_skipped: 0,
+    };
+    let mut free = spec
+        .effective_parallelism()
+        .saturating_sub(sorted.running());
+    let mut room = max_children(spec).saturating_sub(sorted.ahead.len() + sorted.late_running);
+    let candidates =
+        (view.late.iter().map(|l| (l, true))).chain(walk.pending.iter().map(|l| (*l, false)));
+    for (listed, late) in candidates {
+        let exists = view.outputs_exist.get(&listed.key).copied();
+        if late && exists == Some(true) {
+            // Done already: counted here (no child, and before the cursor).
+            tally.skipped += 1;
+            starts.late_skipped += 1;
+            continue;
+        }
+        if free == 0 || room == 0 {
+            break;
+        }
+        if spec.skip_existing == Some(true) && exists.is_none() {
+            starts.check_outputs.push(listed.key.clone());
+        } else if exists != Some(true) {
+            starts.create.push((listed.clone(), late));
+        } else {
+            continue;
+        }
+        free -= 1;
+        room -= 1;
+    }
+    starts
+}
+
+/// How a key ended.
 #[derive(Clone, Copy)]
 enum Done {
     Succeeded,
