@@ -1072,8 +1072,8 @@ async fn finished_jobs_are_deleted_after_their_ttl() {
     env.cleanup().await;
 }
 
-/// A job that fails also goes after its TTL: the pass that writes `Failed` leaves the deletion to
-/// the pass on its own write's watch event, which must therefore not be skipped as an echo.
+/// A job that fails also goes after its TTL: the pass that writes `Failed` schedules the deletion
+/// itself, since the watch event of its own status write starts no pass.
 #[tokio::test]
 async fn failed_jobs_are_deleted_after_their_ttl_too() {
     let faults = Faults {
@@ -1499,13 +1499,14 @@ async fn a_per_job_media_api_secret_is_used_and_a_fixed_one_is_picked_up_at_once
     env.cleanup().await;
 }
 
-/// The watch event that each of the operator's own status writes brings back starts no pass
-/// when the pass that wrote had already decided on what it wrote. With callbacks, a job's passes
-/// are then its creation, its finalizer's echo (which submits) and its callback: 3.4 per job
-/// measured, where the echoes of the intent, the job id and the outcome made 6.2. One job at a
-/// time, so that no lane race adds passes (the first job waits out the start once).
+/// The watch event that each of the operator's own status writes brings back starts no pass: only
+/// what users change does (the predicate on generation, labels, annotations, finalizers and
+/// deletion). With callbacks, a job's passes are then its creation, its finalizer's watch event
+/// (which submits) and its callback: about 3.4 per job, where passes on the events of the intent,
+/// the job id and the outcome made 6.2. One job at a time, so that no lane race adds passes (the
+/// first job waits out the start once).
 #[tokio::test]
-async fn the_echoes_of_the_operators_own_writes_start_no_pass() {
+async fn the_operators_own_status_writes_start_no_pass() {
     let mut env = Env::start_with(slow(Duration::from_secs(1)), 100).await;
     env.callbacks = true;
     env.start_operator();
@@ -1514,7 +1515,7 @@ async fn the_echoes_of_the_operators_own_writes_start_no_pass() {
         env.create(env.enhance(name)).await.unwrap();
         env.wait_for_phase(name, Phase::Succeeded, T).await;
     }
-    // Any echo let through has had time to start its pass.
+    // Any pass a status write started has had time to run.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let passes = sum_of(
         &env.metrics.encode(),
@@ -1636,9 +1637,8 @@ async fn forged_callbacks_cost_no_media_api_request() {
 
 /// The watch breaks again and again while jobs run (an API server restart, a load balancer's idle
 /// timeout): the watcher lists anew, and the listing brings versions the operator wrote, some
-/// of them while a pass on the job is running. Such events are held or skipped as echoes
-/// (`reconciler/echoes.rs`); none may be lost: every job ends `Succeeded`, each with one remote
-/// job.
+/// of them while a pass on the job is running. Such events start no pass (status-only changes),
+/// and nothing may be lost: every job ends `Succeeded`, each with one remote job.
 #[tokio::test]
 async fn jobs_finish_while_the_watch_keeps_breaking() {
     let mut env = Env::start_with(slow(Duration::from_secs(2)), 100).await;

@@ -18,7 +18,6 @@ use super::callback_token::{self as callback, CallbackKey};
 use super::credentials::Credentials;
 use super::decide::Settings;
 use super::durations::DurationBook;
-use super::echoes::Echoes;
 use super::job_stores::JobStores;
 use super::media_clients::MediaClients;
 pub use super::media_clients::{DefaultAccount, MediaAccount, MediaApiSettings};
@@ -60,8 +59,6 @@ pub struct Context {
     pub admission: Mutex<Admission>,
     /// What the operator remembers of each job between passes (see `memory.rs`).
     pub memory: Memory,
-    /// Versions this process wrote whose watch events need no pass (see `echoes.rs`).
-    pub echoes: Echoes,
     /// How long each operation's recent jobs took (see `durations.rs`).
     pub durations: DurationBook,
     /// For the preflight HEAD of inputs and the checks of outputs (see `preflight.rs`).
@@ -114,7 +111,6 @@ impl Context {
             },
             admission: Mutex::new(Admission::new(options.max_in_flight, stale_after)),
             memory: Memory::default(),
-            echoes: Echoes::default(),
             durations: DurationBook::default(),
             preflight_http: preflight::PreflightHttp::new(options.preflight_refused.clone()),
             callback: Mutex::new(None),

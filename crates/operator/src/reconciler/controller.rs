@@ -10,13 +10,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::context::Context;
-use super::echoes::ECHO_WAIT_LIMIT;
 use super::reconcile::{error_policy, reconcile};
 use super::secret_index::SecretIndex;
 use super::wakeups::{Wakeup, Wakeups};
@@ -187,9 +186,6 @@ pub async fn run_controllers(
                     }
                 }
                 let woken = ctx.submissions.sweep();
-                if let Some(before) = Instant::now().checked_sub(ECHO_WAIT_LIMIT) {
-                    ctx.echoes.forget_settled_before(before);
-                }
                 if woken > 0 {
                     tracing::debug!(woken, "woke the next waiter of lanes left free");
                 }
@@ -291,21 +287,18 @@ async fn run_one(
         })
         .reflect(writer)
         .applied_objects()
-        // In the store, but no pass: the echo of a write whose pass already decided on it.
-        .try_filter({
+        // What the watch brings is the newest copy: a pass skipped on an older one may run now.
+        .inspect_ok({
             let ctx = ctx.clone();
             move |job| {
-                let echo = match (job.uid(), job.resource_version()) {
-                    (Some(uid), Some(version)) if ctx.echoes.swallow(&uid, &version) => {
-                        // What the echo's pass would have noted: the watch caught up.
-                        ctx.memory.note_seen(&uid, &version);
-                        true
-                    }
-                    _ => false,
-                };
-                std::future::ready(!echo)
+                if let (Some(uid), Some(version)) = (job.uid(), job.resource_version()) {
+                    ctx.memory.note_seen(&uid, &version);
+                }
             }
-        });
+        })
+        // A pass only for what users change. The operator's own status writes start none: the
+        // pass that wrote has already decided on what it wrote and scheduled its next look.
+        .predicate_filter(changed_by_users, PredicateConfig::default());
     // Secrets: metadata only (name and namespace are all a change needs to be noticed); the data
     // of a Secret is read only when a MediaJob names it.
     let secret_changes =
@@ -338,9 +331,70 @@ async fn run_one(
         .await;
 }
 
+/// What a pass is started for: the spec (generation), labels, annotations, finalizers and the
+/// deletion. A status-only change (the operator's own writes, about three per job) starts none;
+/// each pass schedules its own next look instead (a poll, a recheck, a TTL deletion).
+fn changed_by_users(job: &MediaJob) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &job.metadata;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.labels.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp.as_ref().map(|t| t.0).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What starts a pass: every change a user makes, and none of the operator's status writes.
+    #[test]
+    fn passes_start_for_what_users_change_and_not_for_status() {
+        let job: MediaJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
+            "metadata": {"name": "j", "namespace": "a", "uid": "u1", "generation": 1,
+                         "resourceVersion": "7", "labels": {"team": "a"}},
+            "spec": {"operation": "enhance", "input": {"url": "s3://raw/in.wav"},
+                     "output": {"url": "s3://out/o.wav"}},
+        }))
+        .unwrap();
+        let hash = |edit: &dyn Fn(&mut MediaJob)| {
+            let mut job = job.clone();
+            edit(&mut job);
+            changed_by_users(&job)
+        };
+        let unchanged = hash(&|_| {});
+        let status_written = hash(&|j| {
+            j.metadata.resource_version = Some("8".into());
+            j.status = Some(crate::crd::MediaJobStatus {
+                job_id: Some("job-1".into()),
+                ..Default::default()
+            });
+        });
+        assert_eq!(status_written, unchanged, "a status write starts no pass");
+        type Edit<'a> = (&'a str, &'a dyn Fn(&mut MediaJob));
+        let edits: [Edit; 5] = [
+            ("spec", &|j| j.metadata.generation = Some(2)),
+            ("labels", &|j| {
+                j.labels_mut().insert("team".into(), "b".into());
+            }),
+            ("annotations", &|j| {
+                j.annotations_mut().insert("note".into(), "x".into());
+            }),
+            ("finalizers", &|j| j.finalizers_mut().push("f".into())),
+            ("deletion", &|j| {
+                j.metadata.deletion_timestamp = Some(
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+                );
+            }),
+        ];
+        for (what, edit) in edits {
+            assert_ne!(hash(edit), unchanged, "a change of {what} starts a pass");
+        }
+    }
 
     #[tokio::test]
     async fn a_controller_that_panics_ends_the_run_with_an_error() {

@@ -48,8 +48,8 @@ const REPLACED_KEPT: usize = 4;
 
 /// Everything remembered of one job, in three parts with their own ends: `follow` while the job
 /// runs (forgotten when it finishes), `input` while it waits to submit, and `replaced` until the
-/// watch has caught up with this process's own writes (the echo of a finished job's last write
-/// still needs it). The whole record goes when every part is empty, when the job is deleted,
+/// watch has caught up with this process's own writes (the watch event of a finished job's last
+/// write still needs it). The whole record goes when every part is empty, when the job is deleted,
 /// or when the sweep finds it gone from the store. The parts are boxed: the thousands of jobs
 /// waiting for a lane keep an input check and nothing else.
 #[derive(Default, Debug)]
@@ -300,7 +300,7 @@ impl Memory {
 
     /// Whether version `rv` of the job is one this process's own write replaced: a copy the
     /// watch has not yet brought up to date. A pass on it would only repeat a write (refused
-    /// with 409) or a request; the watch event of the newer version brings the next pass.
+    /// with 409) or a request; the pass looks again shortly (`reconcile.rs`).
     /// Versions are compared for equality only (their order is the API server's business).
     pub fn is_outrun(&self, uid: &str, rv: &str) -> bool {
         let mut jobs = self.jobs.lock().unwrap();
@@ -318,8 +318,8 @@ impl Memory {
         false
     }
 
-    /// The watch brought version `rv` of the job without a pass (the echo of a write whose pass
-    /// had settled): once it is no version our writes replaced, the watch has caught up.
+    /// The watch brought version `rv` of the job (every event, with a pass or not): once it is
+    /// no version our writes replaced, the watch has caught up.
     pub fn note_seen(&self, uid: &str, rv: &str) {
         self.is_outrun(uid, rv);
     }

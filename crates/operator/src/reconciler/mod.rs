@@ -11,7 +11,6 @@ pub mod controller;
 pub mod credentials;
 pub mod decide;
 pub mod durations;
-pub mod echoes;
 pub mod events;
 pub mod job_stores;
 pub mod kstatus;

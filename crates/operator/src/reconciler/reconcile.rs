@@ -12,7 +12,6 @@ use tracing::{debug, info, warn};
 use super::act::{self, Submission};
 use super::context::Context;
 use super::decide::{self, Action, Decision, Slot};
-use super::echoes::PassEnd;
 use super::observe::{check_input_while_waiting, observe};
 use super::pass::Pass;
 pub use super::pass::ReconcileError;
@@ -22,17 +21,7 @@ use crate::crd::{MediaJob, MediaJobStatus};
 /// One pass over one MediaJob.
 pub async fn reconcile(job: Arc<MediaJob>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     let started = crate::reconciler::clock::instant();
-    let uid = job.uid().unwrap_or_default();
-    ctx.echoes.pass_started(&uid);
-    let inner = reconcile_inner(&job, &ctx).await;
-    if ctx.echoes.pass_ended(&uid, inner.is_ok()) == PassEnd::Replay
-        && let Some(namespace) = job.namespace()
-        && !ctx.wake((namespace, job.name_any()))
-    {
-        // Only while shutting down: no controller takes wake-ups any more.
-        warn!(job = %job.name_any(), "could not replay the watch events held during the pass");
-    }
-    let result = match inner {
+    let result = match reconcile_inner(&job, &ctx).await {
         // The newer copy is on its way through the watch; look again shortly.
         Err(ReconcileError::Stale) => {
             debug!(job = %job.name_any(), "acted on a stale copy; retrying with the current one");
@@ -74,7 +63,7 @@ async fn reconcile_inner(job: &MediaJob, ctx: &Context) -> Result<Requeue, Recon
     if let Some(rv) = job.metadata.resource_version.as_deref()
         && ctx.memory.is_outrun(&uid, rv)
     {
-        debug!(job = %job.name_any(), "a copy older than this process's own write; the watch brings the newer one");
+        debug!(job = %job.name_any(), "a copy older than this process's own write; looking again when the watch has brought the newer one");
         return Ok(Requeue::requeue(OUTRUN_RECHECK));
     }
     let pass = Pass::new(ctx, job, namespace, uid);
@@ -189,13 +178,9 @@ fn after_pass(
     let (ctx, job, uid) = (pass.ctx, pass.job, pass.uid.as_str());
     sync_admission(ctx, &pass.key, written, requeue_after);
     ctx.submissions.record(job, written, wrote);
+    // No watch event of this pass's own writes starts a pass: its next look is its own.
+    let requeue_after = decide::next_look(job, written, requeue_after, pass.clock.now);
     let finished = written.phase.is_some_and(|p| p.is_finished());
-    // The next look is this pass's own: a pass on the echo of its write would decide the same.
-    // (A job that finishes with a TTL may not have scheduled its deletion: the echo's pass does.)
-    let nothing_left = finished && job.spec.ttl_seconds_after_finished.is_none();
-    if requeue_after.map_or(nothing_left, |wait| !wait.is_zero()) {
-        ctx.echoes.settles(uid);
-    }
     // A finished job has nothing left to poll, search or check: 10,000 of them stay in the store,
     // none in memory.
     if finished {
@@ -219,9 +204,10 @@ fn after_pass(
     }
 }
 
-/// A pass skipped on a copy this process's own write replaced looks again after this, should
-/// the watch event of the newer version not bring a pass first.
-const OUTRUN_RECHECK: Duration = Duration::from_secs(5);
+/// A pass skipped on a copy this process's own write replaced looks again after this: the watch
+/// brings the newer version within milliseconds, but its event starts no pass (a status-only
+/// change), so the look is this pass's own. Short, because a skipped pass costs no request.
+const OUTRUN_RECHECK: Duration = Duration::from_millis(500);
 
 fn ask_for_slot(ctx: &Context, key: &(String, String)) -> bool {
     let try_admit = || {

@@ -1,6 +1,6 @@
 //! Status writes of one pass: server-side apply of the status subresource, each write
 //! conditional on the resourceVersion of the last, with the summary conditions generic tools read
-//! (`kstatus.rs`), the memory of this process's own writes (`echoes.rs`, `memory.rs`), and the
+//! (`kstatus.rs`), the memory of this process's own writes (`memory.rs`), and the
 //! Events of each transition.
 
 use kube::ResourceExt;
@@ -67,10 +67,6 @@ impl<'a> StatusWriter<'a> {
             self.ctx.memory.note_own_write(&uid, replaced);
         }
         self.resource_version = written.resource_version().map(str::to_string);
-        if let Some(version) = &self.resource_version {
-            let uid = self.job.uid().unwrap_or_default();
-            self.ctx.echoes.wrote(&uid, version);
-        }
         self.wrote = true;
         self.ctx.deps.metrics.kube_write("status");
         super::metric_readings::count_status_write(&self.ctx.deps.metrics, old, new);

@@ -711,28 +711,32 @@ pub(super) fn ttl_wait(job: &MediaJob) -> Option<Duration> {
         .map(|s| Duration::from_secs(s.max(0) as u64))
 }
 
+/// When a finished job is due for deletion by ttlSecondsAfterFinished, if it has one.
+fn deletion_time(job: &MediaJob, status: &MediaJobStatus) -> Option<Timestamp> {
+    let ttl = job.spec.ttl_seconds_after_finished?;
+    let completed = status.completion_time.as_ref()?.0;
+    Some(later_secs(completed, ttl))
+}
+
+/// How long until a finished job is due for deletion (zero when it is due).
+pub(super) fn deletion_due(job: &MediaJob, status: &MediaJobStatus, now: Timestamp) -> Option<Duration> {
+    deletion_time(job, status).map(|expires| until(now, expires))
+}
+
 /// A finished job: only ttlSecondsAfterFinished is left to do.
 pub(super) fn finished(job: &MediaJob, status: MediaJobStatus, now: Timestamp) -> Decision {
-    let ttl = job.spec.ttl_seconds_after_finished;
-    let completed = status.completion_time.as_ref().map(|t| t.0);
-    match (ttl, completed) {
-        (Some(ttl), Some(completed)) => {
-            let expires = later_secs(completed, ttl);
-            if now >= expires {
-                Decision {
-                    status,
-                    action: Action::Delete,
-                    requeue_after: None,
-                }
-            } else {
-                Decision {
-                    requeue_after: Some(until(now, expires)),
-                    status,
-                    action: Action::None,
-                }
-            }
-        }
-        _ => Decision {
+    match deletion_time(job, &status) {
+        Some(expires) if now >= expires => Decision {
+            status,
+            action: Action::Delete,
+            requeue_after: None,
+        },
+        Some(expires) => Decision {
+            requeue_after: Some(until(now, expires)),
+            status,
+            action: Action::None,
+        },
+        None => Decision {
             status,
             action: Action::None,
             requeue_after: None,

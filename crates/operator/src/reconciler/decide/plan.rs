@@ -85,3 +85,27 @@ pub fn slot_for(status: &MediaJobStatus, requeue_after: Option<Duration>) -> Slo
         Slot::Yield
     }
 }
+
+/// When the shell looks at a job again after writing `status`: no watch event of its own write
+/// starts a pass (status-only changes never do), so the look is this pass's own. The pass's
+/// requeue when it has one; else, for a finished job, its deletion after
+/// ttlSecondsAfterFinished; for a submission to be tried again, its `retryAfter`; for a
+/// submission whose outcome is unknown, at once (the search decides how long to wait).
+pub fn next_look(
+    job: &MediaJob,
+    status: &MediaJobStatus,
+    requeue_after: Option<Duration>,
+    now: Timestamp,
+) -> Option<Duration> {
+    if requeue_after.is_some() {
+        requeue_after
+    } else if status.phase.is_some_and(|p| p.is_finished()) {
+        deletion_due(job, status, now)
+    } else if let Some(at) = &status.retry_after {
+        Some(until(now, at.0))
+    } else if unconfirmed(status).is_some() {
+        Some(Duration::ZERO)
+    } else {
+        None
+    }
+}

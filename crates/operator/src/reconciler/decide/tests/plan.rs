@@ -65,3 +65,48 @@ fn the_slot_follows_the_written_status() {
     );
     assert_eq!(slot_for(&waiting, Some(Duration::ZERO)), Slot::Keep);
 }
+
+/// No status write starts a pass, so the pass that wrote says when the job is looked at next.
+#[test]
+fn the_pass_that_wrote_schedules_the_next_look() {
+    let running = Scenario::enhance().submitted();
+    let poll = Some(Duration::from_secs(7));
+    assert_eq!(next_look(&running.job, running.status(), poll, at(10)), poll);
+    // Finished: nothing more, or the deletion after ttlSecondsAfterFinished.
+    let mut done = running.status().clone();
+    done.phase = Some(Phase::Failed);
+    done.completion_time = Some(Time(at(10)));
+    assert_eq!(next_look(&running.job, &done, None, at(10)), None);
+    let with_ttl = running
+        .clone()
+        .with(|job| job.spec.ttl_seconds_after_finished = Some(60));
+    assert_eq!(
+        next_look(&with_ttl.job, &done, None, at(15)),
+        Some(Duration::from_secs(55))
+    );
+    assert_eq!(
+        next_look(&with_ttl.job, &done, None, at(100)),
+        Some(Duration::ZERO),
+        "due: at once"
+    );
+    // A submission refused before a job was made is tried again at its retryAfter.
+    let retry = MediaJobStatus {
+        retry_after: Some(Time(at(40))),
+        ..MediaJobStatus::default()
+    };
+    assert_eq!(
+        next_look(&running.job, &retry, None, at(10)),
+        Some(Duration::from_secs(30))
+    );
+    // An unknown outcome is searched for at once.
+    let unknown = Scenario::enhance().intent();
+    assert_eq!(
+        next_look(&unknown.job, unknown.status(), None, at(10)),
+        Some(Duration::ZERO)
+    );
+    // Waiting for a user's change (suspended with nothing to stop): nothing scheduled.
+    assert_eq!(
+        next_look(&running.job, &MediaJobStatus::default(), None, at(10)),
+        None
+    );
+}
