@@ -230,6 +230,9 @@ pub async fn follow_sets(
         for key in status.failed_keys.iter().flatten() {
             println!("  failed: {key}");
         }
+        if let Some(report) = status.report.as_ref().filter(|r| r.written_at.is_some()) {
+            println!("  report: {} ({} lines)", report.url, report.lines);
+        }
         all_ok &= status.phase != Some(SetPhase::Failed);
     }
     if all_ok {

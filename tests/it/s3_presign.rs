@@ -103,6 +103,24 @@ async fn a_signed_put_stores_the_body() {
     );
 }
 
+/// As S3 does: a PUT into a bucket that does not exist is refused (404 NoSuchBucket), where the
+/// embedded store would otherwise make the bucket. Checked on whichever store the tests run on.
+#[tokio::test]
+async fn a_signed_put_into_a_missing_bucket_is_refused() {
+    let f = Fixture::new().await;
+    let missing = S3Location::parse(
+        &format!("s3://{}/out.wav", TestS3::unique_bucket("missing")),
+        None,
+    )
+    .unwrap();
+    let url = f
+        .presigner()
+        .presign_put(&missing, HOUR, now())
+        .await
+        .unwrap();
+    assert_eq!(http_put(&url.url, b"enhanced").await, 404);
+}
+
 #[tokio::test]
 async fn a_url_signed_with_a_wrong_secret_is_refused() {
     let f = Fixture::new().await;

@@ -74,6 +74,19 @@ async fn wait_for_set(
     }
 }
 
+/// The report at `key` in the output bucket, one JSON value per line.
+async fn report_lines(env: &Env, key: &str) -> Vec<Value> {
+    let body = env
+        .s3
+        .get(&env.out, key)
+        .await
+        .expect("the report is written");
+    let text = String::from_utf8(body).expect("UTF-8");
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
 async fn children(env: &Env) -> Vec<MediaJob> {
     env.jobs()
         .list(&ListParams::default().labels(SET_LABEL))
@@ -92,7 +105,12 @@ async fn a_prefix_is_processed_once_per_object_within_the_parallelism_and_across
     let mut env = Env::start_with(slow(Duration::from_millis(50)), 1000).await;
     let keys = seed(&env, count).await;
     env.start_operator();
-    let set = season(&env, "season", json!({"parallelism": parallelism}));
+    let report = format!("s3://{}/reports/season.jsonl", env.out);
+    let set = season(
+        &env,
+        "season",
+        json!({"parallelism": parallelism, "report": {"url": report}}),
+    );
     sets(&env)
         .create(&PostParams::default(), &set)
         .await
@@ -150,6 +168,17 @@ async fn a_prefix_is_processed_once_per_object_within_the_parallelism_and_across
             .await;
         assert_eq!(output.as_deref(), Some(SAMPLE), "the output of {key}");
     }
+    // The report: one line per object, across the restart, each with its own remote job.
+    let lines = report_lines(&env, "reports/season.jsonl").await;
+    assert_eq!(lines.len(), count, "one line per object");
+    let reported: std::collections::BTreeSet<&str> =
+        lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    let expected: std::collections::BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+    assert_eq!(reported, expected);
+    let job_ids: std::collections::HashSet<&str> =
+        lines.iter().filter_map(|l| l["jobId"].as_str()).collect();
+    assert_eq!(job_ids.len(), count, "a remote job id on every line");
+    assert!(lines.iter().all(|l| l["outcome"] == "Succeeded"));
     // Finished children go once counted: none is left.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !children(&env).await.is_empty() {
@@ -260,7 +289,12 @@ async fn more_failures_than_max_failed_stop_the_set() {
     let mut env = Env::start_with(faults, 100).await;
     seed(&env, 10).await;
     env.start_operator();
-    let mut set = season(&env, "failing", json!({"maxFailed": 2, "parallelism": 1}));
+    let report = format!("s3://{}/reports/failing.jsonl", env.out);
+    let mut set = season(
+        &env,
+        "failing",
+        json!({"maxFailed": 2, "parallelism": 1, "report": {"url": report}}),
+    );
     set.spec.template.retry = Some(serde_json::from_value(json!({"limit": 0})).unwrap());
     sets(&env)
         .create(&PostParams::default(), &set)
@@ -279,6 +313,91 @@ async fn more_failures_than_max_failed_stop_the_set() {
         .unwrap();
     assert_eq!(ready.reason, "MaxFailedExceeded");
     assert_eq!(env.emulator.job_count(), 3, "no new starts past the budget");
+    // The failed keys in the report, with why; written when the set ended.
+    let lines = report_lines(&env, "reports/failing.jsonl").await;
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line["outcome"], "Failed", "{line}");
+        assert!(
+            line["reason"].is_string() && line["jobId"].is_string(),
+            "{line}"
+        );
+        let key = line["key"].as_str().unwrap();
+        assert!(
+            status
+                .failed_keys
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|k| k == key)
+        );
+    }
+    let written = status.report.expect("the report's book");
+    assert_eq!(
+        (written.lines, written.written_parts),
+        (3, Some(written.parts))
+    );
+    env.cleanup().await;
+}
+
+/// A report that cannot be written holds the counts back (nothing is counted without its line)
+/// and says why; once it can be, every object has its one line.
+#[tokio::test]
+async fn a_report_that_cannot_be_written_holds_the_counts_and_loses_no_line() {
+    let mut env = Env::start_with(Faults::none(), 100).await;
+    let keys = seed(&env, 4).await;
+    env.start_operator();
+    let set = season(
+        &env,
+        "reported",
+        json!({"report": {"url": "s3://no-such-bucket/report.jsonl"}}),
+    );
+    sets(&env)
+        .create(&PostParams::default(), &set)
+        .await
+        .unwrap();
+    let status = wait_for_set(&env, "reported", Duration::from_secs(60), |s| {
+        s.conditions.iter().any(|c| c.reason == "ReportFailed")
+    })
+    .await;
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert!(ready.message.contains("HTTP 404"), "{}", ready.message);
+    assert!(
+        !ready.message.contains("X-Amz-"),
+        "no signed URL: {}",
+        ready.message
+    );
+    assert_eq!(
+        status.succeeded.unwrap_or(0),
+        0,
+        "nothing counted without its line"
+    );
+    let report = format!("s3://{}/reports/reported.jsonl", env.out);
+    let patch = json!({"spec": {"report": {"url": report}}});
+    sets(&env)
+        .patch(
+            "reported",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let status = wait_for_set(&env, "reported", Duration::from_secs(60), |s| {
+        s.phase == Some(SetPhase::Succeeded)
+    })
+    .await;
+    assert_eq!(status.succeeded, Some(4));
+    let lines = report_lines(&env, "reports/reported.jsonl").await;
+    let mut reported: Vec<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    reported.sort();
+    let mut expected: Vec<&str> = keys.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(reported, expected, "each object once");
+    assert_eq!(env.emulator.job_count(), 4);
     env.cleanup().await;
 }
 
@@ -393,5 +512,40 @@ async fn an_inbox_set_processes_what_arrives() {
             "{key}"
         );
     }
+    env.cleanup().await;
+}
+
+/// The API server stores the set's writes and loses their answers (a timeout, a dropped
+/// connection): child creates (the retry finds the child made: a 409), the set's status writes
+/// (the next pass decides on the stored copy) and child deletes (the retry finds it gone). Each
+/// object is still processed once, counted once and reported once.
+#[tokio::test]
+async fn writes_stored_but_answered_with_an_error_process_and_report_each_object_once() {
+    let mut env = Env::start_with(slow(Duration::from_millis(50)), 100).await;
+    let double = double_only!(env.cluster);
+    let keys = seed(&env, 30).await;
+    let report = format!("s3://{}/reports/lossy.jsonl", env.out);
+    let set = season(&env, "lossy", json!({"report": {"url": report}}));
+    sets(&env)
+        .create(&PostParams::default(), &set)
+        .await
+        .unwrap();
+    let faults = double.faults();
+    faults.lose_answer_next_matching(6, Some("create"), Some("/mediajobs"));
+    faults.lose_answer_next_matching(6, Some("patch"), Some("/mediajobsets/lossy/status"));
+    faults.lose_answer_next_matching(6, Some("delete"), Some("/mediajobs/"));
+    env.start_operator();
+    let status = wait_for_set(&env, "lossy", Duration::from_secs(120), |s| {
+        s.phase == Some(SetPhase::Succeeded)
+    })
+    .await;
+    assert_eq!(status.succeeded, Some(30), "{status:#?}");
+    assert_eq!(env.emulator.job_count(), 30, "one remote job per object");
+    let lines = report_lines(&env, "reports/lossy.jsonl").await;
+    let mut reported: Vec<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    reported.sort();
+    let mut expected: Vec<&str> = keys.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(reported, expected, "each object reported once");
     env.cleanup().await;
 }

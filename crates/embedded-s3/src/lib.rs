@@ -8,9 +8,11 @@ use std::sync::{Arc, RwLock};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::access::S3Access;
 use s3s::auth::{S3Auth, SecretKey};
+use s3s::dto::PutObjectInput;
 use s3s::service::S3ServiceBuilder;
-use s3s::{S3Result, s3_error};
+use s3s::{S3Request, S3Result, s3_error};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -41,6 +43,27 @@ impl S3Auth for KeyRing {
         match self.0.read().unwrap().get(access_key) {
             Some(secret) => Ok(SecretKey::from(secret.as_str())),
             None => Err(s3_error!(NotSignedUp, "Your account is not signed up")),
+        }
+    }
+}
+
+/// s3s-fs writes an object into a bucket that does not exist (making its folder); S3 answers
+/// 404 `NoSuchBucket`. This keeps the embedded store to S3's word, so a write to a wrong bucket
+/// fails here as it would there.
+struct ExistingBuckets {
+    root: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl S3Access for ExistingBuckets {
+    async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
+        if self.root.join(&req.input.bucket).is_dir() {
+            Ok(())
+        } else {
+            Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            ))
         }
     }
 }
@@ -76,6 +99,7 @@ impl EmbeddedS3 {
         let keys = KeyRing::default();
         keys.insert(access_key, secret_key);
         builder.set_auth(keys.clone());
+        builder.set_access(ExistingBuckets { root: root.clone() });
         let service = builder.build();
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

@@ -91,6 +91,21 @@ pub struct MediaJobSetSpec {
     /// Without it the set ends once every object is done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<SetWatch>,
+
+    /// A completion report: one JSON line per object, written to S3 with the set's credentials
+    /// when the set ends and, in inbox mode, after each listing that found work done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<SetReport>,
+}
+
+/// Where the completion report goes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetReport {
+    /// `s3://BUCKET/KEY` of the report (JSON Lines). Its parts are kept beside it, under
+    /// `KEY.parts/`, and the report is put together from them.
+    #[schemars(regex(pattern = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s#]*[^\s#/]$"))]
+    pub url: String,
 }
 
 /// An S3 prefix and the globs that pick objects under it. It cannot change: the set's cursor and
@@ -313,6 +328,9 @@ pub struct MediaJobSetStatus {
     /// What the set will do: counted on every full listing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<SetPlan>,
+    /// The completion report: what is written of it (`spec.report`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<SetReportStatus>,
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -320,6 +338,27 @@ pub struct MediaJobSetStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::schema::conditions")]
     pub conditions: Vec<Condition>,
+}
+
+/// How far the completion report is written. Each status write that counts objects follows
+/// the part holding their lines (part `parts - 1`), so every counted object has exactly one line.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetReportStatus {
+    /// The report these parts are of (`spec.report.url`); another URL starts a new report.
+    pub url: String,
+    /// Parts written (`KEY.parts/<set uid>/00000000.jsonl` on).
+    pub parts: i64,
+    /// Lines in those parts: objects counted since the report was asked for.
+    pub lines: i64,
+    /// Bytes in those parts.
+    pub bytes: i64,
+    /// The parts the report object holds, as last put together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_parts: Option<i64>,
+    /// When the report object was last put together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_at: Option<Time>,
 }
 
 /// A set's listing, before anything is spent: how much there is and where it goes.

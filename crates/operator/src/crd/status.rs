@@ -19,6 +19,11 @@ pub struct MediaJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
 
+    /// The Media API job id of the last attempt that ended without success (failed, cancelled,
+    /// refreshed), kept once `jobId` is cleared: the remote job a failed MediaJob names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job_id: Option<String>,
+
     /// Percent done (0-100), coarsened so long jobs do not write status on every poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<i32>,

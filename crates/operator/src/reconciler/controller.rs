@@ -342,7 +342,10 @@ fn changed_by_users(job: &MediaJob) -> Option<u64> {
     meta.labels.hash(&mut hasher);
     meta.annotations.hash(&mut hasher);
     meta.finalizers.hash(&mut hasher);
-    meta.deletion_timestamp.as_ref().map(|t| t.0).hash(&mut hasher);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .hash(&mut hasher);
     Some(hasher.finish())
 }
 

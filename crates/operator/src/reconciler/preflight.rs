@@ -153,23 +153,58 @@ impl PreflightHttp {
     /// GETs `url` through the same guard and gives its status, `Date` and body (at most
     /// 16 MiB): a MediaJobSet's listing pages.
     pub async fn get_text(&self, url: &str) -> Result<(u16, Option<Timestamp>, String), String> {
+        let (status, date, body) = self.get_bytes(url).await?;
+        Ok((status, date, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// As `get_text`, the body as it came.
+    pub async fn get_bytes(&self, url: &str) -> Result<(u16, Option<Timestamp>, Vec<u8>), String> {
         const MAX_BODY: usize = 16 << 20;
-        let parsed = reqwest::Url::parse(url).map_err(|_| "not a URL".to_string())?;
-        if self.refuses_literal(&parsed) {
-            return Err("the S3 endpoint is on a refused network".into());
-        }
-        let response = (self.client.get(parsed).send().await)
-            .map_err(|e| crate::secret::redact_urls_in(&e.to_string()))?;
+        let response = self.send(self.client.get(self.checked(url)?)).await?;
         let status = response.status().as_u16();
         let date = (response.headers().get(reqwest::header::DATE))
             .and_then(|v| v.to_str().ok())
             .and_then(parse_http_date);
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY as u64)
+        {
+            return Err("an answer over 16 MiB".into());
+        }
         let body =
             (response.bytes().await).map_err(|e| crate::secret::redact_urls_in(&e.to_string()))?;
         if body.len() > MAX_BODY {
             return Err(format!("an answer of {} bytes is too large", body.len()));
         }
-        Ok((status, date, String::from_utf8_lossy(&body).into_owned()))
+        Ok((status, date, body.to_vec()))
+    }
+
+    /// PUTs `body` of `length` bytes to `url` (a pre-signed PUT) through the same guard, within
+    /// `timeout`: a MediaJobSet's report. Gives the answer's status.
+    pub async fn put(
+        &self,
+        url: &str,
+        body: reqwest::Body,
+        length: u64,
+        timeout: Duration,
+    ) -> Result<u16, String> {
+        let request = (self.client.put(self.checked(url)?))
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .timeout(timeout)
+            .body(body);
+        Ok(self.send(request).await?.status().as_u16())
+    }
+
+    fn checked(&self, url: &str) -> Result<reqwest::Url, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|_| "not a URL".to_string())?;
+        if self.refuses_literal(&parsed) {
+            return Err("the S3 endpoint is on a refused network".into());
+        }
+        Ok(parsed)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
+        (request.send().await).map_err(|e| crate::secret::redact_urls_in(&e.to_string()))
     }
 
     /// An address written in the URL is not resolved, so it is checked here.

@@ -16,14 +16,15 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::listing::{self, PAGE_SIZE};
 use super::naming::{KEY_ANNOTATION, SET_LABEL, child_name};
-use super::progress::{self, Child, ChildState, Listed, SetStep, SetView};
+use super::progress::{self, Child, ChildState, Counted, Listed, SetStep, SetView};
+use super::report::{self, ReportTarget};
 use super::source::SetSource;
 use crate::crd::{
     MediaJob, MediaJobSet, MediaJobSetStatus, Phase, SetPhase, SetPlan, SetSample, watch_interval,
@@ -207,7 +208,7 @@ async fn reconcile(set: Arc<MediaJobSet>, set_ctx: Arc<SetContext>) -> Result<Ac
             .map(|step| (pass, step)),
         Err(stop) => Err(stop),
     };
-    let (pass, step) = match decided {
+    let (pass, (step, listed_in_full)) = match decided {
         Ok(decided) => decided,
         // Looked at again soon, without giving up on the set.
         // (A spec change stays unobserved: the next pass lists in full.)
@@ -224,7 +225,17 @@ async fn reconcile(set: Arc<MediaJobSet>, set_ctx: Arc<SetContext>) -> Result<Ac
             return Ok(Action::await_change());
         }
     };
+    let step = Decided {
+        step,
+        listed_in_full,
+    };
     carry_out(&set, &set_ctx, &pass, step, (&sets, &jobs), now).await
+}
+
+/// A pass's decision, and whether the pass listed the prefix in full (an inbox interval).
+struct Decided {
+    step: SetStep,
+    listed_in_full: bool,
 }
 
 /// Why this pass should not decide yet: the children's store is still filling (it would hide
@@ -255,13 +266,17 @@ async fn not_yet(
     Ok(set_ctx.too_soon(&uid).map(Action::requeue))
 }
 
-/// Creates the children the step asks for, writes the status, and only then deletes the
+/// Creates the children the step asks for, writes the report's part with the lines of what it
+/// counts (and the report itself when due), writes the status, and only then deletes the
 /// children it counts.
 async fn carry_out(
     set: &MediaJobSet,
     set_ctx: &SetContext,
     pass: &Prepared,
-    step: SetStep,
+    Decided {
+        mut step,
+        listed_in_full,
+    }: Decided,
     (sets, jobs): (&Api<MediaJobSet>, &Api<MediaJob>),
     now: Timestamp,
 ) -> Result<Action, SetError> {
@@ -281,6 +296,15 @@ async fn carry_out(
             }
             Err(error) => return Err(error),
         }
+    }
+    if let Err(message) = write_report(set_ctx, set, pass, &mut step, listed_in_full).await {
+        // Nothing is counted until its lines are written: the same objects are counted (and
+        // their part written again) on the next try.
+        let message = format!("the completion report: {message}");
+        let mut status = with_ready(set, old.clone(), false, "ReportFailed", &message, now);
+        status.observed_generation = old.observed_generation;
+        write_status(set_ctx, set, sets, &old, status).await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
     }
     let phase = step.status.phase.unwrap_or(SetPhase::Running);
     let (reason, message) = summary(set, &step.status, step.failed_ahead);
@@ -308,6 +332,80 @@ async fn carry_out(
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
+/// Writes the part with the lines of the objects `step` counts, and the report when it is due
+/// (`report.rs`); `step.status` then says so. Without `spec.report`, status says nothing of one.
+async fn write_report(
+    set_ctx: &SetContext,
+    set: &MediaJobSet,
+    pass: &Prepared,
+    step: &mut SetStep,
+    listed_in_full: bool,
+) -> Result<(), String> {
+    let Some(target) = &pass.report else {
+        step.status.report = None;
+        return Ok(());
+    };
+    let ctx = &*set_ctx.ctx;
+    let uid = set.uid().unwrap_or_default();
+    let mut book = report::book(&step.status, target);
+    if !step.counted.is_empty() {
+        let body = report_lines(set_ctx, set, &pass.source, &step.counted);
+        let (lines, bytes) = (step.counted.len(), body.len());
+        let http = &ctx.preflight_http;
+        report::write_part(
+            http,
+            &pass.presigner,
+            target,
+            &uid,
+            book.parts,
+            body,
+            ctx.now(),
+        )
+        .await?;
+        book = report::after_part(book, lines, bytes);
+    }
+    if report::due(&step.status, &book, listed_in_full, pass.inbox) {
+        let presigner = pass.presigner.clone();
+        let book_size = (book.parts, book.bytes);
+        report::put_together(
+            &ctx.preflight_http,
+            presigner,
+            target,
+            &uid,
+            book_size,
+            ctx.now(),
+        )
+        .await?;
+        book.written_parts = Some(book.parts);
+        book.written_at = Some(Time(ctx.now()));
+        info!(set = %set.name_any(), lines = book.lines, report = %target.url(), "wrote the completion report");
+    }
+    step.status.report = Some(book);
+    Ok(())
+}
+
+/// The report's lines of `counted`, each with what its child (still in the store: children
+/// are deleted only after the count is written) says.
+fn report_lines(
+    set_ctx: &SetContext,
+    set: &MediaJobSet,
+    source: &SetSource,
+    counted: &[Counted],
+) -> Vec<u8> {
+    let namespace = set.namespace().unwrap_or_default();
+    let mut body = Vec::new();
+    for item in counted {
+        let child = (item.child.as_deref()).and_then(|name| {
+            set_ctx
+                .children
+                .get(&ObjectRef::new(name).within(&namespace))
+        });
+        body.extend_from_slice(report::line(item, source, child.as_deref()).as_bytes());
+        body.push(b'\n');
+    }
+    body
+}
+
 /// Why a set cannot go on: its spec (until it changes), or its objects.
 enum Stop {
     Invalid(String),
@@ -322,8 +420,10 @@ struct Prepared {
     source: SetSource,
     /// Inbox mode (`watch`): objects that arrive are processed too.
     inbox: bool,
-    presigner: Presigner,
+    presigner: Arc<Presigner>,
     interval: Option<Duration>,
+    /// Where the completion report goes (`spec.report`).
+    report: Option<ReportTarget>,
 }
 
 /// Checks the spec and builds what listing needs, with the set's credentials (read as its
@@ -362,14 +462,23 @@ async fn prepare(
         }
         Err(state) => return Err(Stop::Transient(format!("S3 credentials: {state}"))),
     };
+    let report = match &spec.report {
+        Some(asked) => {
+            let target = ReportTarget::parse(&asked.url).map_err(Stop::Invalid)?;
+            target.check_outside(&source).map_err(Stop::Invalid)?;
+            Some(target)
+        }
+        None => None,
+    };
     let hint = S3Location::parse(&source.input_of("x"), None).ok();
     let connection =
         crate::reconciler::validate::connection(&sample, hint.as_ref()).map_err(Stop::Invalid)?;
     Ok(Prepared {
         inbox: spec.watch.is_some(),
-        presigner: Presigner::new(&connection, &credentials),
+        presigner: Arc::new(Presigner::new(&connection, &credentials)),
         source,
         interval,
+        report,
     })
 }
 
@@ -381,7 +490,7 @@ async fn decide(
     pass: &Prepared,
     old: &MediaJobSetStatus,
     now: Timestamp,
-) -> Result<SetStep, Stop> {
+) -> Result<(SetStep, bool), Stop> {
     let ctx = &*set_ctx.ctx;
     let uid = set.uid().unwrap_or_default();
     let mut status = old.clone();
@@ -450,7 +559,7 @@ async fn decide(
         let waiting = step.oldest_waiting_late;
         step.status.last_listed_at = Some(Time(waiting.map_or(began, |w| w.min(began))));
     }
-    Ok(step)
+    Ok((step, full))
 }
 
 struct FullListing {

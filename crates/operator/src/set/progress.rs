@@ -92,6 +92,17 @@ pub struct SetStep {
     /// Objects whose child failed past the cursor: against `maxFailed` now, in `status.failed`
     /// once the cursor passes them.
     pub failed_ahead: i64,
+    /// The objects this step counts, in the order counted: the completion report's lines.
+    pub counted: Vec<Counted>,
+}
+
+/// An object counted by a step: the status write that counts it is its one line in the report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Counted {
+    pub key: String,
+    /// Its child; none for an object skipped because its outputs existed.
+    pub child: Option<String>,
+    pub outcome: Outcome,
 }
 
 /// The bound on children that exist at once: running ones, and finished ones past the cursor
@@ -113,6 +124,7 @@ struct Tally {
     failed_keys: Vec<String>,
     counted_late: Vec<String>,
     delete: Vec<String>,
+    counted: Vec<Counted>,
 }
 
 impl Tally {
@@ -124,6 +136,7 @@ impl Tally {
             failed_keys: status.failed_keys.clone().unwrap_or_default(),
             counted_late: status.counted_late.clone().unwrap_or_default(),
             delete: vec![],
+            counted: vec![],
         }
     }
 
@@ -134,15 +147,20 @@ impl Tally {
         }
     }
 
-    fn count(&mut self, done: Done, key: &str) {
+    fn count(&mut self, done: Outcome, key: &str, child: Option<&Child>) {
         match done {
-            Done::Succeeded => self.succeeded += 1,
-            Done::Failed => {
+            Outcome::Succeeded => self.succeeded += 1,
+            Outcome::Failed => {
                 self.failed += 1;
                 self.name_failed(key);
             }
-            Done::Skipped => self.skipped += 1,
+            Outcome::Skipped => self.skipped += 1,
         }
+        self.counted.push(Counted {
+            key: key.to_string(),
+            child: child.map(|c| c.name.clone()),
+            outcome: done,
+        });
     }
 }
 
@@ -240,6 +258,7 @@ pub fn step(view: &SetView<'_>) -> SetStep {
         check_outputs: starts.check_outputs,
         oldest_waiting_late,
         failed_ahead: walk.failed_ahead,
+        counted: tally.counted,
     }
 }
 
@@ -276,10 +295,10 @@ fn sort_children<'a>(view: &SetView<'a>, tally: &mut Tally) -> Sorted<'a> {
                 _ if counted => {}
                 state => {
                     let done = match state {
-                        ChildState::Succeeded => Done::Succeeded,
-                        _ => Done::Failed,
+                        ChildState::Succeeded => Outcome::Succeeded,
+                        _ => Outcome::Failed,
                     };
-                    tally.count(done, &child.key);
+                    tally.count(done, &child.key, Some(child));
                     tally.counted_late.push(child.name.clone());
                 }
             }
@@ -323,9 +342,9 @@ fn walk_keys<'a>(view: &SetView<'a>, sorted: &Sorted<'_>, tally: &mut Tally) -> 
         let child = sorted.ahead.get(key);
         let done = match child.map(|c| c.state) {
             Some(ChildState::Running) => None,
-            Some(ChildState::Succeeded) => Some(Done::Succeeded),
-            Some(ChildState::Failed) => Some(Done::Failed),
-            None if view.outputs_exist.get(key) == Some(&true) => Some(Done::Skipped),
+            Some(ChildState::Succeeded) => Some(Outcome::Succeeded),
+            Some(ChildState::Failed) => Some(Outcome::Failed),
+            None if view.outputs_exist.get(key) == Some(&true) => Some(Outcome::Skipped),
             None => {
                 walk.pending.extend(listed);
                 None
@@ -333,7 +352,7 @@ fn walk_keys<'a>(view: &SetView<'a>, sorted: &Sorted<'_>, tally: &mut Tally) -> 
         };
         match (front, done) {
             (true, Some(done)) => {
-                tally.count(done, key);
+                tally.count(done, key, child.copied());
                 if let Some(child) = child
                     && !recent(view, child)
                 {
@@ -341,7 +360,7 @@ fn walk_keys<'a>(view: &SetView<'a>, sorted: &Sorted<'_>, tally: &mut Tally) -> 
                 }
                 walk.cursor = Some(key.to_string());
             }
-            (_, Some(Done::Failed)) => {
+            (_, Some(Outcome::Failed)) => {
                 walk.failed_ahead += 1;
                 // Named at once; counted when the cursor passes it.
                 tally.name_failed(key);
@@ -373,7 +392,7 @@ fn starts(view: &SetView<'_>, sorted: &Sorted<'_>, walk: &Walk<'_>, tally: &mut 
         let exists = view.outputs_exist.get(&listed.key).copied();
         if late && exists == Some(true) {
             // Done already: counted here (no child, and before the cursor).
-            tally.skipped += 1;
+            tally.count(Outcome::Skipped, &listed.key, None);
             starts.late_skipped += 1;
             continue;
         }
@@ -393,9 +412,9 @@ fn starts(view: &SetView<'_>, sorted: &Sorted<'_>, walk: &Walk<'_>, tally: &mut 
     starts
 }
 
-/// How a key ended.
-#[derive(Clone, Copy)]
-enum Done {
+/// How an object ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
     Succeeded,
     Failed,
     /// Its outputs existed already (`skipExisting`).
@@ -514,6 +533,52 @@ mod tests {
         assert_eq!(step.delete, ["c-a"]);
         assert_eq!(created(&step), ["d"], "one slot free: b runs");
         assert_eq!(step.status.running, Some(2));
+    }
+
+    /// The report's lines are the counts: each step names exactly the objects it counts, once,
+    /// across steps (a child counted by one step and deleted later is not named again).
+    #[test]
+    fn each_object_counted_is_named_once_for_the_report() {
+        let spec = spec(serde_json::json!({"skipExisting": true}));
+        let window = listed(&["a", "b", "c", "d"]);
+        let exist: HashMap<String, bool> = [("c".to_string(), true)].into();
+        let children = [
+            child("a", ChildState::Succeeded),
+            child("b", ChildState::Failed),
+            child("d", ChildState::Running),
+        ];
+        let first = run(&spec, &Default::default(), &children, &window, &exist);
+        let named = |step: &SetStep| -> Vec<(String, Option<String>, Outcome)> {
+            (step.counted.iter())
+                .map(|c| (c.key.clone(), c.child.clone(), c.outcome))
+                .collect()
+        };
+        assert_eq!(
+            named(&first),
+            [
+                ("a".into(), Some("c-a".into()), Outcome::Succeeded),
+                ("b".into(), Some("c-b".into()), Outcome::Failed),
+                ("c".into(), None, Outcome::Skipped),
+            ]
+        );
+        // A crash before the deletes: a and b are still there, and counted already.
+        let children = [
+            child("a", ChildState::Succeeded),
+            child("b", ChildState::Failed),
+            child("d", ChildState::Succeeded),
+        ];
+        // The window is what lies past the cursor.
+        let window = listed(&["d"]);
+        let second = run(&spec, &first.status, &children, &window, &exist);
+        assert_eq!(
+            named(&second),
+            [("d".into(), Some("c-d".into()), Outcome::Succeeded)]
+        );
+        let third = run(&spec, &second.status, &[], &window, &exist);
+        assert!(third.counted.is_empty());
+        let status = &third.status;
+        let counts = status.succeeded.unwrap() + status.failed.unwrap() + status.skipped.unwrap();
+        assert_eq!(counts, 4, "one line per count");
     }
 
     #[test]

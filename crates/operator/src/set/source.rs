@@ -118,14 +118,7 @@ impl SetSource {
     /// keys up front, and for every listed key before its child is made.
     pub fn output_reenters(&self, key: &str) -> Result<(), SetSourceError> {
         for (template, output) in self.outputs.iter().zip(self.outputs_of(key)) {
-            let Some((bucket, output_key)) = split_s3_url(&output) else {
-                continue;
-            };
-            let selected = bucket == self.bucket
-                && output_key
-                    .strip_prefix(&self.prefix)
-                    .is_some_and(|relative| self.filter.selects(relative));
-            if selected {
+            if self.selects_url(&output) {
                 return Err(SetSourceError::OutputReenters {
                     template: template.source().to_string(),
                     key: key.to_string(),
@@ -134,6 +127,18 @@ impl SetSource {
             }
         }
         Ok(())
+    }
+}
+
+impl SetSource {
+    /// Whether the object at `url` (`s3://bucket/key`) is one this set would select.
+    pub fn selects_url(&self, url: &str) -> bool {
+        split_s3_url(url).is_some_and(|(bucket, key)| {
+            bucket == self.bucket
+                && key
+                    .strip_prefix(&self.prefix)
+                    .is_some_and(|relative| self.filter.selects(relative))
+        })
     }
 }
 

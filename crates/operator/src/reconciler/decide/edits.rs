@@ -6,7 +6,9 @@ use super::*;
 /// Forgets the current remote job (it is finished, cancelled, or being replaced).
 pub(super) fn clear_attempt(status: &mut MediaJobStatus) {
     status.submission = None;
-    status.job_id = None;
+    if let Some(ended) = status.job_id.take() {
+        status.last_job_id = Some(ended);
+    }
     status.progress = None;
     status.next_refresh_time = None;
     status.urls_expire_at = None;

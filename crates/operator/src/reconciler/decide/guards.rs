@@ -719,7 +719,11 @@ fn deletion_time(job: &MediaJob, status: &MediaJobStatus) -> Option<Timestamp> {
 }
 
 /// How long until a finished job is due for deletion (zero when it is due).
-pub(super) fn deletion_due(job: &MediaJob, status: &MediaJobStatus, now: Timestamp) -> Option<Duration> {
+pub(super) fn deletion_due(
+    job: &MediaJob,
+    status: &MediaJobStatus,
+    now: Timestamp,
+) -> Option<Duration> {
     deletion_time(job, status).map(|expires| until(now, expires))
 }
 

@@ -151,6 +151,7 @@ impl Gen {
         MediaJobStatus {
             phase: self.maybe(|g| g.pick(&Phase::ALL)),
             job_id: self.maybe(|g| g.text()),
+            last_job_id: self.maybe(|g| g.text()),
             progress: self.maybe(|g| g.i32()),
             attempts: self.maybe(|g| g.i32()),
             failed_attempts: self.maybe(|g| g.i32()),

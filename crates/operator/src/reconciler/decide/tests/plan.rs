@@ -71,7 +71,10 @@ fn the_slot_follows_the_written_status() {
 fn the_pass_that_wrote_schedules_the_next_look() {
     let running = Scenario::enhance().submitted();
     let poll = Some(Duration::from_secs(7));
-    assert_eq!(next_look(&running.job, running.status(), poll, at(10)), poll);
+    assert_eq!(
+        next_look(&running.job, running.status(), poll, at(10)),
+        poll
+    );
     // Finished: nothing more, or the deletion after ttlSecondsAfterFinished.
     let mut done = running.status().clone();
     done.phase = Some(Phase::Failed);
