@@ -87,6 +87,19 @@ async fn report_lines(env: &Env, key: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The keys of a report's lines, sorted (a key named twice shows twice).
+fn reported_keys(lines: &[Value]) -> Vec<&str> {
+    let mut keys: Vec<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    keys.sort();
+    keys
+}
+
+fn sorted(keys: &[String]) -> Vec<&str> {
+    let mut keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    keys.sort();
+    keys
+}
+
 async fn children(env: &Env) -> Vec<MediaJob> {
     env.jobs()
         .list(&ListParams::default().labels(SET_LABEL))
@@ -170,11 +183,7 @@ async fn a_prefix_is_processed_once_per_object_within_the_parallelism_and_across
     }
     // The report: one line per object, across the restart, each with its own remote job.
     let lines = report_lines(&env, "reports/season.jsonl").await;
-    assert_eq!(lines.len(), count, "one line per object");
-    let reported: std::collections::BTreeSet<&str> =
-        lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
-    let expected: std::collections::BTreeSet<&str> = keys.iter().map(String::as_str).collect();
-    assert_eq!(reported, expected);
+    assert_eq!(reported_keys(&lines), sorted(&keys), "one line per object");
     let job_ids: std::collections::HashSet<&str> =
         lines.iter().filter_map(|l| l["jobId"].as_str()).collect();
     assert_eq!(job_ids.len(), count, "a remote job id on every line");
@@ -392,11 +401,7 @@ async fn a_report_that_cannot_be_written_holds_the_counts_and_loses_no_line() {
     .await;
     assert_eq!(status.succeeded, Some(4));
     let lines = report_lines(&env, "reports/reported.jsonl").await;
-    let mut reported: Vec<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
-    reported.sort();
-    let mut expected: Vec<&str> = keys.iter().map(String::as_str).collect();
-    expected.sort();
-    assert_eq!(reported, expected, "each object once");
+    assert_eq!(reported_keys(&lines), sorted(&keys), "each object once");
     assert_eq!(env.emulator.job_count(), 4);
     env.cleanup().await;
 }
@@ -542,10 +547,10 @@ async fn writes_stored_but_answered_with_an_error_process_and_report_each_object
     assert_eq!(status.succeeded, Some(30), "{status:#?}");
     assert_eq!(env.emulator.job_count(), 30, "one remote job per object");
     let lines = report_lines(&env, "reports/lossy.jsonl").await;
-    let mut reported: Vec<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
-    reported.sort();
-    let mut expected: Vec<&str> = keys.iter().map(String::as_str).collect();
-    expected.sort();
-    assert_eq!(reported, expected, "each object reported once");
+    assert_eq!(
+        reported_keys(&lines),
+        sorted(&keys),
+        "each object reported once"
+    );
     env.cleanup().await;
 }

@@ -16,6 +16,7 @@
 //! False), so a finished job's status carries no stale `Reconciling`.
 
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::conditions::{self, READY};
 use super::reason::Reason;
@@ -57,39 +58,45 @@ pub fn with_summary(mut status: MediaJobStatus, now: Timestamp) -> MediaJobStatu
     if status.phase.is_none() {
         return status;
     }
-    let ready = conditions::find(&status.conditions, READY).cloned();
-    let reason = ready.as_ref().and_then(|c| c.reason.parse::<Reason>().ok());
-    let (on, off) = match summary(status.phase, reason) {
+    let ready = conditions::find(&status.conditions, READY);
+    let reason = ready.and_then(|c| c.reason.parse::<Reason>().ok());
+    let summary = summary(status.phase, reason);
+    let generation = status.observed_generation;
+    set_summary(&mut status.conditions, summary, generation, now);
+    status
+}
+
+/// Sets `Reconciling` and `Stalled` in `conditions` for `summary`, copying the `Ready`
+/// condition's reason, message and observedGeneration (`generation` when there is no `Ready`):
+/// for any resource of the operator's, whatever its phases are.
+pub fn set_summary(
+    conditions: &mut Vec<Condition>,
+    summary: Summary,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let ready = conditions::find(conditions, READY).cloned();
+    let (on, off) = match summary {
         Summary::Reconciling => (Some(RECONCILING), STALLED),
         Summary::Stalled => (Some(STALLED), RECONCILING),
         Summary::Current => (None, RECONCILING),
     };
-    conditions::remove_condition(&mut status.conditions, off);
+    conditions::remove_condition(conditions, off);
     match on {
         Some(kind) => {
             let (reason, message, generation) = match &ready {
                 Some(c) => (c.reason.as_str(), c.message.as_str(), c.observed_generation),
-                None => ("Pending", "", status.observed_generation),
+                None => ("Pending", "", generation),
             };
-            conditions::set_condition(
-                &mut status.conditions,
-                kind,
-                true,
-                reason,
-                message,
-                generation,
-                now,
-            );
+            conditions::set_condition(conditions, kind, true, reason, message, generation, now);
         }
-        None => conditions::remove_condition(&mut status.conditions, STALLED),
+        None => conditions::remove_condition(conditions, STALLED),
     }
-    status
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
     /// kstatus's generic rules for a custom resource (cli-utils `pkg/kstatus/status`,
     /// `GetConditions`/`checkGenericProperties`), as Flux and kpt apply them.

@@ -32,6 +32,7 @@ use crate::crd::{
 use crate::reconciler::conditions::{self, READY};
 use crate::reconciler::context::Context;
 use crate::reconciler::events::EventNote;
+use crate::reconciler::kstatus::{self, Summary};
 use crate::reconciler::kube_writes::{self, FIELD_MANAGER};
 use crate::s3::{Presigner, S3Location};
 
@@ -56,7 +57,11 @@ const MIN_PASS_GAP: Duration = Duration::from_secs(1);
 pub struct SetContext {
     ctx: Arc<Context>,
     children: Store<MediaJob>,
+    /// The sets as the watch shows them: what the memory of sets is kept for.
+    watched: Store<MediaJobSet>,
     sets: std::sync::Mutex<HashMap<String, SetMemory>>,
+    /// When `sets` was last swept of sets gone from the watch.
+    swept: std::sync::Mutex<std::time::Instant>,
 }
 
 #[derive(Default)]
@@ -144,12 +149,15 @@ pub async fn run(
         .default_backoff()
         .reflect(writer)
         .touched_objects();
+    let controller = Controller::new(sets, sets_config);
     let set_ctx = Arc::new(SetContext {
         ctx,
         children,
+        watched: controller.store(),
         sets: Default::default(),
+        swept: std::sync::Mutex::new(std::time::Instant::now()),
     });
-    Controller::new(sets, sets_config)
+    controller
         .owns_stream(children_stream)
         .with_config(ControllerConfig::default().concurrency(4))
         .graceful_shutdown_on(stopped)
@@ -173,6 +181,7 @@ async fn reconcile(set: Arc<MediaJobSet>, set_ctx: Arc<SetContext>) -> Result<Ac
     if !ctx.deps.fence.may_write() {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
+    set_ctx.sweep();
     let namespace = set.namespace().ok_or(SetError::NoNamespace)?;
     let sets: Api<MediaJobSet> = Api::namespaced(ctx.deps.client.clone(), &namespace);
     let jobs: Api<MediaJob> = Api::namespaced(ctx.deps.client.clone(), &namespace);
@@ -426,6 +435,20 @@ struct Prepared {
     report: Option<ReportTarget>,
 }
 
+impl Prepared {
+    /// The source's listing from `start_after` (a full key) on.
+    fn pager<'a>(&'a self, ctx: &'a Context, start_after: Option<String>) -> listing::Pager<'a> {
+        let source = &self.source;
+        listing::Pager::new(
+            &ctx.preflight_http,
+            &self.presigner,
+            &source.bucket,
+            &source.prefix,
+            start_after,
+        )
+    }
+}
+
 /// Checks the spec and builds what listing needs, with the set's credentials (read as its
 /// children's would be: a Secret in the set's namespace, or the operator's own identity where
 /// allowed).
@@ -587,22 +610,11 @@ async fn full_listing(
     let since = (old.last_listed_at.as_ref())
         .filter(|_| pass.inbox)
         .map(|t| t.0 - jiff::SignedDuration::try_from(progress::LISTING_SLACK).unwrap_or_default());
-    let mut start_after: Option<String> = None;
     let mut began = None;
-    loop {
-        // Each page signed when it is asked for: a long listing outlives any one URL.
-        let now = Timestamp::now();
-        let page = listing::list_page(
-            &ctx.preflight_http,
-            &pass.presigner,
-            &source.bucket,
-            &source.prefix,
-            start_after.as_deref(),
-            now,
-        )
-        .await
-        .map_err(Stop::Transient)?;
-        began = began.or(Some(page.date.unwrap_or(now)));
+    let mut pages = pass.pager(ctx, None);
+    while let Some(page) = pages.next_page().await {
+        let page = page.map_err(Stop::Transient)?;
+        began = began.or(Some(page.date.unwrap_or_else(Timestamp::now)));
         for object in page.objects {
             if !source.filter.selects(&object.key) {
                 continue;
@@ -634,10 +646,6 @@ async fn full_listing(
                 }
             }
         }
-        match page.next {
-            Some(next) => start_after = Some(next),
-            None => break,
-        }
     }
     // Oldest first: the ones that wait longest start first.
     late.sort_by_key(|l| l.last_modified);
@@ -649,7 +657,34 @@ async fn full_listing(
     })
 }
 
+/// How often the memory of sets is swept of sets gone from the watch.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 impl SetContext {
+    /// Forgets, once a minute, the sets the watch no longer shows: deleted while another
+    /// process led, or relabelled out of `--selector` (a deletion seen here forgets at once).
+    fn sweep(&self) {
+        {
+            let mut swept = self.swept.lock().unwrap();
+            if swept.elapsed() < SWEEP_EVERY {
+                return;
+            }
+            *swept = std::time::Instant::now();
+        }
+        let present: std::collections::HashSet<String> = (self.watched.state().iter())
+            .filter_map(|s| s.uid())
+            .collect();
+        let mut sets = self.sets.lock().unwrap();
+        let before = sets.len();
+        sets.retain(|uid, _| present.contains(uid));
+        if sets.len() < before {
+            debug!(
+                forgotten = before - sets.len(),
+                "forgot the memory of MediaJobSets gone from the watch"
+            );
+        }
+    }
+
     /// How long until this set may be decided on again, if it was just now; notes the pass.
     fn too_soon(&self, uid: &str) -> Option<Duration> {
         let mut sets = self.sets.lock().unwrap();
@@ -832,24 +867,11 @@ async fn list_window(
     size: usize,
 ) -> Result<(Vec<Listed>, bool), Stop> {
     let source = &pass.source;
-    let mut start_after = old
-        .cursor
-        .as_ref()
-        .map(|cursor| format!("{}{cursor}", source.prefix));
+    let start_after = (old.cursor.as_ref()).map(|cursor| format!("{}{cursor}", source.prefix));
+    let mut pages = pass.pager(ctx, start_after);
     let mut window = vec![];
-    loop {
-        let now = Timestamp::now();
-        let page = listing::list_page(
-            &ctx.preflight_http,
-            &pass.presigner,
-            &source.bucket,
-            &source.prefix,
-            start_after.as_deref(),
-            now,
-        )
-        .await
-        .map_err(Stop::Transient)?;
-        for object in page.objects {
+    while let Some(page) = pages.next_page().await {
+        for object in page.map_err(Stop::Transient)?.objects {
             if source.filter.selects(&object.key) {
                 window.push(object);
                 if window.len() == size {
@@ -857,11 +879,8 @@ async fn list_window(
                 }
             }
         }
-        match page.next {
-            Some(next) => start_after = Some(next),
-            None => return Ok((window, true)),
-        }
     }
+    Ok((window, pages.ended()))
 }
 
 /// The set's children as the watch shows them (by label, then by owner: a MediaJob that only
@@ -1150,26 +1169,12 @@ fn with_ready(
         now,
     );
     // kstatus: Reconciling while work goes on, Stalled when the set cannot go on.
-    let (reconciling, stalled) = match status.phase {
-        Some(SetPhase::Running) => (true, false),
-        Some(SetPhase::Failed) => (false, true),
-        _ => (false, false),
+    let summary = match status.phase {
+        Some(SetPhase::Running) => Summary::Reconciling,
+        Some(SetPhase::Failed) => Summary::Stalled,
+        _ => Summary::Current,
     };
-    for (kind, on) in [("Reconciling", reconciling), ("Stalled", stalled)] {
-        if on {
-            conditions::set_condition(
-                &mut status.conditions,
-                kind,
-                true,
-                reason,
-                message,
-                generation,
-                now,
-            );
-        } else {
-            conditions::remove_condition(&mut status.conditions, kind);
-        }
-    }
+    kstatus::set_summary(&mut status.conditions, summary, generation, now);
     status
 }
 

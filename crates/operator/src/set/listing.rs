@@ -62,6 +62,60 @@ pub async fn list_page(
     Ok(page)
 }
 
+/// The pages of `bucket` under `prefix` after `start_after` (a full key), one at a time: what
+/// a full listing and a window past the cursor both walk.
+pub struct Pager<'a> {
+    http: &'a PreflightHttp,
+    presigner: &'a Presigner,
+    bucket: &'a str,
+    prefix: &'a str,
+    /// Where the next page starts; `None` once the last page was read.
+    next: Option<Option<String>>,
+}
+
+impl<'a> Pager<'a> {
+    pub fn new(
+        http: &'a PreflightHttp,
+        presigner: &'a Presigner,
+        bucket: &'a str,
+        prefix: &'a str,
+        start_after: Option<String>,
+    ) -> Self {
+        Pager {
+            http,
+            presigner,
+            bucket,
+            prefix,
+            next: Some(start_after),
+        }
+    }
+
+    /// The next page, or `None` after the last. Each page is signed when it is asked for: a
+    /// long listing outlives any one URL.
+    pub async fn next_page(&mut self) -> Option<Result<Page, String>> {
+        let start_after = self.next.take()?;
+        let now = Timestamp::now();
+        let page = list_page(
+            self.http,
+            self.presigner,
+            self.bucket,
+            self.prefix,
+            start_after.as_deref(),
+            now,
+        )
+        .await;
+        if let Ok(page) = &page {
+            self.next = page.next.clone().map(Some);
+        }
+        Some(page)
+    }
+
+    /// Whether the last page was read.
+    pub fn ended(&self) -> bool {
+        self.next.is_none()
+    }
+}
+
 /// Reads a ListObjectsV2 answer: each `Contents`'s key (made relative to `prefix`), size and
 /// last-modified time, and whether it is truncated.
 pub fn parse_page(xml: &str, prefix: &str) -> Result<Page, String> {

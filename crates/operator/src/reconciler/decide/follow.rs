@@ -441,31 +441,7 @@ pub fn succeeded(
     status.job_id = Some(job_id.to_string());
     let unverified = outputs.iter().filter(|o| !o.verified).count();
     status.outputs = Some(outputs).filter(|o| !o.is_empty());
-    let result = result.filter(|r| !r.is_empty());
-    let result_bytes = result
-        .as_ref()
-        .map_or(0, |r| serde_json::to_vec(r).map_or(0, |bytes| bytes.len()));
-    if result_bytes > MAX_RESULT_BYTES {
-        status.result = None;
-        let op = job.spec.operation.name();
-        let message = format!(
-            "the result of job {job_id} is {result_bytes} bytes, more than the {} KiB kept in status; \
-             the Media API has it: `mediajob-operator api show --operation {op} {job_id}` (GET /media/{op}?job_id={job_id})",
-            MAX_RESULT_BYTES / 1024
-        );
-        conditions::set_condition(
-            &mut status.conditions,
-            RESULT_OMITTED,
-            true,
-            Reason::ResultTooLarge.as_str(),
-            &message,
-            generation,
-            now,
-        );
-    } else {
-        status.result = result;
-        conditions::remove_condition(&mut status.conditions, RESULT_OMITTED);
-    }
+    keep_result(job, &mut status, job_id, result, now);
     let checked = match (unverified, urls.len()) {
         (_, 0) => String::new(),
         (0, n) => format!("; {n} output(s) verified"),
@@ -491,6 +467,43 @@ pub fn succeeded(
         action: Action::None,
         requeue_after: ttl_wait(job),
     }
+}
+
+/// The job's inline result goes into status, unless it is too large to keep there: then a
+/// condition says where it is.
+fn keep_result(
+    job: &MediaJob,
+    status: &mut MediaJobStatus,
+    job_id: &str,
+    result: Option<Map<String, Value>>,
+    now: Timestamp,
+) {
+    let generation = job.metadata.generation;
+    let result = result.filter(|r| !r.is_empty());
+    let result_bytes = result
+        .as_ref()
+        .map_or(0, |r| serde_json::to_vec(r).map_or(0, |bytes| bytes.len()));
+    if result_bytes <= MAX_RESULT_BYTES {
+        status.result = result;
+        conditions::remove_condition(&mut status.conditions, RESULT_OMITTED);
+        return;
+    }
+    status.result = None;
+    let op = job.spec.operation.name();
+    let message = format!(
+        "the result of job {job_id} is {result_bytes} bytes, more than the {} KiB kept in status; \
+         the Media API has it: `mediajob-operator api show --operation {op} {job_id}` (GET /media/{op}?job_id={job_id})",
+        MAX_RESULT_BYTES / 1024
+    );
+    conditions::set_condition(
+        &mut status.conditions,
+        RESULT_OMITTED,
+        true,
+        Reason::ResultTooLarge.as_str(),
+        &message,
+        generation,
+        now,
+    );
 }
 
 /// The largest inline result kept in `status.result`, as JSON bytes. The API server stores

@@ -261,29 +261,9 @@ pub fn after_search(
         Err(message) => return listing_failed(job, status, purpose, &message, clock, settings),
     };
     match (purpose, verdict) {
-        (SearchFor::Follow, Verdict::Adopt { job_id }) => match validated {
-            Ok(valid) => Decision {
-                status: after_submit(
-                    job,
-                    valid,
-                    &status,
-                    SubmitOutcome::Accepted { job_id },
-                    settings,
-                    now,
-                ),
-                action: Action::None,
-                requeue_after: Some(Duration::ZERO),
-            },
-            // Ours, but the spec is no longer valid: end it (the next pass fails the MediaJob).
-            Err(_) => Decision {
-                status,
-                action: Action::Cancel {
-                    job_id,
-                    purpose: StopReason::InvalidSpec,
-                },
-                requeue_after: Some(Duration::ZERO),
-            },
-        },
+        (SearchFor::Follow, Verdict::Adopt { job_id }) => {
+            adopt(job, validated, status, job_id, settings, now)
+        }
         (SearchFor::Follow, Verdict::Absent) => {
             // Proven absent: drop the intent; the next pass submits again.
             status.submission = None;
@@ -314,40 +294,86 @@ pub fn after_search(
         (SearchFor::Follow, Verdict::Ambiguous { candidates }) => {
             ambiguous(job, status, candidates, now, settings)
         }
-        // Deletion, deadline, suspend, an invalid spec: cancel what was found, then carry on as
-        // decided. An ambiguous search keeps the intent (one candidate may be this job's).
         (SearchFor::Stop(reason), verdict) => {
-            let (found, ambiguous) = match verdict {
-                Verdict::Adopt { job_id } => (Some(job_id), false),
-                Verdict::Ambiguous { .. } => (None, true),
-                _ => (None, false),
-            };
-            // A stop a user can undo: the job found and the decision to cancel it are recorded
-            // first, as for a job whose id was known (`guards::stop`); the next pass cancels.
-            if let Some(job_id) = &found
-                && reason.can_be_undone()
-                && let Some(submission) = status.submission.as_mut()
-            {
-                submission.job_id = Some(job_id.clone());
-                submission.cancel_requested_at = Some(Time(now));
-                status.job_id = Some(job_id.clone());
-                return Decision {
-                    status,
-                    action: Action::None,
-                    requeue_after: Some(Duration::ZERO),
-                };
-            }
-            let ended = stopped(job, validated, status, reason, ambiguous, now);
-            stop(
-                reason,
-                found,
-                None,
-                ended,
-                |_| unreachable!("searched already"),
-                None,
-            )
+            stop_what_was_found(job, validated, status, reason, verdict, now)
         }
     }
+}
+
+/// The search found the lost submission's job: it is this MediaJob's, followed from now on.
+fn adopt(
+    job: &MediaJob,
+    validated: &Validation,
+    status: MediaJobStatus,
+    job_id: String,
+    settings: &Settings,
+    now: Timestamp,
+) -> Decision {
+    match validated {
+        Ok(valid) => Decision {
+            status: after_submit(
+                job,
+                valid,
+                &status,
+                SubmitOutcome::Accepted { job_id },
+                settings,
+                now,
+            ),
+            action: Action::None,
+            requeue_after: Some(Duration::ZERO),
+        },
+        // Ours, but the spec is no longer valid: end it (the next pass fails the MediaJob).
+        Err(_) => Decision {
+            status,
+            action: Action::Cancel {
+                job_id,
+                purpose: StopReason::InvalidSpec,
+            },
+            requeue_after: Some(Duration::ZERO),
+        },
+    }
+}
+
+/// A search made to stop the job (deletion, deadline, suspend, an invalid spec): what it found
+/// is cancelled, then the stop carries on as decided. An ambiguous search keeps the intent
+/// (one candidate may be this job's).
+fn stop_what_was_found(
+    job: &MediaJob,
+    validated: &Validation,
+    mut status: MediaJobStatus,
+    reason: StopReason,
+    verdict: Verdict,
+    now: Timestamp,
+) -> Decision {
+    let (found, ambiguous) = match verdict {
+        Verdict::Adopt { job_id } => (Some(job_id), false),
+        Verdict::Ambiguous { .. } => (None, true),
+        _ => (None, false),
+    };
+    // A stop a user can undo: the job found and the decision to cancel it are recorded first,
+    // as for a job whose id was known (`guards::stop`); the next pass cancels.
+    if let Some(job_id) = &found
+        && reason.can_be_undone()
+        && let Some(submission) = status.submission.as_mut()
+    {
+        submission.job_id = Some(job_id.clone());
+        submission.cancel_requested_at = Some(Time(now));
+        status.job_id = Some(job_id.clone());
+        return Decision {
+            status,
+            action: Action::None,
+            requeue_after: Some(Duration::ZERO),
+        };
+    }
+    let ended = stopped(job, validated, status, reason, ambiguous, now);
+    stop(
+        reason,
+        found,
+        None,
+        ended,
+        |_| unreachable!("searched already"),
+        None,
+    )
 }
 
 /// The job waits, in the phase it has, for the search of its lost submission.

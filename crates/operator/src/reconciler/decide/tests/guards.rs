@@ -747,14 +747,14 @@ fn a_refused_input_waits_for_its_next_check_without_a_write_per_pass() {
     assert_eq!(first.status.retry_after, Some(Time(at(30))));
     let job = Scenario::enhance().with_status(first.status.clone());
 
-    let echo = job.decide(&ready(), 1);
+    let again = job.decide(&ready(), 1);
     assert_eq!(
-        echo.action,
+        again.action,
         Action::None,
         "no second HEAD before the time named"
     );
-    assert_eq!(echo.status, first.status, "nothing to write");
-    assert_eq!(echo.requeue_after, Some(Duration::from_secs(29)));
+    assert_eq!(again.status, first.status, "nothing to write");
+    assert_eq!(again.requeue_after, Some(Duration::from_secs(29)));
 
     let secret_changed = Observed {
         credentials_changed: true,
