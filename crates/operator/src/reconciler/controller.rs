@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use super::context::Context;
 use super::reconcile::{error_policy, reconcile};
 use super::secret_index::SecretIndex;
+use super::user_changes::UserChanges;
 use super::wakeups::{Wakeup, Wakeups};
 use super::watched::WatchedMediaJob;
 use crate::crd::{MediaApiAccountClaim, MediaJob};
@@ -268,6 +269,7 @@ async fn run_one(
     };
     // The store keeps every MediaJob in memory: what the operator never reads is dropped first.
     let (reader, writer) = reflector::store();
+    let changes = Arc::new(UserChanges::new(reader.clone()));
     let index = Arc::new(SecretIndex::default());
     // Only this release's MediaJobs (`--selector`); the others are another release's business.
     // A consistent list (MostRecent), never the API server's watch cache, which can lag: the
@@ -285,6 +287,10 @@ async fn run_one(
             let index = index.clone();
             move |event| index.on_event(event)
         })
+        .inspect_ok({
+            let changes = changes.clone();
+            move |event| changes.note(event)
+        })
         .reflect(writer)
         .applied_objects()
         // What the watch brings is the newest copy: a pass skipped on an older one may run now.
@@ -296,9 +302,9 @@ async fn run_one(
                 }
             }
         })
-        // A pass only for what users change. The operator's own status writes start none: the
-        // pass that wrote has already decided on what it wrote and scheduled its next look.
-        .predicate_filter(changed_by_users, PredicateConfig::default());
+        // A pass only for what users change (`user_changes.rs`): the operator's own status
+        // writes start none.
+        .try_filter(move |job| std::future::ready(changes.take(job)));
     // Secrets: metadata only (name and namespace are all a change needs to be noticed); the data
     // of a Secret is read only when a MediaJob names it.
     let secret_changes =
@@ -331,73 +337,9 @@ async fn run_one(
         .await;
 }
 
-/// What a pass is started for: the spec (generation), labels, annotations, finalizers and the
-/// deletion. A status-only change (the operator's own writes, about three per job) starts none;
-/// each pass schedules its own next look instead (a poll, a recheck, a TTL deletion).
-fn changed_by_users(job: &MediaJob) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let meta = &job.metadata;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    meta.generation.hash(&mut hasher);
-    meta.labels.hash(&mut hasher);
-    meta.annotations.hash(&mut hasher);
-    meta.finalizers.hash(&mut hasher);
-    meta.deletion_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .hash(&mut hasher);
-    Some(hasher.finish())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What starts a pass: every change a user makes, and none of the operator's status writes.
-    #[test]
-    fn passes_start_for_what_users_change_and_not_for_status() {
-        let job: MediaJob = serde_json::from_value(serde_json::json!({
-            "apiVersion": "mediajob.io/v1alpha1", "kind": "MediaJob",
-            "metadata": {"name": "j", "namespace": "a", "uid": "u1", "generation": 1,
-                         "resourceVersion": "7", "labels": {"team": "a"}},
-            "spec": {"operation": "enhance", "input": {"url": "s3://raw/in.wav"},
-                     "output": {"url": "s3://out/o.wav"}},
-        }))
-        .unwrap();
-        let hash = |edit: &dyn Fn(&mut MediaJob)| {
-            let mut job = job.clone();
-            edit(&mut job);
-            changed_by_users(&job)
-        };
-        let unchanged = hash(&|_| {});
-        let status_written = hash(&|j| {
-            j.metadata.resource_version = Some("8".into());
-            j.status = Some(crate::crd::MediaJobStatus {
-                job_id: Some("job-1".into()),
-                ..Default::default()
-            });
-        });
-        assert_eq!(status_written, unchanged, "a status write starts no pass");
-        type Edit<'a> = (&'a str, &'a dyn Fn(&mut MediaJob));
-        let edits: [Edit; 5] = [
-            ("spec", &|j| j.metadata.generation = Some(2)),
-            ("labels", &|j| {
-                j.labels_mut().insert("team".into(), "b".into());
-            }),
-            ("annotations", &|j| {
-                j.annotations_mut().insert("note".into(), "x".into());
-            }),
-            ("finalizers", &|j| j.finalizers_mut().push("f".into())),
-            ("deletion", &|j| {
-                j.metadata.deletion_timestamp = Some(
-                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
-                );
-            }),
-        ];
-        for (what, edit) in edits {
-            assert_ne!(hash(edit), unchanged, "a change of {what} starts a pass");
-        }
-    }
 
     #[tokio::test]
     async fn a_controller_that_panics_ends_the_run_with_an_error() {

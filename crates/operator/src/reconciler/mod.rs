@@ -35,6 +35,7 @@ pub mod signing;
 pub mod status_writer;
 pub mod submissions;
 pub mod timing;
+pub mod user_changes;
 pub mod validate;
 pub mod wakeups;
 pub mod watched;
