@@ -258,7 +258,7 @@ mod tests {
         MediaJobStatus {
             phase: Some(phase),
             job_id: Some("job-1".into()),
-            submission: Some(SubmissionRecord {
+            submission: Some(Box::new(SubmissionRecord {
                 attempt: 1,
                 intent_time: Time(Timestamp::now()),
                 intent_id: None,
@@ -268,7 +268,7 @@ mod tests {
                 fence: None,
                 outcome_time: None,
                 cancel_requested_at: None,
-            }),
+            })),
             ..MediaJobStatus::default()
         }
     }

@@ -50,7 +50,7 @@ pub fn intent_status(
     now: Timestamp,
 ) -> MediaJobStatus {
     let mut status = status.clone();
-    status.submission = Some(SubmissionRecord {
+    status.submission = Some(Box::new(SubmissionRecord {
         attempt,
         intent_time: Time(now),
         intent_id: lane.intent_id,
@@ -60,7 +60,7 @@ pub fn intent_status(
         fence: lane.fence,
         outcome_time: None,
         cancel_requested_at: None,
-    });
+    }));
     status.retry_after = None;
     status
 }
@@ -145,16 +145,18 @@ fn accepted(
     now: Timestamp,
 ) -> MediaJobStatus {
     let generation = job.metadata.generation;
-    let submission = status.submission.get_or_insert_with(|| SubmissionRecord {
-        attempt: status.attempts.unwrap_or(0) + 1,
-        intent_time: Time(now),
-        intent_id: None,
-        urls_expire_at: None,
-        job_id: None,
-        account: None,
-        fence: None,
-        outcome_time: None,
-        cancel_requested_at: None,
+    let submission = status.submission.get_or_insert_with(|| {
+        Box::new(SubmissionRecord {
+            attempt: status.attempts.unwrap_or(0) + 1,
+            intent_time: Time(now),
+            intent_id: None,
+            urls_expire_at: None,
+            job_id: None,
+            account: None,
+            fence: None,
+            outcome_time: None,
+            cancel_requested_at: None,
+        })
     });
     submission.job_id = Some(job_id.to_string());
     let attempt = submission.attempt;

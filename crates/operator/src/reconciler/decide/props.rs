@@ -158,16 +158,18 @@ impl Gen {
             url_refreshes: self.maybe(|g| g.i32()),
             urls_expire_at: self.maybe(|g| Time(g.time())),
             next_refresh_time: self.maybe(|g| Time(g.time())),
-            submission: self.maybe(|g| SubmissionRecord {
-                attempt: g.i32(),
-                intent_time: Time(g.time()),
-                intent_id: None,
-                urls_expire_at: g.maybe(|g| Time(g.time())),
-                job_id: g.maybe(|g| g.text()),
-                account: g.maybe(|g| g.text()),
-                fence: g.maybe(|g| g.text()),
-                outcome_time: g.maybe(|g| Time(g.time())),
-                cancel_requested_at: None,
+            submission: self.maybe(|g| {
+                Box::new(SubmissionRecord {
+                    attempt: g.i32(),
+                    intent_time: Time(g.time()),
+                    intent_id: None,
+                    urls_expire_at: g.maybe(|g| Time(g.time())),
+                    job_id: g.maybe(|g| g.text()),
+                    account: g.maybe(|g| g.text()),
+                    fence: g.maybe(|g| g.text()),
+                    outcome_time: g.maybe(|g| Time(g.time())),
+                    cancel_requested_at: None,
+                })
             }),
             start_time: self.maybe(|g| Time(g.time())),
             completion_time: self.maybe(|g| Time(g.time())),
