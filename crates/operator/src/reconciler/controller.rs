@@ -288,8 +288,13 @@ async fn run_one(
             move |event| index.on_event(event)
         })
         .inspect_ok({
-            let changes = changes.clone();
-            move |event| changes.note(event)
+            let (changes, ctx) = (changes.clone(), ctx.clone());
+            move |event| {
+                // What a re-list changed: its passes may have read the older copy, or none.
+                for job in changes.note(event) {
+                    ctx.wake(job);
+                }
+            }
         })
         .reflect(writer)
         .applied_objects()

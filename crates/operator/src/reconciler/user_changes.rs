@@ -4,6 +4,11 @@
 //! pass: the pass that wrote has already decided on what it wrote and scheduled its next look
 //! (`decide::next_look`).
 //!
+//! A re-list (the watch broke and lists anew) hands each object on before the store holds it:
+//! kube-runtime's writer swaps the listed objects in only at its end, so a pass started by a
+//! re-listed object may read the store's older copy, or none. The objects a re-list changes are
+//! therefore woken once more when it ends (`note` returns them).
+//!
 //! kube-runtime's `predicate_filter` makes the same choice from a cache of one hash per object,
 //! about 300 bytes each (3 MiB at 10,000 MediaJobs, measured as the restart's peak RSS); the
 //! store already holds the previous copy, so this keeps nothing per object.
@@ -22,6 +27,18 @@ pub struct UserChanges {
     /// Objects whose event, on its way from `note` to `take`, starts a pass (one at a time: the
     /// watch stream hands events on in order).
     marked: Mutex<HashSet<String>>,
+    relist: Mutex<Relist>,
+}
+
+/// Where the watch is in its listings.
+#[derive(Default)]
+struct Relist {
+    /// The first listing ended (the controller waits for it before any pass).
+    listed_once: bool,
+    /// A listing is under way.
+    listing: bool,
+    /// The objects a re-list changed, by namespace and name: woken when it ends.
+    changed: Vec<(String, String)>,
 }
 
 impl UserChanges {
@@ -30,14 +47,28 @@ impl UserChanges {
         UserChanges {
             store,
             marked: Mutex::default(),
+            relist: Mutex::default(),
         }
     }
 
     /// Before the store takes `event`: marks each object it changes the way a user does, or
-    /// that the store does not hold (a new object, or every object after a start).
-    pub fn note(&self, event: &watcher::Event<MediaJob>) {
-        let (watcher::Event::Apply(job) | watcher::Event::InitApply(job)) = event else {
-            return;
+    /// that the store does not hold (a new object, or every object after a start). At the end
+    /// of a re-list, gives the objects it changed, to be woken now that the store holds them.
+    pub fn note(&self, event: &watcher::Event<MediaJob>) -> Vec<(String, String)> {
+        let mut relist = self.relist.lock().unwrap();
+        let job = match event {
+            watcher::Event::Init => {
+                relist.listing = true;
+                return vec![];
+            }
+            watcher::Event::InitDone => {
+                relist.listing = false;
+                let first = !std::mem::replace(&mut relist.listed_once, true);
+                let changed = std::mem::take(&mut relist.changed);
+                return if first { vec![] } else { changed };
+            }
+            watcher::Event::Delete(_) => return vec![],
+            watcher::Event::Apply(job) | watcher::Event::InitApply(job) => job,
         };
         let changed = match self.store.get(&ObjectRef::from_obj(job)) {
             Some(before) => changed_by_users(&before, job),
@@ -45,7 +76,12 @@ impl UserChanges {
         };
         if changed {
             self.marked.lock().unwrap().insert(key(job));
+            if relist.listing && relist.listed_once {
+                let name = (job.namespace().unwrap_or_default(), job.name_any());
+                relist.changed.push(name);
+            }
         }
+        vec![]
     }
 
     /// After the store took it: whether `job`'s event starts a pass.
@@ -59,11 +95,13 @@ fn key(job: &MediaJob) -> String {
         .unwrap_or_else(|| format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any()))
 }
 
-/// What users change: the spec (its generation), labels, annotations, finalizers, the deletion.
-/// Not status, nor the resourceVersion and managedFields every write moves.
+/// What users change: the spec (its generation), labels, annotations, finalizers, the deletion,
+/// or the object itself (deleted and made again under its name). Not status, nor the
+/// resourceVersion and managedFields every write moves.
 pub fn changed_by_users(before: &MediaJob, after: &MediaJob) -> bool {
     let (a, b) = (&before.metadata, &after.metadata);
-    a.generation != b.generation
+    a.uid != b.uid
+        || a.generation != b.generation
         || a.labels != b.labels
         || a.annotations != b.annotations
         || a.finalizers != b.finalizers
@@ -100,7 +138,8 @@ mod tests {
         });
         assert!(!changed_by_users(&before, &status_written));
         type Edit<'a> = (&'a str, &'a dyn Fn(&mut MediaJob));
-        let edits: [Edit; 5] = [
+        let edits: [Edit; 6] = [
+            ("uid", &|j| j.metadata.uid = Some("u2".into())),
             ("spec", &|j| j.metadata.generation = Some(2)),
             ("labels", &|j| {
                 j.labels_mut().insert("team".into(), "b".into());
@@ -127,7 +166,7 @@ mod tests {
         let (reader, mut writer) = reflector::store();
         let changes = UserChanges::new(reader);
         let mut deliver = |event: Event<MediaJob>| {
-            changes.note(&event);
+            assert!(changes.note(&event).is_empty());
             writer.apply_watcher_event(&event);
             let (Event::Apply(job) | Event::InitApply(job)) = event else {
                 unreachable!()
@@ -143,5 +182,39 @@ mod tests {
         edited.metadata.generation = Some(2);
         assert!(deliver(Event::Apply(edited)), "a spec edit");
         assert!(changes.marked.lock().unwrap().is_empty());
+    }
+
+    /// A re-list hands objects on before the store holds them: those it changed are woken when
+    /// it ends. The first listing (before any pass) wakes nothing.
+    #[test]
+    fn a_relist_wakes_what_it_changed_once_the_store_holds_it() {
+        let (reader, mut writer) = reflector::store();
+        let changes = UserChanges::new(reader);
+        let mut deliver = |event: Event<MediaJob>| {
+            let woken = changes.note(&event);
+            writer.apply_watcher_event(&event);
+            if let Event::Apply(job) | Event::InitApply(job) = &event {
+                changes.take(job);
+            }
+            woken
+        };
+        for event in [Event::Init, Event::InitApply(job()), Event::InitDone] {
+            assert!(deliver(event).is_empty(), "the first listing");
+        }
+        let mut edited = job();
+        edited.metadata.generation = Some(2);
+        let mut new = job();
+        new.metadata.name = Some("k".into());
+        new.metadata.uid = Some("u9".into());
+        for event in [Event::Init, Event::InitApply(edited), Event::InitApply(new)] {
+            assert!(deliver(event).is_empty());
+        }
+        assert_eq!(
+            deliver(Event::InitDone),
+            [
+                ("a".to_string(), "j".to_string()),
+                ("a".to_string(), "k".to_string())
+            ]
+        );
     }
 }

@@ -306,7 +306,8 @@ async fn carry_out(
             Err(error) => return Err(error),
         }
     }
-    if let Err(message) = write_report(set_ctx, set, pass, &mut step, listed_in_full).await {
+    let written = write_report(set_ctx, set, sets, pass, &mut step, listed_in_full).await;
+    if let Err(ReportError::Failed(message)) = written {
         // Nothing is counted until its lines are written: the same objects are counted (and
         // their part written again) on the next try.
         let message = format!("the completion report: {message}");
@@ -315,6 +316,10 @@ async fn carry_out(
         write_status(set_ctx, set, sets, &old, status).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
+    written.map_err(|error| match error {
+        ReportError::Kube(error) => SetError::Kube(error),
+        _ => SetError::Stale,
+    })?;
     let phase = step.status.phase.unwrap_or(SetPhase::Running);
     let (reason, message) = summary(set, &step.status, step.failed_ahead);
     let ready = matches!(
@@ -346,10 +351,11 @@ async fn carry_out(
 async fn write_report(
     set_ctx: &SetContext,
     set: &MediaJobSet,
+    sets: &Api<MediaJobSet>,
     pass: &Prepared,
     step: &mut SetStep,
     listed_in_full: bool,
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let Some(target) = &pass.report else {
         step.status.report = None;
         return Ok(());
@@ -358,6 +364,16 @@ async fn write_report(
     let uid = set.uid().unwrap_or_default();
     let mut book = report::book(&step.status, target);
     if !step.counted.is_empty() {
+        // A counted part is never written again. So the pass that writes part n must hold the
+        // set's current copy: one older than a status write that was stored but answered with
+        // an error would write part n over the part that write counted (a deposed leader too).
+        if !ctx.deps.fence.may_write() {
+            return Err(ReportError::Stale);
+        }
+        let current = sets.get(&set.name_any()).await?;
+        if current.resource_version() != set.resource_version() {
+            return Err(ReportError::Stale);
+        }
         let body = report_lines(set_ctx, set, &pass.source, &step.counted);
         let (lines, bytes) = (step.counted.len(), body.len());
         let http = &ctx.preflight_http;
@@ -391,6 +407,28 @@ async fn write_report(
     }
     step.status.report = Some(book);
     Ok(())
+}
+
+/// Why the report was not written.
+#[derive(Debug)]
+enum ReportError {
+    /// The store answered otherwise than OK, or did not answer: said in the set's status.
+    Failed(String),
+    /// The pass decided on an older copy of the set (or this process no longer leads).
+    Stale,
+    Kube(kube::Error),
+}
+
+impl From<String> for ReportError {
+    fn from(message: String) -> Self {
+        ReportError::Failed(message)
+    }
+}
+
+impl From<kube::Error> for ReportError {
+    fn from(error: kube::Error) -> Self {
+        ReportError::Kube(error)
+    }
 }
 
 /// The report's lines of `counted`, each with what its child (still in the store: children

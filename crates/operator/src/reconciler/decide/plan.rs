@@ -90,7 +90,9 @@ pub fn slot_for(status: &MediaJobStatus, requeue_after: Option<Duration>) -> Slo
 /// starts a pass (status-only changes never do), so the look is this pass's own. The pass's
 /// requeue when it has one; else, for a finished job, its deletion after
 /// ttlSecondsAfterFinished; for a submission to be tried again, its `retryAfter`; for a
-/// submission whose outcome is unknown, at once (the search decides how long to wait).
+/// submission whose outcome is unknown, at once (the search decides how long to wait), unless
+/// the job is suspended: a suspend whose search was ambiguous keeps the intent and waits for the
+/// job to be resumed, and searching again at once would search for ever.
 pub fn next_look(
     job: &MediaJob,
     status: &MediaJobStatus,
@@ -103,7 +105,7 @@ pub fn next_look(
         deletion_due(job, status, now)
     } else if let Some(at) = &status.retry_after {
         Some(until(now, at.0))
-    } else if unconfirmed(status).is_some() {
+    } else if unconfirmed(status).is_some() && job.spec.suspend != Some(true) {
         Some(Duration::ZERO)
     } else {
         None

@@ -107,6 +107,12 @@ fn the_pass_that_wrote_schedules_the_next_look() {
         next_look(&unknown.job, unknown.status(), None, at(10)),
         Some(Duration::ZERO)
     );
+    // Suspended while its intent is kept (an ambiguous search): it waits to be resumed.
+    let suspended = Scenario::enhance().intent().suspend();
+    assert_eq!(
+        next_look(&suspended.job, suspended.status(), None, at(10)),
+        None
+    );
     // Waiting for a user's change (suspended with nothing to stop): nothing scheduled.
     assert_eq!(
         next_look(&running.job, &MediaJobStatus::default(), None, at(10)),
