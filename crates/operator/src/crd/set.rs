@@ -322,6 +322,10 @@ pub struct MediaJobSetStatus {
     /// (inbox mode), counted already and kept until the next full listing has begun after them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counted_late: Option<Vec<String>>,
+    /// Late objects counted as skipped (`skipExisting`: their outputs existed, so they have no
+    /// child), kept, like `countedLate`, until a full listing has begun after them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_late: Option<Vec<SkippedLate>>,
     /// The first keys (at most 20) that failed for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_keys: Option<Vec<String>>,
@@ -338,6 +342,15 @@ pub struct MediaJobSetStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::schema::conditions")]
     pub conditions: Vec<Condition>,
+}
+
+/// A late object counted as skipped, and when it was written (the store's `LastModified`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedLate {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<Time>,
 }
 
 /// How far the completion report is written. Each status write that counts objects follows

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::crd::{MediaJobSetSpec, MediaJobSetStatus, SetPhase};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::{MediaJobSetSpec, MediaJobSetStatus, SetPhase, SkippedLate};
 
 /// At most this many failed keys are named in status.
 pub const FAILED_KEYS_KEPT: usize = 20;
@@ -123,6 +125,7 @@ struct Tally {
     skipped: i64,
     failed_keys: Vec<String>,
     counted_late: Vec<String>,
+    skipped_late: Vec<SkippedLate>,
     delete: Vec<String>,
     counted: Vec<Counted>,
 }
@@ -135,6 +138,7 @@ impl Tally {
             skipped: status.skipped.unwrap_or(0),
             failed_keys: status.failed_keys.clone().unwrap_or_default(),
             counted_late: status.counted_late.clone().unwrap_or_default(),
+            skipped_late: status.skipped_late.clone().unwrap_or_default(),
             delete: vec![],
             counted: vec![],
         }
@@ -198,6 +202,12 @@ struct Starts {
 pub fn step(view: &SetView<'_>) -> SetStep {
     let spec = view.spec;
     let mut tally = Tally::from(view.status);
+    // A late object counted as skipped is not new again; its record goes once a listing has
+    // begun after it (that listing no longer takes it for a late one).
+    (tally.skipped_late).retain(|s| written_recently(view, s.written.as_ref().map(|t| t.0)));
+    let late: Vec<&Listed> = (view.late.iter())
+        .filter(|l| !tally.skipped_late.iter().any(|s| s.key == l.key))
+        .collect();
     let sorted = sort_children(view, &mut tally);
     let walk = walk_keys(view, &sorted, &mut tally);
     let running = sorted.running();
@@ -213,14 +223,11 @@ pub fn step(view: &SetView<'_>) -> SetStep {
             late_skipped: 0,
         }
     } else {
-        starts(view, &sorted, &walk, &mut tally)
+        starts(view, &late, &sorted, &walk, &mut tally)
     };
     let started = starts.create.len();
-    let waiting =
-        (walk.pending.len() + view.late.len()).saturating_sub(started + starts.late_skipped);
-    let oldest_waiting_late = view
-        .late
-        .iter()
+    let waiting = (walk.pending.len() + late.len()).saturating_sub(started + starts.late_skipped);
+    let oldest_waiting_late = (late.iter())
         .filter(|l| view.outputs_exist.get(&l.key) != Some(&true))
         .filter(|l| !starts.create.iter().any(|(c, _)| c.key == l.key))
         .filter_map(|l| l.last_modified)
@@ -251,6 +258,7 @@ pub fn step(view: &SetView<'_>) -> SetStep {
     status.pending = Some(waiting as i64);
     status.failed_keys = (!tally.failed_keys.is_empty()).then_some(tally.failed_keys);
     status.counted_late = (!tally.counted_late.is_empty()).then_some(tally.counted_late);
+    status.skipped_late = (!tally.skipped_late.is_empty()).then_some(tally.skipped_late);
     SetStep {
         status,
         create: starts.create,
@@ -267,10 +275,16 @@ pub fn step(view: &SetView<'_>) -> SetStep {
 /// would take the object for a late one (a second child). Only inbox sets look for late objects,
 /// so only they keep children for it.
 fn recent(view: &SetView<'_>, child: &Child) -> bool {
+    written_recently(view, child.written)
+}
+
+/// Whether an object written at `written` may still be taken for a late one by the next full
+/// listing (inbox sets only; an unknown time is taken as recent).
+fn written_recently(view: &SetView<'_>, written: Option<Timestamp>) -> bool {
     let slack = jiff::SignedDuration::try_from(LISTING_SLACK).unwrap_or_default();
     let listed = view.status.last_listed_at.as_ref().map(|t| t.0);
     view.spec.watch.is_some()
-        && match (child.written, listed) {
+        && match (written, listed) {
             (Some(written), Some(listed)) => written + slack >= listed,
             _ => true,
         }
@@ -375,7 +389,13 @@ fn walk_keys<'a>(view: &SetView<'a>, sorted: &Sorted<'_>, tally: &mut Tally) -> 
 /// New starts: late objects first (they waited longest), then in key order, within the free
 /// slots and the room for children. With `skipExisting`, a key whose outputs were not looked
 /// for yet is asked about first.
-fn starts(view: &SetView<'_>, sorted: &Sorted<'_>, walk: &Walk<'_>, tally: &mut Tally) -> Starts {
+fn starts(
+    view: &SetView<'_>,
+    late: &[&Listed],
+    sorted: &Sorted<'_>,
+    walk: &Walk<'_>,
+    tally: &mut Tally,
+) -> Starts {
     let spec = view.spec;
     let mut starts = Starts {
         create: vec![],
@@ -387,12 +407,17 @@ fn starts(view: &SetView<'_>, sorted: &Sorted<'_>, walk: &Walk<'_>, tally: &mut 
         .saturating_sub(sorted.running());
     let mut room = max_children(spec).saturating_sub(sorted.ahead.len() + sorted.late_running);
     let candidates =
-        (view.late.iter().map(|l| (l, true))).chain(walk.pending.iter().map(|l| (*l, false)));
+        (late.iter().map(|l| (*l, true))).chain(walk.pending.iter().map(|l| (*l, false)));
     for (listed, late) in candidates {
         let exists = view.outputs_exist.get(&listed.key).copied();
         if late && exists == Some(true) {
-            // Done already: counted here (no child, and before the cursor).
+            // Done already: counted here (no child, and before the cursor), and remembered
+            // until a listing has begun after it.
             tally.count(Outcome::Skipped, &listed.key, None);
+            tally.skipped_late.push(SkippedLate {
+                key: listed.key.clone(),
+                written: listed.last_modified.map(Time),
+            });
             starts.late_skipped += 1;
             continue;
         }
@@ -876,5 +901,43 @@ mod tests {
         assert_eq!(step.status.skipped, Some(1));
         assert_eq!(step.create, vec![(late[1].clone(), true)]);
         assert_eq!(step.oldest_waiting_late, None);
+    }
+
+    /// A late object counted as skipped has no child to mark it: the set remembers it, so a
+    /// listing held back to an older waiting object does not count (and report) it again; the
+    /// record goes once a listing has begun after it.
+    #[test]
+    fn a_late_object_counted_as_skipped_is_not_counted_again() {
+        let spec = spec(serde_json::json!({"watch": {"interval": "1m"}, "skipExisting": true}));
+        let t = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
+        let mut late = listed(&["b"]);
+        late[0].last_modified = Some(t(100));
+        let exist = HashMap::from([("b".to_string(), true)]);
+        let view = |status, late| SetView {
+            spec: &spec,
+            status,
+            children: &[],
+            window: &[],
+            listing_ended: true,
+            late,
+            outputs_exist: &exist,
+        };
+        let first_status = MediaJobSetStatus {
+            cursor: Some("z".into()),
+            last_listed_at: Some(Time(t(90))),
+            ..Default::default()
+        };
+        let first = step(&view(&first_status, &late));
+        assert_eq!((first.status.skipped, first.counted.len()), (Some(1), 1));
+        // The next listing is held back before it (another late object waited): b again.
+        let again = step(&view(&first.status, &late));
+        assert_eq!(again.status.skipped, Some(1), "not counted twice");
+        assert!(again.counted.is_empty(), "no second report line");
+        assert_eq!(again.status.phase, Some(SetPhase::Watching));
+        // A listing that began after it: the record goes.
+        let mut later = again.status.clone();
+        later.last_listed_at = Some(Time(t(200)));
+        let gone = step(&view(&later, &[]));
+        assert_eq!(gone.status.skipped_late, None);
     }
 }
