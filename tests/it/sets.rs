@@ -74,6 +74,22 @@ async fn wait_for_set(
     }
 }
 
+async fn create_set(env: &Env, set: &MediaJobSet) {
+    sets(env)
+        .create(&PostParams::default(), set)
+        .await
+        .expect("create the MediaJobSet");
+}
+
+async fn wait_for_phase(
+    env: &Env,
+    name: &str,
+    phase: SetPhase,
+    timeout: Duration,
+) -> MediaJobSetStatus {
+    wait_for_set(env, name, timeout, |s| s.phase == Some(phase)).await
+}
+
 /// The report at `key` in the output bucket, one JSON value per line.
 async fn report_lines(env: &Env, key: &str) -> Vec<Value> {
     let body = env
@@ -124,10 +140,7 @@ async fn a_prefix_is_processed_once_per_object_within_the_parallelism_and_across
         "season",
         json!({"parallelism": parallelism, "report": {"url": report}}),
     );
-    sets(&env)
-        .create(&PostParams::default(), &set)
-        .await
-        .unwrap();
+    create_set(&env, &set).await;
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut peak_running = 0;
     let mut peak_children = 0;
@@ -204,14 +217,8 @@ async fn a_suspended_set_shows_its_plan_and_starts_nothing_until_resumed() {
     seed(&env, 12).await;
     env.start_operator();
     let set = season(&env, "plan", json!({"suspend": true}));
-    sets(&env)
-        .create(&PostParams::default(), &set)
-        .await
-        .unwrap();
-    let status = wait_for_set(&env, "plan", Duration::from_secs(30), |s| {
-        s.phase == Some(SetPhase::Planned)
-    })
-    .await;
+    create_set(&env, &set).await;
+    let status = wait_for_phase(&env, "plan", SetPhase::Planned, Duration::from_secs(30)).await;
     let plan = status.plan.expect("a plan");
     assert_eq!(plan.objects, 12);
     assert_eq!(plan.bytes, 12 * SAMPLE.len() as i64);
@@ -252,10 +259,7 @@ async fn a_suspended_set_shows_its_plan_and_starts_nothing_until_resumed() {
         )
         .await
         .unwrap();
-    wait_for_set(&env, "plan", Duration::from_secs(60), |s| {
-        s.phase == Some(SetPhase::Succeeded)
-    })
-    .await;
+    wait_for_phase(&env, "plan", SetPhase::Succeeded, Duration::from_secs(60)).await;
     assert_eq!(env.emulator.job_count(), 12);
     env.cleanup().await;
 }
@@ -276,14 +280,8 @@ async fn skip_existing_counts_objects_whose_outputs_are_there() {
     }
     env.start_operator();
     let set = season(&env, "skip", json!({"skipExisting": true}));
-    sets(&env)
-        .create(&PostParams::default(), &set)
-        .await
-        .unwrap();
-    let status = wait_for_set(&env, "skip", Duration::from_secs(60), |s| {
-        s.phase == Some(SetPhase::Succeeded)
-    })
-    .await;
+    create_set(&env, &set).await;
+    let status = wait_for_phase(&env, "skip", SetPhase::Succeeded, Duration::from_secs(60)).await;
     assert_eq!((status.skipped, status.succeeded), (Some(4), Some(2)));
     assert_eq!(env.emulator.job_count(), 2);
     env.cleanup().await;
@@ -305,14 +303,8 @@ async fn more_failures_than_max_failed_stop_the_set() {
         json!({"maxFailed": 2, "parallelism": 1, "report": {"url": report}}),
     );
     set.spec.template.retry = Some(serde_json::from_value(json!({"limit": 0})).unwrap());
-    sets(&env)
-        .create(&PostParams::default(), &set)
-        .await
-        .unwrap();
-    let status = wait_for_set(&env, "failing", Duration::from_secs(60), |s| {
-        s.phase == Some(SetPhase::Failed)
-    })
-    .await;
+    create_set(&env, &set).await;
+    let status = wait_for_phase(&env, "failing", SetPhase::Failed, Duration::from_secs(60)).await;
     assert_eq!(status.failed, Some(3));
     assert_eq!(status.failed_keys.as_ref().map(Vec::len), Some(3));
     let ready = status
@@ -361,10 +353,7 @@ async fn a_report_that_cannot_be_written_holds_the_counts_and_loses_no_line() {
         "reported",
         json!({"report": {"url": "s3://no-such-bucket/report.jsonl"}}),
     );
-    sets(&env)
-        .create(&PostParams::default(), &set)
-        .await
-        .unwrap();
+    create_set(&env, &set).await;
     let status = wait_for_set(&env, "reported", Duration::from_secs(60), |s| {
         s.conditions.iter().any(|c| c.reason == "ReportFailed")
     })
@@ -395,9 +384,12 @@ async fn a_report_that_cannot_be_written_holds_the_counts_and_loses_no_line() {
         )
         .await
         .unwrap();
-    let status = wait_for_set(&env, "reported", Duration::from_secs(60), |s| {
-        s.phase == Some(SetPhase::Succeeded)
-    })
+    let status = wait_for_phase(
+        &env,
+        "reported",
+        SetPhase::Succeeded,
+        Duration::from_secs(60),
+    )
     .await;
     assert_eq!(status.succeeded, Some(4));
     let lines = report_lines(&env, "reports/reported.jsonl").await;
@@ -418,10 +410,7 @@ async fn templates_that_collide_or_feed_the_source_are_refused_before_anything_r
     feed.spec.template.output.as_mut().unwrap().url =
         format!("s3://{}/season/out/{{key}}", env.raw);
     for set in [collide, feed] {
-        sets(&env)
-            .create(&PostParams::default(), &set)
-            .await
-            .unwrap();
+        create_set(&env, &set).await;
     }
     for (name, reason, words) in [
         (
@@ -431,10 +420,7 @@ async fn templates_that_collide_or_feed_the_source_are_refused_before_anything_r
         ),
         ("feed", "InvalidSpec", "inside the source prefix"),
     ] {
-        let status = wait_for_set(&env, name, Duration::from_secs(30), |s| {
-            s.phase == Some(SetPhase::Failed)
-        })
-        .await;
+        let status = wait_for_phase(&env, name, SetPhase::Failed, Duration::from_secs(30)).await;
         let ready = status
             .conditions
             .iter()
@@ -454,10 +440,7 @@ async fn deleting_a_set_deletes_its_children() {
     seed(&env, 4).await;
     env.start_operator();
     let set = season(&env, "gone", json!({"parallelism": 2}));
-    sets(&env)
-        .create(&PostParams::default(), &set)
-        .await
-        .unwrap();
+    create_set(&env, &set).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while children(&env).await.len() < 2 {
         assert!(Instant::now() < deadline, "no children");
@@ -491,10 +474,7 @@ async fn an_inbox_set_processes_what_arrives() {
     seed(&env, 3).await;
     env.start_operator();
     let set = season(&env, "inbox", json!({"watch": {"interval": "10s"}}));
-    sets(&env)
-        .create(&PostParams::default(), &set)
-        .await
-        .unwrap();
+    create_set(&env, &set).await;
     wait_for_set(&env, "inbox", Duration::from_secs(30), |s| {
         s.phase == Some(SetPhase::Watching) && s.succeeded == Some(3)
     })
@@ -531,19 +511,13 @@ async fn writes_stored_but_answered_with_an_error_process_and_report_each_object
     let keys = seed(&env, 30).await;
     let report = format!("s3://{}/reports/lossy.jsonl", env.out);
     let set = season(&env, "lossy", json!({"report": {"url": report}}));
-    sets(&env)
-        .create(&PostParams::default(), &set)
-        .await
-        .unwrap();
+    create_set(&env, &set).await;
     let faults = double.faults();
     faults.lose_answer_next_matching(6, Some("create"), Some("/mediajobs"));
     faults.lose_answer_next_matching(6, Some("patch"), Some("/mediajobsets/lossy/status"));
     faults.lose_answer_next_matching(6, Some("delete"), Some("/mediajobs/"));
     env.start_operator();
-    let status = wait_for_set(&env, "lossy", Duration::from_secs(120), |s| {
-        s.phase == Some(SetPhase::Succeeded)
-    })
-    .await;
+    let status = wait_for_phase(&env, "lossy", SetPhase::Succeeded, Duration::from_secs(120)).await;
     assert_eq!(status.succeeded, Some(30), "{status:#?}");
     assert_eq!(env.emulator.job_count(), 30, "one remote job per object");
     let lines = report_lines(&env, "reports/lossy.jsonl").await;

@@ -77,6 +77,9 @@ struct SetMemory {
     created: Vec<(Child, std::time::Instant)>,
     /// Whether each key's outputs all exist (`skipExisting`), for keys past the cursor.
     outputs_exist: HashMap<String, bool>,
+    /// For which generation the answers were given (another template or `skipExisting` asks
+    /// anew), and since when: they are asked again after `CACHE_FOR`.
+    outputs_asked: Option<(Option<i64>, std::time::Instant)>,
     /// The resourceVersions this process's status writes replaced: a copy at one of them is
     /// older than what this process wrote (the watch has not caught up).
     replaced: Vec<String>,
@@ -167,8 +170,10 @@ pub async fn run(
 }
 
 fn error_policy(set: Arc<MediaJobSet>, error: &SetError, _: Arc<SetContext>) -> Action {
-    if let SetError::Stale = error {
-        // The newer copy is on its way through the watch.
+    // The newer copy is on its way through the watch (a write conditional on an older one was
+    // refused, or its answer was lost and its retry found the object changed).
+    let conflict = matches!(error, SetError::Kube(kube::Error::Api(e)) if e.code == 409);
+    if matches!(error, SetError::Stale) || conflict {
         return Action::requeue(Duration::from_millis(300));
     }
     warn!(set = %set.name_any(), %error, "reconciling the MediaJobSet failed");
@@ -296,8 +301,8 @@ async fn carry_out(
         if !ctx.deps.fence.may_write() {
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
-        match create_child(ctx, set, &pass.source, jobs, listed, *late).await {
-            Ok(child) => set_ctx.created(&uid, child),
+        match create_child(set_ctx, set, &pass.source, jobs, listed, *late).await {
+            Ok(()) => {}
             Err(SetError::NameTaken(message)) => {
                 let status = stopped(set, &old, Stop::Conflict(message), now);
                 write_status(set_ctx, set, sets, &old, status).await?;
@@ -363,33 +368,35 @@ async fn write_report(
     let ctx = &*set_ctx.ctx;
     let uid = set.uid().unwrap_or_default();
     let mut book = report::book(&step.status, target);
-    if !step.counted.is_empty() {
-        // A counted part is never written again. So the pass that writes part n must hold the
-        // set's current copy: one older than a status write that was stored but answered with
-        // an error would write part n over the part that write counted (a deposed leader too).
-        if !ctx.deps.fence.may_write() {
-            return Err(ReportError::Stale);
-        }
-        let current = sets.get(&set.name_any()).await?;
-        if current.resource_version() != set.resource_version() {
-            return Err(ReportError::Stale);
-        }
-        let body = report_lines(set_ctx, set, &pass.source, &step.counted);
-        let (lines, bytes) = (step.counted.len(), body.len());
-        let http = &ctx.preflight_http;
-        report::write_part(
-            http,
-            &pass.presigner,
-            target,
-            &uid,
-            book.parts,
-            body,
-            ctx.now(),
-        )
-        .await?;
-        book = report::after_part(book, lines, bytes);
+    let part =
+        (!step.counted.is_empty()).then(|| report_lines(set_ctx, set, &pass.source, &step.counted));
+    let after = match &part {
+        Some(body) => report::after_part(book.clone(), step.counted.len(), body.len()),
+        None => book.clone(),
+    };
+    let due = report::due(&step.status, &after, listed_in_full, pass.inbox);
+    if part.is_none() && !due {
+        step.status.report = Some(book);
+        return Ok(());
     }
-    if report::due(&step.status, &book, listed_in_full, pass.inbox) {
+    // A counted part is never written again, and a report is not sent for nothing. So the pass
+    // that writes part n (or the report) must hold the set's current copy: one older than a
+    // status write that was stored but answered with an error would write part n over the part
+    // that write counted (a deposed leader too).
+    if !ctx.deps.fence.may_write() {
+        return Err(ReportError::Stale);
+    }
+    let current = sets.get(&set.name_any()).await?;
+    if current.resource_version() != set.resource_version() {
+        return Err(ReportError::Stale);
+    }
+    if let Some(body) = part {
+        let http = &ctx.preflight_http;
+        let now = ctx.now();
+        report::write_part(http, &pass.presigner, target, &uid, book.parts, body, now).await?;
+        book = after;
+    }
+    if due {
         let presigner = pass.presigner.clone();
         let book_size = (book.parts, book.bytes);
         report::put_together(
@@ -584,7 +591,8 @@ async fn decide(
     let children = set_ctx.with_created(&uid, children(set, &set_ctx.children));
     // A key that has a child is not new: that child's object was listed and taken already.
     late.retain(|l: &Listed| !children.iter().any(|c| c.key == l.key));
-    let mut outputs_exist = set_ctx.outputs_exist(&uid, old.cursor.as_deref());
+    let generation = set.metadata.generation;
+    let mut outputs_exist = set_ctx.outputs_exist(&uid, old.cursor.as_deref(), generation);
     let mut step = None;
     for _ in 0..10 {
         let next = progress::step(&SetView {
@@ -612,7 +620,7 @@ async fn decide(
             break;
         }
     }
-    set_ctx.remember_outputs(&uid, outputs_exist);
+    set_ctx.remember_outputs(&uid, outputs_exist, generation);
     // Out of steps: what is decided so far stands, the rest is looked at on the next pass.
     let mut step = step.expect("at least one step");
     step.check_outputs.clear();
@@ -824,22 +832,36 @@ impl SetContext {
         }
     }
 
-    /// The answers about outputs kept for keys past the cursor, young enough to trust.
-    fn outputs_exist(&self, uid: &str, cursor: Option<&str>) -> HashMap<String, bool> {
+    /// The answers about outputs kept for keys past the cursor, given for this generation of
+    /// the spec and young enough to trust.
+    fn outputs_exist(
+        &self,
+        uid: &str,
+        cursor: Option<&str>,
+        generation: Option<i64>,
+    ) -> HashMap<String, bool> {
         let mut sets = self.sets.lock().unwrap();
         let Some(memory) = sets.get_mut(uid) else {
             return HashMap::new();
         };
+        let trusted = memory
+            .outputs_asked
+            .is_some_and(|(asked_for, at)| asked_for == generation && at.elapsed() < CACHE_FOR);
+        if !trusted {
+            memory.outputs_exist.clear();
+            memory.outputs_asked = None;
+        }
         memory
             .outputs_exist
             .retain(|key, _| cursor.is_none_or(|c| key.as_str() > c));
         memory.outputs_exist.clone()
     }
 
-    fn remember_outputs(&self, uid: &str, answers: HashMap<String, bool>) {
+    fn remember_outputs(&self, uid: &str, answers: HashMap<String, bool>, generation: Option<i64>) {
         if let Some(memory) = self.sets.lock().unwrap().get_mut(uid) {
             // Bounded by the keys one pass can look at; the cursor prunes them.
             memory.outputs_exist = answers;
+            (memory.outputs_asked).get_or_insert((generation, std::time::Instant::now()));
         }
     }
 
@@ -848,6 +870,7 @@ impl SetContext {
         if let Some(memory) = self.sets.lock().unwrap().get_mut(uid) {
             memory.window = None;
             memory.outputs_exist = HashMap::new();
+            memory.outputs_asked = None;
             memory.created = vec![];
         }
     }
@@ -896,7 +919,6 @@ impl SetContext {
     }
 }
 
-/// The selected keys after the cursor, up to `size` of them, and whether the listing ended.
 /// The selected keys after the cursor, up to `size` of them, and whether the listing ended.
 async fn list_window(
     ctx: &Context,
@@ -992,13 +1014,14 @@ fn sample_child(set: &MediaJobSet, source: &SetSource, key: &str) -> MediaJob {
 
 /// Creates the child of `listed` (an existing one is taken as made) and returns it as running.
 async fn create_child(
-    ctx: &Context,
+    set_ctx: &SetContext,
     set: &MediaJobSet,
     source: &SetSource,
     jobs: &Api<MediaJob>,
     listed: &Listed,
     late: bool,
-) -> Result<Child, SetError> {
+) -> Result<(), SetError> {
+    let ctx = &*set_ctx.ctx;
     let mut job = sample_child(set, source, &listed.key);
     // The set's own labels go on: a release that selects the set selects its children.
     let mut labels = set.labels().clone();
@@ -1026,17 +1049,20 @@ async fn create_child(
         written: listed.last_modified,
         late,
     };
+    // Counted as running before it is sent: a create whose answer is lost may have made it,
+    // and the watch may not show it before the next pass.
+    set_ctx.created(&set.uid().unwrap_or_default(), child.clone());
     match jobs.create(&PostParams::default(), &job).await {
         Ok(_) => {
             ctx.deps.metrics.kube_write("create");
             debug!(set = %set.name_any(), key = %listed.key, "created a child MediaJob");
-            Ok(child)
+            Ok(())
         }
         // Made already (a lost answer, a pass before a restart), if it is this object's child.
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let existing = jobs.get(&child.name).await?;
             match child_of(set, &existing) {
-                Some(found) if found.key == listed.key => Ok(child),
+                Some(found) if found.key == listed.key => Ok(()),
                 _ => Err(SetError::NameTaken(format!(
                     "a MediaJob named {} exists that is not the child of {:?}: rename it or the set",
                     child.name, listed.key
